@@ -1,0 +1,41 @@
+"""Importing Keras without TensorFlow's start-up chatter on standard error."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+
+def import_keras_quietly() -> None:
+    """Import Keras with the native standard error captured, and replay it only on failure.
+
+    TensorFlow's C++ side writes CUDA probing and oneDNN notes straight to file descriptor 2
+    before any Python setting can stop it (TF_CPP_MIN_LOG_LEVEL no longer covers them), which
+    buries this project's one-line error messages. Setting VAE_MNIST_VERBOSE_IMPORT=1 shows them.
+    """
+    if "keras" in sys.modules or os.environ.get("VAE_MNIST_VERBOSE_IMPORT") == "1":
+        import keras  # noqa: F401
+
+        return
+    try:
+        saved = os.dup(2)
+    except OSError:  # No usable standard error: nothing to protect.
+        import keras  # noqa: F401
+
+        return
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                os.dup2(saved, 2)
+            os.close(saved)

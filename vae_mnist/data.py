@@ -1,0 +1,180 @@
+"""Loading MNIST from a local file or through Keras, and checking what was read."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+DATA_ENVIRONMENT_VARIABLE = "VAE_MNIST_DATA"
+IMAGE_SIDE = 28
+NUMBER_OF_CLASSES = 10
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# The four files of the original distribution, by the Keras key they fill.
+IDX_FILE_STEMS = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+# The magic number of an IDX file: two zero bytes, the type code (0x08 for unsigned bytes)
+# and the number of dimensions.
+IDX_UNSIGNED_BYTE = 0x08
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+class DataError(ValueError):
+    """A data set that is missing, unreadable or not MNIST-shaped."""
+
+
+def load_mnist(path: str | os.PathLike | None = None) -> tuple[Split, Split]:
+    """Return ``((x_train, y_train), (x_test, y_test))`` as ``keras.datasets.mnist`` does.
+
+    Images are ``uint8`` arrays of shape ``(n, 28, 28)`` and labels ``uint8`` arrays of shape
+    ``(n,)``. The source is, in order: `path`; the file or folder named by the environment
+    variable ``VAE_MNIST_DATA``; a download through Keras. A path may be a Keras-layout
+    ``.npz`` file or a folder holding the four original IDX files, gzipped or not.
+    """
+    if path is None:
+        path = os.environ.get(DATA_ENVIRONMENT_VARIABLE) or None
+    arrays = _download_with_keras() if path is None else read_mnist_file(path)
+    validate_mnist(arrays, source=str(path) if path is not None else "keras download")
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def prepare_images(images: np.ndarray) -> np.ndarray:
+    """Scale uint8 images to float32 in [0, 1] and flatten each to 784 values."""
+    # (n, 28, 28) -> (n, 784)
+    return (images.astype(np.float32) / 255.0).reshape(len(images), -1)
+
+
+def read_mnist_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read the four arrays from an ``.npz`` file or a folder of IDX files."""
+    path = Path(path)
+    if path.is_dir():
+        return {key: _read_idx_from_folder(path, stem) for key, stem in IDX_FILE_STEMS.items()}
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    return _read_npz(path)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                raise DataError(f"{path}: missing the arrays {', '.join(missing)}")
+            return {key: archive[key] for key in NPZ_KEYS}
+    except DataError:
+        raise
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+            raise DataError(
+                f"{path}: holds pickled objects, which are refused (arrays only)"
+            ) from None
+        raise DataError(f"{path}: not a readable .npz file ({error})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        raise DataError(f"{path}: not a readable .npz file ({error})") from None
+
+
+def _read_idx_from_folder(folder: Path, stem: str) -> np.ndarray:
+    # Accept both spellings in circulation ("-idx3-ubyte" and ".idx3-ubyte"), gzipped or not.
+    candidates = [stem, stem.replace("-idx", ".idx")]
+    for name in candidates:
+        for suffix in ("", ".gz"):
+            candidate = folder / (name + suffix)
+            if candidate.is_file():
+                return read_idx(candidate)
+    raise DataError(f"{folder}: no {stem} or {stem}.gz file (an IDX data folder needs all four)")
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one IDX file of unsigned bytes (``.gz`` files are decompressed)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as stream:
+                content = stream.read()
+        else:
+            content = path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: cannot be read ({error})") from None
+    if len(content) < 4:
+        raise DataError(f"{path}: too short for an IDX file ({len(content)} bytes)")
+    zero_one, zero_two, type_code, dimensions = content[:4]
+    if zero_one != 0 or zero_two != 0 or type_code != IDX_UNSIGNED_BYTE or dimensions == 0:
+        raise DataError(
+            f"{path}: bad IDX magic number 0x{content[:4].hex()} "
+            "(expected 0x00000801 for labels or 0x00000803 for images)"
+        )
+    header_size = 4 + 4 * dimensions
+    if len(content) < header_size:
+        raise DataError(f"{path}: too few bytes for the IDX header")
+    shape = tuple(
+        int.from_bytes(content[4 + 4 * axis : 8 + 4 * axis], "big") for axis in range(dimensions)
+    )
+    expected = int(np.prod(shape))
+    available = len(content) - header_size
+    if available != expected:
+        raise DataError(
+            f"{path}: the header promises {expected} values of shape {shape} "
+            f"but the file holds {available}"
+        )
+    return np.frombuffer(content, dtype=np.uint8, offset=header_size).reshape(shape)
+
+
+def validate_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
+    """Raise `DataError` unless the arrays look like MNIST in the Keras layout."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
+            raise DataError(
+                f"{source}: x_{split} has shape {images.shape}, expected (n, 28, 28)"
+            )
+        if labels.ndim != 1:
+            raise DataError(f"{source}: y_{split} has shape {labels.shape}, expected (n,)")
+        if len(images) != len(labels):
+            raise DataError(
+                f"{source}: x_{split} has {len(images)} images but y_{split} "
+                f"has {len(labels)} labels"
+            )
+        if len(images) == 0:
+            raise DataError(f"{source}: x_{split} is empty")
+        for name, array in ((f"x_{split}", images), (f"y_{split}", labels)):
+            if not np.issubdtype(array.dtype, np.integer):
+                raise DataError(
+                    f"{source}: {name} has dtype {array.dtype}, expected integers (uint8)"
+                )
+        if images.min() < 0 or images.max() > 255:
+            raise DataError(
+                f"{source}: x_{split} has pixel values in {images.min()}..{images.max()}, "
+                "expected 0..255"
+            )
+        if labels.min() < 0 or labels.max() >= NUMBER_OF_CLASSES:
+            raise DataError(
+                f"{source}: y_{split} has labels in {labels.min()}..{labels.max()}, "
+                "expected 0..9"
+            )
+    for key in NPZ_KEYS:
+        arrays[key] = arrays[key].astype(np.uint8, copy=False)
+
+
+def _download_with_keras() -> dict[str, np.ndarray]:
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+    except Exception as error:  # Keras wraps every network failure in a plain Exception.
+        raise DataError(
+            "could not download MNIST through Keras (is there a network?): "
+            f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. "
+            f"Give a local copy with --data PATH or the environment variable "
+            f"{DATA_ENVIRONMENT_VARIABLE} (an .npz in the Keras layout or a folder of the "
+            "four IDX files)"
+        ) from None
+    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}

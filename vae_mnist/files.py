@@ -1,0 +1,66 @@
+"""Writing files so that a crash never leaves a half-written file where a good one was."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMPORARY_PREFIX = ".tmp-"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it onto `path` only if the block succeeds.
+
+    The temporary name keeps the final suffix, because Keras and matplotlib choose the file
+    format from it. The rename is atomic on POSIX file systems, so readers see either the old
+    file or the complete new one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary_name = tempfile.mkstemp(
+        prefix=TEMPORARY_PREFIX, suffix=path.name, dir=path.parent
+    )
+    os.close(handle)
+    temporary = Path(temporary_name)
+    # Some writers (Keras) refuse to overwrite without asking, so hand them a free name.
+    temporary.unlink()
+    try:
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def remove_stale_temporaries(folder: str | Path) -> None:
+    """Delete temporary files that a killed process left in `folder`."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for leftover in folder.glob(TEMPORARY_PREFIX + "*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def check_writable_folder(folder: str | Path) -> Path:
+    """Create `folder` if needed and make sure files can be written in it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=TEMPORARY_PREFIX, dir=folder):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise PermissionError(f"cannot write to the folder {folder}: {reason}") from None
+    return folder

@@ -16,20 +16,23 @@ def import_keras_quietly() -> None:
     buries this project's one-line error messages. Setting VAE_MNIST_VERBOSE_IMPORT=1 shows them.
     """
     if "keras" in sys.modules or os.environ.get("VAE_MNIST_VERBOSE_IMPORT") == "1":
-        import keras  # noqa: F401
-
         return
     try:
         saved = os.dup(2)
     except OSError:  # No usable standard error: nothing to protect.
-        import keras  # noqa: F401
-
         return
     with tempfile.TemporaryFile() as captured:
         sys.stderr.flush()
         os.dup2(captured.fileno(), 2)
         try:
-            import keras  # noqa: F401
+            import keras
+
+            if keras.backend.backend() == "tensorflow":
+                # Probing for GPUs is what prints the CUDA errors on machines without one;
+                # probe now, while the noise is captured.
+                import tensorflow
+
+                tensorflow.config.list_physical_devices()
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)

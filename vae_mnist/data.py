@@ -64,6 +64,14 @@ def read_mnist_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    # numpy would try to unpickle anything that is not a zip archive; refuse it up front.
+    try:
+        with open(path, "rb") as stream:
+            signature = stream.read(4)
+    except OSError as error:
+        raise DataError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if signature != b"PK\x03\x04":
+        raise DataError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
@@ -89,12 +97,18 @@ def _read_idx_from_folder(folder: Path, stem: str) -> np.ndarray:
         for suffix in ("", ".gz"):
             candidate = folder / (name + suffix)
             if candidate.is_file():
-                return read_idx(candidate)
+                return read_idx(candidate, dimensions=3 if "images" in stem else 1)
     raise DataError(f"{folder}: no {stem} or {stem}.gz file (an IDX data folder needs all four)")
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read one IDX file of unsigned bytes (``.gz`` files are decompressed)."""
+def read_idx(path: str | os.PathLike, dimensions: int | None = None) -> np.ndarray:
+    """Read one IDX file of unsigned bytes (``.gz`` files are decompressed).
+
+    Args:
+        path: the file.
+        dimensions: where given, the number of dimensions the magic number must announce
+            (3 for images, 1 for labels).
+    """
     path = Path(path)
     try:
         if path.suffix == ".gz":
@@ -106,12 +120,12 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
         raise DataError(f"{path}: cannot be read ({error})") from None
     if len(content) < 4:
         raise DataError(f"{path}: too short for an IDX file ({len(content)} bytes)")
-    zero_one, zero_two, type_code, dimensions = content[:4]
-    if zero_one != 0 or zero_two != 0 or type_code != IDX_UNSIGNED_BYTE or dimensions == 0:
-        raise DataError(
-            f"{path}: bad IDX magic number 0x{content[:4].hex()} "
-            "(expected 0x00000801 for labels or 0x00000803 for images)"
-        )
+    zero_one, zero_two, type_code, announced = content[:4]
+    wanted = {dimensions} if dimensions else {1, 3}
+    if zero_one != 0 or zero_two != 0 or type_code != IDX_UNSIGNED_BYTE or announced not in wanted:
+        expected = " or ".join(f"0x{0x800 + count:08x}" for count in sorted(wanted))
+        raise DataError(f"{path}: bad IDX magic number 0x{content[:4].hex()} (expected {expected})")
+    dimensions = announced
     header_size = 4 + 4 * dimensions
     if len(content) < header_size:
         raise DataError(f"{path}: too few bytes for the IDX header")

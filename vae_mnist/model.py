@@ -70,7 +70,7 @@ def build_decoder(
 
 def build_mean_encoder(encoder: keras.Model) -> keras.Model:
     """x → z_mean, sharing the encoder's layers: the blog's ``encoder``."""
-    return keras.Model(encoder.inputs, encoder.outputs[0], name="mean_encoder")
+    return keras.Model(encoder.input, encoder.outputs[0], name="mean_encoder")
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)

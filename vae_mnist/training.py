@@ -233,8 +233,9 @@ def _sigterm_as_keyboard_interrupt():
 
 
 def _same_setup(saved: VAEConfig, wanted: VAEConfig) -> bool:
-    # The epoch count may grow between sessions; everything else must match to continue.
-    return saved.replace(epochs=wanted.epochs) == wanted
+    # The epoch count may change between sessions, and so may the learning rate (to continue
+    # more gently after a divergence); everything else must match to continue.
+    return saved.replace(epochs=wanted.epochs, learning_rate=wanted.learning_rate) == wanted
 
 
 def train(
@@ -245,6 +246,7 @@ def train(
     overwrite: bool = False,
     restart: bool = False,
     verbose: int | str = "auto",
+    callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training of) the VAE into `out_dir`; return the run's progress record.
 
@@ -255,6 +257,7 @@ def train(
         overwrite: replace a finished run in `out_dir`.
         restart: discard an unfinished run in `out_dir` instead of continuing it.
         verbose: Keras' verbosity (1 shows the progress bar).
+        callbacks: more Keras callbacks, called after the one that saves each epoch.
 
     Raises:
         RunError: the folder holds a finished run (and `overwrite` is off), or an unfinished
@@ -306,6 +309,7 @@ def train(
     keras.utils.set_random_seed(config.seed + completed)
     if resume:
         vae = keras.saving.load_model(paths.folder / info["checkpoint"], compile=True)
+        vae.optimizer.learning_rate.assign(config.learning_rate)
     else:
         vae = build_vae(config)
         compile_vae(vae, config, math.ceil(len(data[0][0]) / config.batch_size))
@@ -329,7 +333,7 @@ def train(
                 shuffle=config.shuffle,
                 validation_data=x_test,
                 validation_batch_size=config.batch_size,
-                callbacks=[recorder],
+                callbacks=[recorder, *(callbacks or [])],
                 verbose=verbose,
             )
     if recorder.diverged is not None:

@@ -1,0 +1,333 @@
+"""The command line end to end, and the one-line errors of every kind of bad input."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPOSITORY, folder_state, make_arrays, run_command, write_idx
+
+from vae_mnist.cli import main
+
+FIGURE_SIZES = {
+    "latent_scatter.png": (600, 600),
+    "manifold.png": (1000, 1000),
+    "decode_7.png": (600, 340),
+    "decode_9.png": (600, 340),
+    "reconstructions.png": (1000, 230),
+    "samples.png": (600, 600),
+    "interpolation.png": (800, 130),
+    "training_curves.png": (1300, 380),
+    "latent_density.png": (600, 600),
+}
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    content = path.read_bytes()
+    assert content[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    assert content[12:16] == b"IHDR"
+    return struct.unpack(">II", content[16:24])
+
+
+def gif_frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.format == "GIF"
+        return image.n_frames, image.size
+
+
+def test_scripts_end_to_end(tmp_path, session_npz):
+    run_folder, figures = tmp_path / "run", tmp_path / "figures"
+    trained = run_command(
+        "--data", str(session_npz), "--epochs", "1", "--out", str(run_folder),
+        "--snapshot-every", "1", script="train.py",
+    )
+    assert trained.returncode == 0, trained.stderr
+    for name in ("vae.keras", "encoder.keras", "decoder.keras", "config.json", "history.csv",
+                 "run.json"):
+        assert (run_folder / name).is_file(), name
+    header, row = (run_folder / "history.csv").read_text().splitlines()
+    assert header == ("epoch,loss,reconstruction_loss,kl_loss,val_loss,"
+                      "val_reconstruction_loss,val_kl_loss")
+    assert row.startswith("0,")
+    plotted = run_command(
+        "all", "--run", str(run_folder), "--data", str(session_npz), "--out", str(figures),
+        script="plot.py",
+    )
+    assert plotted.returncode == 0, plotted.stderr
+    assert "test image 7 (a " in plotted.stdout and "z = [" in plotted.stdout
+    for name, size in FIGURE_SIZES.items():
+        assert png_size(figures / name) == size, name
+    frames, size = gif_frames_and_size(figures / "manifold.gif")
+    assert frames == 2 and size == (15 * 28, 15 * 28)
+
+
+def test_plot_single_kinds_and_options(trained_run, session_npz, tmp_path):
+    out = tmp_path / "figures"
+    assert main(["plot", "manifold", "--run", str(trained_run), "--out", str(out),
+                 "--n", "4"]) == 0
+    assert png_size(out / "manifold.png") == (1000, 1000)
+    assert main(["plot", "decode", "--run", str(trained_run), "--out", str(out),
+                 "--z", "1.69", "0.28"]) == 0
+    assert png_size(out / "decode_z_1.69_0.28.png") == (300, 340)
+    assert main(["plot", "decode", "--run", str(trained_run), "--out", str(out),
+                 "--data", str(session_npz), "--index", "3"]) == 0
+    assert (out / "decode_3.png").is_file()
+    assert main(["plot", "interpolation", "--run", str(trained_run), "--out", str(out),
+                 "--data", str(session_npz), "--from", "4", "--to", "5", "--steps", "6"]) == 0
+    assert png_size(out / "interpolation.png") == (480, 130)
+
+
+MODEL_CHECK = textwrap.dedent(
+    """
+    import sys
+    import keras
+    import numpy as np
+    import vae_mnist
+
+    folder, out = sys.argv[1], sys.argv[2]
+    images = np.random.default_rng(0).random((6, 784)).astype("float32")
+    z = np.random.default_rng(1).standard_normal((6, 2)).astype("float32")
+    vae = keras.saving.load_model(folder + "/vae.keras")
+    encoder = keras.saving.load_model(folder + "/encoder.keras")
+    decoder = keras.saving.load_model(folder + "/decoder.keras")
+    np.savez(out, z_mean=keras.ops.convert_to_numpy(encoder(images)),
+             decoded=keras.ops.convert_to_numpy(decoder(z)),
+             vae=keras.ops.convert_to_numpy(vae(images)["reconstruction"]),
+             vae_z_mean=keras.ops.convert_to_numpy(vae.encoder(images)[0]),
+             vae_decoded=keras.ops.convert_to_numpy(vae.decoder(z)))
+    """
+)
+
+
+def test_saved_models_reload_in_fresh_processes_with_safe_mode(trained_run, tmp_path):
+    outputs = []
+    for attempt in range(2):
+        out = tmp_path / f"outputs{attempt}.npz"
+        result = subprocess.run(
+            [sys.executable, "-c", MODEL_CHECK, str(trained_run), str(out)],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(dict(np.load(out, allow_pickle=False)))
+    for key in outputs[0]:
+        np.testing.assert_array_equal(outputs[0][key], outputs[1][key])
+    np.testing.assert_allclose(outputs[0]["z_mean"], outputs[0]["vae_z_mean"], rtol=1e-6)
+    np.testing.assert_allclose(outputs[0]["decoded"], outputs[0]["vae_decoded"], rtol=1e-6)
+
+
+def test_help_lists_every_flag_with_help():
+    result = run_command("train", "--help")
+    assert result.returncode == 0
+    for flag in ("--data", "--epochs", "--batch-size", "--seed", "--out", "--latent-dim",
+                 "--learning-rate", "--intermediate-dim", "--epsilon-std", "--overwrite",
+                 "--restart", "--snapshot-every"):
+        assert flag in result.stdout
+
+
+# Bad input: one line on standard error, a non-zero exit, no traceback, nothing changed.
+
+
+def assert_one_line_error(capsys, status, pattern: str):
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert status not in (0, None)
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    import re
+
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def call(arguments: list[str]) -> int:
+    """Run `main`, turning argparse's SystemExit into its status."""
+    try:
+        return main(arguments)
+    except SystemExit as exit:
+        return exit.code
+
+
+@pytest.fixture
+def finished_run(trained_run, tmp_path) -> Path:
+    folder = tmp_path / "finished"
+    shutil.copytree(trained_run, folder)
+    return folder
+
+
+def bad_npz(tmp_path: Path, **changes) -> Path:
+    arrays = make_arrays(train=20, test=10)
+    arrays.update(changes)
+    path = tmp_path / "bad.npz"
+    np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
+    return path
+
+
+BAD_DATA = {
+    "missing file": (lambda tmp: tmp / "absent.npz", r"absent\.npz: no such file"),
+    "truncated npz": (
+        lambda tmp: _write(tmp / "cut.npz", bad_npz(tmp).read_bytes()[:300]),
+        r"cut\.npz: not a readable \.npz file",
+    ),
+    "non-zip npz": (lambda tmp: _write(tmp / "x.npz", b"hello"), r"not a zip archive"),
+    "missing keys": (lambda tmp: bad_npz(tmp, x_test=None), r"missing the arrays x_test"),
+    "wrong shapes": (
+        lambda tmp: bad_npz(tmp, x_train=np.zeros((20, 28, 27), np.uint8)),
+        r"x_train has shape \(20, 28, 27\)",
+    ),
+    "wrong dtype": (
+        lambda tmp: bad_npz(tmp, x_train=np.zeros((20, 28, 28), np.float64)),
+        r"x_train has dtype float64",
+    ),
+    "pixels out of range": (
+        lambda tmp: bad_npz(tmp, x_test=np.full((10, 28, 28), 256, np.uint16)),
+        r"pixel values in 256\.\.256, expected 0\.\.255",
+    ),
+    "labels out of range": (
+        lambda tmp: bad_npz(tmp, y_train=np.full(20, 12, np.int64)),
+        r"labels in 12\.\.12, expected 0\.\.9",
+    ),
+    "lengths differ": (
+        lambda tmp: bad_npz(tmp, y_test=np.zeros(9, np.uint8)),
+        r"x_test has 10 images but y_test has 9 labels",
+    ),
+    "pickled objects": (
+        lambda tmp: bad_npz(tmp, y_test=np.array([object()] * 10, dtype=object)),
+        r"pickled objects, which are refused",
+    ),
+    "idx bad magic": (lambda tmp: _idx_folder(tmp, magic=True), r"bad IDX magic number"),
+    "idx too few bytes": (lambda tmp: _idx_folder(tmp, cut=True), r"the file holds"),
+}
+
+
+def _write(path: Path, content: bytes) -> Path:
+    path.write_bytes(content)
+    return path
+
+
+def _idx_folder(tmp: Path, magic: bool = False, cut: bool = False) -> Path:
+    from vae_mnist.data import IDX_FILE_STEMS
+
+    folder = tmp / "idx"
+    folder.mkdir()
+    arrays = make_arrays(train=20, test=10)
+    for key, stem in IDX_FILE_STEMS.items():
+        path = write_idx(folder / stem, arrays[key])
+        if key == "x_train" and magic:
+            path.write_bytes(b"\x00\x00\x08\x07" + path.read_bytes()[4:])
+        if key == "y_test" and cut:
+            path.write_bytes(path.read_bytes()[:-3])
+    return folder
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+@pytest.mark.parametrize("command", ["train", "plot"])
+def test_bad_data_is_refused_and_nothing_changes(case, command, finished_run, tmp_path, capsys):
+    make, pattern = BAD_DATA[case]
+    data = make(tmp_path)
+    figures = finished_run / "figures"
+    figures.mkdir()
+    (figures / "latent_scatter.png").write_bytes(b"an earlier figure")
+    before = folder_state(finished_run)
+    if command == "train":
+        arguments = ["train", "--data", str(data), "--out", str(finished_run), "--overwrite",
+                     "--epochs", "1", "--quiet"]
+    else:
+        arguments = ["plot", "all", "--data", str(data), "--run", str(finished_run),
+                     "--out", str(figures)]
+    assert_one_line_error(capsys, call(arguments), pattern)
+    assert folder_state(finished_run) == before
+
+
+BAD_FLAGS = {
+    "epochs zero": (["train", "--epochs", "0"], r"--epochs: expected a positive whole number"),
+    "epochs negative": (["train", "--epochs", "-3"], r"expected a positive whole number"),
+    "epochs fraction": (["train", "--epochs", "2.5"], r"expected a positive whole number"),
+    "epochs word": (["train", "--epochs", "ten"], r"got 'ten'"),
+    "batch size zero": (["train", "--batch-size", "0"], r"--batch-size: expected a positive"),
+    "batch size word": (["train", "--batch-size", "big"], r"--batch-size: .*'big'"),
+    "learning rate nan": (["train", "--learning-rate", "nan"], r"--learning-rate: expected"),
+    "z word": (["plot", "decode", "--z", "1.0", "abc"], r"--z: expected a number, got 'abc'"),
+    "n zero": (["plot", "manifold", "--n", "0"], r"--n: expected a positive whole number"),
+    "unknown kind": (["plot", "everything"], r"invalid choice: 'everything'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_flags(case, finished_run, capsys):
+    arguments, pattern = BAD_FLAGS[case]
+    before = folder_state(finished_run)
+    folder_flag = ["--out", str(finished_run)] if arguments[0] == "train" else [
+        "--run", str(finished_run), "--out", str(finished_run / "figures")]
+    assert_one_line_error(capsys, call([*arguments, *folder_flag]), pattern)
+    assert folder_state(finished_run) == before
+
+
+def test_plot_refusals(finished_run, session_npz, tmp_path, capsys):
+    before = folder_state(finished_run)
+    base = ["--run", str(finished_run), "--out", str(tmp_path / "f"), "--data", str(session_npz)]
+    cases = [
+        (["plot", "decode", "--z", "1", "2", "3", *base],
+         r"--z needs 2 numbers \(one per latent dimension\), got 3"),
+        (["plot", "decode", "--index", "100", *base],
+         r"--index 100 is outside the test set \(0\.\.99\)"),
+        (["plot", "all", "--run", str(tmp_path / "empty")], r"no such run folder"),
+    ]
+    (tmp_path / "no-model").mkdir()
+    cases.append((["plot", "latent", "--run", str(tmp_path / "no-model")],
+                  r"holds no trained model"))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    cases.append((["plot", "manifold", "--run", str(finished_run), "--out", str(blocker / "f")],
+                  r"cannot write to the folder"))
+    for arguments, pattern in cases:
+        assert_one_line_error(capsys, call(arguments), pattern)
+    assert folder_state(finished_run) == before
+
+
+def test_missing_and_corrupt_model_files(finished_run, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(finished_run, broken)
+    (broken / "decoder.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    before = folder_state(broken)
+    assert_one_line_error(
+        capsys, call(["plot", "manifold", "--run", str(broken), "--out", str(tmp_path / "f")]),
+        r"decoder\.keras: not a readable Keras model")
+    (broken / "vae.keras").unlink()
+    before = folder_state(broken)
+    assert_one_line_error(capsys, call(["evaluate", "--run", str(broken)]),
+                          r"holds no trained model \(no vae\.keras\)")
+    assert folder_state(broken) == before
+
+
+def test_unwritable_run_folder(tmp_path, session_npz, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    status = call(["train", "--data", str(session_npz), "--out", str(blocker / "run")])
+    assert_one_line_error(capsys, status, r"cannot write to the folder")
+    assert blocker.read_text() == "in the way"
+
+
+def test_errors_in_a_fresh_process_have_no_traceback(tmp_path):
+    (tmp_path / "x.npz").write_bytes(b"junk")
+    result = run_command("train", "--data", str(tmp_path / "x.npz"), "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("vae-mnist train: error: ")
+    result = run_command("train", "--epochs", "-1")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "vae-mnist train: error: argument --epochs: expected a positive whole number, got '-1'"
+    )
+
+
+def test_repository_layout():
+    for name in ("README.md", "pyproject.toml", ".ci/run", "scripts/train.py",
+                 "scripts/plot.py", "scripts/evaluate.py"):
+        assert (REPOSITORY / name).is_file(), name

@@ -1,0 +1,138 @@
+"""Loading MNIST from .npz files and IDX folders, and refusing every kind of bad file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import make_arrays, write_idx
+
+from vae_mnist.data import (
+    IDX_FILE_STEMS,
+    DataError,
+    load_mnist,
+    prepare_images,
+    read_idx,
+)
+
+
+def _assert_keras_layout(result, arrays):
+    (x_train, y_train), (x_test, y_test) = result
+    for got, key in ((x_train, "x_train"), (y_train, "y_train"), (x_test, "x_test"),
+                     (y_test, "y_test")):
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, arrays[key])
+
+
+def test_npz(npz_file, arrays):
+    _assert_keras_layout(load_mnist(npz_file), arrays)
+
+
+def test_environment_variable(npz_file, arrays, monkeypatch):
+    monkeypatch.setenv("VAE_MNIST_DATA", str(npz_file))
+    _assert_keras_layout(load_mnist(), arrays)
+
+
+def test_explicit_path_wins_over_the_environment(npz_file, arrays, monkeypatch, tmp_path):
+    monkeypatch.setenv("VAE_MNIST_DATA", str(tmp_path / "missing.npz"))
+    _assert_keras_layout(load_mnist(npz_file), arrays)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("dotted", [False, True])
+def test_idx_folder(tmp_path, arrays, compress, dotted):
+    for key, stem in IDX_FILE_STEMS.items():
+        name = stem.replace("-idx", ".idx") if dotted else stem
+        write_idx(tmp_path / name, arrays[key], compress=compress)
+    _assert_keras_layout(load_mnist(tmp_path), arrays)
+
+
+def test_prepare_images():
+    images = np.array([[[0, 255], [51, 102]]], np.uint8)
+    prepared = prepare_images(images)
+    assert prepared.dtype == np.float32 and prepared.shape == (1, 4)
+    np.testing.assert_allclose(prepared, [[0.0, 1.0, 0.2, 0.4]])
+
+
+def test_download_failure_says_how_to_give_a_local_file(monkeypatch):
+    import keras
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com: no network")
+
+    monkeypatch.delenv("VAE_MNIST_DATA", raising=False)
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(DataError, match="could not download MNIST.*--data PATH.*VAE_MNIST_DATA"):
+        load_mnist()
+
+
+def _npz(tmp_path, **changes):
+    arrays = make_arrays(train=20, test=10)
+    arrays.update(changes)
+    arrays = {key: value for key, value in arrays.items() if value is not None}
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+BAD_NPZ = {
+    "missing key": (dict(y_test=None), "missing the arrays y_test"),
+    "wrong image shape": (dict(x_train=np.zeros((20, 784), np.uint8)), "expected \\(n, 28, 28\\)"),
+    "wrong label shape": (dict(y_train=np.zeros((20, 2), np.uint8)), "expected \\(n,\\)"),
+    "float images": (dict(x_test=np.zeros((10, 28, 28), np.float32)), "dtype float32"),
+    "pixels above 255": (dict(x_train=np.full((20, 28, 28), 300, np.int32)), "expected 0..255"),
+    "negative pixels": (dict(x_train=np.full((20, 28, 28), -1, np.int16)), "expected 0..255"),
+    "labels above 9": (dict(y_test=np.full(10, 10, np.uint8)), "expected 0..9"),
+    "lengths differ": (dict(y_train=np.zeros(19, np.uint8)), "20 images but y_train has 19"),
+    "empty": (dict(x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.uint8)),
+              "is empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_NPZ))
+def test_bad_npz_contents(tmp_path, case):
+    changes, message = BAD_NPZ[case]
+    with pytest.raises(DataError, match=message):
+        load_mnist(_npz(tmp_path, **changes))
+
+
+def test_pickled_object_array_is_refused(tmp_path):
+    path = _npz(tmp_path, y_train=np.array([{"code": "run me"}] * 20, dtype=object))
+    with pytest.raises(DataError, match="pickled objects, which are refused"):
+        load_mnist(path)
+
+
+def test_missing_truncated_and_non_zip_files(tmp_path, npz_file):
+    with pytest.raises(DataError, match="no such file"):
+        load_mnist(tmp_path / "nothing.npz")
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(npz_file.read_bytes()[:1000])
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        load_mnist(truncated)
+    text = tmp_path / "text.npz"
+    text.write_text("not an archive")
+    with pytest.raises(DataError, match="not a readable .npz file"):
+        load_mnist(text)
+
+
+def test_bad_idx_files(tmp_path, arrays):
+    images = write_idx(tmp_path / "images", arrays["x_test"])
+    content = images.read_bytes()
+    (tmp_path / "magic").write_bytes(b"\x00\x00\x09\x03" + content[4:])
+    with pytest.raises(DataError, match="bad IDX magic number 0x00000903 \\(expected 0x00000801 or 0x00000803\\)"):
+        read_idx(tmp_path / "magic")
+    (tmp_path / "short").write_bytes(content[:-5])
+    with pytest.raises(DataError, match="promises 78400 values .* holds 78395"):
+        read_idx(tmp_path / "short")
+    (tmp_path / "tiny").write_bytes(b"\x00\x00")
+    with pytest.raises(DataError, match="too short"):
+        read_idx(tmp_path / "tiny")
+    (tmp_path / "broken.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="cannot be read"):
+        read_idx(tmp_path / "broken.gz")
+
+
+def test_idx_folder_missing_a_file(tmp_path, arrays):
+    for key, stem in list(IDX_FILE_STEMS.items())[:3]:
+        write_idx(tmp_path / stem, arrays[key])
+    with pytest.raises(DataError, match="no t10k-labels-idx1-ubyte"):
+        load_mnist(tmp_path)

@@ -1,0 +1,185 @@
+"""Runs that survive interruption, refuse to clobber, stop on NaN, and repeat under a seed."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import folder_state, make_arrays, run_command
+
+from vae_mnist import VAEConfig, load_model
+from vae_mnist.model import ModelFileError
+from vae_mnist.training import RunError, TrainingDiverged, train
+
+SMALL = VAEConfig(intermediate_dim=32, batch_size=50, epochs=2)
+
+
+def history_epochs(folder: Path) -> list[int]:
+    with open(folder / "history.csv", newline="") as stream:
+        return [int(row["epoch"]) for row in csv.DictReader(stream)]
+
+
+def _wait_for_epochs(folder: Path, count: int, process: subprocess.Popen, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        history = folder / "history.csv"
+        if history.exists() and len(history.read_text().splitlines()) > count:
+            return
+        time.sleep(0.05)
+    raise AssertionError("training made no progress")
+
+
+@pytest.fixture(scope="module")
+def slow_npz(tmp_path_factory) -> Path:
+    """Enough data that an epoch lasts long enough to be interrupted in the middle."""
+    path = tmp_path_factory.mktemp("data") / "medium.npz"
+    np.savez(path, **make_arrays(train=6000, test=500))
+    return path
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how):
+    folder = tmp_path / "run"
+    command = [sys.executable, "-m", "vae_mnist.cli", "train", "--data", str(slow_npz),
+               "--out", str(folder), "--epochs", "6", "--quiet", "--steps-per-execution", "1"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    _wait_for_epochs(folder, 2, process)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    if how == signal.SIGTERM:
+        assert process.returncode == 130
+        assert "interrupted; every finished epoch is kept" in stderr
+        assert "Traceback" not in stderr
+    else:
+        assert process.returncode == -signal.SIGKILL
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "training" and info["completed_epochs"] >= 2
+    assert history_epochs(folder) == list(range(info["completed_epochs"]))
+    assert (folder / info["checkpoint"]).is_file()
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"continuing the unfinished run in {folder} after epoch" in resumed.stderr
+    assert history_epochs(folder) == list(range(6))
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "finished" and info["completed_epochs"] == 6
+    assert not (folder / "checkpoint").exists()
+    assert not list(folder.glob(".tmp-*"))
+    load_model(folder / "vae.keras")
+
+
+class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def _unfinished_run(folder: Path) -> None:
+    with pytest.raises(KeyboardInterrupt):
+        train(SMALL.replace(epochs=3), _data(), folder, verbose=0,
+              callbacks=[_InterruptAfterFirstEpoch()])
+
+
+def _data():
+    arrays = make_arrays(train=300, test=100)
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, session_npz):
+    folder = tmp_path / "run"
+    _unfinished_run(folder)
+    info = json.loads((folder / "run.json").read_text())
+    checkpoint = folder / info["checkpoint"]
+    saved = checkpoint.read_bytes()
+    result = run_command("train", "--data", str(session_npz), "--out", str(folder),
+                         "--learning-rate", "100", "--quiet")
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert "the loss became nan in epoch 2" in message or "the loss became inf" in message
+    assert f"the last good checkpoint (epoch 1) is kept in {checkpoint}" in message
+    assert checkpoint.read_bytes() == saved
+    assert history_epochs(folder) == [0]
+    assert np.isfinite(load_model(checkpoint).decoder.weights[0].numpy()).all()
+
+
+def test_divergence_in_the_first_epoch(tmp_path):
+    with pytest.raises(TrainingDiverged, match="in epoch 1; .*no epoch had finished"):
+        train(SMALL.replace(learning_rate=100.0), _data(), tmp_path / "run", verbose=0)
+
+
+def test_finished_run_is_not_overwritten_without_asking(tmp_path):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    before = folder_state(folder)
+    with pytest.raises(RunError, match="holds a finished run; pass --overwrite"):
+        train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    assert folder_state(folder) == before
+    train(SMALL.replace(epochs=1, seed=4), _data(), folder, verbose=0, overwrite=True)
+    assert json.loads((folder / "run.json").read_text())["seed"] == 4
+
+
+def test_unfinished_run_with_other_settings_needs_restart(tmp_path):
+    folder = tmp_path / "run"
+    _unfinished_run(folder)
+    with pytest.raises(RunError, match="other settings.*--restart"):
+        train(SMALL.replace(epochs=3, latent_dim=3), _data(), folder, verbose=0)
+    info = train(SMALL.replace(epochs=1, latent_dim=3), _data(), folder, verbose=0,
+                 restart=True)
+    assert info["completed_epochs"] == 1 and history_epochs(folder) == [0]
+
+
+def test_same_seed_same_history_and_decoded_images(tmp_path):
+    results = []
+    for name in ("first", "second"):
+        folder = tmp_path / name
+        train(SMALL, _data(), folder, verbose=0)
+        decoder = load_model(folder / "decoder.keras")
+        z = np.linspace(-2, 2, 10, dtype="float32").reshape(5, 2)
+        results.append(((folder / "history.csv").read_text(),
+                        keras.ops.convert_to_numpy(decoder(z))))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    other = train(SMALL.replace(seed=1), _data(), tmp_path / "other", verbose=0)
+    assert other["history"][-1]["loss"] != float(results[0][0].splitlines()[-1].split(",")[1])
+
+
+def test_seed_and_versions_are_recorded(tmp_path):
+    info = train(SMALL.replace(epochs=1, seed=11), _data(), tmp_path / "run", verbose=0)
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert recorded["seed"] == 11 == info["seed"]
+    for library in ("python", "keras", "numpy", "backend"):
+        assert recorded["versions"][library]
+    assert VAEConfig.load(tmp_path / "run" / "config.json") == SMALL.replace(epochs=1, seed=11)
+
+
+def test_lambda_layer_file_is_refused_not_run(tmp_path):
+    marker = tmp_path / "ran"
+    inputs = keras.Input(shape=(2,))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0)(inputs)
+    path = tmp_path / "stranger.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(ModelFileError, match="refused, it holds a Lambda layer"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from vae_mnist.files import atomic_path
+
+    target = tmp_path / "history.csv"
+    target.write_text("good")
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("crash in the middle")
+    assert target.read_text() == "good"
+    assert os.listdir(tmp_path) == ["history.csv"]

@@ -76,9 +76,11 @@ def run_command(
     """
     env = {key: value for key, value in os.environ.items() if key != "VAE_MNIST_DATA"}
     env.update(environment or {})
-    command = [sys.executable, str(REPOSITORY / "scripts" / script)] if script else [
-        sys.executable, "-m", "vae_mnist.cli"
-    ]
+    command = (
+        [sys.executable, str(REPOSITORY / "scripts" / script)]
+        if script
+        else [sys.executable, "-m", "vae_mnist.cli"]
+    )
     return subprocess.run(
         [*command, *arguments], capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -89,8 +91,16 @@ def trained_run(tmp_path_factory, session_npz) -> Path:
     """One tiny finished run, trained in a subprocess, shared by the tests that only read it."""
     folder = tmp_path_factory.mktemp("runs") / "tiny"
     result = run_command(
-        "train", "--data", str(session_npz), "--epochs", "2", "--out", str(folder),
-        "--snapshot-every", "1", "--quiet",
+        "train",
+        "--data",
+        str(session_npz),
+        "--epochs",
+        "2",
+        "--out",
+        str(folder),
+        "--snapshot-every",
+        "1",
+        "--quiet",
     )
     assert result.returncode == 0, result.stderr
     return folder

@@ -46,19 +46,39 @@ def gif_frames_and_size(path: Path) -> tuple[int, tuple[int, int]]:
 def test_scripts_end_to_end(tmp_path, session_npz):
     run_folder, figures = tmp_path / "run", tmp_path / "figures"
     trained = run_command(
-        "--data", str(session_npz), "--epochs", "1", "--out", str(run_folder),
-        "--snapshot-every", "1", script="train.py",
+        "--data",
+        str(session_npz),
+        "--epochs",
+        "1",
+        "--out",
+        str(run_folder),
+        "--snapshot-every",
+        "1",
+        script="train.py",
     )
     assert trained.returncode == 0, trained.stderr
-    for name in ("vae.keras", "encoder.keras", "decoder.keras", "config.json", "history.csv",
-                 "run.json"):
+    for name in (
+        "vae.keras",
+        "encoder.keras",
+        "decoder.keras",
+        "config.json",
+        "history.csv",
+        "run.json",
+    ):
         assert (run_folder / name).is_file(), name
     header, row = (run_folder / "history.csv").read_text().splitlines()
-    assert header == ("epoch,loss,reconstruction_loss,kl_loss,val_loss,"
-                      "val_reconstruction_loss,val_kl_loss")
+    assert header == (
+        "epoch,loss,reconstruction_loss,kl_loss,val_loss,val_reconstruction_loss,val_kl_loss"
+    )
     assert row.startswith("0,")
     plotted = run_command(
-        "all", "--run", str(run_folder), "--data", str(session_npz), "--out", str(figures),
+        "all",
+        "--run",
+        str(run_folder),
+        "--data",
+        str(session_npz),
+        "--out",
+        str(figures),
         script="plot.py",
     )
     assert plotted.returncode == 0, plotted.stderr
@@ -71,17 +91,54 @@ def test_scripts_end_to_end(tmp_path, session_npz):
 
 def test_plot_single_kinds_and_options(trained_run, session_npz, tmp_path):
     out = tmp_path / "figures"
-    assert main(["plot", "manifold", "--run", str(trained_run), "--out", str(out),
-                 "--n", "4"]) == 0
+    assert main(["plot", "manifold", "--run", str(trained_run), "--out", str(out), "--n", "4"]) == 0
     assert png_size(out / "manifold.png") == (1000, 1000)
-    assert main(["plot", "decode", "--run", str(trained_run), "--out", str(out),
-                 "--z", "1.69", "0.28"]) == 0
+    assert (
+        main(
+            ["plot", "decode", "--run", str(trained_run), "--out", str(out), "--z", "1.69", "0.28"]
+        )
+        == 0
+    )
     assert png_size(out / "decode_z_1.69_0.28.png") == (300, 340)
-    assert main(["plot", "decode", "--run", str(trained_run), "--out", str(out),
-                 "--data", str(session_npz), "--index", "3"]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                "decode",
+                "--run",
+                str(trained_run),
+                "--out",
+                str(out),
+                "--data",
+                str(session_npz),
+                "--index",
+                "3",
+            ]
+        )
+        == 0
+    )
     assert (out / "decode_3.png").is_file()
-    assert main(["plot", "interpolation", "--run", str(trained_run), "--out", str(out),
-                 "--data", str(session_npz), "--from", "4", "--to", "5", "--steps", "6"]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                "interpolation",
+                "--run",
+                str(trained_run),
+                "--out",
+                str(out),
+                "--data",
+                str(session_npz),
+                "--from",
+                "4",
+                "--to",
+                "5",
+                "--steps",
+                "6",
+            ]
+        )
+        == 0
+    )
     assert png_size(out / "interpolation.png") == (480, 130)
 
 
@@ -113,7 +170,9 @@ def test_saved_models_reload_in_fresh_processes_with_safe_mode(trained_run, tmp_
         out = tmp_path / f"outputs{attempt}.npz"
         result = subprocess.run(
             [sys.executable, "-c", MODEL_CHECK, str(trained_run), str(out)],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 0, result.stderr
         outputs.append(dict(np.load(out, allow_pickle=False)))
@@ -126,9 +185,20 @@ def test_saved_models_reload_in_fresh_processes_with_safe_mode(trained_run, tmp_
 def test_help_lists_every_flag_with_help():
     result = run_command("train", "--help")
     assert result.returncode == 0
-    for flag in ("--data", "--epochs", "--batch-size", "--seed", "--out", "--latent-dim",
-                 "--learning-rate", "--intermediate-dim", "--epsilon-std", "--overwrite",
-                 "--restart", "--snapshot-every"):
+    for flag in (
+        "--data",
+        "--epochs",
+        "--batch-size",
+        "--seed",
+        "--out",
+        "--latent-dim",
+        "--learning-rate",
+        "--intermediate-dim",
+        "--epsilon-std",
+        "--overwrite",
+        "--restart",
+        "--snapshot-every",
+    ):
         assert flag in result.stdout
 
 
@@ -236,11 +306,28 @@ def test_bad_data_is_refused_and_nothing_changes(case, command, finished_run, tm
     (figures / "latent_scatter.png").write_bytes(b"an earlier figure")
     before = folder_state(finished_run)
     if command == "train":
-        arguments = ["train", "--data", str(data), "--out", str(finished_run), "--overwrite",
-                     "--epochs", "1", "--quiet"]
+        arguments = [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(finished_run),
+            "--overwrite",
+            "--epochs",
+            "1",
+            "--quiet",
+        ]
     else:
-        arguments = ["plot", "all", "--data", str(data), "--run", str(finished_run),
-                     "--out", str(figures)]
+        arguments = [
+            "plot",
+            "all",
+            "--data",
+            str(data),
+            "--run",
+            str(finished_run),
+            "--out",
+            str(figures),
+        ]
     assert_one_line_error(capsys, call(arguments), pattern)
     assert folder_state(finished_run) == before
 
@@ -263,8 +350,11 @@ BAD_FLAGS = {
 def test_bad_flags(case, finished_run, capsys):
     arguments, pattern = BAD_FLAGS[case]
     before = folder_state(finished_run)
-    folder_flag = ["--out", str(finished_run)] if arguments[0] == "train" else [
-        "--run", str(finished_run), "--out", str(finished_run / "figures")]
+    folder_flag = (
+        ["--out", str(finished_run)]
+        if arguments[0] == "train"
+        else ["--run", str(finished_run), "--out", str(finished_run / "figures")]
+    )
     assert_one_line_error(capsys, call([*arguments, *folder_flag]), pattern)
     assert folder_state(finished_run) == before
 
@@ -273,19 +363,28 @@ def test_plot_refusals(finished_run, session_npz, tmp_path, capsys):
     before = folder_state(finished_run)
     base = ["--run", str(finished_run), "--out", str(tmp_path / "f"), "--data", str(session_npz)]
     cases = [
-        (["plot", "decode", "--z", "1", "2", "3", *base],
-         r"--z needs 2 numbers \(one per latent dimension\), got 3"),
-        (["plot", "decode", "--index", "100", *base],
-         r"--index 100 is outside the test set \(0\.\.99\)"),
+        (
+            ["plot", "decode", "--z", "1", "2", "3", *base],
+            r"--z needs 2 numbers \(one per latent dimension\), got 3",
+        ),
+        (
+            ["plot", "decode", "--index", "100", *base],
+            r"--index 100 is outside the test set \(0\.\.99\)",
+        ),
         (["plot", "all", "--run", str(tmp_path / "empty")], r"no such run folder"),
     ]
     (tmp_path / "no-model").mkdir()
-    cases.append((["plot", "latent", "--run", str(tmp_path / "no-model")],
-                  r"holds no trained model"))
+    cases.append(
+        (["plot", "latent", "--run", str(tmp_path / "no-model")], r"holds no trained model")
+    )
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
-    cases.append((["plot", "manifold", "--run", str(finished_run), "--out", str(blocker / "f")],
-                  r"cannot write to the folder"))
+    cases.append(
+        (
+            ["plot", "manifold", "--run", str(finished_run), "--out", str(blocker / "f")],
+            r"cannot write to the folder",
+        )
+    )
     for arguments, pattern in cases:
         assert_one_line_error(capsys, call(arguments), pattern)
     assert folder_state(finished_run) == before
@@ -297,12 +396,17 @@ def test_missing_and_corrupt_model_files(finished_run, tmp_path, capsys):
     (broken / "decoder.keras").write_bytes(b"PK\x03\x04 not really a zip")
     before = folder_state(broken)
     assert_one_line_error(
-        capsys, call(["plot", "manifold", "--run", str(broken), "--out", str(tmp_path / "f")]),
-        r"decoder\.keras: not a readable Keras model")
+        capsys,
+        call(["plot", "manifold", "--run", str(broken), "--out", str(tmp_path / "f")]),
+        r"decoder\.keras: not a readable Keras model",
+    )
     (broken / "vae.keras").unlink()
     before = folder_state(broken)
-    assert_one_line_error(capsys, call(["evaluate", "--run", str(broken)]),
-                          r"holds no trained model \(no vae\.keras\)")
+    assert_one_line_error(
+        capsys,
+        call(["evaluate", "--run", str(broken)]),
+        r"holds no trained model \(no vae\.keras\)",
+    )
     assert folder_state(broken) == before
 
 
@@ -328,6 +432,12 @@ def test_errors_in_a_fresh_process_have_no_traceback(tmp_path):
 
 
 def test_repository_layout():
-    for name in ("README.md", "pyproject.toml", ".ci/run", "scripts/train.py",
-                 "scripts/plot.py", "scripts/evaluate.py"):
+    for name in (
+        "README.md",
+        "pyproject.toml",
+        ".ci/run",
+        "scripts/train.py",
+        "scripts/plot.py",
+        "scripts/evaluate.py",
+    ):
         assert (REPOSITORY / name).is_file(), name

@@ -17,8 +17,12 @@ from vae_mnist.data import (
 
 def _assert_keras_layout(result, arrays):
     (x_train, y_train), (x_test, y_test) = result
-    for got, key in ((x_train, "x_train"), (y_train, "y_train"), (x_test, "x_test"),
-                     (y_test, "y_test")):
+    for got, key in (
+        (x_train, "x_train"),
+        (y_train, "y_train"),
+        (x_test, "x_test"),
+        (y_test, "y_test"),
+    ):
         assert got.dtype == np.uint8
         np.testing.assert_array_equal(got, arrays[key])
 
@@ -83,8 +87,10 @@ BAD_NPZ = {
     "negative pixels": (dict(x_train=np.full((20, 28, 28), -1, np.int16)), "expected 0..255"),
     "labels above 9": (dict(y_test=np.full(10, 10, np.uint8)), "expected 0..9"),
     "lengths differ": (dict(y_train=np.zeros(19, np.uint8)), "20 images but y_train has 19"),
-    "empty": (dict(x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.uint8)),
-              "is empty"),
+    "empty": (
+        dict(x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.uint8)),
+        "is empty",
+    ),
 }
 
 
@@ -118,7 +124,9 @@ def test_bad_idx_files(tmp_path, arrays):
     images = write_idx(tmp_path / "images", arrays["x_test"])
     content = images.read_bytes()
     (tmp_path / "magic").write_bytes(b"\x00\x00\x09\x03" + content[4:])
-    with pytest.raises(DataError, match="bad IDX magic number 0x00000903 \\(expected 0x00000801 or 0x00000803\\)"):
+    with pytest.raises(
+        DataError, match="bad IDX magic number 0x00000903 \\(expected 0x00000801 or 0x00000803\\)"
+    ):
         read_idx(tmp_path / "magic")
     (tmp_path / "short").write_bytes(content[:-5])
     with pytest.raises(DataError, match="promises 78400 values .* holds 78395"):

@@ -30,8 +30,18 @@ def test_model_shapes():
 def test_default_architecture_is_the_2017_example():
     vae = build_vae(VAEConfig())
     sizes = [tuple(weight.shape) for weight in vae.encoder.weights + vae.decoder.weights]
-    assert sizes == [(784, 256), (256,), (256, 2), (2,), (256, 2), (2,),
-                     (2, 256), (256,), (256, 784), (784,)]
+    assert sizes == [
+        (784, 256),
+        (256,),
+        (256, 2),
+        (2,),
+        (256, 2),
+        (2,),
+        (2, 256),
+        (256,),
+        (256, 784),
+        (784,),
+    ]
     assert vae.decoder.layers[-1].activation.__name__ == "sigmoid"
     assert vae.encoder.get_layer("encoder_hidden").activation.__name__ == "relu"
 
@@ -77,8 +87,9 @@ def test_reconstruction_loss_by_hand():
     value = float(ops.convert_to_numpy(reconstruction_loss(images, decoded))[0])
     assert value == pytest.approx(by_hand, rel=1e-5)
     # 784 times the mean over pixels, as the 2017 example wrote it.
-    mean_form = 3 * float(np.mean(ops.convert_to_numpy(
-        keras.losses.binary_crossentropy(images, decoded))))
+    mean_form = 3 * float(
+        np.mean(ops.convert_to_numpy(keras.losses.binary_crossentropy(images, decoded)))
+    )
     assert value == pytest.approx(mean_form, rel=1e-4)
     # Saturated outputs are clipped, so the loss stays finite.
     assert np.isfinite(ops.convert_to_numpy(reconstruction_loss(images, np.zeros((1, 3)))))
@@ -103,8 +114,9 @@ def test_get_config_returns_every_constructor_argument():
     assert {"epsilon_std": 0.5, "seed": 4}.items() <= layer.get_config().items()
     vae = vae_mnist.VAE(784, 16, 3, 0.5, 9)
     config = vae.get_config()
-    for key, value in dict(original_dim=784, intermediate_dim=16, latent_dim=3,
-                           epsilon_std=0.5, seed=9).items():
+    for key, value in dict(
+        original_dim=784, intermediate_dim=16, latent_dim=3, epsilon_std=0.5, seed=9
+    ).items():
         assert config[key] == value
     assert vae_mnist.VAE.from_config(config).get_config() == config
 
@@ -122,13 +134,15 @@ def test_save_load_gives_identical_outputs(tmp_path):
     }
     z = np.random.default_rng(3).standard_normal((8, 2)).astype("float32")
     np.testing.assert_allclose(
-        ops.convert_to_numpy(loaded["decoder"](z)), ops.convert_to_numpy(vae.decoder(z)))
+        ops.convert_to_numpy(loaded["decoder"](z)), ops.convert_to_numpy(vae.decoder(z))
+    )
     np.testing.assert_allclose(
-        ops.convert_to_numpy(loaded["encoder"](images)),
-        ops.convert_to_numpy(mean_encoder(images)))
+        ops.convert_to_numpy(loaded["encoder"](images)), ops.convert_to_numpy(mean_encoder(images))
+    )
     # The sampling layer's seed state travels with the model, so even its draws agree.
     original, reloaded = vae(images), loaded["vae"](images)
     for key in ("reconstruction", "z_mean", "z_log_var"):
         np.testing.assert_allclose(
-            ops.convert_to_numpy(reloaded[key]), ops.convert_to_numpy(original[key]), rtol=1e-6)
+            ops.convert_to_numpy(reloaded[key]), ops.convert_to_numpy(original[key]), rtol=1e-6
+        )
     assert isinstance(loaded["vae"], vae_mnist.VAE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -25,11 +26,10 @@ def import_keras_quietly() -> None:
         sys.stderr.flush()
         os.dup2(captured.fileno(), 2)
         try:
-            import keras
-
-            if keras.backend.backend() == "tensorflow":
-                # Probing for GPUs is what prints the CUDA errors on machines without one;
-                # probe now, while the noise is captured.
+            # Keras reaches for TensorFlow's data tools on every backend where it is installed,
+            # and probing for GPUs is what prints the CUDA errors on machines without one:
+            # do both now, while the noise is captured.
+            if importlib.util.find_spec("tensorflow") is not None:
                 import tensorflow
 
                 tensorflow.config.list_physical_devices()

@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Imported here so that `--help` and usage errors answer without loading Keras.
     from vae_mnist.data import DataError
     from vae_mnist.model import ModelFileError
-    from vae_mnist.training import RunError, TrainingDiverged
+    from vae_mnist.training import RunError, TrainingDivergedError
 
     handlers = {"train": _train, "plot": _plot, "evaluate": _evaluate}
     try:
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataError,
         ModelFileError,
         RunError,
-        TrainingDiverged,
+        TrainingDivergedError,
         UsageError,
         PermissionError,
         FileNotFoundError,
@@ -293,4 +293,3 @@ def script_main(command: str) -> None:
 
 if __name__ == "__main__":
     run()
-

@@ -147,9 +147,7 @@ def validate_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
     for split in ("train", "test"):
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-            raise DataError(
-                f"{source}: x_{split} has shape {images.shape}, expected (n, 28, 28)"
-            )
+            raise DataError(f"{source}: x_{split} has shape {images.shape}, expected (n, 28, 28)")
         if labels.ndim != 1:
             raise DataError(f"{source}: y_{split} has shape {labels.shape}, expected (n,)")
         if len(images) != len(labels):
@@ -171,8 +169,7 @@ def validate_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
             )
         if labels.min() < 0 or labels.max() >= NUMBER_OF_CLASSES:
             raise DataError(
-                f"{source}: y_{split} has labels in {labels.min()}..{labels.max()}, "
-                "expected 0..9"
+                f"{source}: y_{split} has labels in {labels.min()}..{labels.max()}, expected 0..9"
             )
     for key in NPZ_KEYS:
         arrays[key] = arrays[key].astype(np.uint8, copy=False)

@@ -75,9 +75,8 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
 
         _, (test_images, labels) = load_mnist(arguments.data)
         images = prepare_images(test_images)
-        for index in (
-            list(arguments.index if kind in ("decode", "all") else [])
-            + ([arguments.from_index, arguments.to_index] if kind in ("interpolation", "all") else [])
+        for index in list(arguments.index if kind in ("decode", "all") else []) + (
+            [arguments.from_index, arguments.to_index] if kind in ("interpolation", "all") else []
         ):
             _check_index(index, len(images))
 
@@ -170,6 +169,7 @@ def _animation(run, arguments, out: Path, required: bool) -> list[Path]:
         print("no decoder snapshots in the run (train with --snapshot-every N): no manifold.gif")
         return []
     frames, epochs = [], []
+    snapshots = [snapshots[position] for position in plotting.choose_frames(len(snapshots))]
     for snapshot in snapshots:
         frames.append(plotting.decode_manifold(load_model(snapshot), arguments.n))
         epochs.append(int(snapshot.stem.rsplit("-", 1)[1]))

@@ -26,9 +26,7 @@ def reconstruction_loss(images, reconstructions):
         Shape ``(batch,)``: the summed cross-entropy per image, in nats.
     """
     probabilities = ops.clip(reconstructions, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
-    per_pixel = -(
-        images * ops.log(probabilities) + (1.0 - images) * ops.log(1.0 - probabilities)
-    )
+    per_pixel = -(images * ops.log(probabilities) + (1.0 - images) * ops.log(1.0 - probabilities))
     return ops.sum(per_pixel, axis=-1)
 
 

@@ -62,9 +62,7 @@ def build_decoder(
     """
     latent = keras.Input(shape=(latent_dim,), name="z")
     hidden = layers.Dense(intermediate_dim, activation="relu", name="decoder_hidden")(latent)
-    probabilities = layers.Dense(original_dim, activation="sigmoid", name="decoder_output")(
-        hidden
-    )
+    probabilities = layers.Dense(original_dim, activation="sigmoid", name="decoder_output")(hidden)
     return keras.Model(latent, probabilities, name="decoder")
 
 

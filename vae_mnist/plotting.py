@@ -95,11 +95,12 @@ def plot_decoded_beside_original(
     panels = [("original", original), (f"decoded from z = {_format_z(z)}", decoded)]
     panels = [(name, image) for name, image in panels if image is not None]
     figure, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4), squeeze=False)
-    for axis, (name, image) in zip(axes[0], panels):
+    for axis, (name, image) in zip(axes[0], panels, strict=True):
         axis.imshow(np.reshape(image, (IMAGE_SIDE, IMAGE_SIDE)), cmap="Greys_r", vmin=0, vmax=1)
         axis.set_title(name, fontsize=9)
         axis.axis("off")
     figure.suptitle(title)
+    figure.tight_layout()
     return _save(figure, path)
 
 
@@ -156,6 +157,7 @@ def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Pa
         axes,
         ("loss", "reconstruction_loss", "kl_loss"),
         ("negative ELBO", "reconstruction", "KL"),
+        strict=True,
     ):
         axis.plot(epochs, history[key], label="training")
         axis.plot(epochs, history["val_" + key], label="validation")
@@ -167,10 +169,20 @@ def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Pa
 
 
 def plot_latent_density(z_mean: np.ndarray, path: str | Path, extent: float = 4.0) -> Path:
-    """Where the test set's z_mean lies, against contours of the N(0, I) prior."""
+    """Where the test set's z_mean lies, against contours of the N(0, I) prior.
+
+    The view spans at least ``±extent`` and widens to hold every point.
+    """
+    extent = max(extent, float(np.max(np.abs(z_mean[:, :2]))) * 1.05)
     figure = plt.figure(figsize=(6, 6))
+    # A logarithmic colour scale, so the sparse tails show as well as the dense centre.
     plt.hist2d(
-        z_mean[:, 0], z_mean[:, 1], bins=80, range=[[-extent, extent]] * 2, cmap="Blues"
+        z_mean[:, 0],
+        z_mean[:, 1],
+        bins=80,
+        range=[[-extent, extent]] * 2,
+        cmap="Blues",
+        norm=matplotlib.colors.LogNorm(),
     )
     plt.colorbar(label="test images per bin")
     grid = np.linspace(-extent, extent, 200)
@@ -179,11 +191,19 @@ def plot_latent_density(z_mean: np.ndarray, path: str | Path, extent: float = 4.
     # Contours at the prior's 1, 2 and 3 standard-deviation levels.
     levels = sorted(np.exp(-0.5 * np.array([3.0, 2.0, 1.0]) ** 2) / (2 * np.pi))
     contours = plt.contour(z0, z1, prior_density, levels=levels, colors="darkred")
-    plt.clabel(contours, fmt={level: f"{s}σ" for level, s in zip(levels, (3, 2, 1))})
+    plt.clabel(contours, fmt={level: f"{s}σ" for level, s in zip(levels, (3, 2, 1), strict=True)})
     plt.xlabel("z[0]")
     plt.ylabel("z[1]")
     plt.title("test-set z_mean against the N(0, I) prior")
     return _save(figure, path)
+
+
+def choose_frames(count: int, limit: int = 24) -> list[int]:
+    """At most `limit` of `count` frame positions, denser early where the manifold changes most."""
+    if count <= limit:
+        return list(range(count))
+    positions = np.unique(np.round(np.geomspace(1, count, limit)).astype(int) - 1)
+    return sorted({0, count - 1, *positions.tolist()})
 
 
 def save_manifold_animation(
@@ -193,7 +213,7 @@ def save_manifold_animation(
     from PIL import Image, ImageDraw
 
     pictures = []
-    for frame, epoch in zip(frames, epochs):
+    for frame, epoch in zip(frames, epochs, strict=True):
         pixels = np.clip(frame * 255.0, 0, 255).astype(np.uint8)
         picture = Image.fromarray(pixels, mode="L").convert("P")
         ImageDraw.Draw(picture).text((4, 2), f"epoch {epoch}", fill=255)

@@ -60,7 +60,7 @@ class RunError(RuntimeError):
     """A run folder that cannot be trained into as asked."""
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDivergedError(RuntimeError):
     """The loss stopped being a finite number."""
 
 
@@ -147,14 +147,23 @@ def history_csv_text(rows: list[dict[str, float]]) -> str:
 
 
 def compile_vae(vae: keras.Model, config: VAEConfig, steps_per_epoch: int | None = None) -> None:
-    """Compile with RMSprop; never run more steps per execution than an epoch has."""
+    """Compile with RMSprop and the fastest execution settings the backend supports.
+
+    Several steps per execution and XLA compilation pay off on TensorFlow and JAX (see
+    ``benchmarks/bench_train.py``). Keras' PyTorch backend accepts only one step per execution,
+    and its `torch.compile` path costs more than it saves for a model this small, so both are
+    turned off there. Never run more steps per execution than an epoch has.
+    """
     steps_per_execution = config.steps_per_execution
+    jit_compile = config.jit_compile
+    if keras.backend.backend() == "torch":
+        steps_per_execution, jit_compile = 1, False
     if steps_per_epoch:
         steps_per_execution = max(1, min(steps_per_execution, steps_per_epoch))
     vae.compile(
         optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
         steps_per_execution=steps_per_execution,
-        jit_compile=config.jit_compile,
+        jit_compile=jit_compile,
     )
 
 
@@ -262,7 +271,7 @@ def train(
     Raises:
         RunError: the folder holds a finished run (and `overwrite` is off), or an unfinished
             run with other settings (and `restart` is off).
-        TrainingDiverged: the loss became NaN or infinite.
+        TrainingDivergedError: the loss became NaN or infinite.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the folder keeps every finished epoch.
     """
     paths = RunPaths(check_writable_folder(out_dir))
@@ -344,7 +353,7 @@ def train(
             if info.get("checkpoint")
             else "no epoch had finished, so there is no checkpoint"
         )
-        raise TrainingDiverged(
+        raise TrainingDivergedError(
             f"the loss became {recorder.diverged} in epoch {info['failed_epoch'] + 1}; "
             f"training stopped, {kept} (try a smaller --learning-rate)"
         )

@@ -1,0 +1,157 @@
+"""The evaluation numbers: IWAE against the ELBO, the kNN classifier, active units, the JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import make_arrays
+
+from vae_mnist import VAEConfig, build_vae
+from vae_mnist.cli import main
+from vae_mnist.evaluation import (
+    active_units,
+    evaluate_run,
+    gaussian_log_density,
+    importance_weighted_log_likelihood,
+    knn_accuracy,
+    log_likelihoods,
+    log_mean_exp,
+    negative_elbo_terms,
+)
+
+
+@pytest.fixture(scope="module")
+def small_vae():
+    """A briefly trained VAE: its posterior is narrower than the prior, as in real use."""
+    import keras
+
+    keras.utils.set_random_seed(3)
+    vae = build_vae(VAEConfig(intermediate_dim=32, seed=3))
+    vae.compile(optimizer=keras.optimizers.RMSprop(1e-3))
+    arrays = make_arrays(train=500, test=10, seed=4)
+    vae.fit(
+        (arrays["x_train"].astype("float32") / 255.0).reshape(500, 784),
+        epochs=20,
+        batch_size=50,
+        verbose=0,
+    )
+    return vae
+
+
+@pytest.fixture(scope="module")
+def images():
+    arrays = make_arrays(train=10, test=12, seed=5)
+    return (arrays["x_test"].astype("float32") / 255.0).reshape(12, 784)
+
+
+def test_log_mean_exp_is_stable():
+    values = np.array([[1000.0, 1000.0], [-1000.0, -1000.0 + math.log(3.0)]])
+    np.testing.assert_allclose(log_mean_exp(values, axis=1), [1000.0, -1000.0 + math.log(2.0)])
+
+
+def test_iwae_with_one_sample_is_the_single_sample_elbo(small_vae, images):
+    rng = np.random.default_rng(0)
+    estimate = importance_weighted_log_likelihood(
+        small_vae.encoder, small_vae.decoder, images, 1, rng
+    )
+    # The same noise by hand: log p(x|z) + log p(z) - log q(z|x).
+    z_mean, z_log_var = (np.asarray(t) for t in small_vae.encoder(images))
+    noise = np.random.default_rng(0).standard_normal((12, 1, 2))
+    z = (z_mean[:, None] + np.exp(0.5 * z_log_var[:, None]) * noise).astype("float32")
+    by_hand = (
+        log_likelihoods(small_vae.decoder, images, z)[:, 0]
+        + gaussian_log_density(z, 0.0, np.zeros_like(z))[:, 0]
+        - gaussian_log_density(z, z_mean[:, None], z_log_var[:, None])[:, 0]
+    )
+    np.testing.assert_allclose(estimate, by_hand, rtol=1e-5)
+
+
+def test_iwae_is_above_the_elbo_and_rises_with_samples(small_vae, images):
+    reconstruction, kl = [], []
+    for seed in range(20):  # Average the ELBO's sampled term over many draws.
+        terms = negative_elbo_terms(
+            small_vae.encoder, small_vae.decoder, images, np.random.default_rng(seed)
+        )
+        reconstruction.append(terms[0])
+        kl.append(terms[1])
+    elbo = -np.mean(np.mean(reconstruction, axis=0) + np.mean(kl, axis=0))
+    estimates = {
+        samples: np.mean(
+            [
+                importance_weighted_log_likelihood(
+                    small_vae.encoder,
+                    small_vae.decoder,
+                    images,
+                    samples,
+                    np.random.default_rng(seed),
+                )
+                for seed in range(5)
+            ]
+        )
+        for samples in (1, 10, 100, 1000)
+    }
+    assert estimates[1000] >= elbo
+    assert estimates[1] < estimates[10] < estimates[100] < estimates[1000]
+
+
+def test_knn_on_separated_and_on_shuffled_clusters():
+    rng = np.random.default_rng(0)
+    centres = np.array([[10.0 * label, -5.0 * label] for label in range(10)])
+    train_labels = rng.integers(0, 10, 2000)
+    test_labels = rng.integers(0, 10, 500)
+    train_points = centres[train_labels] + rng.normal(0, 0.5, (2000, 2))
+    test_points = centres[test_labels] + rng.normal(0, 0.5, (500, 2))
+    assert knn_accuracy(train_points, train_labels, test_points, test_labels, 5) == 1.0
+    shuffled = rng.permutation(train_labels)
+    chance = knn_accuracy(train_points, shuffled, test_points, test_labels, 5)
+    assert 0.03 < chance < 0.2
+
+
+def test_knn_breaks_ties_by_the_nearest_neighbour():
+    train_points = np.array([[0.0], [1.0], [3.0], [4.0]])
+    train_labels = np.array([1, 2, 1, 2])
+    assert knn_accuracy(train_points, train_labels, np.array([[0.9]]), np.array([2]), 4) == 1.0
+
+
+def test_active_units():
+    rng = np.random.default_rng(0)
+    z_mean = np.stack([rng.normal(0, 1, 1000), rng.normal(0, 0.01, 1000)], axis=1)
+    variances = active_units(z_mean)
+    assert variances[0] > 0.5 and variances[1] < 1e-3
+
+
+def test_evaluate_is_repeatable_and_has_every_key(small_vae):
+    arrays = make_arrays(train=200, test=50)
+    data = ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+    first = evaluate_run(small_vae, data, samples=20, neighbours=3, seed=2)
+    second = evaluate_run(small_vae, data, samples=20, neighbours=3, seed=2)
+    assert first == second
+    for key in (
+        "negative_elbo",
+        "reconstruction",
+        "kl",
+        "iwae_negative_log_likelihood",
+        "iwae_log_likelihood",
+        "knn_accuracy",
+        "active_units",
+        "latent_variances",
+    ):
+        assert key in first
+    assert first["negative_elbo"] == pytest.approx(first["reconstruction"] + first["kl"])
+    assert first["iwae_negative_log_likelihood"] == -first["iwae_log_likelihood"]
+
+
+def test_evaluate_command_writes_metrics(trained_run, session_npz, capsys):
+    assert (
+        main(["evaluate", "--run", str(trained_run), "--data", str(session_npz), "--samples", "50"])
+        == 0
+    )
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    numbers = [value for value in metrics.values() if isinstance(value, (int, float))]
+    assert all(math.isfinite(value) for value in numbers)
+    assert metrics["iwae_samples"] == 50 and metrics["test_images"] == 100
+    assert metrics["iwae_negative_log_likelihood"] <= metrics["negative_elbo"] + 1.0
+    assert "negative ELBO" in capsys.readouterr().out

@@ -47,7 +47,7 @@ def slow_npz(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how):
     folder = tmp_path / "run"
     command = [
@@ -71,7 +71,7 @@ def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how):
     _wait_for_epochs(folder, 1, process)
     process.send_signal(how)
     _, stderr = process.communicate(timeout=60)
-    if how == signal.SIGTERM:
+    if how in (signal.SIGTERM, signal.SIGINT):
         assert process.returncode == 130
         assert "interrupted; every finished epoch is kept" in stderr
         assert "Traceback" not in stderr

@@ -25,6 +25,7 @@ def reconstruction_loss(images, reconstructions):
     Returns:
         Shape ``(batch,)``: the summed cross-entropy per image, in nats.
     """
+    images, reconstructions = ops.convert_to_tensor(images), ops.convert_to_tensor(reconstructions)
     probabilities = ops.clip(reconstructions, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
     per_pixel = -(images * ops.log(probabilities) + (1.0 - images) * ops.log(1.0 - probabilities))
     return ops.sum(per_pixel, axis=-1)
@@ -40,4 +41,5 @@ def kl_divergence(z_mean, z_log_var):
     Returns:
         Shape ``(batch,)``: the divergence per image summed over latent dimensions, in nats.
     """
+    z_mean, z_log_var = ops.convert_to_tensor(z_mean), ops.convert_to_tensor(z_log_var)
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)

@@ -170,12 +170,14 @@ def compile_vae(vae: keras.Model, config: VAEConfig, steps_per_epoch: int | None
 class _EpochRecorder(keras.callbacks.Callback):
     """Commits each finished epoch to the run folder, and stops on a non-finite loss."""
 
-    def __init__(self, paths: RunPaths, info: dict[str, Any], config: VAEConfig, verbose: int):
+    def __init__(
+        self, paths: RunPaths, info: dict[str, Any], config: VAEConfig, stop: _StopRequest
+    ):
         super().__init__()
+        self.stop = stop
         self.paths = paths
         self.info = info
         self.config = config
-        self.verbose = verbose
         self.diverged: str | None = None
         self.epoch_started = 0.0
 
@@ -184,13 +186,20 @@ class _EpochRecorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         # Called once per execution of `steps_per_execution` steps, so this costs little and
-        # stops a diverging run within one execution rather than at the end of the epoch.
+        # stops a diverging or interrupted run within one execution, not at the epoch's end.
+        if self.stop.requested:
+            self.model.stop_training = True
+            return
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged = f"{float(loss)}"
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.stop.requested:
+            # The epoch was cut short: it must not be recorded as finished.
+            self.model.stop_training = True
+            return
         logs = {key: float(value) for key, value in (logs or {}).items()}
         bad = [key for key, value in logs.items() if not math.isfinite(value)]
         if self.diverged or bad:
@@ -223,22 +232,35 @@ def _write_run_info(paths: RunPaths, info: dict[str, Any]) -> None:
     atomic_write_text(paths.run_info, json.dumps(info, indent=2) + "\n")
 
 
-@contextlib.contextmanager
-def _sigterm_as_keyboard_interrupt():
-    """Treat SIGTERM like Ctrl-C, so both end with the same message and a usable folder."""
+class _StopRequest:
+    """Turns Ctrl-C and SIGTERM into a request that training honours at the next step.
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+    Raising from a signal handler could land inside Keras' own code, which may swallow it;
+    a flag that the epoch recorder reads cannot be lost. A second signal stops at once.
+    """
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # Not the main thread: leave signals alone.
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        try:
+            previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
+        except ValueError:  # Not the main thread: leave signals alone.
+            yield self
+            return
+        try:
+            yield self
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def _same_setup(saved: VAEConfig, wanted: VAEConfig) -> bool:
@@ -331,9 +353,10 @@ def train(
 
     (x_train, _), (x_test, _) = data
     x_train, x_test = prepare_images(x_train), prepare_images(x_test)
-    recorder = _EpochRecorder(paths, info, config, verbose)
+    stop = _StopRequest()
+    recorder = _EpochRecorder(paths, info, config, stop)
     if completed < config.epochs:
-        with _sigterm_as_keyboard_interrupt():
+        with stop.installed():
             vae.fit(
                 x_train,
                 batch_size=config.batch_size,
@@ -345,6 +368,8 @@ def train(
                 callbacks=[recorder, *(callbacks or [])],
                 verbose=verbose,
             )
+    if stop.requested:
+        raise KeyboardInterrupt
     if recorder.diverged is not None:
         last_good = info["completed_epochs"]
         kept = (

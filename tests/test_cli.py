@@ -400,6 +400,7 @@ def test_missing_and_corrupt_model_files(finished_run, tmp_path, capsys):
         call(["plot", "manifold", "--run", str(broken), "--out", str(tmp_path / "f")]),
         r"decoder\.keras: not a readable Keras model",
     )
+    assert folder_state(broken) == before
     (broken / "vae.keras").unlink()
     before = folder_state(broken)
     assert_one_line_error(

@@ -25,7 +25,9 @@ def reconstruction_loss(images, reconstructions):
     Returns:
         Shape ``(batch,)``: the summed cross-entropy per image, in nats.
     """
-    images, reconstructions = ops.convert_to_tensor(images), ops.convert_to_tensor(reconstructions)
+    # Numpy inputs are welcome; the targets take the reconstructions' float type.
+    reconstructions = ops.convert_to_tensor(reconstructions)
+    images = ops.cast(images, reconstructions.dtype)
     probabilities = ops.clip(reconstructions, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
     per_pixel = -(images * ops.log(probabilities) + (1.0 - images) * ops.log(1.0 - probabilities))
     return ops.sum(per_pixel, axis=-1)
@@ -41,5 +43,6 @@ def kl_divergence(z_mean, z_log_var):
     Returns:
         Shape ``(batch,)``: the divergence per image summed over latent dimensions, in nats.
     """
-    z_mean, z_log_var = ops.convert_to_tensor(z_mean), ops.convert_to_tensor(z_log_var)
+    z_mean = ops.convert_to_tensor(z_mean)
+    z_log_var = ops.cast(z_log_var, z_mean.dtype)
     return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)

@@ -442,3 +442,25 @@ def test_repository_layout():
         "scripts/evaluate.py",
     ):
         assert (REPOSITORY / name).is_file(), name
+
+
+def test_plots_of_a_three_dimensional_latent_space(tmp_path, session_npz, capsys):
+    from vae_mnist import VAEConfig, load_mnist
+    from vae_mnist.training import train
+
+    run = tmp_path / "run3"
+    config = VAEConfig(latent_dim=3, intermediate_dim=32, epochs=1)
+    train(config, load_mnist(session_npz), run, verbose=0)
+    out = tmp_path / "figures"
+    assert (
+        call(["plot", "all", "--run", str(run), "--data", str(session_npz), "--out", str(out)]) == 0
+    )
+    assert "no latent, manifold, density, animation figures" in capsys.readouterr().out
+    assert (out / "samples.png").is_file() and (out / "decode_7.png").is_file()
+    assert not (out / "manifold.png").exists()
+    assert call(["plot", "decode", "--run", str(run), "--out", str(out), "--z", "0", "1", "2"]) == 0
+    assert_one_line_error(
+        capsys,
+        call(["plot", "manifold", "--run", str(run), "--out", str(out)]),
+        r"'manifold' draws a 2-D latent space, and this run's has 3 dimensions",
+    )

@@ -12,7 +12,12 @@ import math
 import sys
 from collections.abc import Sequence
 
-from vae_mnist.config import ConfigError, VAEConfig
+from vae_mnist import __version__
+from vae_mnist.config import ConfigError, UsageError, VAEConfig
+from vae_mnist.data import DataError, load_mnist
+from vae_mnist.files import check_writable_folder
+from vae_mnist.model import ModelFileError
+from vae_mnist.training import RunError, RunPaths, TrainingDivergedError, read_run_info, train
 
 PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
@@ -30,10 +35,6 @@ PLOT_KINDS = (
     "animation",
     "all",
 )
-
-
-class UsageError(Exception):
-    """A command line that asks for something impossible."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROGRAM,
         description="Train the 2017 Keras MNIST variational autoencoder and draw its figures.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train the VAE into a run folder")
@@ -197,10 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(arguments: argparse.Namespace) -> None:
-    from vae_mnist.data import load_mnist
-    from vae_mnist.files import check_writable_folder
-    from vae_mnist.training import RunPaths, read_run_info, train
-
     changes = {
         field.name: getattr(arguments, field.name)
         for field in dataclasses.fields(VAEConfig)
@@ -237,6 +235,7 @@ def _train(arguments: argparse.Namespace) -> None:
 
 
 def _plot(arguments: argparse.Namespace) -> None:
+    # Matplotlib loads only for the commands that draw.
     from vae_mnist import figures
 
     figures.make_figures(arguments)
@@ -251,11 +250,6 @@ def _evaluate(arguments: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     arguments = build_parser().parse_args(argv)
-    # Imported here so that `--help` and usage errors answer without loading Keras.
-    from vae_mnist.data import DataError
-    from vae_mnist.model import ModelFileError
-    from vae_mnist.training import RunError, TrainingDivergedError
-
     handlers = {"train": _train, "plot": _plot, "evaluate": _evaluate}
     try:
         handlers[arguments.command](arguments)

@@ -14,6 +14,10 @@ class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
 
 
+class UsageError(ValueError):
+    """A command line that asks for something impossible (an index outside the data, say)."""
+
+
 def _field(default: Any, help_text: str, **extra: Any) -> Any:
     """A dataclass field whose metadata carries its command-line help."""
     return dataclasses.field(default=default, metadata={"help": help_text, **extra})

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -42,7 +43,7 @@ def log_mean_exp(values: np.ndarray, axis: int = -1) -> np.ndarray:
     return shifted + np.squeeze(largest, axis=axis)
 
 
-def log_likelihoods(decoder, images: np.ndarray, z: np.ndarray) -> np.ndarray:
+def log_likelihoods(decoder: keras.Model, images: np.ndarray, z: np.ndarray) -> np.ndarray:
     """log p(x | z) = -(summed binary cross-entropy), the training loss's own likelihood.
 
     Args:
@@ -61,8 +62,8 @@ def log_likelihoods(decoder, images: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def importance_weighted_log_likelihood(
-    encoder,
-    decoder,
+    encoder: keras.Model,
+    decoder: keras.Model,
     images: np.ndarray,
     samples: int,
     rng: np.random.Generator,
@@ -102,7 +103,11 @@ def importance_weighted_log_likelihood(
 
 
 def negative_elbo_terms(
-    encoder, decoder, images: np.ndarray, rng: np.random.Generator, batch_size: int = 1000
+    encoder: keras.Model,
+    decoder: keras.Model,
+    images: np.ndarray,
+    rng: np.random.Generator,
+    batch_size: int = 1000,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image reconstruction and KL terms, computed exactly as the training loss does.
 
@@ -170,8 +175,8 @@ def active_units(z_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -
 
 
 def evaluate_run(
-    vae,
-    data,
+    vae: keras.Model,
+    data: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     samples: int = 1000,
     neighbours: int = 5,
     seed: int = 0,

@@ -7,15 +7,18 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from vae_mnist import plotting
-from vae_mnist.config import VAEConfig
+from vae_mnist.config import UsageError, VAEConfig
 from vae_mnist.files import check_writable_folder
 from vae_mnist.model import ModelFileError, load_model
 from vae_mnist.training import RunPaths
 
 NEEDS_TEST_SET = {"latent", "decode", "reconstructions", "interpolation", "density", "all"}
+# Figures that lay the latent space out on a plane, so they need exactly two dimensions.
+PLANAR_KINDS = ("latent", "manifold", "density", "animation")
 RECONSTRUCTION_COUNT = 10
 SAMPLE_ROWS = 10
 
@@ -26,8 +29,8 @@ class TrainedRun:
 
     paths: RunPaths
     config: VAEConfig
-    encoder: object  # x -> z_mean
-    decoder: object  # z -> x̂
+    encoder: keras.Model  # x -> z_mean
+    decoder: keras.Model  # z -> x̂
 
 
 def load_trained_run(folder: str | Path) -> TrainedRun:
@@ -45,8 +48,6 @@ def load_trained_run(folder: str | Path) -> TrainedRun:
 
 
 def _check_index(index: int, count: int) -> int:
-    from vae_mnist.cli import UsageError
-
     if not 0 <= index < count:
         raise UsageError(f"--index {index} is outside the test set (0..{count - 1})")
     return index
@@ -59,8 +60,6 @@ def _z_name(z: np.ndarray) -> str:
 
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
     """Draw the figures that the `plot` command asks for; return their paths."""
-    from vae_mnist.cli import UsageError
-
     kind = arguments.kind
     run = load_trained_run(arguments.run)
     out = check_writable_folder(arguments.out)
@@ -69,6 +68,18 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
             f"--z needs {run.config.latent_dim} numbers (one per latent dimension), "
             f"got {len(arguments.z)}"
         )
+    planar = run.config.latent_dim == 2
+    if kind in PLANAR_KINDS and not planar:
+        raise UsageError(
+            f"'{kind}' draws a 2-D latent space, and this run's has {run.config.latent_dim} "
+            "dimensions"
+        )
+    if kind == "all" and not planar:
+        print(f"a {run.config.latent_dim}-D latent space: no {', '.join(PLANAR_KINDS)} figures")
+
+    def wanted(name: str) -> bool:
+        return kind == name or (kind == "all" and (planar or name not in PLANAR_KINDS))
+
     images = labels = None
     if kind in NEEDS_TEST_SET and not (kind == "decode" and arguments.z is not None):
         from vae_mnist.data import load_mnist, prepare_images
@@ -86,24 +97,24 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
         # The whole test set in one call: the scatter, the density and the decodes share it.
         z_mean = plotting.predict(run.encoder, images)
 
-    if kind in ("latent", "all"):
+    if wanted("latent"):
         written.append(plotting.plot_latent_scatter(z_mean, labels, out / "latent_scatter.png"))
-    if kind in ("manifold", "all"):
+    if wanted("manifold"):
         written.append(plotting.plot_manifold(run.decoder, out / "manifold.png", n=arguments.n))
-    if kind in ("decode", "all"):
+    if wanted("decode"):
         written.extend(_decode(run, arguments, images, labels, z_mean, out))
-    if kind in ("reconstructions", "all"):
-        chosen = np.arange(RECONSTRUCTION_COUNT)
+    if wanted("reconstructions"):
+        chosen = np.arange(min(RECONSTRUCTION_COUNT, len(images)))
         decoded = plotting.predict(run.decoder, z_mean[chosen])
         written.append(
             plotting.plot_reconstructions(images[chosen], decoded, out / "reconstructions.png")
         )
-    if kind in ("samples", "all"):
+    if wanted("samples"):
         rng = np.random.default_rng(arguments.seed)
         z = rng.standard_normal((SAMPLE_ROWS * SAMPLE_ROWS, run.config.latent_dim))
         decoded = plotting.predict(run.decoder, z.astype(np.float32))
         written.append(plotting.plot_samples(decoded, out / "samples.png", rows=SAMPLE_ROWS))
-    if kind in ("interpolation", "all"):
+    if wanted("interpolation"):
         start, end = z_mean[arguments.from_index], z_mean[arguments.to_index]
         weights = np.linspace(0.0, 1.0, arguments.steps, dtype=np.float32)[:, None]
         path_points = (1.0 - weights) * start + weights * end  # (steps, latent_dim)
@@ -113,14 +124,14 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
             f"test image {arguments.to_index} (a {labels[arguments.to_index]})"
         )
         written.append(plotting.plot_interpolation(decoded, out / "interpolation.png", title))
-    if kind in ("curves", "all"):
+    if wanted("curves"):
         if not run.paths.history.exists():
             raise ModelFileError(f"{run.paths.history}: no training history in the run")
         history = plotting.read_history(run.paths.history)
         written.append(plotting.plot_training_curves(history, out / "training_curves.png"))
-    if kind in ("density", "all"):
+    if wanted("density"):
         written.append(plotting.plot_latent_density(z_mean, out / "latent_density.png"))
-    if kind in ("animation", "all"):
+    if wanted("animation"):
         animation = _animation(run, arguments, out, required=kind == "animation")
         written.extend(animation)
     for path in written:
@@ -128,7 +139,14 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     return written
 
 
-def _decode(run, arguments, images, labels, z_mean, out: Path) -> list[Path]:
+def _decode(
+    run: TrainedRun,
+    arguments: argparse.Namespace,
+    images: np.ndarray | None,
+    labels: np.ndarray | None,
+    z_mean: np.ndarray | None,
+    out: Path,
+) -> list[Path]:
     """Decode test images' z_mean (or a given z) and save each beside its original."""
     if arguments.z is not None and arguments.kind == "decode":
         z = np.array([arguments.z], dtype=np.float32)  # (1, latent_dim)
@@ -158,7 +176,9 @@ def _decode(run, arguments, images, labels, z_mean, out: Path) -> list[Path]:
     return written
 
 
-def _animation(run, arguments, out: Path, required: bool) -> list[Path]:
+def _animation(
+    run: TrainedRun, arguments: argparse.Namespace, out: Path, required: bool
+) -> list[Path]:
     """The manifold as it formed, from the decoder snapshots that training saved."""
     snapshots = sorted(run.paths.snapshots.glob("decoder-epoch-*.keras"))
     if not snapshots:

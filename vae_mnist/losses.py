@@ -5,14 +5,19 @@ Both return one value per image, shape ``(batch,)``; the model averages them ove
 
 from __future__ import annotations
 
+from typing import Any
+
 from keras import ops
+
+# A backend tensor or a numpy array: keras.ops accepts both.
+TensorLike = Any
 
 # Keras clips probabilities by this epsilon inside its binary cross-entropy; the 2017 example
 # used that function, so the same clip keeps the loss identical to it.
 PROBABILITY_EPSILON = 1e-7
 
 
-def reconstruction_loss(images, reconstructions):
+def reconstruction_loss(images: TensorLike, reconstructions: TensorLike) -> TensorLike:
     """Binary cross-entropy summed over pixels: ``-Σ_d [x_d log x̂_d + (1 - x_d) log(1 - x̂_d)]``.
 
     This equals the 2017 example's ``original_dim * binary_crossentropy(x, x̂)`` (784 times
@@ -33,7 +38,7 @@ def reconstruction_loss(images, reconstructions):
     return ops.sum(per_pixel, axis=-1)
 
 
-def kl_divergence(z_mean, z_log_var):
+def kl_divergence(z_mean: TensorLike, z_log_var: TensorLike) -> TensorLike:
     """KL(q(z|x) ‖ N(0, I)) of a diagonal Gaussian: ``-½ Σ_j (1 + log σ_j² - μ_j² - σ_j²)``.
 
     Args:

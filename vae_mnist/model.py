@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
+from vae_mnist.config import VAEConfig
 from vae_mnist.losses import kl_divergence, reconstruction_loss
 
 SERIALIZATION_PACKAGE = "vae_mnist"
@@ -141,7 +142,7 @@ class VAE(keras.Model):
         return cls(**config)
 
 
-def build_vae(config) -> VAE:
+def build_vae(config: VAEConfig) -> VAE:
     """The VAE with the sizes of a `VAEConfig`, built so its weights exist."""
     vae = VAE(
         original_dim=config.original_dim,

@@ -108,7 +108,9 @@ def _format_z(z: np.ndarray) -> str:
     return "(" + ", ".join(f"{value:.2f}" for value in np.ravel(z)) + ")"
 
 
-def plot_reconstructions(originals: np.ndarray, reconstructions: np.ndarray, path) -> Path:
+def plot_reconstructions(
+    originals: np.ndarray, reconstructions: np.ndarray, path: str | Path
+) -> Path:
     """A row of originals over a row of their reconstructions."""
     count = len(originals)
     figure = plt.figure(figsize=(count, 2.3))

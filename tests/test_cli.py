@@ -91,54 +91,18 @@ def test_scripts_end_to_end(tmp_path, session_npz):
 
 def test_plot_single_kinds_and_options(trained_run, session_npz, tmp_path):
     out = tmp_path / "figures"
-    assert main(["plot", "manifold", "--run", str(trained_run), "--out", str(out), "--n", "4"]) == 0
+
+    def plot(kind: str, *options: str) -> int:
+        folders = ["--run", str(trained_run), "--out", str(out), "--data", str(session_npz)]
+        return main(["plot", kind, *folders, *options])
+
+    assert plot("manifold", "--n", "4") == 0
     assert png_size(out / "manifold.png") == (1000, 1000)
-    assert (
-        main(
-            ["plot", "decode", "--run", str(trained_run), "--out", str(out), "--z", "1.69", "0.28"]
-        )
-        == 0
-    )
+    assert plot("decode", "--z", "1.69", "0.28") == 0
     assert png_size(out / "decode_z_1.69_0.28.png") == (300, 340)
-    assert (
-        main(
-            [
-                "plot",
-                "decode",
-                "--run",
-                str(trained_run),
-                "--out",
-                str(out),
-                "--data",
-                str(session_npz),
-                "--index",
-                "3",
-            ]
-        )
-        == 0
-    )
+    assert plot("decode", "--index", "3") == 0
     assert (out / "decode_3.png").is_file()
-    assert (
-        main(
-            [
-                "plot",
-                "interpolation",
-                "--run",
-                str(trained_run),
-                "--out",
-                str(out),
-                "--data",
-                str(session_npz),
-                "--from",
-                "4",
-                "--to",
-                "5",
-                "--steps",
-                "6",
-            ]
-        )
-        == 0
-    )
+    assert plot("interpolation", "--from", "4", "--to", "5", "--steps", "6") == 0
     assert png_size(out / "interpolation.png") == (480, 130)
 
 

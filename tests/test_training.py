@@ -151,7 +151,9 @@ def test_finished_run_is_not_overwritten_without_asking(tmp_path):
     with pytest.raises(RunError, match="holds a finished run; pass --overwrite"):
         train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
     assert folder_state(folder) == before
+    (folder / "metrics.json").write_text("{}")
     train(SMALL.replace(epochs=1, seed=4), _data(), folder, verbose=0, overwrite=True)
+    assert not (folder / "metrics.json").exists(), "metrics of the replaced model must go"
     assert json.loads((folder / "run.json").read_text())["seed"] == 4
 
 

@@ -389,6 +389,9 @@ def train(
         build_mean_encoder(vae.encoder).save(temporary)
     with atomic_path(paths.decoder) as temporary:
         vae.decoder.save(temporary)
+    # Metrics measured on a model this run replaced would now describe the wrong model.
+    with contextlib.suppress(FileNotFoundError):
+        (paths.folder / "metrics.json").unlink()
     info["status"] = "finished"
     info["checkpoint"] = None
     info["train_seconds"] = float(sum(info["epoch_seconds"]))

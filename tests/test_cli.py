@@ -428,3 +428,19 @@ def test_plots_of_a_three_dimensional_latent_space(tmp_path, session_npz, capsys
         call(["plot", "manifold", "--run", str(run), "--out", str(out)]),
         r"'manifold' draws a 2-D latent space, and this run's has 3 dimensions",
     )
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_run(finished_run, session_npz, monkeypatch, capsys):
+    import vae_mnist.evaluation
+
+    before = folder_state(finished_run)
+
+    def full_disk(path, text):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(vae_mnist.evaluation, "atomic_write_text", full_disk)
+    status = call(
+        ["evaluate", "--run", str(finished_run), "--data", str(session_npz), "--samples", "2"]
+    )
+    assert_one_line_error(capsys, status, r"No space left on device")
+    assert folder_state(finished_run) == before

@@ -212,3 +212,26 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         raise RuntimeError("crash in the middle")
     assert target.read_text() == "good"
     assert os.listdir(tmp_path) == ["history.csv"]
+
+
+def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    real_save = keras.Model.save
+
+    def disk_full_at_epoch_two(self, path, *arguments, **options):
+        if "epoch-0002" in str(path):
+            raise OSError(28, "No space left on device", str(path))
+        return real_save(self, path, *arguments, **options)
+
+    monkeypatch.setattr(keras.Model, "save", disk_full_at_epoch_two)
+    with pytest.raises(OSError, match="No space left"):
+        train(SMALL.replace(epochs=3), _data(), folder, verbose=0)
+    info = json.loads((folder / "run.json").read_text())
+    assert info["completed_epochs"] == 1 and info["checkpoint"] == "checkpoint/epoch-0001.keras"
+    assert history_epochs(folder) == [0]
+    assert [path.name for path in (folder / "checkpoint").iterdir()] == ["epoch-0001.keras"]
+    load_model(folder / info["checkpoint"])
+
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    finished = train(SMALL.replace(epochs=3), _data(), folder, verbose=0)
+    assert finished["status"] == "finished" and history_epochs(folder) == [0, 1, 2]

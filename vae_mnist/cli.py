@@ -267,8 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         RunError,
         TrainingDivergedError,
         UsageError,
-        PermissionError,
-        FileNotFoundError,
+        # A full disk or a read-only folder: the atomic writes have kept every earlier file.
+        OSError,
     ) as error:
         print(f"{PROGRAM} {arguments.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,9 +10,9 @@ import os
 # have to read them. An explicit setting of the user's wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from vae_mnist._quiet import import_keras_quietly  # noqa: E402
+from vae_mnist._quiet import start_tensorflow_quietly  # noqa: E402
 
-import_keras_quietly()
+start_tensorflow_quietly()
 
 from vae_mnist.config import VAEConfig  # noqa: E402
 from vae_mnist.data import DataError, load_mnist, prepare_images  # noqa: E402

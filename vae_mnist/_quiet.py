@@ -1,4 +1,4 @@
-"""Importing Keras without TensorFlow's start-up chatter on standard error."""
+"""Starting TensorFlow without its start-up chatter on standard error."""
 
 from __future__ import annotations
 
@@ -9,14 +9,21 @@ import sys
 import tempfile
 
 
-def import_keras_quietly() -> None:
-    """Import Keras with the native standard error captured, and replay it only on failure.
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow, where installed, with the native standard error captured.
 
     TensorFlow's C++ side writes CUDA probing and oneDNN notes straight to file descriptor 2
     before any Python setting can stop it (TF_CPP_MIN_LOG_LEVEL no longer covers them), which
-    buries this project's one-line error messages. Setting VAE_MNIST_VERBOSE_IMPORT=1 shows them.
+    buries this project's one-line error messages. Keras imports TensorFlow on every backend
+    where it is installed, so starting it here first, and probing for GPUs while the noise is
+    captured, keeps the noise out. What was captured is replayed only if the import fails.
+    Setting VAE_MNIST_VERBOSE_IMPORT=1 shows it.
     """
-    if "keras" in sys.modules or os.environ.get("VAE_MNIST_VERBOSE_IMPORT") == "1":
+    if (
+        "tensorflow" in sys.modules
+        or os.environ.get("VAE_MNIST_VERBOSE_IMPORT") == "1"
+        or importlib.util.find_spec("tensorflow") is None
+    ):
         return
     try:
         saved = os.dup(2)
@@ -26,13 +33,9 @@ def import_keras_quietly() -> None:
         sys.stderr.flush()
         os.dup2(captured.fileno(), 2)
         try:
-            # Keras reaches for TensorFlow's data tools on every backend where it is installed,
-            # and probing for GPUs is what prints the CUDA errors on machines without one:
-            # do both now, while the noise is captured.
-            if importlib.util.find_spec("tensorflow") is not None:
-                import tensorflow
+            import tensorflow
 
-                tensorflow.config.list_physical_devices()
+            tensorflow.config.list_physical_devices()
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)

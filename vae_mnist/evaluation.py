@@ -247,7 +247,7 @@ def evaluate_command(arguments: argparse.Namespace) -> dict[str, Any]:
     vae = load_model(paths.vae)
     data = load_mnist(arguments.data)
     metrics = evaluate_run(vae, data, arguments.samples, arguments.neighbours, arguments.seed)
-    atomic_write_text(paths.folder / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
     print(format_table(metrics))
-    print(f"wrote {paths.folder / 'metrics.json'}")
+    print(f"wrote {paths.metrics}")
     return metrics

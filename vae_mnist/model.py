@@ -9,6 +9,7 @@ import keras
 from keras import layers, ops
 
 from vae_mnist.config import VAEConfig
+from vae_mnist.files import atomic_path
 from vae_mnist.losses import kl_divergence, reconstruction_loss
 
 SERIALIZATION_PACKAGE = "vae_mnist"
@@ -158,6 +159,12 @@ def build_vae(config: VAEConfig) -> VAE:
 
 class ModelFileError(ValueError):
     """A saved model that is missing, unreadable or refused."""
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Save `model` as a `.keras` file, atomically: a crash never leaves half a file at `path`."""
+    with atomic_path(path) as temporary:
+        model.save(temporary)
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:

@@ -36,13 +36,8 @@ import numpy as np
 
 from vae_mnist.config import VAEConfig
 from vae_mnist.data import prepare_images
-from vae_mnist.files import (
-    atomic_path,
-    atomic_write_text,
-    check_writable_folder,
-    remove_stale_temporaries,
-)
-from vae_mnist.model import build_mean_encoder, build_vae
+from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
+from vae_mnist.model import build_mean_encoder, build_vae, save_model
 
 HISTORY_COLUMNS = (
     "epoch",
@@ -53,7 +48,6 @@ HISTORY_COLUMNS = (
     "val_reconstruction_loss",
     "val_kl_loss",
 )
-RUN_FILES = ("vae.keras", "encoder.keras", "decoder.keras", "config.json", "history.csv")
 
 
 class RunError(RuntimeError):
@@ -93,6 +87,10 @@ class RunPaths:
     @property
     def decoder(self) -> Path:
         return self.folder / "decoder.keras"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.json"
 
     @property
     def checkpoints(self) -> Path:
@@ -210,11 +208,9 @@ class _EpochRecorder(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.epoch_started
         row = {"epoch": epoch, **{column: logs[column] for column in HISTORY_COLUMNS[1:]}}
         checkpoint = self.paths.checkpoints / f"epoch-{epoch + 1:04d}.keras"
-        with atomic_path(checkpoint) as temporary:
-            self.model.save(temporary)
+        save_model(self.model, checkpoint)
         if self.config.snapshot_every and (epoch + 1) % self.config.snapshot_every == 0:
-            with atomic_path(self.paths.snapshot(epoch + 1)) as temporary:
-                self.model.decoder.save(temporary)
+            save_model(self.model.decoder, self.paths.snapshot(epoch + 1))
         self.info["history"].append(row)
         self.info["epoch_seconds"].append(seconds)
         self.info["completed_epochs"] = epoch + 1
@@ -348,8 +344,7 @@ def train(
     _write_run_info(paths, info)
     atomic_write_text(paths.history, history_csv_text(info["history"]))
     if config.snapshot_every and completed == 0:
-        with atomic_path(paths.snapshot(0)) as temporary:
-            vae.decoder.save(temporary)
+        save_model(vae.decoder, paths.snapshot(0))
 
     (x_train, _), (x_test, _) = data
     x_train, x_test = prepare_images(x_train), prepare_images(x_test)
@@ -383,15 +378,12 @@ def train(
             f"training stopped, {kept} (try a smaller --learning-rate)"
         )
 
-    with atomic_path(paths.vae) as temporary:
-        vae.save(temporary)
-    with atomic_path(paths.encoder) as temporary:
-        build_mean_encoder(vae.encoder).save(temporary)
-    with atomic_path(paths.decoder) as temporary:
-        vae.decoder.save(temporary)
+    save_model(vae, paths.vae)
+    save_model(build_mean_encoder(vae.encoder), paths.encoder)
+    save_model(vae.decoder, paths.decoder)
     # Metrics measured on a model this run replaced would now describe the wrong model.
     with contextlib.suppress(FileNotFoundError):
-        (paths.folder / "metrics.json").unlink()
+        paths.metrics.unlink()
     info["status"] = "finished"
     info["checkpoint"] = None
     info["train_seconds"] = float(sum(info["epoch_seconds"]))

@@ -1,0 +1,67 @@
+"""Log-likelihoods of the decoder, as pure `keras.ops` functions of its parameters.
+
+Each returns the *negative* log-likelihood per image, shape ``(batch,)``, summed over pixels,
+in nats: the reconstruction term of the negative ELBO. The model averages it over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from keras import ops
+
+# A backend tensor or a numpy array: keras.ops accepts both.
+TensorLike = Any
+
+# Keras clips probabilities by this epsilon inside its binary cross-entropy; the 2017 example
+# used that function, so the same clip keeps the loss identical to it.
+PROBABILITY_EPSILON = 1e-7
+LOG_TWO_PI = math.log(2.0 * math.pi)
+
+
+def bernoulli_negative_log_likelihood(
+    images: TensorLike, probabilities: TensorLike
+) -> TensorLike:
+    """Binary cross-entropy summed over pixels: ``-Σ_d [x_d log p_d + (1 - x_d) log(1 - p_d)]``.
+
+    On binary targets this is ``-log Bernoulli(x; p)``; on grayscale targets in [0, 1] it is the
+    2017 example's ``original_dim * binary_crossentropy(x, x̂)`` (784 times the mean over
+    pixels). p is clipped to ``[1e-7, 1 - 1e-7]`` as Keras does.
+
+    Args:
+        images: targets in [0, 1], shape ``(batch, pixels)``.
+        probabilities: the decoder's pixel probabilities p, shape ``(batch, pixels)``.
+
+    Returns:
+        Shape ``(batch,)``: the summed cross-entropy per image, in nats.
+    """
+    # Numpy inputs are welcome; the targets take the probabilities' float type.
+    probabilities = ops.convert_to_tensor(probabilities)
+    images = ops.cast(images, probabilities.dtype)
+    probabilities = ops.clip(probabilities, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
+    per_pixel = -(images * ops.log(probabilities) + (1.0 - images) * ops.log(1.0 - probabilities))
+    return ops.sum(per_pixel, axis=-1)
+
+
+def gaussian_negative_log_likelihood(
+    images: TensorLike, mean: TensorLike, log_var: TensorLike
+) -> TensorLike:
+    """``-log N(x; μ, diag σ²) = ½ Σ_d [log 2π + log σ_d² + (x_d - μ_d)² / σ_d²]``.
+
+    Kingma & Welling's Appendix C.2 decoder: a mean and a log-variance per pixel.
+
+    Args:
+        images: targets, shape ``(batch, pixels)``.
+        mean: μ, shape ``(batch, pixels)``.
+        log_var: log σ², shape ``(batch, pixels)``.
+
+    Returns:
+        Shape ``(batch,)``: the negative log-density per image summed over pixels, in nats
+        (a density, so it can be negative).
+    """
+    mean = ops.convert_to_tensor(mean)
+    images = ops.cast(images, mean.dtype)
+    log_var = ops.cast(log_var, mean.dtype)
+    per_pixel = LOG_TWO_PI + log_var + ops.square(images - mean) * ops.exp(-log_var)
+    return 0.5 * ops.sum(per_pixel, axis=-1)

@@ -14,35 +14,37 @@ from vae_mnist._quiet import start_tensorflow_quietly  # noqa: E402
 
 start_tensorflow_quietly()
 
-from vae_mnist.config import VAEConfig  # noqa: E402
-from vae_mnist.data import DataError, load_mnist, prepare_images  # noqa: E402
-from vae_mnist.losses import kl_divergence, reconstruction_loss  # noqa: E402
+from vae_mnist.config import (  # noqa: E402
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainingConfig,
+)
+from vae_mnist.data import DataError, load_dataset, load_mnist, prepare_images  # noqa: E402
 from vae_mnist.model import (  # noqa: E402
     VAE,
     ModelFileError,
-    Sampling,
-    build_decoder,
-    build_encoder,
-    build_mean_encoder,
     build_vae,
+    compose_vae,
     load_model,
 )
 
-__version__ = "1.0.0"
+__version__ = "2.0.0"
 
 __all__ = [
     "VAE",
+    "ConfigError",
+    "DataConfig",
     "DataError",
+    "ModelConfig",
     "ModelFileError",
-    "Sampling",
-    "VAEConfig",
-    "build_decoder",
-    "build_encoder",
-    "build_mean_encoder",
+    "RunConfig",
+    "TrainingConfig",
     "build_vae",
-    "kl_divergence",
+    "compose_vae",
+    "load_dataset",
     "load_mnist",
     "load_model",
     "prepare_images",
-    "reconstruction_loss",
 ]

@@ -1,4 +1,4 @@
-"""The `vae-mnist` command: train, plot, evaluate.
+"""The `vae-mnist` command line: parsing only; each command's glue is in `vae_mnist.commands`.
 
 Every expected failure (bad data, bad flags, a refused model file, an interrupted run) ends
 with one line on standard error and a non-zero exit status, never a traceback.
@@ -8,40 +8,38 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import math
 import sys
 from collections.abc import Sequence
 
 from vae_mnist import __version__
-from vae_mnist.config import ConfigError, UsageError, VAEConfig
-from vae_mnist.data import DataError, load_mnist
-from vae_mnist.files import check_writable_folder
+from vae_mnist.config import ConfigError, UsageError, flag_fields
+from vae_mnist.data import DataError
 from vae_mnist.model import ModelFileError
-from vae_mnist.training import RunError, RunPaths, TrainingDivergedError, read_run_info, train
+from vae_mnist.runs import RunError
+from vae_mnist.training import TrainingDivergedError
 
 PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-PLOT_KINDS = (
-    "latent",
-    "manifold",
-    "decode",
-    "reconstructions",
-    "samples",
-    "interpolation",
-    "curves",
-    "density",
-    "animation",
-    "all",
-)
+COMMANDS = ("train", "plot", "evaluate", "presets")
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are a single line, like every other error here."""
+    """An argument parser whose errors are one line naming the command, with a pointer to help.
+
+    Abbreviated flags are refused (``--epoch`` is not ``--epochs``), so a typo never silently
+    means another flag.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _number(kind: type, positive: bool = False, minimum: float | None = None):
@@ -63,24 +61,47 @@ def _number(kind: type, positive: bool = False, minimum: float | None = None):
     return parse
 
 
+def _whole_number_list(text: str) -> tuple[int, ...]:
+    """``256,128`` → ``(256, 128)``; anything but positive whole numbers is refused."""
+    parse = _number(int, positive=True)
+    try:
+        return tuple(parse(item) for item in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected positive whole numbers separated by commas, got {text!r}"
+        ) from None
+
+
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         metavar="PATH",
-        help="a local MNIST: a Keras-layout .npz or a folder of the four IDX files (default: "
-        "$VAE_MNIST_DATA, else download through Keras)",
+        help="a local copy of the run's data set: a Keras-layout .npz or a folder of the four "
+        "IDX files (default: $VAE_MNIST_DATA for MNIST, $VAE_MNIST_FASHION_DATA for "
+        "Fashion-MNIST, else download through Keras)",
     )
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    defaults = VAEConfig()
-    for field in dataclasses.fields(VAEConfig):
+    """One flag per configuration field; unset flags keep the preset's (or the run's) value."""
+    for section, field in flag_fields():
         flag = "--" + field.name.replace("_", "-")
-        default = getattr(defaults, field.name)
-        help_text = f"{field.metadata['help']} (default: {default})"
+        if field.default_factory is not dataclasses.MISSING:
+            default = ",".join(str(item) for item in field.default_factory())
+        else:
+            default = field.default
+        help_text = f"{field.metadata['help']} [{section}; default: {default}]"
         if field.type == "bool":
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        elif field.type == "str":
+            parser.add_argument(
+                flag, choices=field.metadata["choices"], default=None, help=help_text
+            )
+        elif field.type == "tuple[int, ...]":
+            parser.add_argument(
+                flag, type=_whole_number_list, default=None, metavar="N,N", help=help_text
             )
         else:
             kind = int if field.type == "int" else float
@@ -93,15 +114,28 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def _add_run_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run", default="runs/default", metavar="DIR", help="run folder (default: runs/default)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROGRAM,
-        description="Train the 2017 Keras MNIST variational autoencoder and draw its figures.",
+        description="Train variational autoencoders on MNIST, from the 2017 Keras example to "
+        "the papers' setups, and draw and measure them.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser.commands = {}  # type: ignore[attr-defined]
 
-    train = commands.add_parser("train", help="train the VAE into a run folder")
+    train = commands.add_parser("train", help="train a VAE into a run folder")
+    train.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="start from a named preset (default: keras2017; `vae-mnist presets` lists them)",
+    )
     _add_data_flag(train)
     train.add_argument(
         "--out", default="runs/default", metavar="DIR", help="run folder (default: runs/default)"
@@ -117,11 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(train)
 
+    from vae_mnist.commands.plot import KINDS
+
     plot = commands.add_parser("plot", help="draw figures from a trained run")
-    plot.add_argument("kind", choices=PLOT_KINDS, help="which figure ('all': every one)")
-    plot.add_argument(
-        "--run", default="runs/default", metavar="DIR", help="run folder (default: runs/default)"
-    )
+    plot.add_argument("kind", choices=KINDS, help="which figure ('all': every one)")
+    _add_run_flag(plot)
     plot.add_argument(
         "--out", default="figures", metavar="DIR", help="figure folder (default: figures)"
     )
@@ -138,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[7, 9],
         metavar="I",
-        help="test images whose z_mean 'decode' decodes (default: 7 9, the blog's two nines)",
+        help="test images whose code 'decode' decodes (default: 7 9, the blog's two nines)",
     )
     plot.add_argument(
         "--z",
@@ -174,9 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     evaluate = commands.add_parser("evaluate", help="measure a trained run on the test set")
-    evaluate.add_argument(
-        "--run", default="runs/default", metavar="DIR", help="run folder (default: runs/default)"
-    )
+    _add_run_flag(evaluate)
     _add_data_flag(evaluate)
     evaluate.add_argument(
         "--samples",
@@ -190,69 +222,40 @@ def build_parser() -> argparse.ArgumentParser:
         type=_number(int, positive=True),
         default=5,
         metavar="K",
-        help="neighbours of the kNN classifier on z_mean (default: 5)",
+        help="neighbours of the kNN classifier on the latent (default: 5)",
     )
     evaluate.add_argument(
-        "--seed", type=_number(int, minimum=0), default=0, help="seed of the importance samples"
+        "--seed", type=_number(int, minimum=0), default=0, help="seed of the Monte-Carlo draws"
+    )
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    presets = commands.add_parser("presets", help="list the named presets")
+    presets.add_argument(
+        "--verbose", action="store_true", help="also each preset's paper, differences, settings"
+    )
+    parser.commands.update(  # type: ignore[attr-defined]
+        train=train, plot=plot, evaluate=evaluate, presets=presets
     )
     return parser
 
 
-def _train(arguments: argparse.Namespace) -> None:
-    changes = {
-        field.name: getattr(arguments, field.name)
-        for field in dataclasses.fields(VAEConfig)
-        if getattr(arguments, field.name) is not None
-    }
-    out = check_writable_folder(arguments.out)
-    # A resumed run keeps its own settings unless the command line changes them.
-    info = None if (arguments.restart or arguments.overwrite) else read_run_info(RunPaths(out))
-    base = VAEConfig()
-    if info is not None and info.get("status") == "training":
-        base = VAEConfig.from_dict(info["config"])
-        if info.get("completed_epochs"):
-            print(
-                f"{PROGRAM}: continuing the unfinished run in {out} after epoch "
-                f"{info['completed_epochs']}",
-                file=sys.stderr,
-            )
-    config = base.replace(**changes)
-    data = load_mnist(arguments.data)
-    result = train(
-        config,
-        data,
-        out,
-        overwrite=arguments.overwrite,
-        restart=arguments.restart,
-        verbose=0 if arguments.quiet else "auto",
-    )
-    print(
-        f"{PROGRAM}: trained {result['completed_epochs']} epochs into {out} "
-        f"(val_loss {result['history'][-1]['val_loss']:.2f})"
-        if result["history"]
-        else f"{PROGRAM}: nothing to train in {out}"
-    )
-
-
-def _plot(arguments: argparse.Namespace) -> None:
-    # Matplotlib loads only for the commands that draw.
-    from vae_mnist import figures
-
-    figures.make_figures(arguments)
-
-
-def _evaluate(arguments: argparse.Namespace) -> None:
-    from vae_mnist import evaluation
-
-    evaluation.evaluate_command(arguments)
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse, letting the command's own parser report flags it does not know."""
+    parser = build_parser()
+    arguments, unknown = parser.parse_known_args(argv)
+    if unknown:
+        parser.commands[arguments.command].error(  # type: ignore[attr-defined]
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
+    return arguments
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    arguments = build_parser().parse_args(argv)
-    handlers = {"train": _train, "plot": _plot, "evaluate": _evaluate}
+    arguments = parse_arguments(argv)
+    command = importlib.import_module(f"vae_mnist.commands.{arguments.command}")
     try:
-        handlers[arguments.command](arguments)
+        command.run(arguments, PROGRAM)
     except KeyboardInterrupt:
         print(
             f"{PROGRAM}: interrupted; every finished epoch is kept, run the same command "

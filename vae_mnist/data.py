@@ -1,4 +1,5 @@
-"""Loading MNIST from a local file or through Keras, and checking what was read."""
+"""Loading MNIST or Fashion-MNIST from a local file or through Keras, checking what was read,
+and turning the images into the model's inputs and targets (scaled, flattened, binarized)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,29 @@ from pathlib import Path
 import numpy as np
 
 DATA_ENVIRONMENT_VARIABLE = "VAE_MNIST_DATA"
+# Each data set's local copy may be named by its own environment variable.
+DATA_ENVIRONMENT_VARIABLES = {
+    "mnist": DATA_ENVIRONMENT_VARIABLE,
+    "fashion_mnist": "VAE_MNIST_FASHION_DATA",
+}
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ),
+}
+# The test set of a binarized run is binarized once with this seed, whatever the run's seed,
+# so that every binarized run is validated and evaluated on the same binary images.
+TEST_BINARIZATION_SEED = 2013
 IMAGE_SIDE = 28
 NUMBER_OF_CLASSES = 10
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -32,25 +56,66 @@ class DataError(ValueError):
     """A data set that is missing, unreadable or not MNIST-shaped."""
 
 
-def load_mnist(path: str | os.PathLike | None = None) -> tuple[Split, Split]:
-    """Return ``((x_train, y_train), (x_test, y_test))`` as ``keras.datasets.mnist`` does.
+def load_dataset(
+    dataset: str = "mnist", path: str | os.PathLike | None = None
+) -> tuple[Split, Split]:
+    """Return ``((x_train, y_train), (x_test, y_test))`` as ``keras.datasets`` does.
 
     Images are ``uint8`` arrays of shape ``(n, 28, 28)`` and labels ``uint8`` arrays of shape
-    ``(n,)``. The source is, in order: `path`; the file or folder named by the environment
-    variable ``VAE_MNIST_DATA``; a download through Keras. A path may be a Keras-layout
-    ``.npz`` file or a folder holding the four original IDX files, gzipped or not.
+    ``(n,)``. The source is, in order: `path`; the file or folder named by the data set's
+    environment variable (``VAE_MNIST_DATA`` for MNIST, ``VAE_MNIST_FASHION_DATA`` for
+    Fashion-MNIST); a download through Keras. A path may be a Keras-layout ``.npz`` file or a
+    folder holding the four original IDX files, gzipped or not.
     """
+    if dataset not in DATA_ENVIRONMENT_VARIABLES:
+        raise DataError(
+            f"unknown dataset {dataset!r} (choose from {', '.join(DATA_ENVIRONMENT_VARIABLES)})"
+        )
     if path is None:
-        path = os.environ.get(DATA_ENVIRONMENT_VARIABLE) or None
-    arrays = _download_with_keras() if path is None else read_mnist_file(path)
+        path = os.environ.get(DATA_ENVIRONMENT_VARIABLES[dataset]) or None
+    arrays = _download_with_keras(dataset) if path is None else read_mnist_file(path)
     validate_mnist(arrays, source=str(path) if path is not None else "keras download")
     return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def load_mnist(path: str | os.PathLike | None = None) -> tuple[Split, Split]:
+    """MNIST, as `load_dataset("mnist", path)` gives it."""
+    return load_dataset("mnist", path)
 
 
 def prepare_images(images: np.ndarray) -> np.ndarray:
     """Scale uint8 images to float32 in [0, 1] and flatten each to 784 values."""
     # (n, 28, 28) -> (n, 784)
     return (images.astype(np.float32) / 255.0).reshape(len(images), -1)
+
+
+def binarize(images: np.ndarray, seed: int) -> np.ndarray:
+    """One draw of every pixel from Bernoulli(x) under `seed`: float32 zeros and ones.
+
+    Args:
+        images: pixel intensities in [0, 1], any shape.
+        seed: the seed of the draw; the same seed gives the same binary images.
+    """
+    uniform = np.random.default_rng(seed).random(images.shape, dtype=np.float32)
+    return (uniform < images).astype(np.float32)
+
+
+def model_inputs(
+    data: tuple[Split, Split], binarization: str = "none", seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The training and test images as the model sees them, ``(n, 784)`` float32 each.
+
+    ``none`` keeps grayscale; ``static`` binarizes the training set once under `seed`;
+    ``dynamic`` leaves the training set grayscale for the model to binarize at every step. The
+    test set of a binarized run is binarized once under `TEST_BINARIZATION_SEED`.
+    """
+    (x_train, _), (x_test, _) = data
+    x_train, x_test = prepare_images(x_train), prepare_images(x_test)
+    if binarization == "static":
+        x_train = binarize(x_train, seed)
+    if binarization != "none":
+        x_test = binarize(x_test, TEST_BINARIZATION_SEED)
+    return x_train, x_test
 
 
 def read_mnist_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -175,17 +240,17 @@ def validate_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
         arrays[key] = arrays[key].astype(np.uint8, copy=False)
 
 
-def _download_with_keras() -> dict[str, np.ndarray]:
+def _download_with_keras(dataset: str = "mnist") -> dict[str, np.ndarray]:
     import keras
 
     try:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, dataset).load_data()
     except Exception as error:  # Keras wraps every network failure in a plain Exception.
         raise DataError(
-            "could not download MNIST through Keras (is there a network?): "
+            f"could not download {dataset} through Keras (is there a network?): "
             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. "
             f"Give a local copy with --data PATH or the environment variable "
-            f"{DATA_ENVIRONMENT_VARIABLE} (an .npz in the Keras layout or a folder of the "
-            "four IDX files)"
+            f"{DATA_ENVIRONMENT_VARIABLES[dataset]} (an .npz in the Keras layout or a folder "
+            "of the four IDX files)"
         ) from None
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}

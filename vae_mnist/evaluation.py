@@ -1,72 +1,69 @@
 """Numbers to compare with papers: the ELBO, the IWAE estimate of log p(x), latent quality.
 
-All results are per test image, in nats. Every random draw comes from a seeded numpy
-generator, so repeated evaluations of the same run give the same numbers.
+All results are per test image, in nats, on the test set as the run saw it (binarized with the
+fixed test seed where the run was binarized). The Monte-Carlo draws come from a seeded
+`SeedGenerator`, so repeated evaluations of the same run give the same numbers. The arithmetic
+runs in the backend (TensorFlow, JAX or PyTorch) through `keras.ops`, for every latent and
+likelihood, through the latent's interface (see `vae_mnist.latents`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
-from vae_mnist.files import atomic_write_text
-from vae_mnist.losses import kl_divergence, reconstruction_loss
-
-LOG_TWO_PI = math.log(2.0 * math.pi)
 # Burda et al. (2015) call a latent dimension active when the variance of its posterior mean
 # across the data exceeds this.
 ACTIVE_UNIT_THRESHOLD = 1e-2
 # Decoded pixels held in memory at once by the importance-weighted estimate (about 300 MB).
 DECODED_VALUES_PER_CHUNK = 80_000_000
+ENCODER_BATCH = 1000
 
 
 def _numpy(tensor) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(tensor))
 
 
-def gaussian_log_density(z: np.ndarray, mean: np.ndarray, log_var: np.ndarray) -> np.ndarray:
-    """log N(z; mean, diag(exp(log_var))), summed over the last axis."""
-    return -0.5 * np.sum(LOG_TWO_PI + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
+def log_mean_exp(values, axis: int = -1):
+    """``log(mean(exp(values)))`` along `axis`, stable for values of any size (keras.ops)."""
+    count = ops.shape(values)[axis]
+    return ops.logsumexp(values, axis=axis) - math.log(count)
 
 
-def log_mean_exp(values: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``log(mean(exp(values)))`` along `axis`, stable for values of any size."""
-    largest = np.max(values, axis=axis, keepdims=True)
-    shifted = np.log(np.mean(np.exp(values - largest), axis=axis))
-    return shifted + np.squeeze(largest, axis=axis)
-
-
-def log_likelihoods(decoder: keras.Model, images: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """log p(x | z) = -(summed binary cross-entropy), the training loss's own likelihood.
+def importance_log_weights(vae: keras.Model, images, samples: int, seed: Any):
+    """``log p(x|z_k) + log p(z_k) - log q(z_k|x)`` for K exact posterior samples z_k.
 
     Args:
-        decoder: z -> x̂.
-        images: ``(batch, 784)``.
-        z: ``(batch, samples, latent_dim)``.
+        vae: a `vae_mnist.model.VAE`.
+        images: ``(batch, pixels)``, as the run's targets (binarized where the run was).
+        samples: K.
+        seed: a `keras.random.SeedGenerator`.
 
     Returns:
-        ``(batch, samples)``.
+        ``(batch, K)``.
     """
-    batch, samples, latent_dim = z.shape
-    decoded = decoder(z.reshape(batch * samples, latent_dim), training=False)
-    # (batch*samples, 784) -> (batch, samples, 784), to broadcast against (batch, 1, 784)
-    decoded = ops.reshape(decoded, (batch, samples, -1))
-    return -_numpy(reconstruction_loss(ops.convert_to_tensor(images[:, None, :]), decoded))
+    images = ops.convert_to_tensor(images)
+    parameters = vae.encode(images)
+    z, log_posterior = vae.latent.sample_posterior(parameters, samples, seed)
+    batch = ops.shape(images)[0]
+    # (batch, K, code) -> (batch*K, code) for the decoder; each head back to (batch, K, pixels).
+    decoded = vae.decode(ops.reshape(z, (batch * samples, -1)))
+    decoded = {name: ops.reshape(value, (batch, samples, -1)) for name, value in decoded.items()}
+    # (batch, pixels) -> (batch, 1, pixels), to broadcast against the K samples.
+    log_likelihood = -vae.likelihood.negative_log_likelihood(ops.expand_dims(images, 1), decoded)
+    return log_likelihood + vae.latent.log_prior(z) - log_posterior
 
 
 def importance_weighted_log_likelihood(
-    encoder: keras.Model,
-    decoder: keras.Model,
+    vae: keras.Model,
     images: np.ndarray,
     samples: int,
-    rng: np.random.Generator,
+    seed: int = 0,
+    progress: bool = False,
 ) -> np.ndarray:
     """The IWAE estimate of log p(x) per image (Burda et al. 2015), in nats.
 
@@ -74,58 +71,55 @@ def importance_weighted_log_likelihood(
     bound in expectation that rises with K towards log p(x); with K = 1 it is the single-sample
     ELBO. The K terms are combined with a stable log-mean-exp.
 
-    Args:
-        encoder: x -> [z_mean, z_log_var].
-        decoder: z -> x̂.
-        images: ``(n, 784)`` in [0, 1].
-        samples: K.
-        rng: the source of the noise.
-
     Returns:
         ``(n,)``.
     """
-    z_mean_all, z_log_var_all = (_numpy(output) for output in encoder(images, training=False))
+    generator = keras.random.SeedGenerator(seed)
     chunk = max(1, DECODED_VALUES_PER_CHUNK // (samples * images.shape[1]))
+    bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     estimates = []
     for start in range(0, len(images), chunk):
-        stop = min(start + chunk, len(images))
-        z_mean = z_mean_all[start:stop, None, :]  # (chunk, 1, latent_dim)
-        z_log_var = z_log_var_all[start:stop, None, :]
-        noise = rng.standard_normal((stop - start, samples, z_mean.shape[-1]))
-        z = (z_mean + np.exp(0.5 * z_log_var) * noise).astype(np.float32)
-        log_weights = (
-            log_likelihoods(decoder, images[start:stop], z)
-            + gaussian_log_density(z, 0.0, np.zeros_like(z))
-            - gaussian_log_density(z, z_mean, z_log_var)
-        )
-        estimates.append(log_mean_exp(log_weights.astype(np.float64), axis=1))
-    return np.concatenate(estimates)
+        log_weights = importance_log_weights(vae, images[start : start + chunk], samples, generator)
+        estimates.append(_numpy(log_mean_exp(log_weights, axis=1)))
+        if bar is not None:
+            bar.update(min(start + chunk, len(images)))
+    return np.concatenate(estimates).astype(np.float64)
 
 
 def negative_elbo_terms(
-    encoder: keras.Model,
-    decoder: keras.Model,
-    images: np.ndarray,
-    rng: np.random.Generator,
-    batch_size: int = 1000,
+    vae: keras.Model, images: np.ndarray, seed: int = 0, batch_size: int = ENCODER_BATCH
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image reconstruction and KL terms, computed exactly as the training loss does.
+    """Per-image reconstruction and KL terms, as the training loss has them.
 
-    One sampled z per image for the reconstruction, the closed-form KL.
+    One exact posterior sample per image for the reconstruction, the latent's KL.
 
     Returns:
         ``(reconstruction, kl)``, each ``(n,)``.
     """
+    generator = keras.random.SeedGenerator(seed)
     reconstructions, kls = [], []
     for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        z_mean, z_log_var = (_numpy(output) for output in encoder(batch, training=False))
-        noise = rng.standard_normal(z_mean.shape).astype(np.float32)
-        z = z_mean + np.exp(0.5 * z_log_var) * noise
-        decoded = decoder(z, training=False)
-        reconstructions.append(_numpy(reconstruction_loss(ops.convert_to_tensor(batch), decoded)))
-        kls.append(_numpy(kl_divergence(z_mean, z_log_var)))
+        batch = ops.convert_to_tensor(images[start : start + batch_size])
+        parameters = vae.encode(batch)
+        z, _ = vae.latent.sample_posterior(parameters, 1, generator)
+        decoded = vae.decode(ops.squeeze(z, 1))  # (batch, 1, code) -> (batch, code)
+        reconstructions.append(_numpy(vae.likelihood.negative_log_likelihood(batch, decoded)))
+        kls.append(_numpy(vae.latent.kl_divergence(parameters)))
     return np.concatenate(reconstructions), np.concatenate(kls)
+
+
+def encode_all(vae: keras.Model, images: np.ndarray, batch_size: int = ENCODER_BATCH) -> dict:
+    """The posterior's parameters of every image, by head name, as numpy arrays."""
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(images), batch_size):
+        for name, value in vae.encode(images[start : start + batch_size]).items():
+            parts.setdefault(name, []).append(_numpy(value))
+    return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+def representation(vae: keras.Model, parameters: dict) -> np.ndarray:
+    """What the latent scatter and the kNN classifier use (z_mean for the Gaussian)."""
+    return _numpy(vae.latent.representation(parameters))
 
 
 def knn_accuracy(
@@ -166,35 +160,39 @@ def knn_accuracy(
     return correct / len(test_points)
 
 
-def active_units(z_mean: np.ndarray, threshold: float = ACTIVE_UNIT_THRESHOLD) -> np.ndarray:
+def active_units(z_mean: np.ndarray) -> np.ndarray:
     """Per latent dimension, Cov_x(E_q[z]): the variance of z_mean across the data.
 
-    A dimension is active where this exceeds `threshold` (Burda et al. 2015).
+    A dimension is active where this exceeds `ACTIVE_UNIT_THRESHOLD` (Burda et al. 2015).
     """
     return np.var(z_mean.astype(np.float64), axis=0)
 
 
 def evaluate_run(
     vae: keras.Model,
-    data: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    test_images: np.ndarray,
+    test_labels: np.ndarray,
     samples: int = 1000,
     neighbours: int = 5,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Every metric of a trained VAE on the test set, as a JSON-ready dict."""
-    from vae_mnist.data import prepare_images
+    """Every metric of a trained VAE on the test set, as a JSON-ready dict.
 
-    (train_images, train_labels), (test_images, test_labels) = data
-    train_images, test_images = prepare_images(train_images), prepare_images(test_images)
-    rng = np.random.default_rng(seed)
-    reconstruction, kl = negative_elbo_terms(vae.encoder, vae.decoder, test_images, rng)
+    The images are the model's inputs (`vae_mnist.data.model_inputs`), binarized as the run
+    was; the training images serve the kNN classifier only.
+    """
+    reconstruction, kl = negative_elbo_terms(vae, test_images, seed)
     log_likelihood = importance_weighted_log_likelihood(
-        vae.encoder, vae.decoder, test_images, samples, rng
+        vae, test_images, samples, seed + 1, progress=progress
     )
-    train_mean = _numpy(vae.encoder.predict(train_images, batch_size=10_000, verbose=0)[0])
-    test_mean = _numpy(vae.encoder.predict(test_images, batch_size=10_000, verbose=0)[0])
-    variances = active_units(test_mean)
-    return {
+    train_parameters = encode_all(vae, train_images)
+    test_parameters = encode_all(vae, test_images)
+    train_points = representation(vae, train_parameters)
+    test_points = representation(vae, test_parameters)
+    metrics: dict[str, Any] = {
         "test_images": int(len(test_images)),
         "negative_elbo": float(np.mean(reconstruction + kl)),
         "reconstruction": float(np.mean(reconstruction)),
@@ -204,13 +202,16 @@ def evaluate_run(
         "iwae_negative_log_likelihood": float(-np.mean(log_likelihood)),
         "knn_neighbours": int(neighbours),
         "knn_accuracy": float(
-            knn_accuracy(train_mean, train_labels, test_mean, test_labels, neighbours)
+            knn_accuracy(train_points, train_labels, test_points, test_labels, neighbours)
         ),
-        "latent_dim": int(test_mean.shape[1]),
-        "active_units": int(np.sum(variances > ACTIVE_UNIT_THRESHOLD)),
-        "latent_variances": [float(value) for value in variances],
+        "latent_dim": int(vae.latent.code_size),
         "seed": int(seed),
     }
+    if "z_mean" in test_parameters:
+        variances = active_units(test_parameters["z_mean"])
+        metrics["active_units"] = int(np.sum(variances > ACTIVE_UNIT_THRESHOLD))
+        metrics["latent_variances"] = [float(value) for value in variances]
+    return metrics
 
 
 TABLE_ROWS = (
@@ -218,36 +219,18 @@ TABLE_ROWS = (
     ("  reconstruction", "reconstruction", "{:.2f}"),
     ("  KL", "kl", "{:.2f}"),
     ("-log p(x), IWAE (nats)", "iwae_negative_log_likelihood", "{:.2f}"),
-    ("kNN accuracy on z_mean", "knn_accuracy", "{:.4f}"),
+    ("kNN accuracy on the latent", "knn_accuracy", "{:.4f}"),
     ("active latent units", "active_units", "{}"),
 )
 
 
 def format_table(metrics: dict[str, Any]) -> str:
-    width = max(len(label) for label, _, _ in TABLE_ROWS)
-    lines = [
-        f"{label:<{width}}  {template.format(metrics[key])}" for label, key, template in TABLE_ROWS
-    ]
+    """The metrics as an aligned text table: the rows that the metrics hold."""
+    rows = [row for row in TABLE_ROWS if row[1] in metrics]
+    width = max(len(label) for label, _, _ in rows)
+    lines = [f"{label:<{width}}  {template.format(metrics[key])}" for label, key, template in rows]
     lines.append(
         f"({metrics['test_images']} test images, K={metrics['iwae_samples']}, "
         f"k={metrics['knn_neighbours']}, {metrics['latent_dim']} latent dimensions)"
     )
     return "\n".join(lines)
-
-
-def evaluate_command(arguments: argparse.Namespace) -> dict[str, Any]:
-    """The `evaluate` command: print the table and write ``metrics.json`` in the run."""
-    from vae_mnist.data import load_mnist
-    from vae_mnist.model import ModelFileError, load_model
-    from vae_mnist.training import RunPaths
-
-    paths = RunPaths(Path(arguments.run))
-    if not paths.vae.exists():
-        raise ModelFileError(f"{paths.folder} holds no trained model (no vae.keras)")
-    vae = load_model(paths.vae)
-    data = load_mnist(arguments.data)
-    metrics = evaluate_run(vae, data, arguments.samples, arguments.neighbours, arguments.seed)
-    atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
-    print(format_table(metrics))
-    print(f"wrote {paths.metrics}")
-    return metrics

@@ -64,3 +64,22 @@ def check_writable_folder(folder: str | Path) -> Path:
         reason = error.strerror or str(error)
         raise PermissionError(f"cannot write to the folder {folder}: {reason}") from None
     return folder
+
+
+def check_can_create_folder(folder: str | Path) -> Path:
+    """Make sure `folder` can be written, or created, without creating it.
+
+    Commands check this before a long data load and create the folder only once the input
+    is known to be good, so a bad input leaves no empty folder behind.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise PermissionError(f"cannot write to the folder {folder}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write to the folder {folder}: permission denied")
+    return folder

@@ -1,108 +1,90 @@
-"""The variational autoencoder: functional encoder and decoder, a sampling layer, the model."""
+"""The variational autoencoder, composed of its parts: two networks, a latent, a likelihood.
+
+`VAE` takes the parts as keras-hub's tasks take a backbone: an encoder network (x → the
+latent's parameters), a latent (parameters → z, and the KL term), a decoder network (z → the
+likelihood's parameters) and a likelihood (the reconstruction term). `build_vae` makes them
+from a `RunConfig`. Every part is a registered Keras object, so a saved VAE reloads in safe mode.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import keras
-from keras import layers, ops
+from keras import ops
 
-from vae_mnist.config import VAEConfig
+from vae_mnist.config import ModelConfig, RunConfig
 from vae_mnist.files import atomic_path
-from vae_mnist.losses import kl_divergence, reconstruction_loss
+from vae_mnist.latents import Latent, make_latent
+from vae_mnist.likelihoods import make_likelihood
+from vae_mnist.networks import build_decoder, build_encoder
 
 SERIALIZATION_PACKAGE = "vae_mnist"
+# The dynamic binarization's noise must not be the latent's: offset its seed by this.
+BINARIZATION_SEED_OFFSET = 7919
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class Sampling(layers.Layer):
-    """Draws ``z = z_mean + exp(z_log_var / 2) · ε`` with ``ε ~ N(0, epsilon_std² I)``.
+class DynamicBinarization(keras.layers.Layer):
+    """Draws every pixel afresh from Bernoulli(x) at each training step, inside the step.
 
-    This is the reparameterisation trick: the noise is an input to a deterministic function,
-    so gradients flow to ``z_mean`` and ``z_log_var``. The layer owns a `SeedGenerator`, so
-    its draws are repeatable under a seed on every backend and its state is saved with it.
+    Outside training it passes the images through: the test set is binarized once, with a
+    fixed seed, before it reaches the model. Its `SeedGenerator` makes the draws repeat under
+    a seed and is saved with the model, so a resumed run continues the same stream.
     """
 
-    def __init__(self, epsilon_std: float = 1.0, seed: int | None = None, **kwargs):
+    def __init__(self, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.epsilon_std = epsilon_std
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs):
-        z_mean, z_log_var = inputs
-        epsilon = keras.random.normal(
-            ops.shape(z_mean), stddev=self.epsilon_std, seed=self.seed_generator
-        )
-        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
+    def call(self, images, training: bool | None = None):
+        if not training:
+            return images
+        noise = keras.random.uniform(ops.shape(images), seed=self.seed_generator)
+        return ops.cast(noise < images, images.dtype)
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0]
+        return input_shape
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "epsilon_std": self.epsilon_std, "seed": self.seed}
+        return {**super().get_config(), "seed": self.seed}
 
 
-def build_encoder(
-    original_dim: int = 784, intermediate_dim: int = 256, latent_dim: int = 2
-) -> keras.Model:
-    """x ``(batch, original_dim)`` → ``[z_mean, z_log_var]``, each ``(batch, latent_dim)``."""
-    images = keras.Input(shape=(original_dim,), name="images")
-    hidden = layers.Dense(intermediate_dim, activation="relu", name="encoder_hidden")(images)
-    z_mean = layers.Dense(latent_dim, name="z_mean")(hidden)
-    z_log_var = layers.Dense(latent_dim, name="z_log_var")(hidden)
-    return keras.Model(images, [z_mean, z_log_var], name="encoder")
-
-
-def build_decoder(
-    original_dim: int = 784, intermediate_dim: int = 256, latent_dim: int = 2
-) -> keras.Model:
-    """z ``(batch, latent_dim)`` → pixel probabilities ``(batch, original_dim)``.
-
-    This is the blog's ``generator``.
-    """
-    latent = keras.Input(shape=(latent_dim,), name="z")
-    hidden = layers.Dense(intermediate_dim, activation="relu", name="decoder_hidden")(latent)
-    probabilities = layers.Dense(original_dim, activation="sigmoid", name="decoder_output")(hidden)
-    return keras.Model(latent, probabilities, name="decoder")
-
-
-def build_mean_encoder(encoder: keras.Model) -> keras.Model:
-    """x → z_mean, sharing the encoder's layers: the blog's ``encoder``."""
-    return keras.Model(encoder.input, encoder.outputs[0], name="mean_encoder")
+def _as_list(outputs: Any) -> list:
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class VAE(keras.Model):
-    """The variational autoencoder of Kingma & Welling (2013) with an MLP encoder and decoder.
+    """A variational autoencoder (Kingma & Welling 2013) composed of its parts.
 
-    Calling it returns a dict with the sampled ``reconstruction`` and the posterior's
-    ``z_mean`` and ``z_log_var``. `compute_loss` turns that into the negative ELBO, written
-    only with `keras.ops`, so it trains unchanged on TensorFlow, JAX and PyTorch.
+    Calling it returns a dict: the encoder's heads by name (for the Gaussian latent
+    ``z_mean`` and ``z_log_var``), the code ``z``, the decoder's heads by name, the decoded
+    image ``reconstruction``, and the ``targets`` the loss compares it with (the images, or
+    their dynamic binarization in training). `compute_loss` turns that into the negative
+    ELBO, written only with `keras.ops`, so it trains unchanged on TensorFlow, JAX and PyTorch.
     """
 
     def __init__(
         self,
-        original_dim: int = 784,
-        intermediate_dim: int = 256,
-        latent_dim: int = 2,
-        epsilon_std: float = 1.0,
-        seed: int | None = None,
+        encoder: keras.Model,
+        decoder: keras.Model,
+        latent: Latent,
+        likelihood: keras.layers.Layer,
+        binarization: keras.layers.Layer | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.original_dim = original_dim
-        self.intermediate_dim = intermediate_dim
-        self.latent_dim = latent_dim
-        self.epsilon_std = epsilon_std
-        self.seed = seed
-        sizes = dict(
-            original_dim=original_dim, intermediate_dim=intermediate_dim, latent_dim=latent_dim
-        )
-        self.encoder = build_encoder(**sizes)
-        self.decoder = build_decoder(**sizes)
-        self.sampling = Sampling(epsilon_std=epsilon_std, seed=seed, name="sampling")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.latent = latent
+        self.likelihood = likelihood
+        self.binarization = binarization
+        self.latent_heads = list(latent.head_sizes())
+        self.likelihood_heads = list(likelihood.heads)
         # Keras already tracks the total as "loss"; these add its two terms.
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
@@ -111,50 +93,125 @@ class VAE(keras.Model):
         # The encoder and decoder are functional models, built with weights when made.
         self.built = True
 
-    def call(self, images):
-        z_mean, z_log_var = self.encoder(images)
-        z = self.sampling([z_mean, z_log_var])
+    def encode(self, images) -> dict:
+        """The posterior's parameters by head name, each ``(batch, units)``."""
+        return dict(zip(self.latent_heads, _as_list(self.encoder(images)), strict=True))
+
+    def decode(self, z) -> dict:
+        """The likelihood's parameters by head name, each ``(batch, original_dim)``."""
+        return dict(zip(self.likelihood_heads, _as_list(self.decoder(z)), strict=True))
+
+    def call(self, images, training: bool | None = None):
+        targets = images
+        if self.binarization is not None:
+            targets = self.binarization(images, training=training)
+        parameters = self.encode(targets)
+        z = self.latent(parameters, training=training)
+        decoded = self.decode(z)
         return {
-            "reconstruction": self.decoder(z),
-            "z_mean": z_mean,
-            "z_log_var": z_log_var,
+            **parameters,
+            **decoded,
+            "z": z,
+            "reconstruction": self.likelihood.mean(decoded),
+            "targets": targets,
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The negative ELBO averaged over the batch: mean(reconstruction + KL)."""
-        reconstruction = reconstruction_loss(x, y_pred["reconstruction"])
-        kl = kl_divergence(y_pred["z_mean"], y_pred["z_log_var"])
+        decoded = {name: y_pred[name] for name in self.likelihood_heads}
+        parameters = {name: y_pred[name] for name in self.latent_heads}
+        reconstruction = self.likelihood.negative_log_likelihood(y_pred["targets"], decoded)
+        kl = self.latent.kl_divergence(parameters)
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        return ops.mean(reconstruction + kl)
+        return ops.mean(reconstruction + kl) + self.latent.auxiliary_loss(parameters)
+
+    def image_decoder(self) -> keras.Model:
+        """z → the decoded image, sharing the decoder's layers: the blog's ``generator``."""
+        return keras.Model(self.decoder.input, _as_list(self.decoder.outputs)[0], name="generator")
+
+    def first_head_encoder(self) -> keras.Model:
+        """x → the first head (z_mean for the Gaussian), sharing the encoder's layers.
+
+        For the Gaussian latent this is the blog's ``encoder``.
+        """
+        return keras.Model(self.encoder.input, _as_list(self.encoder.outputs)[0], name="encoder")
 
     def get_config(self) -> dict:
+        serialize = keras.saving.serialize_keras_object
         return {
             **super().get_config(),
-            "original_dim": self.original_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "latent_dim": self.latent_dim,
-            "epsilon_std": self.epsilon_std,
-            "seed": self.seed,
+            "encoder": serialize(self.encoder),
+            "decoder": serialize(self.decoder),
+            "latent": serialize(self.latent),
+            "likelihood": serialize(self.likelihood),
+            "binarization": serialize(self.binarization) if self.binarization else None,
         }
 
     @classmethod
     def from_config(cls, config: dict) -> VAE:
+        config = dict(config)
+        if "intermediate_dim" in config:
+            return _version_1_vae(config)
+        deserialize = keras.saving.deserialize_keras_object
+        for key in ("encoder", "decoder", "latent", "likelihood"):
+            config[key] = deserialize(config[key])
+        if config.get("binarization"):
+            config["binarization"] = deserialize(config["binarization"])
         return cls(**config)
 
 
-def build_vae(config: VAEConfig) -> VAE:
-    """The VAE with the sizes of a `VAEConfig`, built so its weights exist."""
-    vae = VAE(
-        original_dim=config.original_dim,
-        intermediate_dim=config.intermediate_dim,
-        latent_dim=config.latent_dim,
-        epsilon_std=config.epsilon_std,
-        seed=config.seed,
-        name="vae",
+def _version_1_vae(config: dict) -> VAE:
+    """A version-1 VAE (the 2017 model, saved with its sizes), rebuilt with today's parts.
+
+    Its layers are made in the same order with the same shapes, so its saved weights load.
+    """
+    model = ModelConfig(
+        original_dim=config["original_dim"],
+        hidden_layers=(config["intermediate_dim"],),
+        latent_dim=config["latent_dim"],
+        epsilon_std=config["epsilon_std"],
     )
-    vae.build((None, config.original_dim))
+    return compose_vae(model, binarize="none", seed=config.get("seed"), name=config.get("name"))
+
+
+def compose_vae(
+    model: ModelConfig, binarize: str = "none", seed: int | None = None, name: str | None = "vae"
+) -> VAE:
+    """The VAE of a `ModelConfig`, built so its weights exist.
+
+    The layers are made in the 2017 example's order (encoder, then decoder), so the weights'
+    initial values under a seed are the same as there.
+    """
+    latent = make_latent(model, seed=seed)
+    likelihood = make_likelihood(model.likelihood)
+    networks = dict(
+        original_dim=model.original_dim,
+        hidden_layers=model.hidden_layers,
+        activation=model.activation,
+        architecture=model.architecture,
+    )
+    encoder = build_encoder(
+        {name: (units, None) for name, units in latent.head_sizes().items()}, **networks
+    )
+    decoder = build_decoder(
+        {name: (model.original_dim, activation) for name, activation in likelihood.heads.items()},
+        code_size=latent.code_size,
+        **networks,
+    )
+    binarization = None
+    if binarize == "dynamic":
+        binarization = DynamicBinarization(
+            seed=None if seed is None else seed + BINARIZATION_SEED_OFFSET, name="binarization"
+        )
+    vae = VAE(encoder, decoder, latent, likelihood, binarization, name=name)
+    vae.build((None, model.original_dim))
     return vae
+
+
+def build_vae(config: RunConfig) -> VAE:
+    """The VAE of a run's configuration, seeded by its training seed."""
+    return compose_vae(config.model, binarize=config.data.binarize, seed=config.training.seed)
 
 
 class ModelFileError(ValueError):

@@ -6,7 +6,7 @@ machines with no screen and keep no state between calls.
 
 from __future__ import annotations
 
-import csv
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import NormalDist
 
@@ -63,28 +63,89 @@ def tile_images(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
     return grid.reshape(rows * IMAGE_SIDE, columns * IMAGE_SIDE)
 
 
-def decode_manifold(decoder, n: int = 15) -> np.ndarray:
-    """Decode the n × n manifold grid in one call; return the tiled ``(n*28, n*28)`` image."""
-    grid = manifold_grid(n)
-    decoded = predict(decoder, grid.reshape(n * n, 2))  # (n*n, 2) -> (n*n, 784)
+def decode_manifold(
+    decoder, n: int = 15, dimensions: tuple[int, int] = (0, 1), latent_dim: int = 2
+) -> np.ndarray:
+    """Decode the n × n manifold grid in one call; return the tiled ``(n*28, n*28)`` image.
+
+    The grid walks the two latent `dimensions`; the others stay at the prior mean, zero.
+    """
+    grid = manifold_grid(n).reshape(n * n, 2)  # (n, n, 2) -> (n*n, 2)
+    points = np.zeros((n * n, latent_dim), np.float32)
+    points[:, list(dimensions)] = grid
+    decoded = predict(decoder, points)  # (n*n, latent_dim) -> (n*n, 784)
     return tile_images(decoded, n, n)
 
 
-def plot_latent_scatter(z_mean: np.ndarray, labels: np.ndarray, path: str | Path) -> Path:
-    """The test set's z_mean coloured by digit, 6 × 6 inches, with a colour bar."""
+def principal_components(points: np.ndarray, count: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The centred `points` on their first `count` principal axes, and each axis' variance share.
+
+    Returns:
+        ``(projected (n, count), explained (count,))``, explained as fractions of the total.
+    """
+    centred = points.astype(np.float64) - points.mean(axis=0)
+    # The right singular vectors are the principal axes, in order of variance.
+    _, singular_values, axes = np.linalg.svd(centred, full_matrices=False)
+    variances = singular_values**2
+    explained = variances[:count] / max(float(variances.sum()), np.finfo(float).tiny)
+    return centred @ axes[:count].T, explained
+
+
+def planar_view(points: np.ndarray, name: str = "z") -> tuple[np.ndarray, tuple[str, str]]:
+    """Two coordinates per point to draw, and the axes' names.
+
+    Two-dimensional points are drawn as they are (``z[0]``, ``z[1]``); others on their first
+    two principal components, the axes named so with their share of the variance.
+    """
+    if points.shape[1] == 2:
+        return points, (f"{name}[0]", f"{name}[1]")
+    projected, explained = principal_components(points)
+    return projected, tuple(  # type: ignore[return-value]
+        f"principal component {axis + 1} of {name} ({100 * share:.0f}% of variance)"
+        for axis, share in enumerate(explained)
+    )
+
+
+def plot_latent_scatter(
+    points: np.ndarray,
+    labels: np.ndarray,
+    path: str | Path,
+    axis_names: tuple[str, str] = ("z[0]", "z[1]"),
+    class_names: Sequence[str] | None = None,
+) -> Path:
+    """The test set's latent points coloured by class, 6 × 6 inches, with a colour bar.
+
+    The colour bar names the classes where `class_names` is given (Fashion-MNIST's).
+    """
     figure = plt.figure(figsize=(6, 6))
-    points = plt.scatter(z_mean[:, 0], z_mean[:, 1], c=labels, cmap="viridis", s=4)
-    figure.colorbar(points)
-    plt.xlabel("z[0]")
-    plt.ylabel("z[1]")
+    scatter = plt.scatter(points[:, 0], points[:, 1], c=labels, cmap="viridis", s=4)
+    bar = figure.colorbar(scatter)
+    if class_names is not None:
+        bar.set_ticks(range(len(class_names)), labels=list(class_names))
+    plt.xlabel(axis_names[0])
+    plt.ylabel(axis_names[1])
     return _save(figure, path)
 
 
-def plot_manifold(decoder, path: str | Path, n: int = 15) -> Path:
-    """The blog's manifold: n × n decoded digits over the prior's quantiles, 10 × 10 inches."""
+def plot_manifold(
+    decoder,
+    path: str | Path,
+    n: int = 15,
+    dimensions: tuple[int, int] = (0, 1),
+    latent_dim: int = 2,
+) -> Path:
+    """The blog's manifold: n × n decoded digits over the prior's quantiles, 10 × 10 inches.
+
+    With more than two latent dimensions it walks `dimensions`, named in the title.
+    """
     figure = plt.figure(figsize=(10, 10))
-    plt.imshow(decode_manifold(decoder, n), cmap="Greys_r")
+    plt.imshow(decode_manifold(decoder, n, dimensions, latent_dim), cmap="Greys_r")
     plt.axis("off")
+    if latent_dim != 2:
+        plt.title(
+            f"z[{dimensions[0]}] across, z[{dimensions[1]}] down (the two most active of "
+            f"{latent_dim} dimensions); the others at 0"
+        )
     return _save(figure, path)
 
 
@@ -142,15 +203,6 @@ def plot_interpolation(decoded: np.ndarray, path: str | Path, title: str) -> Pat
     return _save(figure, path)
 
 
-def read_history(path: str | Path) -> dict[str, np.ndarray]:
-    """The columns of a ``history.csv`` as float arrays."""
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    if not rows:
-        raise ValueError(f"{path}: no finished epoch to plot")
-    return {key: np.array([float(row[key]) for row in rows]) for key in rows[0]}
-
-
 def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Path:
     """Loss, reconstruction and KL per epoch, training and validation."""
     figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
@@ -170,10 +222,16 @@ def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Pa
     return _save(figure, path)
 
 
-def plot_latent_density(z_mean: np.ndarray, path: str | Path, extent: float = 4.0) -> Path:
+def plot_latent_density(
+    z_mean: np.ndarray,
+    path: str | Path,
+    extent: float = 4.0,
+    axis_names: tuple[str, str] = ("z[0]", "z[1]"),
+) -> Path:
     """Where the test set's z_mean lies, against contours of the N(0, I) prior.
 
-    The view spans at least ``±extent`` and widens to hold every point.
+    The view spans at least ``±extent`` and widens to hold every point. Principal components
+    of an N(0, I) sample are N(0, I) too, so the contours hold for a projected view as well.
     """
     extent = max(extent, float(np.max(np.abs(z_mean[:, :2]))) * 1.05)
     figure = plt.figure(figsize=(6, 6))
@@ -194,8 +252,8 @@ def plot_latent_density(z_mean: np.ndarray, path: str | Path, extent: float = 4.
     levels = sorted(np.exp(-0.5 * np.array([3.0, 2.0, 1.0]) ** 2) / (2 * np.pi))
     contours = plt.contour(z0, z1, prior_density, levels=levels, colors="darkred")
     plt.clabel(contours, fmt={level: f"{s}σ" for level, s in zip(levels, (3, 2, 1), strict=True)})
-    plt.xlabel("z[0]")
-    plt.ylabel("z[1]")
+    plt.xlabel(axis_names[0])
+    plt.ylabel(axis_names[1])
     plt.title("test-set z_mean against the N(0, I) prior")
     return _save(figure, path)
 

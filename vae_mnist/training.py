@@ -1,151 +1,78 @@
 """Training into a run folder that survives interruption and can be resumed.
 
-A run folder holds, once training finishes::
-
-    config.json     the VAEConfig
-    run.json        progress, seed, library versions, timings
-    history.csv     one row per finished epoch (written as each epoch ends)
-    vae.keras       the whole VAE
-    encoder.keras   x -> z_mean (the blog's ``encoder``)
-    decoder.keras   z -> x̂ (the blog's ``generator``)
-
-While training it also holds ``checkpoint/epoch-NNNN.keras``, the compiled VAE with its optimizer
-state after the last finished epoch, which ``run.json`` names. Every file is written to a
-temporary name and renamed into place, and ``run.json`` is renamed last, so whatever kills the
-process, the folder names one consistent finished epoch to continue from.
+The folder's format is `vae_mnist.runs`'; this module fills it, one finished epoch at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
-import json
 import math
-import os
-import platform
 import shutil
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from vae_mnist.config import VAEConfig
-from vae_mnist.data import prepare_images
+from vae_mnist.config import RunConfig, TrainingConfig
+from vae_mnist.data import model_inputs
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
-from vae_mnist.model import build_mean_encoder, build_vae, save_model
-
-HISTORY_COLUMNS = (
-    "epoch",
-    "loss",
-    "reconstruction_loss",
-    "kl_loss",
-    "val_loss",
-    "val_reconstruction_loss",
-    "val_kl_loss",
+from vae_mnist.model import build_vae, save_model
+from vae_mnist.runs import (
+    RunError,
+    RunPaths,
+    history_columns,
+    history_csv_text,
+    library_versions,
+    read_run_info,
+    write_run_info,
 )
 
-
-class RunError(RuntimeError):
-    """A run folder that cannot be trained into as asked."""
+# Burda et al. (2015) train 3^i epochs at learning rate 1e-3 · 10^(-i/7), for i = 0..7.
+IWAE_SCHEDULE_STAGES = 8
+OPTIMIZERS = {
+    "rmsprop": keras.optimizers.RMSprop,
+    "adam": keras.optimizers.Adam,
+    "adagrad": keras.optimizers.Adagrad,
+}
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss stopped being a finite number."""
 
 
-@dataclass(frozen=True)
-class RunPaths:
-    """Where each file of a run lives."""
+def learning_rate(training: TrainingConfig, steps_per_epoch: int):
+    """The learning rate, or the schedule of it by optimizer step, that a configuration asks for.
 
-    folder: Path
-
-    @property
-    def config(self) -> Path:
-        return self.folder / "config.json"
-
-    @property
-    def run_info(self) -> Path:
-        return self.folder / "run.json"
-
-    @property
-    def history(self) -> Path:
-        return self.folder / "history.csv"
-
-    @property
-    def vae(self) -> Path:
-        return self.folder / "vae.keras"
-
-    @property
-    def encoder(self) -> Path:
-        return self.folder / "encoder.keras"
-
-    @property
-    def decoder(self) -> Path:
-        return self.folder / "decoder.keras"
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / "metrics.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.folder / "checkpoint"
-
-    @property
-    def snapshots(self) -> Path:
-        return self.folder / "snapshots"
-
-    def snapshot(self, epoch: int) -> Path:
-        return self.snapshots / f"decoder-epoch-{epoch:04d}.keras"
+    ``iwae``: stage i (i = 0..7) lasts 3^i epochs at ``learning_rate · 10^(-i/7)``; the last
+    rate holds after the 3,280 epochs of the schedule.
+    """
+    if training.learning_rate_schedule == "constant":
+        return training.learning_rate
+    boundaries, epochs = [], 0
+    for stage in range(IWAE_SCHEDULE_STAGES - 1):
+        epochs += 3**stage
+        boundaries.append(epochs * steps_per_epoch)
+    values = [
+        training.learning_rate * 10.0 ** (-stage / 7.0) for stage in range(IWAE_SCHEDULE_STAGES)
+    ]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-def library_versions() -> dict[str, str]:
-    """The versions that decide whether a run can be repeated bit for bit."""
-    versions = {
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "backend": keras.backend.backend(),
-    }
-    backend_module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(
-        versions["backend"]
+def make_optimizer(training: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer of a configuration, with its learning rate (or schedule) and decay."""
+    return OPTIMIZERS[training.optimizer](
+        learning_rate=learning_rate(training, steps_per_epoch),
+        epsilon=training.optimizer_epsilon,
+        # None, not 0.0: Keras then leaves the decay out of the update altogether.
+        weight_decay=training.weight_decay or None,
     )
-    if backend_module:
-        with contextlib.suppress(ImportError, AttributeError):
-            versions[backend_module] = __import__(backend_module).__version__
-    versions["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores"
-    return versions
 
 
-def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
-    """The progress record of a run folder, or None where there is none."""
-    if not paths.run_info.exists():
-        return None
-    try:
-        info = json.loads(paths.run_info.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
-    if not isinstance(info, dict) or "status" not in info:
-        raise RunError(f"{paths.run_info}: not a vae-mnist progress record")
-    return info
-
-
-def history_csv_text(rows: list[dict[str, float]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({column: row[column] for column in HISTORY_COLUMNS})
-    return buffer.getvalue()
-
-
-def compile_vae(vae: keras.Model, config: VAEConfig, steps_per_epoch: int | None = None) -> None:
-    """Compile with RMSprop and the fastest execution settings the backend supports.
+def compile_vae(vae: keras.Model, config: TrainingConfig, steps_per_epoch: int) -> None:
+    """Compile with the configured optimizer and the fastest settings the backend supports.
 
     Several steps per execution and XLA compilation pay off on TensorFlow and JAX (see
     ``benchmarks/bench_train.py``). Keras' PyTorch backend accepts only one step per execution,
@@ -156,10 +83,9 @@ def compile_vae(vae: keras.Model, config: VAEConfig, steps_per_epoch: int | None
     jit_compile = config.jit_compile
     if keras.backend.backend() == "torch":
         steps_per_execution, jit_compile = 1, False
-    if steps_per_epoch:
-        steps_per_execution = max(1, min(steps_per_execution, steps_per_epoch))
+    steps_per_execution = max(1, min(steps_per_execution, steps_per_epoch))
     vae.compile(
-        optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate),
+        optimizer=make_optimizer(config, steps_per_epoch),
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
@@ -169,7 +95,7 @@ class _EpochRecorder(keras.callbacks.Callback):
     """Commits each finished epoch to the run folder, and stops on a non-finite loss."""
 
     def __init__(
-        self, paths: RunPaths, info: dict[str, Any], config: VAEConfig, stop: _StopRequest
+        self, paths: RunPaths, info: dict[str, Any], config: TrainingConfig, stop: _StopRequest
     ):
         super().__init__()
         self.stop = stop
@@ -206,26 +132,22 @@ class _EpochRecorder(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         seconds = time.perf_counter() - self.epoch_started
-        row = {"epoch": epoch, **{column: logs[column] for column in HISTORY_COLUMNS[1:]}}
-        checkpoint = self.paths.checkpoints / f"epoch-{epoch + 1:04d}.keras"
+        row = {"epoch": epoch, **{name: logs[name] for name in history_columns(list(logs))[1:]}}
+        checkpoint = self.paths.checkpoint(epoch + 1)
         save_model(self.model, checkpoint)
         if self.config.snapshot_every and (epoch + 1) % self.config.snapshot_every == 0:
-            save_model(self.model.decoder, self.paths.snapshot(epoch + 1))
+            save_model(self.model.image_decoder(), self.paths.snapshot(epoch + 1))
         self.info["history"].append(row)
         self.info["epoch_seconds"].append(seconds)
         self.info["completed_epochs"] = epoch + 1
         previous = self.info.get("checkpoint")
         self.info["checkpoint"] = str(checkpoint.relative_to(self.paths.folder))
         # run.json is the commit point: until it names the new checkpoint, the old one rules.
-        _write_run_info(self.paths, self.info)
+        write_run_info(self.paths, self.info)
         atomic_write_text(self.paths.history, history_csv_text(self.info["history"]))
         if previous and previous != self.info["checkpoint"]:
             with contextlib.suppress(FileNotFoundError):
                 (self.paths.folder / previous).unlink()
-
-
-def _write_run_info(paths: RunPaths, info: dict[str, Any]) -> None:
-    atomic_write_text(paths.run_info, json.dumps(info, indent=2) + "\n")
 
 
 class _StopRequest:
@@ -259,14 +181,37 @@ class _StopRequest:
                 signal.signal(number, handler)
 
 
-def _same_setup(saved: VAEConfig, wanted: VAEConfig) -> bool:
-    # The epoch count may change between sessions, and so may the learning rate (to continue
-    # more gently after a divergence); everything else must match to continue.
-    return saved.replace(epochs=wanted.epochs, learning_rate=wanted.learning_rate) == wanted
+# A resumed run may change these: the epoch count, and the learning rate (to continue more
+# gently after a divergence). Everything else must match to continue.
+RESUMABLE_CHANGES = ("epochs", "learning_rate")
+
+
+def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
+    """The flat settings, other than the ones a resumed run may change, that differ."""
+    saved_values, wanted_values = saved.flat(), wanted.flat()
+    return [
+        name
+        for name in saved_values
+        if name not in RESUMABLE_CHANGES and saved_values[name] != wanted_values[name]
+    ]
+
+
+def describe_differences(saved: RunConfig, wanted: RunConfig, names: list[str]) -> str:
+    """``batch_size 100 (saved) against 50`` for each name, joined by commas."""
+    saved_values, wanted_values = saved.flat(), wanted.flat()
+    return ", ".join(
+        f"{name} {_flag_value(saved_values[name])} (saved) against "
+        f"{_flag_value(wanted_values[name])}"
+        for name in names
+    )
+
+
+def _flag_value(value: Any) -> str:
+    return ",".join(str(item) for item in value) if isinstance(value, list) else str(value)
 
 
 def train(
-    config: VAEConfig,
+    config: RunConfig,
     data: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     out_dir: str | Path,
     *,
@@ -279,7 +224,7 @@ def train(
 
     Args:
         config: the model and training settings.
-        data: ``((x_train, y_train), (x_test, y_test))`` as `load_mnist` returns them.
+        data: ``((x_train, y_train), (x_test, y_test))`` as `load_dataset` returns them.
         out_dir: the run folder.
         overwrite: replace a finished run in `out_dir`.
         restart: discard an unfinished run in `out_dir` instead of continuing it.
@@ -299,27 +244,29 @@ def train(
     resume = False
     if info is not None and info["status"] == "finished" and not overwrite:
         raise RunError(
-            f"{paths.folder} holds a finished run; pass --overwrite to replace it "
-            "or --out to train into another folder"
+            f"{paths.folder} holds a finished run; replace it (--overwrite, or overwrite=True "
+            "from Python) or train into another folder"
         )
     if info is None and paths.vae.exists() and not overwrite:
         raise RunError(
-            f"{paths.folder} already holds a model; pass --overwrite to replace it "
-            "or --out to train into another folder"
+            f"{paths.folder} already holds a model; replace it (--overwrite, or overwrite=True "
+            "from Python) or train into another folder"
         )
     if info is not None and info["status"] == "training" and not restart and not overwrite:
-        saved = VAEConfig.from_dict(info["config"])
-        if not _same_setup(saved, config):
+        saved = RunConfig.from_dict(info["config"])
+        differing = settings_that_differ(saved, config)
+        if differing:
             raise RunError(
-                f"{paths.folder} holds an unfinished run with other settings; run it with "
-                "the same settings to continue, or pass --restart to start over"
+                f"{paths.folder} holds an unfinished run with other settings: "
+                f"{describe_differences(saved, config, differing)}; run it with the saved "
+                "settings to continue, or start over (--restart, or restart=True from Python)"
             )
         resume = info.get("checkpoint") is not None
     if not resume:
         info = {
             "status": "training",
             "config": config.to_dict(),
-            "seed": config.seed,
+            "seed": config.training.seed,
             "versions": library_versions(),
             "completed_epochs": 0,
             "checkpoint": None,
@@ -332,34 +279,35 @@ def train(
     info.pop("failed_epoch", None)
     completed = int(info["completed_epochs"])
 
+    training = config.training
     # A resumed run reseeds from its position, so its shuffling is repeatable too.
-    keras.utils.set_random_seed(config.seed + completed)
+    keras.utils.set_random_seed(training.seed + completed)
     if resume:
         vae = keras.saving.load_model(paths.folder / info["checkpoint"], compile=True)
-        vae.optimizer.learning_rate.assign(config.learning_rate)
+        if training.learning_rate_schedule == "constant":
+            vae.optimizer.learning_rate.assign(training.learning_rate)
     else:
         vae = build_vae(config)
-        compile_vae(vae, config, math.ceil(len(data[0][0]) / config.batch_size))
+        compile_vae(vae, training, math.ceil(len(data[0][0]) / training.batch_size))
     config.save(paths.config)
-    _write_run_info(paths, info)
+    write_run_info(paths, info)
     atomic_write_text(paths.history, history_csv_text(info["history"]))
-    if config.snapshot_every and completed == 0:
-        save_model(vae.decoder, paths.snapshot(0))
+    if training.snapshot_every and completed == 0:
+        save_model(vae.image_decoder(), paths.snapshot(0))
 
-    (x_train, _), (x_test, _) = data
-    x_train, x_test = prepare_images(x_train), prepare_images(x_test)
+    x_train, x_test = model_inputs(data, config.data.binarize, training.seed)
     stop = _StopRequest()
-    recorder = _EpochRecorder(paths, info, config, stop)
-    if completed < config.epochs:
+    recorder = _EpochRecorder(paths, info, training, stop)
+    if completed < training.epochs:
         with stop.installed():
             vae.fit(
                 x_train,
-                batch_size=config.batch_size,
-                epochs=config.epochs,
+                batch_size=training.batch_size,
+                epochs=training.epochs,
                 initial_epoch=completed,
-                shuffle=config.shuffle,
+                shuffle=training.shuffle,
                 validation_data=x_test,
-                validation_batch_size=config.batch_size,
+                validation_batch_size=training.batch_size,
                 callbacks=[recorder, *(callbacks or [])],
                 verbose=verbose,
             )
@@ -379,14 +327,14 @@ def train(
         )
 
     save_model(vae, paths.vae)
-    save_model(build_mean_encoder(vae.encoder), paths.encoder)
-    save_model(vae.decoder, paths.decoder)
+    save_model(vae.first_head_encoder(), paths.encoder)
+    save_model(vae.image_decoder(), paths.decoder)
     # Metrics measured on a model this run replaced would now describe the wrong model.
     with contextlib.suppress(FileNotFoundError):
         paths.metrics.unlink()
     info["status"] = "finished"
     info["checkpoint"] = None
     info["train_seconds"] = float(sum(info["epoch_seconds"]))
-    _write_run_info(paths, info)
+    write_run_info(paths, info)
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
     return info

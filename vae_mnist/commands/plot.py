@@ -1,0 +1,249 @@
+"""`vae-mnist plot`: loads a trained run and its test set, then draws the asked figures."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+from vae_mnist import plotting
+from vae_mnist.config import UsageError
+from vae_mnist.data import CLASS_NAMES, load_dataset, model_inputs
+from vae_mnist.evaluation import active_units
+from vae_mnist.files import check_writable_folder
+from vae_mnist.model import ModelFileError, load_model
+from vae_mnist.runs import TrainedRun, load_trained_run, read_history
+
+KINDS = (
+    "latent",
+    "manifold",
+    "decode",
+    "reconstructions",
+    "samples",
+    "interpolation",
+    "curves",
+    "density",
+    "animation",
+    "all",
+)
+NEEDS_TEST_SET = {"latent", "decode", "reconstructions", "interpolation", "density", "all"}
+# Figures that walk or show a Gaussian latent space: the prior's quantiles, its contours.
+GAUSSIAN_KINDS = ("manifold", "density", "animation")
+RECONSTRUCTION_COUNT = 10
+SAMPLE_ROWS = 10
+
+
+def _check_index(index: int, count: int) -> int:
+    if not 0 <= index < count:
+        raise UsageError(f"--index {index} is outside the test set (0..{count - 1})")
+    return index
+
+
+def format_point(z: np.ndarray) -> str:
+    """A latent point as the user would type it: ``[1.69, 0.28]``."""
+    return "[" + ", ".join(f"{value:.4g}" for value in np.ravel(z)) + "]"
+
+
+def _z_name(z: np.ndarray) -> str:
+    # Keep the name to characters every file system accepts.
+    return "decode_z_" + "_".join(re.sub(r"[^0-9.\-]", "", f"{value:.2f}") for value in z)
+
+
+def walked_dimensions(z_mean: np.ndarray | None, latent_dim: int) -> tuple[int, int]:
+    """The two latent dimensions the manifold walks: the two most active, in index order.
+
+    A 2-D latent space walks (0, 1), as the blog's manifold did; without the test set to
+    measure activity, so do larger ones.
+    """
+    if latent_dim == 2 or z_mean is None:
+        return (0, 1)
+    most_active = np.argsort(active_units(z_mean))[::-1][:2]
+    return tuple(sorted(int(dimension) for dimension in most_active))  # type: ignore[return-value]
+
+
+def make_figures(arguments: argparse.Namespace) -> list[Path]:
+    """Draw the figures that the `plot` command asks for; return their paths."""
+    kind = arguments.kind
+    run = load_trained_run(arguments.run)
+    vae, config = run.vae, run.config
+    latent_dim = vae.latent.code_size
+    gaussian = config.model.latent == "gaussian"
+    if arguments.z is not None and len(arguments.z) != latent_dim:
+        raise UsageError(
+            f"--z needs {latent_dim} numbers (one per latent dimension), got {len(arguments.z)}"
+        )
+    if kind in GAUSSIAN_KINDS and not gaussian:
+        raise UsageError(
+            f"'{kind}' walks a Gaussian latent space, and this run's is {config.model.latent}"
+        )
+    out = check_writable_folder(arguments.out)
+    generator = vae.image_decoder()
+
+    def wanted(name: str) -> bool:
+        return kind == name or (kind == "all" and (gaussian or name not in GAUSSIAN_KINDS))
+
+    images = labels = parameters = points = None
+    if kind in NEEDS_TEST_SET and not (kind == "decode" and arguments.z is not None):
+        data = load_dataset(config.data.dataset, arguments.data)
+        _, images = model_inputs(data, config.data.binarize, config.training.seed)
+        labels = data[1][1]
+        for index in list(arguments.index if kind in ("decode", "all") else []) + (
+            [arguments.from_index, arguments.to_index] if kind in ("interpolation", "all") else []
+        ):
+            _check_index(index, len(images))
+        # The whole test set in one call: the scatter, the density and the decodes share it.
+        parameters = _numpy_dict(vae.encode(images))
+        points = _to_numpy(vae.latent.representation(parameters))
+    class_names = CLASS_NAMES[config.data.dataset] if config.data.dataset != "mnist" else None
+    z_mean = parameters.get("z_mean") if parameters else None
+    dimensions = walked_dimensions(z_mean, latent_dim)
+
+    written: list[Path] = []
+    if wanted("latent"):
+        view, axis_names = plotting.planar_view(points, "z_mean" if gaussian else "q(z|x)")
+        if latent_dim == 2 and gaussian:
+            axis_names = ("z[0]", "z[1]")
+        written.append(
+            plotting.plot_latent_scatter(
+                view, labels, out / "latent_scatter.png", axis_names, class_names
+            )
+        )
+    if wanted("manifold"):
+        written.append(
+            plotting.plot_manifold(
+                generator, out / "manifold.png", arguments.n, dimensions, latent_dim
+            )
+        )
+    if wanted("decode"):
+        written.extend(_decode(run, generator, arguments, images, labels, parameters, out))
+    if wanted("reconstructions"):
+        chosen = np.arange(min(RECONSTRUCTION_COUNT, len(images)))
+        modes = _to_numpy(vae.latent.mode({k: v[chosen] for k, v in parameters.items()}))
+        decoded = plotting.predict(generator, modes)
+        written.append(
+            plotting.plot_reconstructions(images[chosen], decoded, out / "reconstructions.png")
+        )
+    if wanted("samples"):
+        z = vae.latent.sample_prior(SAMPLE_ROWS * SAMPLE_ROWS, arguments.seed)
+        decoded = plotting.predict(generator, z)
+        written.append(plotting.plot_samples(decoded, out / "samples.png", rows=SAMPLE_ROWS))
+    if wanted("interpolation"):
+        ends = [arguments.from_index, arguments.to_index]
+        start, end = _to_numpy(vae.latent.mode({k: v[ends] for k, v in parameters.items()}))
+        weights = np.linspace(0.0, 1.0, arguments.steps, dtype=np.float32)[:, None]
+        path_points = (1.0 - weights) * start + weights * end  # (steps, latent_dim)
+        decoded = plotting.predict(generator, path_points)
+        start_label = _label(labels, arguments.from_index, class_names)
+        end_label = _label(labels, arguments.to_index, class_names)
+        title = (
+            f"test image {arguments.from_index} (a {start_label}) to "
+            f"test image {arguments.to_index} (a {end_label})"
+        )
+        written.append(plotting.plot_interpolation(decoded, out / "interpolation.png", title))
+    if wanted("curves"):
+        if not run.paths.history.exists():
+            raise ModelFileError(f"{run.paths.history}: no training history in the run")
+        history = read_history(run.paths.history)
+        written.append(plotting.plot_training_curves(history, out / "training_curves.png"))
+    if wanted("density"):
+        view, axis_names = plotting.planar_view(z_mean, "z_mean")
+        if latent_dim == 2:
+            axis_names = ("z[0]", "z[1]")
+        written.append(
+            plotting.plot_latent_density(view, out / "latent_density.png", axis_names=axis_names)
+        )
+    if wanted("animation"):
+        written.extend(
+            _animation(run, arguments, out, dimensions, latent_dim, required=kind == "animation")
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+def _to_numpy(value) -> np.ndarray:
+    from keras import ops
+
+    return np.asarray(ops.convert_to_numpy(value))
+
+
+def _numpy_dict(values: dict) -> dict:
+    return {name: _to_numpy(value) for name, value in values.items()}
+
+
+def _label(labels: np.ndarray, index: int, class_names) -> str:
+    return class_names[labels[index]] if class_names else str(labels[index])
+
+
+def _decode(
+    run: TrainedRun,
+    generator,
+    arguments: argparse.Namespace,
+    images: np.ndarray | None,
+    labels: np.ndarray | None,
+    parameters: dict | None,
+    out: Path,
+) -> list[Path]:
+    """Decode test images' most probable code (or a given z) and save each beside its original."""
+    if arguments.z is not None and arguments.kind == "decode":
+        z = np.array([arguments.z], dtype=np.float32)  # (1, latent_dim)
+        decoded = plotting.predict(generator, z)
+        print(f"z = {format_point(np.array(arguments.z))}")
+        return [
+            plotting.plot_decoded_beside_original(
+                None, decoded[0], z[0], out / f"{_z_name(z[0])}.png", "decoded from a chosen point"
+            )
+        ]
+    indices = list(arguments.index)
+    chosen = _to_numpy(run.vae.latent.mode({k: v[indices] for k, v in parameters.items()}))
+    decoded = plotting.predict(generator, chosen)
+    class_names = (
+        CLASS_NAMES[run.config.data.dataset] if run.config.data.dataset != "mnist" else None
+    )
+    written = []
+    for position, index in enumerate(indices):
+        label = _label(labels, index, class_names)
+        print(f"test image {index} (a {label}): z = {format_point(chosen[position])}")
+        written.append(
+            plotting.plot_decoded_beside_original(
+                images[index],
+                decoded[position],
+                chosen[position],
+                out / f"decode_{index}.png",
+                f"test image {index} (a {label})",
+            )
+        )
+    return written
+
+
+def _animation(
+    run: TrainedRun,
+    arguments: argparse.Namespace,
+    out: Path,
+    dimensions: tuple[int, int],
+    latent_dim: int,
+    required: bool,
+) -> list[Path]:
+    """The manifold as it formed, from the decoder snapshots that training saved."""
+    snapshots = sorted(run.paths.snapshots.glob("decoder-epoch-*.keras"))
+    if not snapshots:
+        if required:
+            raise ModelFileError(
+                f"{run.paths.snapshots}: no decoder snapshots; train with --snapshot-every N"
+            )
+        print("no decoder snapshots in the run (train with --snapshot-every N): no manifold.gif")
+        return []
+    frames, epochs = [], []
+    snapshots = [snapshots[position] for position in plotting.choose_frames(len(snapshots))]
+    for snapshot in snapshots:
+        frames.append(
+            plotting.decode_manifold(load_model(snapshot), arguments.n, dimensions, latent_dim)
+        )
+        epochs.append(int(snapshot.stem.rsplit("-", 1)[1]))
+    return [plotting.save_manifold_animation(frames, epochs, out / "manifold.gif")]
+
+
+def run(arguments: argparse.Namespace, program: str) -> list[Path]:
+    return make_figures(arguments)

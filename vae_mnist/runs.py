@@ -1,0 +1,192 @@
+"""The run folder's format: which file holds what, and how each is read and written.
+
+A run folder holds, once training finishes::
+
+    config.json     the RunConfig (preset, data, model, training)
+    run.json        progress, seed, library versions, timings
+    history.csv     one row per finished epoch (written as each epoch ends)
+    vae.keras       the whole VAE, every part
+    encoder.keras   x -> the first head: z_mean for the Gaussian latent (the blog's ``encoder``)
+    decoder.keras   z -> the decoded image (the blog's ``generator``)
+    metrics.json    (after ``evaluate``) the test-set numbers
+
+While training it also holds ``checkpoint/epoch-NNNN.keras``, the compiled VAE with its optimizer
+state after the last finished epoch, which ``run.json`` names; and with ``--snapshot-every N``,
+``snapshots/decoder-epoch-NNNN.keras``. Every file is written to a temporary name and renamed
+into place, and ``run.json`` is renamed last, so whatever kills the process, the folder names
+one consistent finished epoch to continue from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from vae_mnist.config import RunConfig
+from vae_mnist.files import atomic_write_text
+from vae_mnist.model import ModelFileError, load_model
+
+# The loss terms come first in history.csv, in this order; other logged values follow.
+LEADING_HISTORY_COLUMNS = ("loss", "reconstruction_loss", "kl_loss")
+
+
+class RunError(RuntimeError):
+    """A run folder that cannot be trained into, or read, as asked."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where each file of a run lives."""
+
+    folder: Path
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.json"
+
+    @property
+    def run_info(self) -> Path:
+        return self.folder / "run.json"
+
+    @property
+    def history(self) -> Path:
+        return self.folder / "history.csv"
+
+    @property
+    def vae(self) -> Path:
+        return self.folder / "vae.keras"
+
+    @property
+    def encoder(self) -> Path:
+        return self.folder / "encoder.keras"
+
+    @property
+    def decoder(self) -> Path:
+        return self.folder / "decoder.keras"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.folder / "checkpoint"
+
+    def checkpoint(self, epoch: int) -> Path:
+        return self.checkpoints / f"epoch-{epoch:04d}.keras"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.folder / "snapshots"
+
+    def snapshot(self, epoch: int) -> Path:
+        return self.snapshots / f"decoder-epoch-{epoch:04d}.keras"
+
+
+def library_versions() -> dict[str, str]:
+    """The versions that decide whether a run can be repeated bit for bit."""
+    versions = {
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "backend": keras.backend.backend(),
+    }
+    backend_module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}.get(
+        versions["backend"]
+    )
+    if backend_module:
+        with contextlib.suppress(ImportError, AttributeError):
+            versions[backend_module] = __import__(backend_module).__version__
+    versions["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores"
+    return versions
+
+
+def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
+    """The progress record of a run folder, or None where there is none."""
+    if not paths.run_info.exists():
+        return None
+    try:
+        info = json.loads(paths.run_info.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
+    if not isinstance(info, dict) or "status" not in info:
+        raise RunError(f"{paths.run_info}: not a vae-mnist progress record")
+    return info
+
+
+def write_run_info(paths: RunPaths, info: dict[str, Any]) -> None:
+    atomic_write_text(paths.run_info, json.dumps(info, indent=2) + "\n")
+
+
+def history_columns(logged: list[str]) -> list[str]:
+    """The columns of history.csv for an epoch's logged names: the terms, then validation."""
+    training = [name for name in logged if not name.startswith("val_")]
+    ordered = [name for name in LEADING_HISTORY_COLUMNS if name in training]
+    ordered += sorted(name for name in training if name not in LEADING_HISTORY_COLUMNS)
+    validation = [f"val_{name}" for name in ordered if f"val_{name}" in logged]
+    return ["epoch", *ordered, *validation]
+
+
+def history_csv_text(rows: list[dict[str, float]]) -> str:
+    buffer = io.StringIO()
+    columns = list(rows[0]) if rows else ["epoch", *LEADING_HISTORY_COLUMNS]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({column: row.get(column, "") for column in columns})
+    return buffer.getvalue()
+
+
+def read_history(path: str | Path) -> dict[str, np.ndarray]:
+    """The columns of a ``history.csv`` as float arrays."""
+    with open(path, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    if not rows:
+        raise RunError(f"{path}: no finished epoch in the training history")
+    return {key: np.array([float(row[key] or "nan") for row in rows]) for key in rows[0]}
+
+
+def write_metrics(paths: RunPaths, metrics: dict[str, Any]) -> None:
+    atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
+
+
+def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
+    """The evaluate command's numbers, or None where the run was not evaluated."""
+    if not paths.metrics.exists():
+        return None
+    try:
+        return json.loads(paths.metrics.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{paths.metrics}: unreadable metrics ({error})") from None
+
+
+@dataclass
+class TrainedRun:
+    """A finished run: its files, its configuration and its whole VAE."""
+
+    paths: RunPaths
+    config: RunConfig
+    vae: keras.Model
+
+
+def load_trained_run(folder: str | Path) -> TrainedRun:
+    """Load ``config.json`` and ``vae.keras`` of a finished run folder (safe mode on)."""
+    paths = RunPaths(Path(folder))
+    if not paths.folder.is_dir():
+        raise ModelFileError(f"{paths.folder}: no such run folder")
+    if not paths.vae.exists():
+        raise ModelFileError(
+            f"{paths.folder} holds no trained model (no vae.keras); train into it first"
+        )
+    config = RunConfig.load(paths.config)
+    return TrainedRun(paths, config, load_model(paths.vae))

@@ -157,7 +157,7 @@ def test_help_lists_every_flag_with_help():
         "--out",
         "--latent-dim",
         "--learning-rate",
-        "--intermediate-dim",
+        "--hidden-layers",
         "--epsilon-std",
         "--overwrite",
         "--restart",
@@ -357,12 +357,12 @@ def test_plot_refusals(finished_run, session_npz, tmp_path, capsys):
 def test_missing_and_corrupt_model_files(finished_run, tmp_path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(finished_run, broken)
-    (broken / "decoder.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    (broken / "vae.keras").write_bytes(b"PK\x03\x04 not really a zip")
     before = folder_state(broken)
     assert_one_line_error(
         capsys,
         call(["plot", "manifold", "--run", str(broken), "--out", str(tmp_path / "f")]),
-        r"decoder\.keras: not a readable Keras model",
+        r"vae\.keras: not a readable Keras model",
     )
     assert folder_state(broken) == before
     (broken / "vae.keras").unlink()
@@ -392,7 +392,8 @@ def test_errors_in_a_fresh_process_have_no_traceback(tmp_path):
     result = run_command("train", "--epochs", "-1")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "vae-mnist train: error: argument --epochs: expected a positive whole number, got '-1'"
+        "vae-mnist train: error: argument --epochs: expected a positive whole number, got '-1' "
+        "(see vae-mnist train --help)"
     )
 
 

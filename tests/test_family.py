@@ -164,9 +164,12 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
     ("arguments", "message"),
     [
         (["--preset", "vae2099"], "unknown preset 'vae2099' (choose from "),
-        (["--architecture", "resnet"], "invalid choice: 'resnet' (choose from mlp, conv)"),
+        (["--architecture", "resnet"], "invalid choice: 'resnet' (choose from 'mlp', 'conv')"),
         (["--likelihood", "poisson"], "invalid choice: 'poisson'"),
-        (["--optimizer", "sgd"], "invalid choice: 'sgd' (choose from rmsprop, adam, adagrad)"),
+        (
+            ["--optimizer", "sgd"],
+            "invalid choice: 'sgd' (choose from 'rmsprop', 'adam', 'adagrad')",
+        ),
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),
         (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
         (["--hidden-layers", "256,-1"], "expected positive whole numbers separated by commas"),

@@ -408,37 +408,60 @@ def test_repository_layout():
         assert (REPOSITORY / name).is_file(), name
 
 
-def test_plots_of_a_three_dimensional_latent_space(tmp_path, session_npz, capsys):
-    from vae_mnist import VAEConfig, load_mnist
+def test_plots_of_a_five_dimensional_latent_space(tmp_path, session_npz, capsys):
+    from vae_mnist import RunConfig, load_mnist
     from vae_mnist.training import train
 
-    run = tmp_path / "run3"
-    config = VAEConfig(latent_dim=3, intermediate_dim=32, epochs=1)
+    run = tmp_path / "run5"
+    config = RunConfig().replace(latent_dim=5, hidden_layers=(32,), epochs=1, snapshot_every=1)
     train(config, load_mnist(session_npz), run, verbose=0)
     out = tmp_path / "figures"
     assert (
         call(["plot", "all", "--run", str(run), "--data", str(session_npz), "--out", str(out)]) == 0
     )
-    assert "no latent, manifold, density, animation figures" in capsys.readouterr().out
-    assert (out / "samples.png").is_file() and (out / "decode_7.png").is_file()
-    assert not (out / "manifold.png").exists()
-    assert call(["plot", "decode", "--run", str(run), "--out", str(out), "--z", "0", "1", "2"]) == 0
+    for name, size in FIGURE_SIZES.items():
+        assert png_size(out / name) == size, name
+    assert gif_frames_and_size(out / "manifold.gif")[0] == 2
+    assert (
+        call(
+            ["plot", "decode", "--run", str(run), "--out", str(out), "--z", "0", "1", "2", "3", "4"]
+        )
+        == 0
+    )
+    assert "z = [0, 1, 2, 3, 4]" in capsys.readouterr().out
     assert_one_line_error(
         capsys,
-        call(["plot", "manifold", "--run", str(run), "--out", str(out)]),
-        r"'manifold' draws a 2-D latent space, and this run's has 3 dimensions",
+        call(["plot", "decode", "--run", str(run), "--out", str(out), "--z", "0", "1"]),
+        r"--z needs 5 numbers \(one per latent dimension\), got 2",
     )
 
 
+def test_principal_components_and_the_walked_dimensions():
+    from vae_mnist.commands.plot import walked_dimensions
+    from vae_mnist.plotting import planar_view, principal_components
+
+    rng = np.random.default_rng(0)
+    points = rng.standard_normal((2000, 5)) * np.array([0.1, 3.0, 0.2, 1.0, 0.05])
+    projected, explained = principal_components(points)
+    assert projected.shape == (2000, 2)
+    assert explained[0] == pytest.approx(9 / 10.0 + 0.0, abs=0.03)
+    np.testing.assert_allclose(np.var(projected, axis=0), [9.0, 1.0], rtol=0.1)
+    view, names = planar_view(points, "z_mean")
+    assert names[0].startswith("principal component 1 of z_mean (")
+    assert planar_view(points[:, :2])[1] == ("z[0]", "z[1]")
+    assert walked_dimensions(points, 5) == (1, 3)
+    assert walked_dimensions(points[:, :2], 2) == (0, 1)
+
+
 def test_a_full_disk_is_one_line_and_keeps_the_run(finished_run, session_npz, monkeypatch, capsys):
-    import vae_mnist.evaluation
+    import vae_mnist.runs
 
     before = folder_state(finished_run)
 
     def full_disk(path, text):
         raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(vae_mnist.evaluation, "atomic_write_text", full_disk)
+    monkeypatch.setattr(vae_mnist.runs, "atomic_write_text", full_disk)
     status = call(
         ["evaluate", "--run", str(finished_run), "--data", str(session_npz), "--samples", "2"]
     )

@@ -1,6 +1,9 @@
-"""The model: shapes, the sampling layer, the loss terms, and save -> load round trips."""
+"""The model's parts: networks, latent, likelihoods, composition, and save -> load round trips."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -8,27 +11,67 @@ import pytest
 from keras import ops
 
 import vae_mnist
-from vae_mnist import VAEConfig, build_decoder, build_encoder, build_mean_encoder, build_vae
-from vae_mnist.losses import kl_divergence, reconstruction_loss
-from vae_mnist.model import Sampling
+from vae_mnist.config import ModelConfig, RunConfig
+from vae_mnist.divergences import gaussian_kl_divergence
+from vae_mnist.latents import GaussianLatent
+from vae_mnist.likelihoods import (
+    BernoulliLikelihood,
+    GaussianLikelihood,
+    bernoulli_negative_log_likelihood,
+    gaussian_negative_log_likelihood,
+)
+from vae_mnist.model import DynamicBinarization, build_vae, compose_vae, load_model
+from vae_mnist.networks import build_decoder, build_encoder
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def test_model_shapes():
-    encoder = build_encoder(784, 32, 3)
-    decoder = build_decoder(784, 32, 3)
+def numpy(tensor) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(tensor))
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_network_shapes(architecture):
+    heads = {"first": (3, None), "second": (3, None)}
+    encoder = build_encoder(
+        heads, hidden_layers=(32, 16), activation="tanh", architecture=architecture
+    )
+    decoder = build_decoder(
+        {"pixels": (784, "sigmoid"), "other": (784, None)},
+        code_size=3,
+        hidden_layers=(32, 16),
+        architecture=architecture,
+    )
     images = np.random.default_rng(0).random((5, 784)).astype("float32")
-    z_mean, z_log_var = encoder(images)
-    assert tuple(z_mean.shape) == (5, 3) and tuple(z_log_var.shape) == (5, 3)
-    assert tuple(decoder(np.zeros((5, 3), "float32")).shape) == (5, 784)
-    assert tuple(build_mean_encoder(encoder)(images).shape) == (5, 3)
-    vae = build_vae(VAEConfig(intermediate_dim=32, latent_dim=3))
-    outputs = vae(images)
-    assert tuple(outputs["reconstruction"].shape) == (5, 784)
-    assert tuple(outputs["z_mean"].shape) == (5, 3)
+    first, second = encoder(images)
+    assert tuple(first.shape) == (5, 3) and tuple(second.shape) == (5, 3)
+    pixels, other = decoder(np.zeros((5, 3), "float32"))
+    assert tuple(pixels.shape) == (5, 784) and tuple(other.shape) == (5, 784)
+    assert float(ops.min(pixels)) >= 0.0 and float(ops.max(pixels)) <= 1.0
+
+
+def test_mlp_hidden_layers_and_mirrored_decoder():
+    vae = compose_vae(ModelConfig(hidden_layers=(64, 32), activation="tanh", latent_dim=5))
+    encoder_sizes = [tuple(w.shape) for w in vae.encoder.weights if len(w.shape) == 2]
+    decoder_sizes = [tuple(w.shape) for w in vae.decoder.weights if len(w.shape) == 2]
+    assert encoder_sizes == [(784, 64), (64, 32), (32, 5), (32, 5)]
+    assert decoder_sizes == [(5, 32), (32, 64), (64, 784)]
+    assert vae.encoder.get_layer("encoder_hidden_1").activation.__name__ == "tanh"
+
+
+def test_conv_network_is_the_keras_io_example():
+    vae = compose_vae(ModelConfig(architecture="conv", hidden_layers=(16,)))
+    kinds = [type(layer).__name__ for layer in vae.encoder.layers]
+    assert kinds.count("Conv2D") == 2
+    filters = [layer.filters for layer in vae.encoder.layers if hasattr(layer, "filters")]
+    assert filters == [32, 64]
+    strides = [layer.strides for layer in vae.encoder.layers if hasattr(layer, "strides")]
+    assert strides == [(2, 2), (2, 2)]
+    assert [type(layer).__name__ for layer in vae.decoder.layers].count("Conv2DTranspose") == 3
 
 
 def test_default_architecture_is_the_2017_example():
-    vae = build_vae(VAEConfig())
+    vae = build_vae(RunConfig())
     sizes = [tuple(weight.shape) for weight in vae.encoder.weights + vae.decoder.weights]
     assert sizes == [
         (784, 256),
@@ -43,26 +86,49 @@ def test_default_architecture_is_the_2017_example():
         (784,),
     ]
     assert vae.decoder.layers[-1].activation.__name__ == "sigmoid"
-    assert vae.encoder.get_layer("encoder_hidden").activation.__name__ == "relu"
+    assert vae.encoder.get_layer("encoder_hidden_1").activation.__name__ == "relu"
+    assert isinstance(vae.latent, GaussianLatent) and vae.binarization is None
+    assert isinstance(vae.likelihood, BernoulliLikelihood)
 
 
-def test_sampling_statistics():
-    layer = Sampling(epsilon_std=1.0, seed=3)
+def test_gaussian_latent_statistics():
+    layer = GaussianLatent(latent_dim=2, epsilon_std=1.0, seed=3)
     count = 200_000
-    z_mean = np.tile(np.array([[1.5, -2.0]], "float32"), (count, 1))
-    z_log_var = np.tile(np.log(np.array([[0.25, 4.0]], "float32")), (count, 1))
-    z = ops.convert_to_numpy(layer([z_mean, z_log_var]))
+    parameters = {
+        "z_mean": np.tile(np.array([[1.5, -2.0]], "float32"), (count, 1)),
+        "z_log_var": np.tile(np.log(np.array([[0.25, 4.0]], "float32")), (count, 1)),
+    }
+    z = numpy(layer(parameters))
     np.testing.assert_allclose(z.mean(axis=0), [1.5, -2.0], atol=0.02)
     np.testing.assert_allclose(z.std(axis=0), [0.5, 2.0], rtol=0.01)
     assert abs(np.corrcoef(z.T)[0, 1]) < 0.01
 
 
-def test_sampling_is_repeatable_under_a_seed_and_varies_between_calls():
-    inputs = [np.zeros((4, 2), "float32"), np.zeros((4, 2), "float32")]
-    first, second = Sampling(seed=7), Sampling(seed=7)
-    a, b = ops.convert_to_numpy(first(inputs)), ops.convert_to_numpy(second(inputs))
+def test_gaussian_latent_is_repeatable_under_a_seed_and_varies_between_calls():
+    parameters = {"z_mean": np.zeros((4, 2), "float32"), "z_log_var": np.zeros((4, 2), "float32")}
+    first, second = GaussianLatent(seed=7), GaussianLatent(seed=7)
+    a, b = numpy(first(parameters)), numpy(second(parameters))
     np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a, ops.convert_to_numpy(first(inputs)))
+    assert not np.allclose(a, numpy(first(parameters)))
+
+
+def test_gaussian_posterior_log_density_and_prior():
+    layer = GaussianLatent(latent_dim=2)
+    parameters = {
+        "z_mean": np.array([[0.5, -1.0]], "float32"),
+        "z_log_var": np.log(np.array([[0.5, 2.0]], "float32")),
+    }
+    z, log_q = layer.sample_posterior(parameters, 4, keras.random.SeedGenerator(1))
+    z, log_q = numpy(z), numpy(log_q)
+    assert z.shape == (1, 4, 2) and log_q.shape == (1, 4)
+    variance = np.array([0.5, 2.0])
+    by_hand = -0.5 * np.sum(
+        np.log(2 * np.pi * variance) + (z[0] - [0.5, -1.0]) ** 2 / variance, axis=-1
+    )
+    np.testing.assert_allclose(log_q[0], by_hand, rtol=1e-5)
+    np.testing.assert_allclose(
+        numpy(layer.log_prior(z))[0], -0.5 * np.sum(np.log(2 * np.pi) + z[0] ** 2, -1), rtol=1e-5
+    )
 
 
 def test_kl_matches_the_closed_form_and_monte_carlo():
@@ -70,78 +136,128 @@ def test_kl_matches_the_closed_form_and_monte_carlo():
     log_var = np.array([[np.log(0.5), np.log(2.0)]], "float32")
     variance = np.exp(log_var)
     closed_form = np.sum(0.5 * (variance + mean**2 - 1.0 - log_var))
-    value = float(ops.convert_to_numpy(kl_divergence(mean, log_var))[0])
+    value = float(numpy(gaussian_kl_divergence(mean, log_var))[0])
     assert value == pytest.approx(closed_form, rel=1e-6)
     rng = np.random.default_rng(0)
     z = mean + np.sqrt(variance) * rng.standard_normal((400_000, 2))
     log_q = -0.5 * np.sum(np.log(2 * np.pi * variance) + (z - mean) ** 2 / variance, axis=1)
     log_p = -0.5 * np.sum(np.log(2 * np.pi) + z**2, axis=1)
     assert np.mean(log_q - log_p) == pytest.approx(value, abs=0.01)
-    assert float(ops.convert_to_numpy(kl_divergence(np.zeros((1, 2)), np.zeros((1, 2))))[0]) == 0
+    assert float(numpy(gaussian_kl_divergence(np.zeros((1, 2)), np.zeros((1, 2))))[0]) == 0
 
 
-def test_reconstruction_loss_by_hand():
+def test_bernoulli_likelihood_by_hand():
     images = np.array([[1.0, 0.0, 0.5]], "float32")
     decoded = np.array([[0.9, 0.2, 0.5]], "float32")
     by_hand = -(np.log(0.9) + np.log(0.8) + 0.5 * np.log(0.5) + 0.5 * np.log(0.5))
-    value = float(ops.convert_to_numpy(reconstruction_loss(images, decoded))[0])
+    value = float(numpy(bernoulli_negative_log_likelihood(images, decoded))[0])
     assert value == pytest.approx(by_hand, rel=1e-5)
     # 784 times the mean over pixels, as the 2017 example wrote it.
-    mean_form = 3 * float(
-        np.mean(ops.convert_to_numpy(keras.losses.binary_crossentropy(images, decoded)))
-    )
+    mean_form = 3 * float(np.mean(numpy(keras.losses.binary_crossentropy(images, decoded))))
     assert value == pytest.approx(mean_form, rel=1e-4)
     # Saturated outputs are clipped, so the loss stays finite.
-    assert np.isfinite(ops.convert_to_numpy(reconstruction_loss(images, np.zeros((1, 3)))))
+    assert np.isfinite(numpy(bernoulli_negative_log_likelihood(images, np.zeros((1, 3)))))
+
+
+def test_gaussian_likelihood_against_its_closed_form():
+    images = np.array([[0.2, 0.9], [0.0, 1.0]], "float32")
+    mean = np.array([[0.25, 0.5], [0.1, 0.8]], "float32")
+    log_var = np.log(np.array([[0.01, 0.2], [0.5, 0.05]], "float32"))
+    variance = np.exp(log_var.astype(np.float64))
+    density = np.prod(
+        np.exp(-((images - mean) ** 2) / (2 * variance)) / np.sqrt(2 * np.pi * variance), axis=1
+    )
+    value = numpy(gaussian_negative_log_likelihood(images, mean, log_var))
+    np.testing.assert_allclose(value, -np.log(density), rtol=1e-5)
+    part = GaussianLikelihood()
+    decoded = {"x_mean": mean, "x_log_var": log_var}
+    np.testing.assert_allclose(numpy(part.negative_log_likelihood(images, decoded)), value)
+    np.testing.assert_array_equal(numpy(part.mean(decoded)), mean)
+
+
+def test_gaussian_decoder_outputs_a_mean_and_a_log_variance():
+    vae = compose_vae(ModelConfig(likelihood="gaussian", hidden_layers=(8,)))
+    outputs = vae(np.random.default_rng(0).random((3, 784)).astype("float32"))
+    assert tuple(outputs["x_mean"].shape) == (3, 784) and tuple(outputs["x_log_var"].shape) == (
+        3,
+        784,
+    )
+    np.testing.assert_array_equal(numpy(outputs["reconstruction"]), numpy(outputs["x_mean"]))
 
 
 def test_compute_loss_is_the_batch_mean_of_both_terms():
-    vae = build_vae(VAEConfig(intermediate_dim=8))
+    vae = build_vae(RunConfig().replace(hidden_layers=(8,)))
     images = np.random.default_rng(1).random((6, 784)).astype("float32")
     outputs = vae(images)
     expected = np.mean(
-        ops.convert_to_numpy(reconstruction_loss(images, outputs["reconstruction"]))
-        + ops.convert_to_numpy(kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
+        numpy(bernoulli_negative_log_likelihood(images, outputs["reconstruction"]))
+        + numpy(gaussian_kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
     )
-    loss = float(ops.convert_to_numpy(vae.compute_loss(images, None, outputs)))
+    loss = float(numpy(vae.compute_loss(images, None, outputs)))
     assert loss == pytest.approx(float(expected), rel=1e-5)
     names = {metric.name for metric in vae.metrics}
     assert {"reconstruction_loss", "kl_loss"} <= names
 
 
+def test_dynamic_binarization_differs_between_steps_yet_repeats_under_a_seed():
+    images = np.full((4, 784), 0.5, "float32")
+    first, second = DynamicBinarization(seed=3), DynamicBinarization(seed=3)
+    a, b = numpy(first(images, training=True)), numpy(second(images, training=True))
+    assert set(np.unique(a)) == {0.0, 1.0}
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, numpy(first(images, training=True)))
+    # Outside training the (already binarized) test images pass through unchanged.
+    np.testing.assert_array_equal(numpy(first(images, training=False)), images)
+    draws = numpy(DynamicBinarization(seed=1)(np.full((200, 784), 0.3, "float32"), training=True))
+    assert draws.mean() == pytest.approx(0.3, abs=0.01)
+
+
 def test_get_config_returns_every_constructor_argument():
-    layer = Sampling(epsilon_std=0.5, seed=4)
-    assert {"epsilon_std": 0.5, "seed": 4}.items() <= layer.get_config().items()
-    vae = vae_mnist.VAE(784, 16, 3, 0.5, 9)
+    latent = GaussianLatent(latent_dim=3, epsilon_std=0.5, seed=4)
+    assert {"latent_dim": 3, "epsilon_std": 0.5, "seed": 4}.items() <= latent.get_config().items()
+    assert DynamicBinarization(seed=2).get_config()["seed"] == 2
+    vae = compose_vae(ModelConfig(hidden_layers=(16,), latent_dim=3), binarize="dynamic", seed=9)
     config = vae.get_config()
-    for key, value in dict(
-        original_dim=784, intermediate_dim=16, latent_dim=3, epsilon_std=0.5, seed=9
-    ).items():
-        assert config[key] == value
-    assert vae_mnist.VAE.from_config(config).get_config() == config
+    assert {"encoder", "decoder", "latent", "likelihood", "binarization"} <= set(config)
+    rebuilt = vae_mnist.VAE.from_config(config)
+    assert rebuilt.latent.get_config() == vae.latent.get_config()
+    assert rebuilt.binarization.get_config()["seed"] == vae.binarization.get_config()["seed"]
 
 
-def test_save_load_gives_identical_outputs(tmp_path):
-    vae = build_vae(VAEConfig(intermediate_dim=16, seed=5))
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"architecture": "conv", "hidden_layers": (16,)},
+        {"likelihood": "gaussian", "latent_dim": 4},
+    ],
+)
+def test_save_load_gives_identical_outputs(tmp_path, changes):
+    vae = compose_vae(ModelConfig(**{"hidden_layers": (16,), **changes}), seed=5)
     images = np.random.default_rng(2).random((8, 784)).astype("float32")
-    mean_encoder = build_mean_encoder(vae.encoder)
-    for name, model in (("vae", vae), ("encoder", mean_encoder), ("decoder", vae.decoder)):
+    models = {"vae": vae, "encoder": vae.first_head_encoder(), "decoder": vae.image_decoder()}
+    for name, model in models.items():
         model.save(tmp_path / f"{name}.keras")
-    loaded = {
-        name: keras.saving.load_model(tmp_path / f"{name}.keras", safe_mode=True)
-        for name in ("vae", "encoder", "decoder")
-    }
-    z = np.random.default_rng(3).standard_normal((8, 2)).astype("float32")
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(loaded["decoder"](z)), ops.convert_to_numpy(vae.decoder(z))
-    )
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(loaded["encoder"](images)), ops.convert_to_numpy(mean_encoder(images))
-    )
-    # The sampling layer's seed state travels with the model, so even its draws agree.
+    loaded = {name: load_model(tmp_path / f"{name}.keras") for name in models}
+    z = np.random.default_rng(3).standard_normal((8, vae.latent.code_size)).astype("float32")
+    np.testing.assert_allclose(numpy(loaded["decoder"](z)), numpy(models["decoder"](z)))
+    np.testing.assert_allclose(numpy(loaded["encoder"](images)), numpy(models["encoder"](images)))
+    # The latent's seed state travels with the model, so even its draws agree.
     original, reloaded = vae(images), loaded["vae"](images)
-    for key in ("reconstruction", "z_mean", "z_log_var"):
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(reloaded[key]), ops.convert_to_numpy(original[key]), rtol=1e-6
-        )
+    for key in original:
+        np.testing.assert_allclose(numpy(reloaded[key]), numpy(original[key]), rtol=1e-6)
     assert isinstance(loaded["vae"], vae_mnist.VAE)
+
+
+def test_version_1_models_keep_loading():
+    """A run saved by version 1 (the fixed 2017 model) loads, with the same weights."""
+    folder = FIXTURES / "run_v1"
+    old_vae = load_model(folder / "vae.keras")
+    encoder, decoder = load_model(folder / "encoder.keras"), load_model(folder / "decoder.keras")
+    images = np.random.default_rng(4).random((5, 784)).astype("float32")
+    np.testing.assert_allclose(numpy(old_vae.encode(images)["z_mean"]), numpy(encoder(images)))
+    z = np.random.default_rng(5).standard_normal((5, 2)).astype("float32")
+    np.testing.assert_allclose(numpy(old_vae.decode(z)["probabilities"]), numpy(decoder(z)))
+    config = RunConfig.load(folder / "config.json")
+    assert config.model.hidden_layers == (4,) and config.preset == "keras2017"
+    assert math.isclose(config.training.learning_rate, 1e-3)

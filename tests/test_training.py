@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 from conftest import folder_state, make_arrays, run_command
 
-from vae_mnist import VAEConfig, load_model
+from vae_mnist import RunConfig, load_model
 from vae_mnist.model import ModelFileError
-from vae_mnist.training import RunError, TrainingDivergedError, train
+from vae_mnist.runs import RunError
+from vae_mnist.training import TrainingDivergedError, train
 
-SMALL = VAEConfig(intermediate_dim=32, batch_size=50, epochs=2)
+SMALL = RunConfig().replace(hidden_layers=(32,), batch_size=50, epochs=2)
 
 
 def history_epochs(folder: Path) -> list[int]:
@@ -148,7 +149,9 @@ def test_finished_run_is_not_overwritten_without_asking(tmp_path):
     folder = tmp_path / "run"
     train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
     before = folder_state(folder)
-    with pytest.raises(RunError, match="holds a finished run; pass --overwrite"):
+    with pytest.raises(
+        RunError, match=r"finished run; replace it \(--overwrite, or overwrite=True"
+    ):
         train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
     assert folder_state(folder) == before
     (folder / "metrics.json").write_text("{}")
@@ -160,7 +163,7 @@ def test_finished_run_is_not_overwritten_without_asking(tmp_path):
 def test_unfinished_run_with_other_settings_needs_restart(tmp_path):
     folder = tmp_path / "run"
     _unfinished_run(folder)
-    with pytest.raises(RunError, match="other settings.*--restart"):
+    with pytest.raises(RunError, match="other settings: latent_dim 2 .saved. against 3.*--restart"):
         train(SMALL.replace(epochs=3, latent_dim=3), _data(), folder, verbose=0)
     info = train(SMALL.replace(epochs=1, latent_dim=3), _data(), folder, verbose=0, restart=True)
     assert info["completed_epochs"] == 1 and history_epochs(folder) == [0]
@@ -188,7 +191,7 @@ def test_seed_and_versions_are_recorded(tmp_path):
     assert recorded["seed"] == 11 == info["seed"]
     for library in ("python", "keras", "numpy", "backend"):
         assert recorded["versions"][library]
-    assert VAEConfig.load(tmp_path / "run" / "config.json") == SMALL.replace(epochs=1, seed=11)
+    assert RunConfig.load(tmp_path / "run" / "config.json") == SMALL.replace(epochs=1, seed=11)
 
 
 def test_lambda_layer_file_is_refused_not_run(tmp_path):

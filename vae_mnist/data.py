@@ -16,6 +16,7 @@ DATA_ENVIRONMENT_VARIABLES = {
     "mnist": DATA_ENVIRONMENT_VARIABLE,
     "fashion_mnist": "VAE_MNIST_FASHION_DATA",
 }
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "fashion_mnist": (
@@ -247,7 +248,7 @@ def _download_with_keras(dataset: str = "mnist") -> dict[str, np.ndarray]:
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, dataset).load_data()
     except Exception as error:  # Keras wraps every network failure in a plain Exception.
         raise DataError(
-            f"could not download {dataset} through Keras (is there a network?): "
+            f"could not download {DATASET_NAMES[dataset]} through Keras (is there a network?): "
             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. "
             f"Give a local copy with --data PATH or the environment variable "
             f"{DATA_ENVIRONMENT_VARIABLES[dataset]} (an .npz in the Keras layout or a folder "

@@ -1,0 +1,241 @@
+"""The family of VAEs: presets, the configuration, binarized data, optimizers, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from conftest import folder_state, make_arrays, run_command
+
+from vae_mnist.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainingConfig
+from vae_mnist.data import TEST_BINARIZATION_SEED, binarize, model_inputs, prepare_images
+from vae_mnist.model import build_vae, load_model
+from vae_mnist.presets import load_preset, preset_config, preset_names
+from vae_mnist.training import learning_rate, make_optimizer, train
+
+GAUSSIAN_PRESETS = (
+    "keras2017",
+    "aevb2013",
+    "aevb2013-gaussian",
+    "svae2018",
+    "iwae2015",
+    "conv-fashion",
+)
+
+
+def tiny_data(train_count: int = 120, test_count: int = 40):
+    arrays = make_arrays(train=train_count, test=test_count)
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def test_keras2017_is_the_default_configuration():
+    assert preset_config("keras2017") == RunConfig()
+    assert RunConfig().preset == "keras2017"
+
+
+def test_every_preset_documents_its_paper_and_differences():
+    assert set(GAUSSIAN_PRESETS) <= set(preset_names())
+    for name in preset_names():
+        preset = load_preset(name)
+        assert preset.description and preset.paper and preset.differs, name
+        assert preset.config.preset == name
+
+
+def test_the_presets_hold_the_papers_settings():
+    aevb = preset_config("aevb2013")
+    assert aevb.model.hidden_layers == (500,) and aevb.model.activation == "tanh"
+    assert aevb.model.latent_dim == 20 and aevb.training.optimizer == "adagrad"
+    assert aevb.training.batch_size == 100 and aevb.training.weight_decay > 0
+    assert preset_config("aevb2013-gaussian").model.likelihood == "gaussian"
+    svae = preset_config("svae2018", latent_dim=10)
+    assert svae.model.hidden_layers == (256, 128) and svae.model.latent_dim == 10
+    assert svae.data.binarize == "dynamic" and svae.training.batch_size == 64
+    iwae = preset_config("iwae2015")
+    assert iwae.model.hidden_layers == (200, 200) and iwae.model.latent_dim == 50
+    assert iwae.training.optimizer_epsilon == 1e-4 and iwae.training.batch_size == 20
+    assert iwae.training.learning_rate_schedule == "iwae"
+    conv = preset_config("conv-fashion")
+    assert conv.model.architecture == "conv" and conv.data.dataset == "fashion_mnist"
+
+
+@pytest.mark.parametrize("name", GAUSSIAN_PRESETS)
+def test_every_preset_builds_saves_reloads_and_trains_a_step(tmp_path, name):
+    config = preset_config(name, epochs=1, batch_size=40)
+    vae = build_vae(config)
+    images = prepare_images(tiny_data()[0][0])
+    path = tmp_path / "vae.keras"
+    vae.save(path)
+    reloaded = load_model(path)
+    # One call each: every call advances the latent's seed state.
+    original, again = vae(images[:8]), reloaded(images[:8])
+    for key, value in original.items():
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(again[key]),
+            keras.ops.convert_to_numpy(value),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    info = train(config, tiny_data(), tmp_path / "run", verbose=0)
+    assert np.isfinite(info["history"][-1]["loss"])
+    assert RunConfig.load(tmp_path / "run" / "config.json") == config
+
+
+def test_static_binarization_is_identical_across_runs_and_the_test_set_fixed():
+    data = tiny_data()
+    first_train, first_test = model_inputs(data, "static", seed=3)
+    second_train, second_test = model_inputs(data, "static", seed=3)
+    np.testing.assert_array_equal(first_train, second_train)
+    assert set(np.unique(first_train)) == {0.0, 1.0}
+    other_train, other_test = model_inputs(data, "static", seed=4)
+    assert not np.array_equal(first_train, other_train)
+    # Whatever the run's seed or binarization, the test set is binarized the same way.
+    np.testing.assert_array_equal(first_test, other_test)
+    np.testing.assert_array_equal(model_inputs(data, "dynamic", seed=9)[1], first_test)
+    expected = binarize(prepare_images(data[1][0]), TEST_BINARIZATION_SEED)
+    np.testing.assert_array_equal(first_test, expected)
+    # Dynamic runs train on grayscale images, which the model binarizes at every step.
+    dynamic_train, _ = model_inputs(data, "dynamic", seed=9)
+    np.testing.assert_array_equal(dynamic_train, prepare_images(data[0][0]))
+    assert len(np.unique(model_inputs(data, "none")[1])) > 2
+
+
+def test_dynamically_binarized_training_repeats_under_a_seed(tmp_path):
+    config = preset_config("svae2018", hidden_layers=(16, 8), epochs=1, batch_size=40)
+    first = train(config, tiny_data(), tmp_path / "first", verbose=0)
+    second = train(config, tiny_data(), tmp_path / "second", verbose=0)
+    assert first["history"] == second["history"]
+    other = train(config.replace(seed=1), tiny_data(), tmp_path / "other", verbose=0)
+    assert other["history"] != first["history"]
+
+
+def test_optimizers_and_the_iwae_schedule():
+    training = TrainingConfig(optimizer="adam", learning_rate=1e-3, optimizer_epsilon=1e-4)
+    adam = make_optimizer(training, steps_per_epoch=10)
+    assert isinstance(adam, keras.optimizers.Adam) and adam.epsilon == 1e-4
+    assert adam.weight_decay is None
+    decayed = make_optimizer(TrainingConfig(optimizer="adagrad", weight_decay=0.01), 10)
+    assert isinstance(decayed, keras.optimizers.Adagrad) and decayed.weight_decay == 0.01
+    schedule = learning_rate(TrainingConfig(learning_rate_schedule="iwae"), steps_per_epoch=10)
+    rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    # Stage i lasts 3^i epochs: 1, 3, 9, ... at 1e-3 · 10^(-i/7).
+    assert rate(0) == pytest.approx(1e-3) and rate(9) == pytest.approx(1e-3)
+    assert rate(11) == pytest.approx(1e-3 * 10 ** (-1 / 7))
+    assert rate(41) == pytest.approx(1e-3 * 10 ** (-2 / 7))
+    assert rate(10**7) == pytest.approx(1e-3 * 10 ** (-1))
+
+
+def test_replace_routes_flat_settings_to_their_sections():
+    config = RunConfig().replace(latent_dim=5, batch_size=7, binarize="static", preset="x")
+    assert config.model.latent_dim == 5 and config.training.batch_size == 7
+    assert config.data.binarize == "static" and config.preset == "x"
+    assert config.flat()["hidden_layers"] == [256]
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: DataConfig(dataset="cifar"), "unknown dataset 'cifar'"),
+        (lambda: DataConfig(binarize="sometimes"), "unknown binarize 'sometimes'"),
+        (lambda: ModelConfig(architecture="resnet"), "unknown architecture 'resnet'"),
+        (lambda: ModelConfig(likelihood="poisson"), "unknown likelihood 'poisson'"),
+        (lambda: TrainingConfig(optimizer="sgd"), "unknown optimizer 'sgd'"),
+        (lambda: ModelConfig(hidden_layers=(256, 0)), "positive whole numbers"),
+        (lambda: ModelConfig(hidden_layers=(2.5,)), "positive whole numbers"),
+        (
+            lambda: RunConfig(DataConfig(binarize="dynamic"), ModelConfig(likelihood="gaussian")),
+            "a gaussian likelihood models grayscale pixels",
+        ),
+        (
+            lambda: RunConfig(model=ModelConfig(architecture="conv", original_dim=780)),
+            "needs square images",
+        ),
+        (lambda: RunConfig.from_dict({"model": {"depth": 3}}), "unknown model settings: depth"),
+    ],
+)
+def test_bad_configurations_name_the_value_and_the_choices(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--preset", "vae2099"], "unknown preset 'vae2099' (choose from "),
+        (["--architecture", "resnet"], "invalid choice: 'resnet' (choose from mlp, conv)"),
+        (["--likelihood", "poisson"], "invalid choice: 'poisson'"),
+        (["--optimizer", "sgd"], "invalid choice: 'sgd' (choose from rmsprop, adam, adagrad)"),
+        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
+        (["--hidden-layers", "256,-1"], "expected positive whole numbers separated by commas"),
+        (["--hidden-layers", "256,abc"], "expected positive whole numbers separated by commas"),
+        (["--likelihood", "gaussian", "--binarize", "static"], "models grayscale pixels"),
+        (["--architecture", "conv", "--original-dim", "780"], "needs square images"),
+    ],
+)
+def test_bad_choices_on_the_command_line_are_one_line(tmp_path, session_npz, arguments, message):
+    out = tmp_path / "run"
+    result = run_command("train", "--data", str(session_npz), "--out", str(out), *arguments)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_a_preset_with_overrides_is_recorded_and_resumes(tmp_path, session_npz):
+    out = tmp_path / "run"
+    common = ["--data", str(session_npz), "--out", str(out), "--quiet"]
+    first = run_command(
+        "train", "--preset", "svae2018", "--latent-dim", "3", "--epochs", "1", *common
+    )
+    assert first.returncode == 0, first.stderr
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["preset"] == "svae2018" and saved["model"]["latent_dim"] == 3
+    assert saved["data"]["binarize"] == "dynamic" and saved["training"]["batch_size"] == 64
+    # A finished run continues with more epochs only when asked to replace it; an unfinished one
+    # (simulated by marking it so) continues with its own settings, no preset needed.
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "finished"
+    before = folder_state(out)
+    refused = run_command("train", "--epochs", "2", *common)
+    assert refused.returncode != 0 and "holds a finished run" in refused.stderr
+    assert folder_state(out) == before
+
+
+def test_the_presets_command_lists_every_preset():
+    result = run_command("presets")
+    assert result.returncode == 0, result.stderr
+    for name in preset_names():
+        assert any(line.startswith(name + " ") for line in result.stdout.splitlines()), name
+    verbose = run_command("presets", "--verbose")
+    assert "Hyperspherical Variational Auto-Encoders" in verbose.stdout
+
+
+class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    """Stops the process the way Ctrl-C would, once the first epoch is committed."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_a_resumed_non_default_run_continues(tmp_path):
+    config = preset_config("iwae2015", hidden_layers=(16, 8), latent_dim=4, epochs=2, batch_size=40)
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tiny_data(), folder, verbose=0, callbacks=[_InterruptAfterFirstEpoch()])
+    interrupted = json.loads((folder / "run.json").read_text())
+    assert interrupted["status"] == "training" and interrupted["completed_epochs"] == 1
+    checkpoint = load_model(folder / interrupted["checkpoint"])
+    assert isinstance(checkpoint.optimizer, keras.optimizers.Adam)
+    steps_after_one_epoch = int(keras.ops.convert_to_numpy(checkpoint.optimizer.iterations))
+    assert steps_after_one_epoch == 3
+
+    finished = train(config, tiny_data(), folder, verbose=0)
+    assert finished["status"] == "finished"
+    assert [row["epoch"] for row in finished["history"]] == [0, 1]
+    assert finished["history"][0] == interrupted["history"][0]
+    assert RunConfig.load(folder / "config.json") == config
+    assert load_model(folder / "vae.keras").binarization is not None

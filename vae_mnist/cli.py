@@ -24,7 +24,7 @@ PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = ("train", "plot", "evaluate", "presets")
+COMMANDS = ("train", "plot", "evaluate", "compare", "presets")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start an unfinished run over instead of continuing it",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard logs into DIR/tensorboard (every loss term per epoch; the "
+        "manifold image for a 2-D Gaussian latent); see them with `tensorboard --logdir runs`",
+    )
     _add_config_flags(train)
 
     from vae_mnist.commands.plot import KINDS
@@ -157,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("kind", choices=KINDS, help="which figure ('all': every one)")
     _add_run_flag(plot)
     plot.add_argument(
-        "--out", default="figures", metavar="DIR", help="figure folder (default: figures)"
+        "--out",
+        metavar="DIR",
+        help="figure folder (default: the run folder's figures/, RUN/figures)",
     )
     _add_data_flag(plot)
     plot.add_argument(
@@ -206,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument(
         "--seed", type=_number(int, minimum=0), default=0, help="seed of the prior samples"
     )
+    plot.add_argument("--quiet", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("evaluate", help="measure a trained run on the test set")
     _add_run_flag(evaluate)
@@ -229,12 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    compare = commands.add_parser(
+        "compare", help="compare runs: settings that differ, losses, metrics, validation curves"
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders to compare")
+    compare.add_argument(
+        "--out", metavar="FIG.png", help="also draw the runs' validation curves into this file"
+    )
+
     presets = commands.add_parser("presets", help="list the named presets")
     presets.add_argument(
         "--verbose", action="store_true", help="also each preset's paper, differences, settings"
     )
     parser.commands.update(  # type: ignore[attr-defined]
-        train=train, plot=plot, evaluate=evaluate, presets=presets
+        train=train, plot=plot, evaluate=evaluate, compare=compare, presets=presets
     )
     return parser
 

@@ -288,3 +288,26 @@ def save_manifold_animation(
             loop=0,
         )
     return Path(path)
+
+
+def plot_validation_curves(histories: dict[str, dict[str, np.ndarray]], path: str | Path) -> Path:
+    """Several runs' validation loss, reconstruction and KL per epoch, overlaid, one line a run.
+
+    Args:
+        histories: run name → its ``history.csv`` columns (`vae_mnist.runs.read_history`).
+    """
+    terms = (
+        ("val_loss", "negative ELBO"),
+        ("val_reconstruction_loss", "reconstruction"),
+        ("val_kl_loss", "KL"),
+    )
+    figure, axes = plt.subplots(1, len(terms), figsize=(13, 3.8))
+    for axis, (key, title) in zip(axes, terms, strict=True):
+        for name, history in histories.items():
+            if key in history:
+                axis.plot(history["epoch"] + 1, history[key], label=name)
+        axis.set_title(f"validation {title} (nats per image)")
+        axis.set_xlabel("epoch")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    return _save(figure, path)

@@ -12,7 +12,8 @@ A run folder holds, once training finishes::
 
 While training it also holds ``checkpoint/epoch-NNNN.keras``, the compiled VAE with its optimizer
 state after the last finished epoch, which ``run.json`` names; and with ``--snapshot-every N``,
-``snapshots/decoder-epoch-NNNN.keras``. Every file is written to a temporary name and renamed
+``snapshots/decoder-epoch-NNNN.keras``; with ``--tensorboard``, TensorBoard's event files
+under ``tensorboard/``. Every file is written to a temporary name and renamed
 into place, and ``run.json`` is renamed last, so whatever kills the process, the folder names
 one consistent finished epoch to continue from.
 """
@@ -91,6 +92,10 @@ class RunPaths:
 
     def snapshot(self, epoch: int) -> Path:
         return self.snapshots / f"decoder-epoch-{epoch:04d}.keras"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.folder / "tensorboard"
 
 
 def library_versions() -> dict[str, str]:

@@ -275,6 +275,8 @@ def train(
         }
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
         shutil.rmtree(paths.snapshots, ignore_errors=True)
+        # A new run's TensorBoard curves must not continue an old run's.
+        shutil.rmtree(paths.tensorboard, ignore_errors=True)
     info["config"] = config.to_dict()
     info.pop("failed_epoch", None)
     completed = int(info["completed_epochs"])

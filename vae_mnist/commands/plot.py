@@ -6,6 +6,7 @@ import argparse
 import re
 from pathlib import Path
 
+import keras
 import numpy as np
 
 from vae_mnist import plotting
@@ -78,7 +79,11 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
         raise UsageError(
             f"'{kind}' walks a Gaussian latent space, and this run's is {config.model.latent}"
         )
-    out = check_writable_folder(arguments.out)
+    # A user's figures belong with the run they show; the README's reproduction command
+    # passes --out figures to refresh the repository's committed figures.
+    out = check_writable_folder(
+        arguments.out if arguments.out is not None else run.paths.folder / "figures"
+    )
     generator = vae.image_decoder()
 
     def wanted(name: str) -> bool:
@@ -237,11 +242,15 @@ def _animation(
         return []
     frames, epochs = [], []
     snapshots = [snapshots[position] for position in plotting.choose_frames(len(snapshots))]
-    for snapshot in snapshots:
+    # Loading each snapshot takes a moment; dozens of them take long enough to want a bar.
+    bar = None if arguments.quiet else keras.utils.Progbar(len(snapshots), unit_name="snapshot")
+    for position, snapshot in enumerate(snapshots, start=1):
         frames.append(
             plotting.decode_manifold(load_model(snapshot), arguments.n, dimensions, latent_dim)
         )
         epochs.append(int(snapshot.stem.rsplit("-", 1)[1]))
+        if bar is not None:
+            bar.update(position)
     return [plotting.save_manifold_animation(frames, epochs, out / "manifold.gif")]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from vae_mnist.config import RunConfig, flag_fields
 from vae_mnist.data import load_dataset
 from vae_mnist.files import check_can_create_folder
+from vae_mnist.monitoring import tensorboard_callbacks
 from vae_mnist.presets import preset_config
 from vae_mnist.runs import RunError, RunPaths, read_run_info
 from vae_mnist.training import describe_differences, settings_that_differ, train
@@ -67,6 +68,7 @@ def run(arguments: argparse.Namespace, program: str) -> None:
         overwrite=arguments.overwrite,
         restart=arguments.restart,
         verbose=0 if arguments.quiet else "auto",
+        callbacks=tensorboard_callbacks(folder, config) if arguments.tensorboard else None,
     )
     print(
         f"{program}: trained {result['completed_epochs']} epochs into {folder} "
@@ -74,3 +76,8 @@ def run(arguments: argparse.Namespace, program: str) -> None:
         if result["history"]
         else f"{program}: nothing to train in {folder}"
     )
+    if arguments.tensorboard:
+        print(
+            f"{program}: TensorBoard logs in {folder / 'tensorboard'} "
+            f"(see them with: tensorboard --logdir {folder.parent})"
+        )

@@ -1,0 +1,292 @@
+"""What learners and researchers use: TensorBoard logs, `compare`, progress bars, figure
+folders, and the rough edges a new user found (issue 12), each with a test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import REPOSITORY, folder_state, make_arrays
+
+from vae_mnist.cli import main, parse_arguments
+from vae_mnist.data import load_dataset
+from vae_mnist.monitoring import tensorboard_callbacks
+from vae_mnist.presets import preset_config
+from vae_mnist.runs import RunError, RunPaths, read_run_info, write_metrics
+from vae_mnist.training import train
+
+PROGRESS_BAR = "━"
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, **make_arrays(train=200, test=50))
+    return path
+
+
+@pytest.fixture
+def run_copy(tmp_path, trained_run) -> Path:
+    """A private copy of the shared tiny run, for commands that write into it."""
+    return Path(shutil.copytree(trained_run, tmp_path / "run"))
+
+
+class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
+    """Sends this process Ctrl-C once the first epoch is saved, as a user would press it."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def unfinished_run(folder: Path, npz: Path, callbacks=()) -> Path:
+    """A run of 2 epochs interrupted after its first: status 'training', one epoch done."""
+    config = preset_config("keras2017", epochs=2, batch_size=100)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            config,
+            load_dataset("mnist", npz),
+            folder,
+            verbose=0,
+            callbacks=[*callbacks, _InterruptAfterFirstEpoch()],
+        )
+    info = read_run_info(RunPaths(folder))
+    assert info["status"] == "training" and info["completed_epochs"] == 1
+    return folder
+
+
+def event_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the event files under `folder`: tag -> [(step, value), ...]."""
+    import tensorflow as tf
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    number = float(tf.make_ndarray(value.tensor))
+                    tag = f"{path.parent.name}/{value.tag}"
+                    scalars.setdefault(tag, []).append((event.step, number))
+    return scalars
+
+
+def event_tags(folder: Path) -> set[str]:
+    import tensorflow as tf
+
+    return {
+        f"{path.parent.name}/{value.tag}"
+        for path in folder.rglob("events.out.tfevents.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        for value in event.summary.value
+    }
+
+
+# TensorBoard
+
+
+def test_tensorboard_logs_every_loss_term_and_the_manifold(tmp_path, tiny_npz, capsys):
+    folder = tmp_path / "run"
+    status = main(
+        ["train", "--data", str(tiny_npz), "--epochs", "2", "--out", str(folder)]
+        + ["--tensorboard", "--quiet"]
+    )
+    assert status == 0
+    assert "tensorboard --logdir" in capsys.readouterr().out
+    scalars = event_scalars(folder / "tensorboard")
+    for part in ("train", "validation"):
+        for term in ("loss", "reconstruction_loss", "kl_loss"):
+            assert [step for step, _ in scalars[f"{part}/epoch_{term}"]] == [0, 1], (part, term)
+    history = np.genfromtxt(folder / "history.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(
+        [value for _, value in scalars["validation/epoch_loss"]], history["val_loss"], rtol=1e-5
+    )
+    # The 2-D Gaussian latent adds the manifold after the last epoch.
+    assert "manifold/manifold" in event_tags(folder / "tensorboard")
+
+
+def test_a_resumed_run_continues_the_same_tensorboard_logs(tmp_path, tiny_npz):
+    folder = tmp_path / "run"
+    config = preset_config("keras2017", epochs=2, batch_size=100)
+    unfinished_run(folder, tiny_npz, tensorboard_callbacks(folder, config))
+    assert [step for step, _ in event_scalars(folder / "tensorboard")["train/epoch_loss"]] == [0]
+    data = load_dataset("mnist", tiny_npz)
+    train(config, data, folder, verbose=0, callbacks=tensorboard_callbacks(folder, config))
+    scalars = event_scalars(folder / "tensorboard")
+    # Epoch 0 from the first process, epoch 1 from the resumed one; none twice.
+    assert sorted(step for step, _ in scalars["train/epoch_loss"]) == [0, 1]
+    assert sorted(step for step, _ in scalars["validation/epoch_kl_loss"]) == [0, 1]
+
+
+def test_a_run_without_the_flag_writes_no_tensorboard_logs(trained_run):
+    assert not (trained_run / "tensorboard").exists()
+
+
+# compare
+
+
+def test_compare_puts_two_runs_side_by_side_and_draws_their_curves(
+    tmp_path, trained_run, tiny_npz, capsys
+):
+    wide = tmp_path / "wide"
+    assert (
+        main(
+            ["train", "--data", str(tiny_npz), "--epochs", "1", "--latent-dim", "3"]
+            + ["--out", str(wide), "--quiet"]
+        )
+        == 0
+    )
+    write_metrics(RunPaths(wide), {"negative_elbo": 123.456, "knn_accuracy": 0.5})
+    capsys.readouterr()
+    figure = tmp_path / "compare" / "curves.png"
+    assert main(["compare", str(trained_run), str(wide), "--out", str(figure)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split() == [trained_run.name, "wide"]
+    latent_row = next(line for line in lines if line.startswith("latent_dim"))
+    assert latent_row.split()[1:] == ["2", "3"]
+    epochs_row = next(line for line in lines if line.startswith("epochs trained"))
+    assert epochs_row.split()[-2:] == ["2", "1"]
+    assert next(line for line in lines if line.startswith("final val_loss")).count(".") == 2
+    assert next(line for line in lines if line.startswith("test negative ELBO")).split()[-2:] == [
+        "-",
+        "123.46",
+    ]
+    # Settings shared by both runs are not listed.
+    assert not any(line.startswith("batch_size") for line in lines)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {figure}" in out
+
+
+def test_compare_names_a_missing_run_folder_in_one_line(tmp_path, trained_run, capsys):
+    missing = tmp_path / "nowhere"
+    assert main(["compare", str(trained_run), str(missing), "--out", str(tmp_path / "f.png")]) == 1
+    error = capsys.readouterr().err
+    assert error == f"vae-mnist compare: error: {missing}: no such run folder\n"
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty")]) == 1
+    assert "not a run folder (no config.json)" in capsys.readouterr().err
+
+
+# Progress bars and figure folders
+
+
+def test_evaluate_shows_progress_and_quiet_silences_it(run_copy, session_npz, capsys):
+    base = ["evaluate", "--run", str(run_copy), "--data", str(session_npz), "--samples", "2"]
+    assert main(base) == 0
+    shown = capsys.readouterr()
+    assert PROGRESS_BAR in shown.out and "100/100" in shown.out
+    assert main([*base, "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert PROGRESS_BAR not in quiet.out + quiet.err
+    assert "negative ELBO" in quiet.out
+
+
+def test_the_animation_shows_progress_and_quiet_silences_it(run_copy, capsys):
+    base = ["plot", "animation", "--run", str(run_copy), "--n", "3"]
+    assert main(base) == 0
+    shown = capsys.readouterr().out
+    # Snapshots of epochs 0, 1 and 2.
+    assert PROGRESS_BAR in shown and "3/3" in shown
+    assert main([*base, "--quiet"]) == 0
+    assert PROGRESS_BAR not in capsys.readouterr().out
+
+
+def test_plot_writes_into_the_run_folder_by_default(run_copy, tmp_path, monkeypatch, capsys):
+    working = tmp_path / "elsewhere"
+    working.mkdir()
+    monkeypatch.chdir(working)
+    assert main(["plot", "manifold", "--run", str(run_copy), "--n", "3"]) == 0
+    assert (run_copy / "figures" / "manifold.png").is_file()
+    assert f"wrote {run_copy / 'figures' / 'manifold.png'}" in capsys.readouterr().out
+    assert not (working / "figures").exists()
+    assert main(["plot", "manifold", "--run", str(run_copy), "--n", "3", "--out", "figures"]) == 0
+    assert (working / "figures" / "manifold.png").is_file()
+
+
+# What a new user tripped on
+
+
+@pytest.mark.parametrize("flag", ["--epoch", "--epohcs"])
+def test_a_misspelt_or_abbreviated_flag_names_the_command_and_points_to_help(flag, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        parse_arguments(["train", flag, "5"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error == (
+        f"vae-mnist train: error: unrecognized arguments: {flag} 5 (see vae-mnist train --help)\n"
+    )
+
+
+def test_plot_decode_prints_the_point_as_typed(run_copy, tmp_path, capsys):
+    arguments = ["plot", "decode", "--run", str(run_copy), "--z", "1.69", "0.28"]
+    assert main([*arguments, "--out", str(tmp_path / "f")]) == 0
+    assert "z = [1.69, 0.28]\n" in capsys.readouterr().out
+
+
+def test_a_bad_data_path_leaves_no_run_folder(tmp_path, capsys):
+    folder = tmp_path / "new" / "run"
+    missing = tmp_path / "missing.npz"
+    assert main(["train", "--data", str(missing), "--out", str(folder), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(missing) in error
+    assert not (tmp_path / "new").exists()
+
+
+def test_resuming_with_another_batch_size_names_it_and_does_not_say_continuing(
+    tmp_path, tiny_npz, capsys
+):
+    folder = unfinished_run(tmp_path / "run", tiny_npz)
+    before = folder_state(folder)
+    arguments = ["train", "--data", str(tiny_npz), "--out", str(folder), "--quiet"]
+    assert main([*arguments, "--epochs", "2", "--batch-size", "50"]) == 1
+    captured = capsys.readouterr()
+    assert "continuing" not in captured.out + captured.err
+    assert "batch_size 100 (saved) against 50" in captured.err
+    assert captured.err.count("\n") == 1
+    assert folder_state(folder) == before
+
+
+def test_train_from_python_names_the_python_argument(run_copy, session_npz):
+    config = preset_config("keras2017", epochs=2)
+    with pytest.raises(RunError, match=r"overwrite=True from Python"):
+        train(config, load_dataset("mnist", session_npz), run_copy, verbose=0)
+
+
+def test_the_readme_snippet_imports_print_nothing():
+    """The README's snippet imports vae_mnist first; then nothing reaches standard error.
+
+    (Imported after keras, TensorFlow's C++ start-up messages come before any code of this
+    package runs; the snippet's comment says so.)
+    """
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("TF_CPP_MIN_LOG_LEVEL", "VAE_MNIST_VERBOSE_IMPORT")
+    }
+    environment["PYTHONPATH"] = str(REPOSITORY)
+    code = (
+        "import vae_mnist\n"
+        "import keras\n"
+        "import numpy as np\n"
+        "from vae_mnist import plotting\n"
+        "from vae_mnist.presets import preset_config\n"
+        "from vae_mnist.training import train\n"
+        "print(keras.backend.backend())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.strip() in ("tensorflow", "jax", "torch")

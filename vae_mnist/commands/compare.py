@@ -1,0 +1,162 @@
+"""`vae-mnist compare`: several runs side by side, and their validation curves overlaid.
+
+The table has one column per run and one row per setting that differs between the runs, then
+the final training and validation losses and the `evaluate` numbers where a run has them. No
+model is loaded: everything comes from ``config.json``, ``history.csv`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vae_mnist.config import RunConfig
+from vae_mnist.files import check_can_create_folder
+from vae_mnist.runs import RunError, RunPaths, read_history, read_metrics, read_run_info
+
+# The final epoch's values of history.csv, as (row label, column).
+LOSS_ROWS = (
+    ("loss", "loss"),
+    ("val_loss", "val_loss"),
+    ("val_reconstruction_loss", "val_reconstruction_loss"),
+    ("val_kl_loss", "val_kl_loss"),
+)
+# The `evaluate` numbers shown, as (row label, metrics.json key, format).
+METRIC_ROWS = (
+    ("test negative ELBO", "negative_elbo", "{:.2f}"),
+    ("test -log p(x), IWAE", "iwae_negative_log_likelihood", "{:.2f}"),
+    ("IWAE samples", "iwae_samples", "{}"),
+    ("kNN accuracy", "knn_accuracy", "{:.4f}"),
+    ("active units", "active_units", "{}"),
+)
+MISSING = "-"
+
+
+@dataclass
+class RunSummary:
+    """What `compare` reads of one run folder."""
+
+    name: str
+    config: RunConfig
+    status: str
+    history: dict[str, np.ndarray] | None
+    metrics: dict[str, Any] | None
+
+
+def read_summary(folder: str | Path, name: str) -> RunSummary:
+    """A run folder's settings, progress, history and metrics; one-line errors where unusable."""
+    paths = RunPaths(Path(folder))
+    if not paths.folder.is_dir():
+        raise RunError(f"{paths.folder}: no such run folder")
+    if not paths.config.exists():
+        raise RunError(f"{paths.folder}: not a run folder (no config.json)")
+    config = RunConfig.load(paths.config)
+    info = read_run_info(paths)
+    history = None
+    if paths.history.exists():
+        try:
+            history = read_history(paths.history)
+        except RunError:  # Written before the first epoch finished: nothing to show yet.
+            history = None
+    return RunSummary(
+        name=name,
+        config=config,
+        status=info.get("status", "unknown") if info else "unknown",
+        history=history,
+        metrics=read_metrics(paths),
+    )
+
+
+def run_names(folders: list[str]) -> list[str]:
+    """Each run's column name: its folder's name, or the whole path where names collide."""
+    names = [Path(folder).name or str(folder) for folder in folders]
+    if len(set(names)) == len(names):
+        return names
+    return [str(folder) for folder in folders]
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def differing_settings(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
+    """``(setting, one value per run)`` for every setting, preset included, not shared by all."""
+    flats = [{"preset": summary.config.preset, **summary.config.flat()} for summary in summaries]
+    rows = []
+    for name in flats[0]:
+        values = [flat.get(name) for flat in flats]
+        if len({json.dumps(value, sort_keys=True) for value in values}) > 1:
+            rows.append((name, [_setting_text(value) for value in values]))
+    return rows
+
+
+def comparison_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
+    """The table's rows: differing settings, then progress and losses, then metrics."""
+    rows = differing_settings(summaries)
+    if len(summaries) > 1 and not rows:
+        rows.append(("settings", ["identical"] * len(summaries)))
+    rows.append(("status", [summary.status for summary in summaries]))
+    rows.append(
+        (
+            "epochs trained",
+            [str(len(s.history["epoch"])) if s.history else "0" for s in summaries],
+        )
+    )
+    for label, column in LOSS_ROWS:
+        values = [
+            f"{s.history[column][-1]:.2f}" if s.history and column in s.history else MISSING
+            for s in summaries
+        ]
+        rows.append((f"final {label}", values))
+    for label, key, template in METRIC_ROWS:
+        values = [
+            template.format(s.metrics[key]) if s.metrics and key in s.metrics else MISSING
+            for s in summaries
+        ]
+        if any(value != MISSING for value in values):
+            rows.append((label, values))
+    if all(not summary.metrics for summary in summaries):
+        rows.append(("test metrics", ["not evaluated"] * len(summaries)))
+    return rows
+
+
+def format_comparison(names: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    """An aligned text table: a header of run names, then one line per row."""
+    label_width = max(len(label) for label, _ in rows)
+    widths = [
+        max(len(name), *(len(values[index]) for _, values in rows))
+        for index, name in enumerate(names)
+    ]
+    header = (f"{name:>{width}}" for name, width in zip(names, widths, strict=True))
+    lines = ["  ".join([" " * label_width, *header])]
+    for label, values in rows:
+        cells = (f"{value:>{width}}" for value, width in zip(values, widths, strict=True))
+        lines.append("  ".join([f"{label:<{label_width}}", *cells]))
+    return "\n".join(lines)
+
+
+def run(arguments: argparse.Namespace, program: str) -> str:
+    names = run_names(arguments.runs)
+    summaries = [
+        read_summary(folder, name) for folder, name in zip(arguments.runs, names, strict=True)
+    ]
+    if arguments.out is not None:
+        # Refuse an unwritable figure path before any work, and create nothing yet.
+        check_can_create_folder(Path(arguments.out).parent)
+    table = format_comparison(names, comparison_rows(summaries))
+    print(table)
+    if arguments.out is not None:
+        from vae_mnist.plotting import plot_validation_curves
+
+        histories = {s.name: s.history for s in summaries if s.history is not None}
+        if not histories:
+            raise RunError("no run has a finished epoch: no validation curves to draw")
+        print(f"wrote {plot_validation_curves(histories, arguments.out)}")
+    return table

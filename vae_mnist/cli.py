@@ -227,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--seed", type=_number(int, minimum=0), default=0, help="seed of the Monte-Carlo draws"
     )
+    evaluate.add_argument(
+        "--log-partition",
+        choices=("auto", "exact", "ais"),
+        default="auto",
+        help="how an RBM prior's log Z is computed: exact (the smaller half has at most 20 "
+        "units), ais (annealed importance sampling), or auto (exact where possible; default)",
+    )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
     presets = commands.add_parser("presets", help="list the named presets")

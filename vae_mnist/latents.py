@@ -21,6 +21,12 @@ every latent. The interface, which every latent implements:
 - ``log_prior(z)``: log p(z), z ``(..., code_size)`` → ``(...)``.
 - ``sample_prior(count, seed)``: ``(count, code_size)`` numpy float32, for figures; `seed` is an
   integer.
+- ``decoder_input(z, seed)``: what the decoder sees for exact posterior samples z (z itself,
+  except where training's decoder sees a smoothed code, as the RBM latent's ζ ~ r(ζ|z)).
+- ``prepare_evaluation(**options)``: work to do once before evaluation (the RBM prior's log Z);
+  returns a JSON-ready dict of metrics. Nothing by default.
+- ``latent_metrics(parameters)``: a JSON-ready dict of numbers that describe how the test set
+  uses the latent, from numpy parameters. Empty by default.
 
 `parameters` is the dict of the encoder's heads by name. Seeds are `keras.random.SeedGenerator`s
 or integers.
@@ -54,6 +60,15 @@ class Latent(keras.layers.Layer):
 
     def auxiliary_loss(self, parameters: dict) -> TensorLike:
         return 0.0
+
+    def decoder_input(self, z: TensorLike, seed: Any) -> TensorLike:
+        return z
+
+    def prepare_evaluation(self, **options: Any) -> dict[str, Any]:
+        return {}
+
+    def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {}
 
     def compute_output_shape(self, input_shape):
         batch = next(iter(input_shape.values()))[0]
@@ -143,5 +158,18 @@ def make_latent(model_config: Any, seed: int | None = None) -> Latent:
             epsilon_std=model_config.epsilon_std,
             seed=seed,
             name="sampling",
+        )
+    if model_config.latent == "rbm":
+        # Imported here: the RBM latent builds on this module's `Latent`.
+        from vae_mnist.rbm_latent import RBMLatent
+
+        first_units, second_units = model_config.rbm_units
+        return RBMLatent(
+            first_units=first_units,
+            second_units=second_units,
+            beta=model_config.beta,
+            chains=model_config.rbm_chains,
+            seed=seed,
+            name="rbm",
         )
     raise NotImplementedError(f"the {model_config.latent} latent is not available yet")

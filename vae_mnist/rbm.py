@@ -379,3 +379,65 @@ def annealed_importance_sampling_log_partition(
         np.std(scaled_weights, ddof=1) / (np.mean(scaled_weights) * math.sqrt(chains))
     )
     return base_log_partition + log_mean_weight, standard_error
+
+
+def _binary_states(units: int) -> np.ndarray:
+    """Every state of `units` binary units, shape ``(2**units, units)``, float32 (bit i: unit i)."""
+    indices = np.arange(2**units)
+    return ((indices[:, None] >> np.arange(units)) & 1).astype(np.float32)
+
+
+def enumerated_log_partition(
+    bias1: TensorLike, bias2: TensorLike, coupling: TensorLike
+) -> TensorLike:
+    """log Z of the RBM in `keras.ops`, exactly, for use inside a (compiled) training step.
+
+    The same sum as :func:`exact_log_partition`, over every state s of the smaller half with
+    the other half o summed in closed form::
+
+        log Z = logsumexp_s [a_s·s + Σ_j softplus(a_o_j + (s W)_j)]
+
+    All 2^m states are held at once, ``(2^m, m)``, so this is meant for small halves (m <= 16:
+    65,536 states, a few million operations per call). The shapes must be static.
+
+    Args:
+        bias1, bias2, coupling: a1 ``(n1,)``, a2 ``(n2,)``, W ``(n1, n2)``.
+
+    Returns:
+        A scalar tensor: log Z in nats. Differentiable (its gradient is the exact
+        ``E_p[-∂E/∂θ]``), though the discrete VAE takes that gradient from Gibbs chains instead.
+    """
+    bias1, bias2, coupling = _float_tensors(bias1, bias2, coupling)
+    first_units, second_units = (int(size) for size in ops.shape(coupling))
+    if first_units <= second_units:
+        state_bias, other_bias, oriented = bias1, bias2, coupling
+    else:
+        state_bias, other_bias, oriented = bias2, bias1, ops.transpose(coupling)
+    states = ops.cast(_binary_states(min(first_units, second_units)), bias1.dtype)
+    # (2^m, m) @ (m, n_other) -> (2^m, n_other), summed over the other half's units.
+    log_weights = ops.sum(states * state_bias, axis=-1) + ops.sum(
+        ops.softplus(other_bias + ops.matmul(states, oriented)), axis=-1
+    )
+    return ops.logsumexp(log_weights)
+
+
+def gibbs_sample_numpy(
+    bias1: np.ndarray,
+    bias2: np.ndarray,
+    coupling: np.ndarray,
+    count: int,
+    steps: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` samples of the RBM by `steps` block Gibbs sweeps from uniformly random states.
+
+    The numpy twin of :func:`gibbs_step`, for figures: z2 given z1, then z1 given z2, each
+    sweep. Returns ``(z1 (count, n1), z2 (count, n2))``, float32 values 0.0 or 1.0.
+    """
+    bias1, bias2, coupling = _as_float64(bias1, bias2, coupling)
+    first = (rng.random((count, bias1.size)) < 0.5).astype(np.float64)
+    second = np.zeros((count, bias2.size))
+    for _ in range(steps):
+        second = (rng.random(second.shape) < _sigmoid(bias2 + first @ coupling)).astype(float)
+        first = (rng.random(first.shape) < _sigmoid(bias1 + second @ coupling.T)).astype(float)
+    return first.astype(np.float32), second.astype(np.float32)

@@ -329,6 +329,42 @@ def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
     return _save(figure, path)
 
 
+def plot_coupling(
+    coupling: np.ndarray, bias1: np.ndarray, bias2: np.ndarray, path: str | Path
+) -> Path:
+    """An RBM prior's learned coupling W ``(n1, n2)`` as an image, with both halves' biases.
+
+    A diverging colour map centred on zero: red couples two units to be on together, blue
+    keeps them apart. The biases are drawn as a column (a1, left) and a row (a2, top).
+    """
+    first_units, second_units = coupling.shape
+    limit = max(
+        float(np.max(np.abs(coupling))),
+        float(np.max(np.abs(bias1))),
+        float(np.max(np.abs(bias2))),
+        1e-6,
+    )
+    figure, axes = plt.subplots(
+        2,
+        2,
+        figsize=(2.5 + 0.25 * second_units, 2.5 + 0.25 * first_units),
+        gridspec_kw={"width_ratios": [1, second_units], "height_ratios": [1, first_units]},
+    )
+    style = dict(cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    axes[0, 0].axis("off")
+    axes[0, 1].imshow(bias2[None, :], **style)
+    axes[0, 1].set_title("bias a2 (top), bias a1 (left), coupling W", fontsize=9)
+    axes[1, 0].imshow(bias1[:, None], **style)
+    image = axes[1, 1].imshow(coupling, **style)
+    for axis in (axes[0, 1], axes[1, 0], axes[1, 1]):
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[1, 1].set_xlabel(f"second half z2 ({second_units} units)")
+    axes[1, 0].set_ylabel(f"first half z1 ({first_units} units)")
+    figure.colorbar(image, ax=axes[:, 1].tolist(), shrink=0.8)
+    return _save(figure, path)
+
+
 def plot_latent_density(
     z_mean: np.ndarray,
     path: str | Path,

@@ -35,7 +35,7 @@ import numpy as np
 from keras import ops
 
 from vae_mnist.config import EXACT_LOG_PARTITION_UNITS
-from vae_mnist.latents import SERIALIZATION_PACKAGE, Latent, TensorLike
+from vae_mnist.latents import SERIALIZATION_PACKAGE, DiscreteLatent, Latent, TensorLike
 from vae_mnist.rbm import (
     annealed_importance_sampling_log_partition,
     bernoulli_entropy,
@@ -196,9 +196,7 @@ class RBMLatent(Latent):
         """
         logits = parameters["logits"]
         first, second = self._halves(ops.sigmoid(logits))
-        expected_energy = expected_rbm_energy(
-            first, second, self.bias1, self.bias2, self.coupling
-        )
+        expected_energy = expected_rbm_energy(first, second, self.bias1, self.bias2, self.coupling)
         return -bernoulli_entropy(logits) + expected_energy + self.current_log_partition()
 
     def auxiliary_loss(self, parameters: dict) -> TensorLike:
@@ -349,6 +347,10 @@ class RBMLatent(Latent):
     def code_of(self, classes: np.ndarray) -> np.ndarray:
         """The decoder's input for binary classes: the classes themselves, as ζ, float32."""
         return np.asarray(classes, np.float32)
+
+    # The discrete latents' count of images per variable and class, ``(n1 + n2, 2)``: it reads
+    # only `classes_of` and `classes`, which this latent gives in the same form.
+    class_usage = DiscreteLatent.class_usage
 
     def get_config(self) -> dict:
         return {

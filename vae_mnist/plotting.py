@@ -6,6 +6,7 @@ machines with no screen and keep no state between calls.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import NormalDist
@@ -17,6 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from vae_mnist.files import atomic_path  # noqa: E402
 
@@ -150,10 +152,20 @@ def plot_manifold(
 
 
 def plot_decoded_beside_original(
-    original: np.ndarray, decoded: np.ndarray, z: np.ndarray, path: str | Path, title: str
+    original: np.ndarray,
+    decoded: np.ndarray,
+    z: np.ndarray,
+    path: str | Path,
+    title: str,
+    code_text: str | None = None,
 ) -> Path:
-    """One decoded digit beside the original it came from (or alone where there is none)."""
-    panels = [("original", original), (f"decoded from z = {_format_z(z)}", decoded)]
+    """One decoded digit beside the original it came from (or alone where there is none).
+
+    The decoded panel names its z, or `code_text` where given (a discrete code's classes),
+    wrapped to the panel's width.
+    """
+    name = f"decoded from z = {_format_z(z)}" if code_text is None else f"decoded from {code_text}"
+    panels = [("original", original), (textwrap.fill(name, 40), decoded)]
     panels = [(name, image) for name, image in panels if image is not None]
     figure, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4), squeeze=False)
     for axis, (name, image) in zip(axes[0], panels, strict=True):
@@ -204,11 +216,17 @@ def plot_interpolation(decoded: np.ndarray, path: str | Path, title: str) -> Pat
 
 
 def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Path:
-    """Loss, reconstruction and KL per epoch, training and validation."""
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    """Loss, reconstruction and KL per epoch, training and validation.
+
+    A history with a ``temperature`` column (a discrete latent's relaxation) adds a fourth
+    panel with the temperature's mean over each epoch.
+    """
+    with_temperature = "temperature" in history
+    panels = 4 if with_temperature else 3
+    figure, axes = plt.subplots(1, panels, figsize=(13 * panels / 3, 3.8))
     epochs = history["epoch"] + 1
     for axis, key, title in zip(
-        axes,
+        axes[:3],
         ("loss", "reconstruction_loss", "kl_loss"),
         ("negative ELBO", "reconstruction", "KL"),
         strict=True,
@@ -218,7 +236,133 @@ def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Pa
         axis.set_title(f"{title} (nats per image)")
         axis.set_xlabel("epoch")
         axis.legend()
+    if with_temperature:
+        axes[3].plot(epochs, history["temperature"])
+        axes[3].set_title("relaxation temperature τ (epoch mean)")
+        axes[3].set_xlabel("epoch")
     figure.tight_layout()
+    return _save(figure, path)
+
+
+# The code grid wraps its variables into side-by-side blocks of at most this many rows, so a
+# latent of 200 binary units stays a readable shape.
+CODE_GRID_ROWS = 25
+CODE_GRID_GAP = 6
+
+
+def plot_code_grid(
+    decoded: np.ndarray, chosen: np.ndarray, classes: int, path: str | Path, title: str
+) -> Path:
+    """A discrete code's neighbourhood: row i, column k decodes the code with variable i set to k.
+
+    Args:
+        decoded: ``(variables * classes, 784)``, variable-major (all classes of variable 0 first).
+        chosen: ``(variables,)``, the code's own class of each variable, framed in red.
+        classes: K, the columns of each block.
+        path: the file to write.
+        title: the figure's title.
+
+    More than `CODE_GRID_ROWS` variables are laid out in blocks side by side, each block's
+    variables running down, separated by a white gap.
+    """
+    variables = len(chosen)
+    rows = min(variables, CODE_GRID_ROWS)
+    blocks = -(-variables // rows)
+    block_width = classes * IMAGE_SIDE + CODE_GRID_GAP
+    canvas = np.ones((rows * IMAGE_SIDE, blocks * block_width - CODE_GRID_GAP), np.float32)
+    # (variables*classes, 784) -> (variables, classes, 28, 28)
+    digits = decoded.reshape(variables, classes, IMAGE_SIDE, IMAGE_SIDE)
+    figure = plt.figure(figsize=(max(4.0, canvas.shape[1] / 50), canvas.shape[0] / 50 + 0.8))
+    axis = figure.add_subplot()
+    for variable in range(variables):
+        block, row = divmod(variable, rows)
+        for value in range(classes):
+            top, left = row * IMAGE_SIDE, block * block_width + value * IMAGE_SIDE
+            canvas[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = digits[variable, value]
+        left = block * block_width + int(chosen[variable]) * IMAGE_SIDE
+        axis.add_patch(
+            Rectangle(
+                (left - 0.5, row * IMAGE_SIDE - 0.5),
+                IMAGE_SIDE,
+                IMAGE_SIDE,
+                fill=False,
+                edgecolor="red",
+                linewidth=1.0,
+            )
+        )
+    axis.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
+    if blocks == 1:
+        axis.set_xticks(IMAGE_SIDE * (np.arange(classes) + 0.5), [str(k) for k in range(classes)])
+        axis.set_yticks(
+            IMAGE_SIDE * (np.arange(variables) + 0.5), [str(i) for i in range(variables)]
+        )
+        axis.set_xlabel("class k")
+        axis.set_ylabel("variable i")
+    else:
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.set_xlabel(f"variables 0..{variables - 1} run down {blocks} blocks of {rows}")
+    axis.set_title(title, fontsize=9)
+    return _save(figure, path)
+
+
+def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
+    """How often each class of each variable is the most probable one, as a share of images.
+
+    Args:
+        usage: ``(variables, classes)`` counts of images.
+        path: the file to write.
+    """
+    variables, classes = usage.shape
+    shares = usage / max(1, int(usage[0].sum()))
+    figure = plt.figure(figsize=(max(4.0, 0.45 * classes + 2), min(30.0, 0.3 * variables + 1.5)))
+    # The colour scale spans 0 to the largest share, so an even usage still shows its texture.
+    plt.imshow(shares, cmap="viridis", aspect="auto", vmin=0, interpolation="nearest")
+    plt.colorbar(label="share of test images")
+    plt.xticks(range(classes))
+    if variables <= 50:
+        plt.yticks(range(variables))
+    plt.xlabel("class k")
+    plt.ylabel("variable i")
+    used = np.sum(usage > 0, axis=1)
+    plt.title(f"most probable class over the test set ({used.mean():.1f} of {classes} used)")
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_coupling(
+    coupling: np.ndarray, bias1: np.ndarray, bias2: np.ndarray, path: str | Path
+) -> Path:
+    """An RBM prior's learned coupling W ``(n1, n2)`` as an image, with both halves' biases.
+
+    A diverging colour map centred on zero: red couples two units to be on together, blue
+    keeps them apart. The biases are drawn as a column (a1, left) and a row (a2, top).
+    """
+    first_units, second_units = coupling.shape
+    limit = max(
+        float(np.max(np.abs(coupling))),
+        float(np.max(np.abs(bias1))),
+        float(np.max(np.abs(bias2))),
+        1e-6,
+    )
+    figure, axes = plt.subplots(
+        2,
+        2,
+        figsize=(2.5 + 0.25 * second_units, 2.5 + 0.25 * first_units),
+        gridspec_kw={"width_ratios": [1, second_units], "height_ratios": [1, first_units]},
+    )
+    style = dict(cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
+    axes[0, 0].axis("off")
+    axes[0, 1].imshow(bias2[None, :], **style)
+    axes[0, 1].set_title("bias a2 (top), bias a1 (left), coupling W", fontsize=9)
+    axes[1, 0].imshow(bias1[:, None], **style)
+    image = axes[1, 1].imshow(coupling, **style)
+    for axis in (axes[0, 1], axes[1, 0], axes[1, 1]):
+        axis.set_xticks([])
+        axis.set_yticks([])
+    axes[1, 1].set_xlabel(f"second half z2 ({second_units} units)")
+    axes[1, 0].set_ylabel(f"first half z1 ({first_units} units)")
+    figure.colorbar(image, ax=axes[:, 1].tolist(), shrink=0.8)
     return _save(figure, path)
 
 

@@ -132,6 +132,10 @@ class _EpochRecorder(keras.callbacks.Callback):
             self.model.stop_training = True
             return
         seconds = time.perf_counter() - self.epoch_started
+        # A value that only training has (a discrete latent's temperature) has no validation
+        # counterpart worth a column.
+        for name in getattr(self.model, "training_only_metrics", ()):
+            logs.pop(f"val_{name}", None)
         row = {"epoch": epoch, **{name: logs[name] for name in history_columns(list(logs))[1:]}}
         checkpoint = self.paths.checkpoint(epoch + 1)
         save_model(self.model, checkpoint)

@@ -1,8 +1,16 @@
-"""`vae-mnist plot`: loads a trained run and its test set, then draws the asked figures."""
+"""`vae-mnist plot`: loads a trained run and its test set, then draws the asked figures.
+
+A discrete latent (categorical or Bernoulli) has its own figures, ``codes`` and ``usage``, and
+``decode --code`` decodes classes the user gives; the Gaussian-only figures (manifold, density,
+animation) are refused for it and left out of ``all``. Its ``interpolation`` decodes the
+straight path between two one-hot codes: mixtures of one-hots, points of the relaxation's
+simplex such as training's relaxed samples are, so the decoder has seen their like.
+"""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 from pathlib import Path
 
@@ -14,7 +22,9 @@ from vae_mnist.config import UsageError
 from vae_mnist.data import CLASS_NAMES, load_dataset, model_inputs
 from vae_mnist.evaluation import active_units
 from vae_mnist.files import check_writable_folder
+from vae_mnist.latents import DiscreteLatent
 from vae_mnist.model import ModelFileError, load_model
+from vae_mnist.rbm_latent import RBMLatent
 from vae_mnist.runs import TrainedRun, load_trained_run, read_history
 
 KINDS = (
@@ -27,11 +37,29 @@ KINDS = (
     "curves",
     "density",
     "animation",
+    "codes",
+    "usage",
+    "coupling",
     "all",
 )
-NEEDS_TEST_SET = {"latent", "decode", "reconstructions", "interpolation", "density", "all"}
+NEEDS_TEST_SET = {
+    "latent",
+    "decode",
+    "reconstructions",
+    "interpolation",
+    "density",
+    "codes",
+    "usage",
+    "all",
+}
 # Figures that walk or show a Gaussian latent space: the prior's quantiles, its contours.
 GAUSSIAN_KINDS = ("manifold", "density", "animation")
+# Figures of a discrete code: its classes varied one variable at a time, and their usage.
+DISCRETE_KINDS = ("codes", "usage")
+# The RBM latent's binary units are discrete variables of two classes for those figures.
+CODE_LATENTS = (DiscreteLatent, RBMLatent)
+# Figures of an RBM prior: its learned coupling matrix.
+RBM_KINDS = ("coupling",)
 RECONSTRUCTION_COUNT = 10
 SAMPLE_ROWS = 10
 
@@ -71,6 +99,21 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     vae, config = run.vae, run.config
     latent_dim = vae.latent.code_size
     gaussian = config.model.latent == "gaussian"
+    discrete = isinstance(vae.latent, CODE_LATENTS)
+    rbm = isinstance(vae.latent, RBMLatent)
+    code = getattr(arguments, "code", None)
+    if arguments.z is not None and discrete:
+        raise UsageError(
+            f"--z decodes a point of a continuous latent, and this run's is "
+            f"{config.model.latent}; give its classes with --code"
+        )
+    if code is not None and not discrete:
+        raise UsageError(
+            f"--code gives the classes of a discrete latent, and this run's is "
+            f"{config.model.latent}; give a latent point with --z"
+        )
+    if code is not None:
+        check_code(code, vae.latent)
     if arguments.z is not None and len(arguments.z) != latent_dim:
         raise UsageError(
             f"--z needs {latent_dim} numbers (one per latent dimension), got {len(arguments.z)}"
@@ -78,6 +121,16 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     if kind in GAUSSIAN_KINDS and not gaussian:
         raise UsageError(
             f"'{kind}' walks a Gaussian latent space, and this run's is {config.model.latent}"
+        )
+    if kind in RBM_KINDS and not rbm:
+        raise UsageError(
+            f"'{kind}' shows the coupling of an RBM prior, and this run's latent is "
+            f"{config.model.latent}"
+        )
+    if kind in DISCRETE_KINDS and not discrete:
+        raise UsageError(
+            f"'{kind}' shows the classes of a discrete latent, and this run's is "
+            f"{config.model.latent}"
         )
     # A user's figures belong with the run they show; the README's reproduction command
     # passes --out figures to refresh the repository's committed figures.
@@ -87,14 +140,25 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     generator = vae.image_decoder()
 
     def wanted(name: str) -> bool:
-        return kind == name or (kind == "all" and (gaussian or name not in GAUSSIAN_KINDS))
+        if kind == name:
+            return True
+        if kind != "all":
+            return False
+        if name in GAUSSIAN_KINDS:
+            return gaussian
+        if name in DISCRETE_KINDS:
+            return discrete
+        if name in RBM_KINDS:
+            return rbm
+        return True
 
     images = labels = parameters = points = None
-    if kind in NEEDS_TEST_SET and not (kind == "decode" and arguments.z is not None):
+    given_code = arguments.z is not None or code is not None
+    if kind in NEEDS_TEST_SET and not (kind == "decode" and given_code):
         data = load_dataset(config.data.dataset, arguments.data)
         _, images = model_inputs(data, config.data.binarize, config.training.seed)
         labels = data[1][1]
-        for index in list(arguments.index if kind in ("decode", "all") else []) + (
+        for index in list(arguments.index if kind in ("decode", "codes", "all") else []) + (
             [arguments.from_index, arguments.to_index] if kind in ("interpolation", "all") else []
         ):
             _check_index(index, len(images))
@@ -159,6 +223,24 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
         written.append(
             plotting.plot_latent_density(view, out / "latent_density.png", axis_names=axis_names)
         )
+    if wanted("codes"):
+        for index in arguments.index:
+            label = _label(labels, index, class_names)
+            written.append(_codes(vae.latent, generator, index, label, parameters, out))
+    if wanted("usage"):
+        written.append(
+            plotting.plot_class_usage(vae.latent.class_usage(parameters), out / "class_usage.png")
+        )
+    if wanted("coupling"):
+        latent = vae.latent
+        written.append(
+            plotting.plot_coupling(
+                _to_numpy(latent.coupling),
+                _to_numpy(latent.bias1),
+                _to_numpy(latent.bias2),
+                out / "coupling.png",
+            )
+        )
     if wanted("animation"):
         written.extend(
             _animation(run, arguments, out, dimensions, latent_dim, required=kind == "animation")
@@ -166,6 +248,53 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     for path in written:
         print(f"wrote {path}")
     return written
+
+
+def check_code(code: list[int], latent: DiscreteLatent) -> None:
+    """Refuse a ``--code`` with the wrong count of classes or a class out of range."""
+    count, classes = latent.variable_count, latent.classes
+    if len(code) != count:
+        raise UsageError(f"--code needs {count} classes (one per latent variable), got {len(code)}")
+    outside = [value for value in code if not 0 <= value < classes]
+    if outside:
+        raise UsageError(
+            f"--code class {outside[0]} is out of range: each variable's class is 0..{classes - 1}"
+        )
+
+
+def format_code(classes: np.ndarray) -> str:
+    """A discrete code's classes as the user would type them: ``3,1,4``."""
+    return ",".join(str(int(value)) for value in np.ravel(classes))
+
+
+def _code_name(classes: np.ndarray) -> str:
+    text = format_code(classes).replace(",", "-")
+    # A long code (200 bits) would exceed a file name's limit: name it by its digest instead.
+    if len(text) > 80:
+        text = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return "decode_code_" + text
+
+
+def _codes(
+    latent: DiscreteLatent,
+    generator,
+    index: int,
+    label: str,
+    parameters: dict,
+    out: Path,
+) -> Path:
+    """The code grid of test image `index`: its most probable code, each variable varied."""
+    chosen = latent.classes_of({name: value[[index]] for name, value in parameters.items()})[0]
+    variables, classes = latent.variable_count, latent.classes
+    # (variables, classes, variables): row i, column k is the image's classes with i set to k.
+    table = np.broadcast_to(chosen, (variables, classes, variables)).copy()
+    table[np.arange(variables), :, np.arange(variables)] = np.arange(classes)
+    decoded = plotting.predict(generator, latent.code_of(table.reshape(-1, variables)))
+    title = (
+        f"test image {index} (a {label}): its most probable code (framed), "
+        "variable i set to class k"
+    )
+    return plotting.plot_code_grid(decoded, chosen, classes, out / f"codes_{index}.png", title)
 
 
 def _to_numpy(value) -> np.ndarray:
@@ -191,7 +320,25 @@ def _decode(
     parameters: dict | None,
     out: Path,
 ) -> list[Path]:
-    """Decode test images' most probable code (or a given z) and save each beside its original."""
+    """Decode test images' most probable code (or a given z or code) and save each beside its
+    original."""
+    latent = run.vae.latent
+    discrete = isinstance(latent, CODE_LATENTS)
+    code = getattr(arguments, "code", None)
+    if code is not None and arguments.kind == "decode":
+        classes = np.array([code])
+        decoded = plotting.predict(generator, latent.code_of(classes))
+        print(f"code = {format_code(classes)}")
+        return [
+            plotting.plot_decoded_beside_original(
+                None,
+                decoded[0],
+                classes[0],
+                out / f"{_code_name(classes)}.png",
+                "decoded from a chosen code",
+                code_text=f"code {format_code(classes)}",
+            )
+        ]
     if arguments.z is not None and arguments.kind == "decode":
         z = np.array([arguments.z], dtype=np.float32)  # (1, latent_dim)
         decoded = plotting.predict(generator, z)
@@ -207,10 +354,16 @@ def _decode(
     class_names = (
         CLASS_NAMES[run.config.data.dataset] if run.config.data.dataset != "mnist" else None
     )
+    modes = latent.classes_of({k: v[indices] for k, v in parameters.items()}) if discrete else None
     written = []
     for position, index in enumerate(indices):
         label = _label(labels, index, class_names)
-        print(f"test image {index} (a {label}): z = {format_point(chosen[position])}")
+        code_text = None
+        if discrete:
+            code_text = f"code {format_code(modes[position])}"
+            print(f"test image {index} (a {label}): {code_text}")
+        else:
+            print(f"test image {index} (a {label}): z = {format_point(chosen[position])}")
         written.append(
             plotting.plot_decoded_beside_original(
                 images[index],
@@ -218,6 +371,7 @@ def _decode(
                 chosen[position],
                 out / f"decode_{index}.png",
                 f"test image {index} (a {label})",
+                code_text=code_text,
             )
         )
     return written

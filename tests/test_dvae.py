@@ -1,0 +1,331 @@
+"""Rolfe's discrete VAE: the RBM latent's KL, saving, chains that survive resume, the commands."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import folder_state, make_arrays
+from keras import ops
+
+from vae_mnist.cli import main
+from vae_mnist.config import RunConfig
+from vae_mnist.model import build_vae, load_model, save_model
+from vae_mnist.rbm import exact_log_partition, rbm_log_probability_unnormalized
+from vae_mnist.rbm_latent import RBMLatent
+from vae_mnist.training import train
+
+TINY = RunConfig().replace(
+    latent="rbm",
+    rbm_units=[3, 4],
+    rbm_chains=6,
+    hidden_layers=[16],
+    binarize="dynamic",
+    optimizer="adam",
+    batch_size=50,
+    epochs=1,
+    steps_per_execution=2,
+    # XLA's compile time outweighs its gain on a model this small.
+    jit_compile=False,
+)
+TINY_FLAGS = (
+    "--latent",
+    "rbm",
+    "--rbm-units",
+    "3,4",
+    "--rbm-chains",
+    "6",
+    "--hidden-layers",
+    "16",
+    "--binarize",
+    "dynamic",
+    "--optimizer",
+    "adam",
+    "--batch-size",
+    "50",
+    "--no-jit-compile",
+)
+
+
+class Result:
+    """What one in-process run of the command line gave: its status and its output."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def run_command(*arguments: str) -> Result:
+    """`vae-mnist` in this process (no interpreter start-up per call), its output captured."""
+    import contextlib
+    import io
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = main(list(arguments))
+        except SystemExit as exit_:
+            code = exit_.code
+    return Result(int(code or 0), stdout.getvalue(), stderr.getvalue())
+
+
+def numpy(value) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(value), dtype=np.float64)
+
+
+def random_layer(first: int = 2, second: int = 3, seed: int = 0) -> RBMLatent:
+    """A small RBM latent whose parameters are far from their initial values."""
+    layer = RBMLatent(first_units=first, second_units=second, beta=5.0, chains=4, seed=seed)
+    rng = np.random.default_rng(seed)
+    layer.bias1.assign(rng.normal(0.0, 1.0, first).astype("float32"))
+    layer.bias2.assign(rng.normal(0.0, 1.0, second).astype("float32"))
+    layer.coupling.assign(rng.normal(0.0, 1.0, (first, second)).astype("float32"))
+    return layer
+
+
+def all_codes(units: int) -> np.ndarray:
+    return np.array(list(itertools.product((0.0, 1.0), repeat=units)), dtype=np.float32)
+
+
+def test_kl_matches_brute_force_over_every_code():
+    layer = random_layer()
+    logits = np.random.default_rng(1).normal(0.0, 2.0, (3, 5)).astype("float32")
+    kl = numpy(layer.kl_divergence({"logits": logits}))
+    bias1, bias2, coupling = (numpy(value) for value in (layer.bias1, layer.bias2, layer.coupling))
+    codes = all_codes(5).astype(np.float64)  # (32, 5)
+    log_z = exact_log_partition(bias1, bias2, coupling)
+    log_prior = (
+        rbm_log_probability_unnormalized(codes[:, :2], codes[:, 2:], bias1, bias2, coupling) - log_z
+    )
+    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))  # (3, 5)
+    # q(z|x) of every code for every row: (3, 32).
+    on, off = probabilities[:, None], 1.0 - probabilities[:, None]
+    q = np.prod(np.where(codes[None] == 1.0, on, off), axis=-1)
+    brute_force = np.sum(q * (np.log(q) - log_prior[None]), axis=1)
+    np.testing.assert_allclose(kl, brute_force, rtol=1e-4, atol=1e-4)
+    # The layer's log Z (enumerated in keras.ops) is the exact one; after prepare_evaluation it
+    # is the numpy value, and the KL does not change.
+    np.testing.assert_allclose(numpy(layer.current_log_partition()), log_z, rtol=1e-5)
+    prepared = layer.prepare_evaluation(log_partition="exact")
+    assert prepared["log_partition_method"] == "exact"
+    np.testing.assert_allclose(prepared["log_partition"], log_z, rtol=1e-12)
+    np.testing.assert_allclose(numpy(layer.kl_divergence({"logits": logits})), kl, atol=1e-4)
+
+
+def test_log_prior_normalised_and_posterior_log_probability_exact():
+    layer = random_layer(seed=3)
+    codes = all_codes(5)
+    assert math.isclose(float(np.sum(np.exp(numpy(layer.log_prior(codes))))), 1.0, rel_tol=1e-4)
+    logits = np.array([[2.0, -1.0, 0.5, 0.0, -3.0]], np.float32)
+    z, log_q = layer.sample_posterior({"logits": logits}, 200, keras.random.SeedGenerator(0))
+    z, log_q = numpy(z)[0], numpy(log_q)[0]
+    probabilities = 1.0 / (1.0 + np.exp(-logits[0].astype(np.float64)))
+    expected = np.sum(np.where(z == 1.0, np.log(probabilities), np.log1p(-probabilities)), -1)
+    np.testing.assert_allclose(log_q, expected, rtol=1e-5)
+    assert set(np.unique(z)) <= {0.0, 1.0}
+
+
+def test_decoder_input_is_the_smoothing_of_binary_codes():
+    layer = random_layer()
+    z = np.tile(np.array([[0.0, 1.0, 0.0, 1.0, 1.0]], np.float32), (400, 1))
+    zeta = numpy(layer.decoder_input(z, keras.random.SeedGenerator(0)))
+    assert np.all(zeta[z == 0.0] == 0.0)
+    assert np.all((zeta[z == 1.0] > 0.0) & (zeta[z == 1.0] <= 1.0))
+    # The exponential with beta = 5 has mean 1/(1 - e^-5) - 1/5.
+    assert abs(zeta[z == 1.0].mean() - (1 / (1 - math.exp(-5.0)) - 0.2)) < 0.03
+
+
+def test_auxiliary_loss_is_zero_in_value_and_ais_agrees_with_exact():
+    layer = random_layer(2, 4, seed=5)
+    assert abs(float(numpy(layer.auxiliary_loss({})))) < 1e-6
+    exact = layer.prepare_evaluation(log_partition="exact")["log_partition"]
+    ais = layer.prepare_evaluation(log_partition="ais", seed=1)
+    assert ais["log_partition_method"] == "ais"
+    assert abs(ais["log_partition"] - exact) < 0.05
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [dict(first_units=0), dict(second_units=-2), dict(beta=0.0), dict(beta=-1.0), dict(chains=0)],
+)
+def test_layer_refuses_bad_settings(arguments):
+    with pytest.raises(ValueError):
+        RBMLatent(**arguments)
+
+
+def test_save_load_gives_identical_outputs_and_state(tmp_path):
+    vae = build_vae(TINY)
+    latent = vae.latent
+    rng = np.random.default_rng(0)
+    latent.coupling.assign(rng.normal(0, 1, (3, 4)).astype("float32"))
+    latent.chain_first.assign((rng.random((6, 3)) < 0.5).astype("float32"))
+    images = rng.random((5, 784)).astype("float32")
+    save_model(vae, tmp_path / "vae.keras")
+    loaded = load_model(tmp_path / "vae.keras")
+    for name in ("bias1", "bias2", "coupling", "chain_first", "chain_second", "log_partition"):
+        np.testing.assert_array_equal(
+            numpy(getattr(loaded.latent, name)), numpy(getattr(latent, name))
+        )
+    assert loaded.latent.get_config() == latent.get_config()
+    # Both seed generators are in the same saved state, so even the noisy outputs agree.
+    outputs, loaded_outputs = vae(images, training=False), loaded(images, training=False)
+    for key in ("logits", "z", "reconstruction"):
+        np.testing.assert_allclose(numpy(loaded_outputs[key]), numpy(outputs[key]), atol=1e-6)
+    parameters = {"logits": outputs["logits"]}
+    np.testing.assert_allclose(
+        numpy(loaded.latent.kl_divergence(parameters)),
+        numpy(latent.kl_divergence(parameters)),
+        rtol=1e-6,
+    )
+
+
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    """Interrupts training once the first epoch is committed, as Ctrl-C would."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
+class _ChainsAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.first = numpy(self.model.latent.chain_first)
+        self.coupling = numpy(self.model.latent.coupling)
+
+
+def test_chains_survive_checkpoint_and_resume_and_the_prior_learns(tmp_path):
+    arrays = make_arrays(train=200, test=50)
+    data = ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+    folder = tmp_path / "run"
+    initial = build_vae(TINY.replace(epochs=2))
+    initial_chains = numpy(initial.latent.chain_first)
+    initial_coupling = numpy(initial.latent.coupling)
+    with pytest.raises(KeyboardInterrupt):
+        train(TINY.replace(epochs=2), data, folder, verbose=0, callbacks=[_StopAfterFirstEpoch()])
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "training" and info["completed_epochs"] == 1
+    checkpoint = keras.saving.load_model(folder / info["checkpoint"])
+    saved_chains = numpy(checkpoint.latent.chain_first)
+    # The chains moved in epoch 1 and the RBM's parameters learned.
+    assert not np.array_equal(saved_chains, initial_chains) or not np.array_equal(
+        numpy(checkpoint.latent.chain_second), numpy(initial.latent.chain_second)
+    )
+    assert not np.allclose(numpy(checkpoint.latent.coupling), initial_coupling)
+    start = _ChainsAtStart()
+    result = train(TINY.replace(epochs=2), data, folder, verbose=0, callbacks=[start])
+    # The resumed run began from the saved chains, not from fresh ones, and finished.
+    np.testing.assert_array_equal(start.first, saved_chains)
+    np.testing.assert_allclose(start.coupling, numpy(checkpoint.latent.coupling))
+    assert result["completed_epochs"] == 2
+    assert all(math.isfinite(row["loss"]) for row in result["history"])
+    final = load_model(folder / "vae.keras")
+    assert set(np.unique(numpy(final.latent.chain_first))) <= {0.0, 1.0}
+
+
+@pytest.fixture(scope="module")
+def rbm_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny trained RBM run (one epoch) and its data, made through the command line."""
+    root = tmp_path_factory.mktemp("dvae")
+    data = root / "tiny.npz"
+    np.savez(data, **make_arrays(train=200, test=60))
+    folder = root / "run"
+    result = run_command(
+        "train", "--data", str(data), "--out", str(folder), "--epochs", "1", "--quiet", *TINY_FLAGS
+    )
+    assert result.returncode == 0, result.stderr
+    return folder, data
+
+
+def test_evaluate_writes_log_partition(rbm_run):
+    folder, data = rbm_run
+    result = run_command(
+        "evaluate", "--run", str(folder), "--data", str(data), "--samples", "4", "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["log_partition_method"] == "exact"
+    assert metrics["log_partition_standard_error"] == 0.0
+    vae = load_model(folder / "vae.keras")
+    expected = exact_log_partition(
+        numpy(vae.latent.bias1), numpy(vae.latent.bias2), numpy(vae.latent.coupling)
+    )
+    assert math.isclose(metrics["log_partition"], expected, rel_tol=1e-9)
+    assert len(metrics["unit_usage"]) == 7
+    assert math.isfinite(metrics["negative_elbo"]) and math.isfinite(
+        metrics["iwae_negative_log_likelihood"]
+    )
+    # K = 4 importance samples can only tighten the single-sample bound in expectation; with
+    # these few images allow some noise.
+    assert metrics["iwae_negative_log_likelihood"] < metrics["negative_elbo"] + 5.0
+    assert "log Z" in result.stdout
+
+
+def test_plot_all_draws_the_rbm_figures(rbm_run, tmp_path):
+    folder, data = rbm_run
+    out = tmp_path / "figures"
+    result = run_command(
+        "plot", "all", "--run", str(folder), "--data", str(data), "--out", str(out), "--index", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    for name in (
+        "coupling.png",
+        "samples.png",
+        "reconstructions.png",
+        "codes_3.png",
+        "class_usage.png",
+        "latent_scatter.png",
+        "training_curves.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "manifold.png").exists()
+
+
+def test_coupling_figure_refused_for_a_gaussian_run(tmp_path):
+    config = RunConfig().replace(hidden_layers=[16])
+    folder = tmp_path / "gaussian"
+    folder.mkdir()
+    save_model(build_vae(config), folder / "vae.keras")
+    config.save(folder / "config.json")
+    out = tmp_path / "figures"
+    result = run_command("plot", "coupling", "--run", str(folder), "--out", str(out))
+    assert result.returncode != 0
+    assert "coupling of an RBM prior" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists() or not list(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--rbm-units", "0,4"), "--rbm-units"),
+        (("--rbm-units", "3,-1"), "--rbm-units"),
+        (("--beta", "0"), "--beta"),
+        (("--beta", "-2"), "--beta"),
+        (("--rbm-chains", "0"), "--rbm-chains"),
+        (("--rbm-units", "3"), "rbm_units needs two sizes"),
+    ],
+)
+def test_train_refuses_bad_rbm_settings(tmp_path, flags, message):
+    folder = tmp_path / "run"
+    result = run_command("train", "--latent", "rbm", "--out", str(folder), *flags)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not folder.exists()
+
+
+def test_evaluate_refuses_exact_log_partition_for_large_halves(tmp_path):
+    config = TINY.replace(rbm_units=[21, 22])
+    folder = tmp_path / "big"
+    folder.mkdir()
+    save_model(build_vae(config), folder / "vae.keras")
+    config.save(folder / "config.json")
+    before = folder_state(folder)
+    result = run_command("evaluate", "--run", str(folder), "--log-partition", "exact")
+    assert result.returncode != 0
+    assert "21 units: more than 20" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert folder_state(folder) == before

@@ -3,7 +3,7 @@
 In one run, on the same data and hyperparameters, each backend trains
 
 (a) the reference: the same VAE compiled with Keras' defaults and fitted on numpy arrays, and
-(b) the project's own path, `vae_mnist.training.train` with the default `VAEConfig`
+(b) the project's own path, `vae_mnist.training.train` with the default `RunConfig`
     (checkpointing and history writing included),
 
 each in a fresh process of its own. It prints the median seconds per epoch over the epochs after
@@ -88,16 +88,16 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
             self.marks.append(time.perf_counter())
 
     data = vae_mnist.load_mnist(data_path)
-    config = vae_mnist.VAEConfig(epochs=epochs)
+    config = vae_mnist.RunConfig().replace(epochs=epochs)
     clock = EpochClock()
     if path == "reference":
-        keras.utils.set_random_seed(config.seed)
+        keras.utils.set_random_seed(config.training.seed)
         vae = vae_mnist.build_vae(config)
-        vae.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.learning_rate))
+        vae.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.training.learning_rate))
         (x_train, _), (x_test, _) = data
         history = vae.fit(
             prepare_images(x_train),
-            batch_size=config.batch_size,
+            batch_size=config.training.batch_size,
             epochs=epochs,
             shuffle=True,
             validation_data=prepare_images(x_test),

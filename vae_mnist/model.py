@@ -32,7 +32,8 @@ class DynamicBinarization(keras.layers.Layer):
 
     Outside training it passes the images through: the test set is binarized once, with a
     fixed seed, before it reaches the model. Its `SeedGenerator` makes the draws repeat under
-    a seed and is saved with the model, so a resumed run continues the same stream.
+    a seed. Keras does not save a generator's position, so a reloaded model (a resumed run)
+    draws its stream again from the seed: repeatable, though not a continuation.
     """
 
     def __init__(self, seed: int | None = None, **kwargs):

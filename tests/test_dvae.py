@@ -150,11 +150,107 @@ def test_auxiliary_loss_is_zero_in_value_and_ais_agrees_with_exact():
 
 @pytest.mark.parametrize(
     "arguments",
-    [dict(first_units=0), dict(second_units=-2), dict(beta=0.0), dict(beta=-1.0), dict(chains=0)],
+    [
+        dict(first_units=0),
+        dict(second_units=-2),
+        dict(beta=0.0),
+        dict(beta=-1.0),
+        dict(chains=0),
+        dict(gibbs_sweeps=0),
+        dict(log_partition_gradient="sampled"),
+        dict(first_units=17, second_units=17, log_partition_gradient="exact"),
+    ],
 )
 def test_layer_refuses_bad_settings(arguments):
     with pytest.raises(ValueError):
         RBMLatent(**arguments)
+
+
+@pytest.mark.parametrize("method", ["exact", "chains"])
+def test_prior_gradient_is_the_moment_difference(method):
+    """∂KL/∂θ = E_q[∂E/∂θ] - (E_p or the chains' mean)[∂E/∂θ], with ∂E/∂a = -z, ∂E/∂W = -z1 z2ᵀ."""
+    from test_relaxations import gradients
+
+    layer = random_layer(2, 3, seed=4)
+    layer.log_partition_gradient = method
+    rng = np.random.default_rng(6)
+    layer.chain_first.assign((rng.random((4, 2)) < 0.5).astype("float32"))
+    layer.chain_second.assign((rng.random((4, 3)) < 0.5).astype("float32"))
+    logits = rng.normal(0.0, 1.5, (6, 5)).astype("float32")
+    parameters = {"logits": logits}
+    variables = (layer.bias1, layer.bias2, layer.coupling)
+
+    def loss(bias1, bias2, coupling):
+        mapping = list(zip(variables, (bias1, bias2, coupling), strict=True))
+        with keras.StatelessScope(state_mapping=mapping):
+            return ops.mean(layer.kl_divergence(parameters)) + layer.auxiliary_loss(parameters)
+
+    values = [numpy(variable).astype("float32") for variable in variables]
+    gradient1, gradient2, gradient_coupling = gradients(loss, *values)
+    q = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    q1, q2 = q[:, :2], q[:, 2:]
+    if method == "exact":
+        codes = all_codes(5).astype(np.float64)
+        bias1, bias2, coupling = (value.astype(np.float64) for value in values)
+        weights = np.exp(
+            rbm_log_probability_unnormalized(codes[:, :2], codes[:, 2:], bias1, bias2, coupling)
+        )
+        weights /= weights.sum()
+        z1, z2 = codes[:, :2], codes[:, 2:]
+    else:
+        weights = np.full(4, 0.25)
+        z1, z2 = numpy(layer.chain_first), numpy(layer.chain_second)
+    np.testing.assert_allclose(gradient1, -q1.mean(0) + weights @ z1, atol=1e-5)
+    np.testing.assert_allclose(gradient2, -q2.mean(0) + weights @ z2, atol=1e-5)
+    expected_coupling = -np.einsum("bi,bj->ij", q1, q2) / len(q) + np.einsum(
+        "s,si,sj->ij", weights, z1, z2
+    )
+    np.testing.assert_allclose(gradient_coupling, expected_coupling, atol=1e-5)
+
+
+def test_the_chains_advance_by_the_configured_sweeps():
+    config = TINY.replace(rbm_gibbs_sweeps=4, rbm_log_partition_gradient="exact")
+    latent = build_vae(config).latent
+    assert (latent.gibbs_sweeps, latent.log_partition_gradient) == (4, "exact")
+    assert {"gibbs_sweeps": 4, "log_partition_gradient": "exact"}.items() <= (
+        latent.get_config().items()
+    )
+    # Each sweep takes one draw from the layer's seed generator, and the smoothing one more.
+    drawn = []
+    for sweeps in (1, 4):
+        layer = build_vae(config.replace(rbm_gibbs_sweeps=sweeps)).latent
+        before = numpy(layer.seed_generator.state)
+        layer({"logits": np.zeros((2, 7), "float32")}, training=True)
+        drawn.append(numpy(layer.seed_generator.state) - before)
+    np.testing.assert_array_equal(drawn[1] - drawn[0], 3 * (drawn[0] / 2))
+    # A coupling so strong that a sweep from any state lands on the all-on code.
+    latent.bias1.assign(np.full(3, -20.0, "float32"))
+    latent.bias2.assign(np.full(4, 10.0, "float32"))
+    latent.coupling.assign(np.full((3, 4), 40.0, "float32"))
+    latent.chain_first.assign(np.zeros((6, 3), "float32"))
+    latent({"logits": np.zeros((2, 7), "float32")}, training=True)
+    np.testing.assert_array_equal(numpy(latent.chain_first), np.ones((6, 3)))
+    np.testing.assert_array_equal(numpy(latent.chain_second), np.ones((6, 4)))
+
+
+def test_a_saved_rbm_model_loads_after_a_plain_import(tmp_path):
+    """`import vae_mnist` alone registers the RBM latent, as README's snippet promises."""
+    import subprocess
+    import sys
+
+    save_model(build_vae(TINY), tmp_path / "vae.keras")
+    script = (
+        "import vae_mnist, keras, sys; "
+        "model = keras.saving.load_model(sys.argv[1]); print(type(model.latent).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "vae.keras")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "RBMLatent"
 
 
 def test_save_load_gives_identical_outputs_and_state(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import keras
 import numpy as np
@@ -147,12 +148,12 @@ def test_evaluate_is_repeatable_and_has_every_key(small_vae):
     assert first["iwae_negative_log_likelihood"] == -first["iwae_log_likelihood"]
 
 
-def test_evaluate_command_writes_metrics(trained_run, session_npz, capsys):
-    assert (
-        main(["evaluate", "--run", str(trained_run), "--data", str(session_npz), "--samples", "50"])
-        == 0
-    )
-    metrics = json.loads((trained_run / "metrics.json").read_text())
+def test_evaluate_command_writes_metrics(trained_run, session_npz, tmp_path, capsys):
+    # A copy: the shared run is only read, so other tests may rely on it holding no metrics.
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert main(["evaluate", "--run", str(run), "--data", str(session_npz), "--samples", "50"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
     numbers = [value for value in metrics.values() if isinstance(value, (int, float))]
     assert all(math.isfinite(value) for value in numbers)
     assert metrics["iwae_samples"] == 50 and metrics["test_images"] == 100

@@ -171,8 +171,33 @@ def test_gaussian_likelihood_against_its_closed_form():
     np.testing.assert_allclose(value, -np.log(density), rtol=1e-5)
     part = GaussianLikelihood()
     decoded = {"x_mean": mean, "x_log_var": log_var}
-    np.testing.assert_allclose(numpy(part.negative_log_likelihood(images, decoded)), value)
+    floored = numpy(part.log_variance(decoded))
+    np.testing.assert_allclose(
+        numpy(part.negative_log_likelihood(images, decoded)),
+        numpy(gaussian_negative_log_likelihood(images, mean, floored)),
+        rtol=1e-6,
+    )
+    # Variances far above the floor (σ ≥ 0.1 here against σ_min = 1/255) are nearly untouched.
+    np.testing.assert_allclose(floored, log_var, atol=2e-3)
     np.testing.assert_array_equal(numpy(part.mean(decoded)), mean)
+
+
+def test_gaussian_log_variance_never_falls_below_the_floor():
+    part = GaussianLikelihood(minimum_std=0.01)
+    raw = np.array([[-1000.0, -30.0, 2 * np.log(0.01), 0.0, 5.0]], "float32")
+    floored = numpy(part.log_variance({"x_log_var": raw}))
+    floor = 2 * np.log(0.01)
+    assert np.all(floored >= floor - 1e-6)
+    np.testing.assert_allclose(floored[0, :2], floor, atol=1e-4)  # far below: the floor
+    np.testing.assert_allclose(floored[0, 2], floor + np.log(2.0), rtol=1e-6)  # at it: +log 2
+    np.testing.assert_allclose(floored[0, 3:], raw[0, 3:], atol=1e-3)  # far above: itself
+    # An image with ink where the decoder is sure of black costs a large but finite loss.
+    images = np.ones((1, 5), "float32")
+    decoded = {"x_mean": np.zeros((1, 5), "float32"), "x_log_var": raw}
+    loss = numpy(part.negative_log_likelihood(images, decoded))
+    assert np.all(np.isfinite(loss))
+    with pytest.raises(ValueError, match="minimum_std"):
+        GaussianLikelihood(minimum_std=0.0)
 
 
 def test_gaussian_decoder_outputs_a_mean_and_a_log_variance():

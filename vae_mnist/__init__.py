@@ -14,6 +14,9 @@ from vae_mnist._quiet import start_tensorflow_quietly  # noqa: E402
 
 start_tensorflow_quietly()
 
+# The RBM latent is built only on demand, but a saved RBM model must load after a plain
+# `import vae_mnist`, so its class is registered with Keras here.
+from vae_mnist import rbm_latent  # noqa: E402, F401
 from vae_mnist.config import (  # noqa: E402
     ConfigError,
     DataConfig,

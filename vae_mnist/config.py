@@ -27,9 +27,18 @@ LATENTS = ("gaussian", "categorical", "bernoulli", "rbm")
 LIKELIHOODS = ("bernoulli", "gaussian")
 OPTIMIZERS = ("rmsprop", "adam", "adagrad")
 LEARNING_RATE_SCHEDULES = ("constant", "iwae")
+LOG_PARTITION_GRADIENTS = ("chains", "exact")
+# The training step may enumerate an RBM half of up to this many units (2^16 states per step).
+IN_GRAPH_EXACT_UNITS = 16
 DEFAULT_PRESET = "keras2017"
 # An RBM half is enumerated exactly for log Z up to this many units (2^20 states).
 EXACT_LOG_PARTITION_UNITS = 20
+# The Gaussian decoder's smallest standard deviation: one gray level of an 8-bit image. MNIST's
+# border pixels are 0 in every training image, so an unbounded variance there shrinks towards
+# zero, the training loss towards minus infinity, and the first test image with ink in such a
+# pixel costs an infinite loss (seen in a 200-epoch aevb2013-gaussian run, which stopped on an
+# infinite validation loss in epoch 8).
+GAUSSIAN_MINIMUM_STD = 1.0 / 255.0
 
 
 def ln_two_over(steps: int) -> float:
@@ -147,6 +156,11 @@ class ModelConfig(_Section):
     latent_dim: int = _field(2, "dimensions of the latent space z", positive=True)
     epsilon_std: float = _field(1.0, "standard deviation of the sampling noise", positive=True)
     likelihood: str = _field("bernoulli", "the decoder's likelihood p(x|z)", choices=LIKELIHOODS)
+    gaussian_minimum_std: float = _field(
+        GAUSSIAN_MINIMUM_STD,
+        "gaussian likelihood: the smallest standard deviation of a pixel (one gray level)",
+        positive=True,
+    )
     original_dim: int = _field(784, "pixels per image (28 x 28, flattened)", positive=True)
     categorical_variables: int = _field(
         20, "categorical latent: the number of variables N", positive=True
@@ -171,6 +185,15 @@ class ModelConfig(_Section):
     )
     rbm_chains: int = _field(
         100, "rbm latent: persistent Gibbs chains that estimate the prior's gradient", positive=True
+    )
+    rbm_gibbs_sweeps: int = _field(
+        1, "rbm latent: block Gibbs sweeps of the chains per training step", positive=True
+    )
+    rbm_log_partition_gradient: str = _field(
+        "chains",
+        "rbm latent: the gradient of log Z from the persistent chains, or exact (enumerated "
+        f"inside the step; a half of at most {IN_GRAPH_EXACT_UNITS} units)",
+        choices=LOG_PARTITION_GRADIENTS,
     )
 
 
@@ -262,6 +285,16 @@ class RunConfig:
         if model.latent == "rbm" and len(model.rbm_units) != 2:
             raise ConfigError(
                 f"rbm_units needs two sizes, one per half (e.g. 16,16), got {model.rbm_units}"
+            )
+        if (
+            model.latent == "rbm"
+            and model.rbm_log_partition_gradient == "exact"
+            and min(model.rbm_units) > IN_GRAPH_EXACT_UNITS
+        ):
+            raise ConfigError(
+                f"rbm_log_partition_gradient exact enumerates the smaller RBM half in every "
+                f"step, which has {min(model.rbm_units)} units: more than "
+                f"{IN_GRAPH_EXACT_UNITS}; use chains"
             )
         side = math.isqrt(self.model.original_dim)
         if self.model.architecture == "conv" and side * side != self.model.original_dim:

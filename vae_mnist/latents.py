@@ -491,6 +491,8 @@ def make_latent(model_config: Any, seed: int | None = None) -> Latent:
             second_units=second_units,
             beta=model_config.beta,
             chains=model_config.rbm_chains,
+            gibbs_sweeps=model_config.rbm_gibbs_sweeps,
+            log_partition_gradient=model_config.rbm_log_partition_gradient,
             seed=seed,
             name="rbm",
         )

@@ -12,6 +12,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from vae_mnist.config import GAUSSIAN_MINIMUM_STD
+
 # A backend tensor or a numpy array: keras.ops accepts both.
 TensorLike = Any
 
@@ -41,6 +43,24 @@ def bernoulli_negative_log_likelihood(images: TensorLike, probabilities: TensorL
     probabilities = ops.clip(probabilities, PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
     per_pixel = -(images * ops.log(probabilities) + (1.0 - images) * ops.log(1.0 - probabilities))
     return ops.sum(per_pixel, axis=-1)
+
+
+def floored_log_variance(raw_log_var: TensorLike, minimum_std: float) -> TensorLike:
+    """``log σ² = m + softplus(v - m)`` with ``m = 2 log σ_min``: a smooth floor under log σ².
+
+    Above the floor the value is v itself (softplus(t) → t), so the floor changes nothing where
+    the variance is not tiny; below it the value approaches m, and σ never falls under σ_min.
+
+    Args:
+        raw_log_var: v, the decoder's unbounded log-variance head, any shape.
+        minimum_std: σ_min > 0.
+
+    Returns:
+        log σ² with the shape of v (no reduction).
+    """
+    floor = 2.0 * math.log(minimum_std)
+    raw_log_var = ops.convert_to_tensor(raw_log_var)
+    return floor + ops.softplus(raw_log_var - floor)
 
 
 def gaussian_negative_log_likelihood(
@@ -91,25 +111,52 @@ class GaussianLikelihood(keras.layers.Layer):
     """p(x|z) = N(x; μ, diag σ²), Kingma & Welling's Appendix C.2 decoder.
 
     Two heads: the mean μ, squashed into (0, 1) by a sigmoid as the paper's Frey Face decoder
-    did, and the log-variance log σ², linear.
+    did, and the log-variance, linear, held above ``2 log minimum_std`` by
+    `floored_log_variance` (the paper has no floor; see `GAUSSIAN_MINIMUM_STD` for why one is
+    needed on MNIST).
+
+    Args:
+        minimum_std: σ_min > 0, the smallest standard deviation of a pixel.
     """
 
     heads = {"x_mean": "sigmoid", "x_log_var": None}
 
+    def __init__(self, minimum_std: float = GAUSSIAN_MINIMUM_STD, **kwargs):
+        super().__init__(**kwargs)
+        if not minimum_std > 0:
+            raise ValueError(f"minimum_std must be positive, got {minimum_std!r}")
+        self.minimum_std = float(minimum_std)
+
+    def log_variance(self, decoded: dict) -> TensorLike:
+        """log σ² of every pixel, floored: ``(batch, pixels)``."""
+        return floored_log_variance(decoded["x_log_var"], self.minimum_std)
+
     def negative_log_likelihood(self, images: TensorLike, decoded: dict) -> TensorLike:
-        """``(batch,)`` nats: `gaussian_negative_log_likelihood` of the decoded μ and log σ²."""
-        return gaussian_negative_log_likelihood(images, decoded["x_mean"], decoded["x_log_var"])
+        """``(batch,)`` nats: `gaussian_negative_log_likelihood` of μ and the floored log σ²."""
+        return gaussian_negative_log_likelihood(
+            images, decoded["x_mean"], self.log_variance(decoded)
+        )
 
     def mean(self, decoded: dict) -> TensorLike:
         """The decoded image: the mean μ."""
         return decoded["x_mean"]
 
+    def get_config(self) -> dict:
+        return {**super().get_config(), "minimum_std": self.minimum_std}
+
 
 LIKELIHOOD_PARTS = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
 
 
-def make_likelihood(name: str) -> keras.layers.Layer:
-    """The likelihood part called `name` (``bernoulli`` or ``gaussian``)."""
+def make_likelihood(
+    name: str, gaussian_minimum_std: float = GAUSSIAN_MINIMUM_STD
+) -> keras.layers.Layer:
+    """The likelihood part called `name` (``bernoulli`` or ``gaussian``).
+
+    `gaussian_minimum_std` is the Gaussian's σ_min; the Bernoulli part takes no settings.
+    """
     if name not in LIKELIHOOD_PARTS:
         raise ValueError(f"unknown likelihood {name!r} (choose from {', '.join(LIKELIHOOD_PARTS)})")
+    if name == "gaussian":
+        return GaussianLikelihood(minimum_std=gaussian_minimum_std, name=f"{name}_likelihood")
     return LIKELIHOOD_PARTS[name](name=f"{name}_likelihood")

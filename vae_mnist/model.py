@@ -197,7 +197,7 @@ def compose_vae(
     initial values under a seed are the same as there.
     """
     latent = make_latent(model, seed=seed)
-    likelihood = make_likelihood(model.likelihood)
+    likelihood = make_likelihood(model.likelihood, model.gaussian_minimum_std)
     networks = dict(
         original_dim=model.original_dim,
         hidden_layers=model.hidden_layers,

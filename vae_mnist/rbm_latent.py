@@ -10,7 +10,9 @@ drawn by the mixture's inverse CDF from uniform noise, so gradients reach the en
 term is ``KL(q ‖ p) = -H(q) + E_q[E(z)] + log Z``: the entropy and the expected energy in
 closed form for a factorial q; the gradient of log Z, ``E_p[-∂E/∂θ]``, from persistent block
 Gibbs chains of the prior (the chains' states are non-trainable variables of the layer,
-advanced one sweep per training step, and saved with the model, so a resumed run keeps them).
+advanced `gibbs_sweeps` sweeps per training step, and saved with the model, so a resumed run
+keeps them), or, with ``log_partition_gradient="exact"`` and a half small enough to enumerate
+in every step, from the enumerated log Z itself, with no sampling error.
 
 Which log Z the loss *shows* (its value carries no gradient):
 
@@ -34,7 +36,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from vae_mnist.config import EXACT_LOG_PARTITION_UNITS
+from vae_mnist.config import (
+    EXACT_LOG_PARTITION_UNITS,
+    IN_GRAPH_EXACT_UNITS,
+    LOG_PARTITION_GRADIENTS,
+)
 from vae_mnist.latents import SERIALIZATION_PACKAGE, DiscreteLatent, Latent, TensorLike
 from vae_mnist.rbm import (
     annealed_importance_sampling_log_partition,
@@ -48,8 +54,6 @@ from vae_mnist.rbm import (
     spike_and_exponential_inverse_cdf,
 )
 
-# The training step enumerates the smaller half for the logged log Z up to this many units.
-IN_GRAPH_EXACT_UNITS = 16
 # Annealed importance sampling for evaluation: independent runs and annealing steps.
 AIS_CHAINS = 100
 AIS_STEPS = 10_000
@@ -75,6 +79,10 @@ class RBMLatent(Latent):
         beta: β > 0, the sharpness of the exponential ``β e^(βζ) / (e^β - 1)`` on [0, 1] that
             smooths a unit that is on. Fixed during training.
         chains: persistent Gibbs chains of the prior.
+        gibbs_sweeps: block Gibbs sweeps the chains advance per training step.
+        log_partition_gradient: ``chains`` (the persistent chains' estimate of ∂ log Z) or
+            ``exact`` (the enumerated log Z's own gradient; the smaller half must have at most
+            `IN_GRAPH_EXACT_UNITS` units). The chains advance either way, for the figures.
         seed: seed of the smoothing noise, the chains' noise and the chains' first states.
         coupling_scale: standard deviation of W's initial values (the biases start at zero).
     """
@@ -85,6 +93,8 @@ class RBMLatent(Latent):
         second_units: int = 16,
         beta: float = 8.0,
         chains: int = 100,
+        gibbs_sweeps: int = 1,
+        log_partition_gradient: str = "chains",
         seed: int | None = None,
         coupling_scale: float = 0.01,
         **kwargs,
@@ -94,15 +104,30 @@ class RBMLatent(Latent):
             ("first_units", first_units),
             ("second_units", second_units),
             ("chains", chains),
+            ("gibbs_sweeps", gibbs_sweeps),
         ):
             if int(value) != value or value <= 0:
                 raise ValueError(f"{name} must be a positive whole number, got {value!r}")
         if not beta > 0:
             raise ValueError(f"beta must be positive, got {beta!r}")
+        if log_partition_gradient not in LOG_PARTITION_GRADIENTS:
+            raise ValueError(
+                f"unknown log_partition_gradient {log_partition_gradient!r} "
+                f"(choose from {', '.join(LOG_PARTITION_GRADIENTS)})"
+            )
+        if log_partition_gradient == "exact" and (
+            min(first_units, second_units) > IN_GRAPH_EXACT_UNITS
+        ):
+            raise ValueError(
+                f"log_partition_gradient exact needs a half of at most {IN_GRAPH_EXACT_UNITS} "
+                f"units, got {first_units} and {second_units}"
+            )
         self.first_units = int(first_units)
         self.second_units = int(second_units)
         self.beta = float(beta)
         self.chains = int(chains)
+        self.gibbs_sweeps = int(gibbs_sweeps)
+        self.log_partition_gradient = log_partition_gradient
         self.seed = seed
         self.coupling_scale = float(coupling_scale)
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -160,17 +185,15 @@ class RBMLatent(Latent):
     def call(self, parameters: dict, training: bool | None = None) -> TensorLike:
         """ζ ``(batch, n1 + n2)``: the smoothed sample the decoder sees.
 
-        In training, the persistent chains also advance by one block Gibbs sweep.
+        In training, the persistent chains also advance by `gibbs_sweeps` block Gibbs sweeps.
         """
         if training:
-            first, second = gibbs_step(
-                self.chain_first,
-                self.chain_second,
-                self.bias1,
-                self.bias2,
-                self.coupling,
-                self.seed_generator,
-            )
+            first, second = self.chain_first, self.chain_second
+            # A Python loop: the sweep count is a constant, so the compiled step unrolls it.
+            for _ in range(self.gibbs_sweeps):
+                first, second = gibbs_step(
+                    first, second, self.bias1, self.bias2, self.coupling, self.seed_generator
+                )
             self.chain_first.assign(first)
             self.chain_second.assign(second)
         probabilities = ops.sigmoid(parameters["logits"])
@@ -180,9 +203,15 @@ class RBMLatent(Latent):
         return spike_and_exponential_inverse_cdf(probabilities, uniform, self.beta)
 
     def current_log_partition(self) -> TensorLike:
-        """The log Z that the KL term and log p(z) add, without gradient (see the module)."""
+        """The log Z that the KL term and log p(z) add (see the module).
+
+        It carries the gradient of log Z only with ``log_partition_gradient="exact"``; with
+        ``chains`` that gradient comes from `auxiliary_loss` instead.
+        """
         if self.evaluation_log_partition is not None:
             return ops.convert_to_tensor(self.evaluation_log_partition, dtype=self.bias1.dtype)
+        if self.log_partition_gradient == "exact":
+            return enumerated_log_partition(self.bias1, self.bias2, self.coupling)
         if min(self.first_units, self.second_units) <= IN_GRAPH_EXACT_UNITS:
             return ops.stop_gradient(
                 enumerated_log_partition(self.bias1, self.bias2, self.coupling)
@@ -204,8 +233,12 @@ class RBMLatent(Latent):
 
         ``-mean over chains of E(z_chain)``, with the chains' states held fixed, has the
         gradient ``-mean ∂E/∂θ``, a Monte-Carlo estimate of ``∂ log Z / ∂θ``; the same value
-        is subtracted without gradient, so the logged loss stays the negative ELBO.
+        is subtracted without gradient, so the logged loss stays the negative ELBO. With
+        ``log_partition_gradient="exact"`` the KL term's log Z carries the gradient, and this
+        term is zero with no gradient.
         """
+        if self.log_partition_gradient == "exact":
+            return ops.zeros((), dtype=self.bias1.dtype)
         first = ops.stop_gradient(ops.convert_to_tensor(self.chain_first))
         second = ops.stop_gradient(ops.convert_to_tensor(self.chain_second))
         surrogate = -ops.mean(rbm_energy(first, second, self.bias1, self.bias2, self.coupling))
@@ -359,6 +392,8 @@ class RBMLatent(Latent):
             "second_units": self.second_units,
             "beta": self.beta,
             "chains": self.chains,
+            "gibbs_sweeps": self.gibbs_sweeps,
+            "log_partition_gradient": self.log_partition_gradient,
             "seed": self.seed,
             "coupling_scale": self.coupling_scale,
         }

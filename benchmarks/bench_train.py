@@ -7,9 +7,10 @@ In one run, on the same data and hyperparameters, each backend trains
     (checkpointing and history writing included),
 
 each in a fresh process of its own. It prints the median seconds per epoch over the epochs after
-the first, the peak resident memory, the validation loss after the last epoch, the speed-up, and
-the fraction of the compute floor reached (FLOPs per epoch over a float32 matrix-product
-throughput measured on this machine in the same run).
+the first, the peak resident memory, the validation loss after the last epoch, the speed-up, the
+fraction of the compute floor reached (FLOPs per epoch over a float32 matrix-product
+throughput measured on this machine in the same run), and the slowest epoch after the first as
+a multiple of the median (a stall shows there).
 
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --backend all --epochs 10
 """
@@ -116,6 +117,7 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
         "epochs": epochs,
         "first_epoch_seconds": durations[0],
         "median_epoch_seconds": statistics.median(durations[1:] or durations),
+        "slowest_epoch_seconds": max(durations[1:] or durations),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "val_loss": validation_loss,
     }
@@ -167,7 +169,7 @@ def main() -> None:
     )
     header = (
         f"{'backend':<11}{'path':<10}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
-        f"{'val_loss':>10}{'speed-up':>10}{'of floor':>10}"
+        f"{'val_loss':>10}{'speed-up':>10}{'of floor':>10}{'slowest':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -183,6 +185,7 @@ def main() -> None:
                 f"{backend:<11}{path:<10}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
                 f"{result['peak_rss_mib']:>10.0f}{result['val_loss']:>10.2f}"
                 f"{reference_seconds / seconds:>9.2f}x{floor / seconds:>10.2f}"
+                f"{result['slowest_epoch_seconds'] / seconds:>8.2f}x"
             )
         difference = results["project"]["val_loss"] - results["reference"]["val_loss"]
         print(f"{backend:<11}val_loss difference (project - reference): {difference:+.2f} nats")

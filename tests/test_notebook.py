@@ -15,6 +15,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOK = REPOSITORY / "notebooks" / "blog_walkthrough.ipynb"
+DISCRETE_NOTEBOOK = REPOSITORY / "notebooks" / "discrete_walkthrough.ipynb"
 KERNEL_NAME = "vae-mnist-test"
 
 
@@ -34,8 +35,8 @@ def write_kernel_spec(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.slow
-def test_the_blog_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
+def execute_on_a_short_run(path: Path, tmp_path: Path, monkeypatch) -> tuple[Path, list]:
+    """Run a notebook top to bottom on one epoch of tiny data; its run folder and outputs."""
     data = tmp_path / "tiny.npz"
     np.savez(data, **make_arrays(train=200, test=50))
     run_folder = tmp_path / "run"
@@ -45,7 +46,7 @@ def test_the_blog_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_MNIST_NOTEBOOK_RUN", str(run_folder))
     monkeypatch.setenv("VAE_MNIST_NOTEBOOK_EPOCHS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPOSITORY))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    notebook = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         notebook,
         kernel_name=KERNEL_NAME,
@@ -53,16 +54,36 @@ def test_the_blog_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
         resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()  # Raises CellExecutionError, naming the cell, where a cell fails.
-
-    assert (run_folder / "decoder.keras").is_file()
     outputs = [
         output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
     ]
-    text = "".join(output.get("text", "") for output in outputs)
-    assert "z_sample[9] = [" in text and "y_test[9] = " in text
-    images = [output for output in outputs if "image/png" in output.get("data", {})]
-    # The curves, the scatter, the two decoded nines and the manifold.
-    assert len(images) == 4
     assert not any(output.get("name") == "stderr" for output in outputs), [
         output.get("text") for output in outputs if output.get("name") == "stderr"
     ]
+    return run_folder, outputs
+
+
+def images_and_text(outputs: list) -> tuple[int, str]:
+    images = [output for output in outputs if "image/png" in output.get("data", {})]
+    return len(images), "".join(output.get("text", "") for output in outputs)
+
+
+@pytest.mark.slow
+def test_the_blog_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
+    run_folder, outputs = execute_on_a_short_run(NOTEBOOK, tmp_path, monkeypatch)
+    assert (run_folder / "decoder.keras").is_file()
+    images, text = images_and_text(outputs)
+    assert "z_sample[9] = [" in text and "y_test[9] = " in text
+    # The curves, the scatter, the two decoded nines and the manifold.
+    assert images == 4
+
+
+@pytest.mark.slow
+def test_the_discrete_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
+    run_folder, outputs = execute_on_a_short_run(DISCRETE_NOTEBOOK, tmp_path, monkeypatch)
+    assert (run_folder / "vae.keras").is_file()
+    images, text = images_and_text(outputs)
+    assert "code of test image 9: " in text and "y_test = " in text
+    assert "classes used per variable: [" in text
+    # Binarized images, the relaxation, the curves, the code grid, the usage, the samples.
+    assert images == 6

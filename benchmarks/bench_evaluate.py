@@ -1,0 +1,150 @@
+"""Evaluation speed: the importance-weighted estimate of log p(x) against its compute floor.
+
+`vae-mnist evaluate` spends nearly all its time in the IWAE estimate: K latent samples per test
+image, each decoded to 784 pixel probabilities. In one run, each backend (in a fresh process of
+its own) times
+
+(a) the reference: the estimate computed eagerly, chunk by chunk, one operation at a time
+    (`importance_log_weights` then a log-mean-exp, as version 2.0 of this project did), and
+(b) the project's path, `importance_weighted_log_likelihood` (one compiled function per chunk),
+
+on the default model (untrained: the speed does not depend on the weights) and the first N test
+images, with the same seed. It prints the seconds, the mean estimate of each path (they must
+agree within Monte-Carlo noise), and the fraction of the floor: the decoder's FLOPs for N·K
+latent points over a float32 matrix-product throughput measured on this machine in the same run.
+
+    python benchmarks/bench_evaluate.py --data ../shared/data/mnist.npz --backend all
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bench_train import BACKENDS, matmul_throughput
+
+PATHS = ("reference", "project")
+
+
+def decoder_flops_per_point(
+    original_dim: int = 784, intermediate_dim: int = 256, latent_dim: int = 2
+) -> float:
+    """Multiply-add FLOPs of one decoder forward pass: two dense layers."""
+    return 2.0 * (latent_dim * intermediate_dim + intermediate_dim * original_dim)
+
+
+def _worker(path: str, images: int, samples: int, data_path: str | None) -> dict:
+    """Time one path in this process and return its measurements."""
+    import keras
+    import numpy as np
+
+    import vae_mnist
+    from vae_mnist.data import model_inputs
+    from vae_mnist.evaluation import (
+        DECODED_VALUES_PER_CHUNK,
+        importance_log_weights,
+        importance_weighted_log_likelihood,
+        log_mean_exp,
+    )
+
+    data = vae_mnist.load_mnist(data_path)
+    _, test_images = model_inputs(data)
+    test_images = test_images[:images]
+    vae = vae_mnist.build_vae(vae_mnist.RunConfig())
+
+    def reference(batch: np.ndarray) -> np.ndarray:
+        generator = keras.random.SeedGenerator(1)
+        chunk = max(1, DECODED_VALUES_PER_CHUNK // (samples * batch.shape[1]))
+        estimates = []
+        for start in range(0, len(batch), chunk):
+            weights = importance_log_weights(vae, batch[start : start + chunk], samples, generator)
+            estimates.append(keras.ops.convert_to_numpy(log_mean_exp(weights, axis=1)))
+        return np.concatenate(estimates)
+
+    def project(batch: np.ndarray) -> np.ndarray:
+        return importance_weighted_log_likelihood(vae, batch, samples, seed=1)
+
+    function = reference if path == "reference" else project
+    # A warm-up on a few images, so compilation is not timed.
+    function(test_images[:8])
+    started = time.perf_counter()
+    estimates = function(test_images)
+    seconds = time.perf_counter() - started
+    return {
+        "backend": keras.backend.backend(),
+        "path": path,
+        "seconds": seconds,
+        "mean_log_likelihood": float(np.mean(estimates)),
+    }
+
+
+def _run_worker(backend: str, path: str, arguments: argparse.Namespace) -> dict:
+    command = [sys.executable, __file__, "--worker", path]
+    command += ["--images", str(arguments.images), "--samples", str(arguments.samples)]
+    if arguments.data:
+        command += ["--data", arguments.data]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KERAS_BACKEND": backend},
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"{backend} {path} failed:\n{result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--backend",
+        choices=(*BACKENDS, "all"),
+        default="tensorflow",
+        help="Keras backend to measure, or all three (default: tensorflow)",
+    )
+    parser.add_argument("--images", type=int, default=2000, help="test images (default: 2000)")
+    parser.add_argument("--samples", type=int, default=1000, help="K per image (default: 1000)")
+    parser.add_argument(
+        "--data", help="local MNIST .npz or IDX folder (default: $VAE_MNIST_DATA or download)"
+    )
+    parser.add_argument("--worker", choices=PATHS, help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.images < 1 or arguments.samples < 1:
+        parser.error("--images and --samples must be positive")
+    if arguments.worker:
+        result = _worker(arguments.worker, arguments.images, arguments.samples, arguments.data)
+        print(json.dumps(result))
+        return
+
+    backends = BACKENDS if arguments.backend == "all" else (arguments.backend,)
+    throughput = matmul_throughput()
+    flops = decoder_flops_per_point() * arguments.images * arguments.samples
+    floor = flops / throughput
+    print(f"command: python benchmarks/bench_evaluate.py {' '.join(sys.argv[1:])}")
+    print(
+        f"floor: {flops / 1e9:.0f} GFLOP of decoding ({arguments.images} images x K = "
+        f"{arguments.samples}) / {throughput / 1e9:.0f} GFLOP/s = {floor:.2f} s"
+    )
+    header = (
+        f"{'backend':<11}{'path':<10}{'seconds':>9}{'log p(x)':>11}{'speed-up':>10}{'of floor':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for backend in backends:
+        results = {path: _run_worker(backend, path, arguments) for path in PATHS}
+        reference_seconds = results["reference"]["seconds"]
+        for path in PATHS:
+            result = results[path]
+            print(
+                f"{backend:<11}{path:<10}{result['seconds']:>9.2f}"
+                f"{result['mean_log_likelihood']:>11.3f}"
+                f"{reference_seconds / result['seconds']:>9.2f}x{floor / result['seconds']:>10.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()

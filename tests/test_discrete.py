@@ -292,7 +292,7 @@ def test_discrete_iwae_with_one_sample_is_the_discrete_elbo_and_rises_with_sampl
     _, (test_images, _) = tiny_data()
     images = (test_images.reshape(len(test_images), -1) / 255.0 > 0.5).astype("float32")
     reconstruction, kl = negative_elbo_terms(vae, images, seed=11)
-    # The weights eagerly (the compiled estimate may draw other noise, XLA's on TensorFlow).
+    # The weights of that one-sample estimate, drawn from the same seed.
     # Same seed, same one-hot sample: the two differ only by the KL's estimate from that
     # sample, log q(z|x) - log p(z), against its exact value.
     one = numpy(importance_log_weights(vae, images, 1, keras.random.SeedGenerator(11)))[:, 0]

@@ -60,8 +60,8 @@ def gaussian_log_density(z, mean, log_var):
 
 
 def test_iwae_with_one_sample_is_the_single_sample_elbo(small_vae, images):
-    # The weights themselves, eagerly: the compiled estimate may draw other noise (XLA's
-    # random numbers on TensorFlow), so its one-sample value is compared in the test below.
+    # The weights themselves, from the same seed as the estimate's first chunk; the estimate's
+    # own one-sample value is compared with the ELBO in the test below.
     estimate = keras.ops.convert_to_numpy(
         log_mean_exp(importance_log_weights(small_vae, images, 1, keras.random.SeedGenerator(0)), 1)
     )

@@ -61,26 +61,6 @@ def importance_log_weights(vae: keras.Model, images, samples: int, seed: Any):
     return log_likelihood + vae.latent.log_prior(z) - log_posterior
 
 
-class ImportanceWeightedEstimate(keras.Model):
-    """Images ``(batch, pixels)`` → the IWAE estimate of log p(x) per image, ``(batch,)``.
-
-    A model of its own so that Keras compiles the whole estimate, sampling, decoding, the
-    likelihood and the log-mean-exp, into one function (XLA on TensorFlow and JAX): fused, the
-    likelihood's element-wise arithmetic costs one pass over the decoded pixels instead of a
-    pass per operation, which was most of the eager estimate's time. PyTorch runs it eagerly.
-    """
-
-    def __init__(self, vae: keras.Model, samples: int, seed: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.vae = vae
-        self.samples = int(samples)
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images):
-        log_weights = importance_log_weights(self.vae, images, self.samples, self.seed_generator)
-        return log_mean_exp(log_weights, axis=1)
-
-
 def importance_weighted_log_likelihood(
     vae: keras.Model,
     images: np.ndarray,
@@ -92,19 +72,18 @@ def importance_weighted_log_likelihood(
 
     ``log p(x) ≈ log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x)`` with ``z_k ~ q(z|x)``. It is a lower
     bound in expectation that rises with K towards log p(x); with K = 1 it is the single-sample
-    ELBO. The K terms are combined with a stable log-mean-exp. The images go through
-    `ImportanceWeightedEstimate` in chunks of `DECODED_VALUES_PER_CHUNK` decoded pixels.
+    ELBO. The K terms are combined with a stable log-mean-exp.
 
     Returns:
         ``(n,)``.
     """
-    estimate = ImportanceWeightedEstimate(vae, samples, seed)
-    estimate.compile(jit_compile=keras.backend.backend() != "torch")
+    generator = keras.random.SeedGenerator(seed)
     chunk = max(1, DECODED_VALUES_PER_CHUNK // (samples * images.shape[1]))
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
     estimates = []
     for start in range(0, len(images), chunk):
-        estimates.append(_numpy(estimate.predict_on_batch(images[start : start + chunk])))
+        log_weights = importance_log_weights(vae, images[start : start + chunk], samples, generator)
+        estimates.append(_numpy(log_mean_exp(log_weights, axis=1)))
         if bar is not None:
             bar.update(min(start + chunk, len(images)))
     return np.concatenate(estimates).astype(np.float64)

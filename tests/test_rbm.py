@@ -182,6 +182,32 @@ def test_gradient_with_respect_to_q_in_a_compiled_train_step():
         assert np.all(np.isfinite(ops.convert_to_numpy(weight)))
 
 
+@pytest.mark.parametrize("q", [0.02, 0.3, 0.9])
+def test_the_pathwise_gradient_has_the_mean_of_the_true_gradient(q):
+    """E_ρ[∂f(ζ)/∂q] = ∂E[f(ζ)]/∂q = E_exp[f] - f(0): the mixture is linear in q.
+
+    ρ runs over a fine even grid of (0, 1), so the mean is a quadrature of the expectation;
+    the spike's edge moves with q, and only a ζ continuous there leaves no extra term.
+    """
+    from test_relaxations import gradients
+
+    beta, count = 5.0, 200_000
+    rho = ((np.arange(count) + 0.5) / count).astype("float32")
+
+    def mean_square(probability):
+        zeta = spike_and_exponential_inverse_cdf(
+            probability * ops.ones_like(rho), ops.convert_to_tensor(rho), beta
+        )
+        return ops.mean(ops.square(zeta))
+
+    (gradient,) = gradients(mean_square, np.array(q, "float32"))
+    # E_exp[ζ²] for the density β e^(βζ) / (e^β - 1) on [0, 1], by a fine quadrature.
+    grid = (np.arange(count) + 0.5) / count
+    density = beta * np.exp(beta * grid) / math.expm1(beta)
+    expected = float(np.mean(grid**2 * density))
+    assert float(gradient) == pytest.approx(expected, rel=2e-3)
+
+
 def test_gibbs_chains_reach_the_rbm_distribution():
     # A strongly coupled RBM whose mass is spread over many states: a sampler that updates z1
     # from the old z2 instead of the new one lands about 0.28 away in total variation.

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 
-from bench_train import BACKENDS, matmul_throughput
+from bench_train import BACKENDS, matmul_throughput, run_worker
 
 PATHS = ("reference", "project")
 
@@ -96,19 +94,10 @@ def _worker(path: str, images: int, samples: int, data_path: str | None) -> dict
 
 
 def _run_worker(backend: str, path: str, arguments: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--worker", path]
-    command += ["--images", str(arguments.images), "--samples", str(arguments.samples)]
+    options = ["--images", str(arguments.images), "--samples", str(arguments.samples)]
     if arguments.data:
-        command += ["--data", arguments.data]
-    result = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KERAS_BACKEND": backend},
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"{backend} {path} failed:\n{result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+        options += ["--data", arguments.data]
+    return run_worker(__file__, backend, path, options)
 
 
 def main() -> None:

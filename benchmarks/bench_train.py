@@ -123,10 +123,12 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
     }
 
 
-def _run_worker(backend: str, path: str, epochs: int, data_path: str | None) -> dict:
-    command = [sys.executable, __file__, "--worker", path, "--epochs", str(epochs)]
-    if data_path:
-        command += ["--data", data_path]
+def run_worker(script: str, backend: str, path: str, options: list[str]) -> dict:
+    """Run `script --worker PATH OPTIONS` in a fresh process on `backend`; its JSON result.
+
+    A fresh process per measurement, so no backend's state or compiled code carries over.
+    """
+    command = [sys.executable, script, "--worker", path, *options]
     result = subprocess.run(
         command,
         capture_output=True,
@@ -136,6 +138,11 @@ def _run_worker(backend: str, path: str, epochs: int, data_path: str | None) -> 
     if result.returncode != 0:
         raise SystemExit(f"{backend} {path} failed:\n{result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _run_worker(backend: str, path: str, epochs: int, data_path: str | None) -> dict:
+    options = ["--epochs", str(epochs), *(["--data", data_path] if data_path else [])]
+    return run_worker(__file__, backend, path, options)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ advanced `gibbs_sweeps` sweeps per training step, and saved with the model, so a
 keeps them), or, with ``log_partition_gradient="exact"`` and a half small enough to enumerate
 in every step, from the enumerated log Z itself, with no sampling error.
 
-Which log Z the loss *shows* (its value carries no gradient):
+Which log Z the loss *shows* (its value carries no gradient, except with ``exact``):
 
 - where the smaller half has at most `IN_GRAPH_EXACT_UNITS` units, the exact log Z of the
   current parameters, enumerated inside the training step;

@@ -402,6 +402,13 @@ def test_coupling_figure_refused_for_a_gaussian_run(tmp_path):
         (("--beta", "-2"), "--beta"),
         (("--rbm-chains", "0"), "--rbm-chains"),
         (("--rbm-units", "3"), "rbm_units needs two sizes"),
+        (("--rbm-gibbs-sweeps", "0"), "--rbm-gibbs-sweeps"),
+        (("--rbm-gibbs-sweeps", "1.5"), "--rbm-gibbs-sweeps"),
+        (("--rbm-log-partition-gradient", "sampled"), "--rbm-log-partition-gradient"),
+        (
+            ("--rbm-units", "20,20", "--rbm-log-partition-gradient", "exact"),
+            "rbm_log_partition_gradient exact enumerates",
+        ),
     ],
 )
 def test_train_refuses_bad_rbm_settings(tmp_path, flags, message):

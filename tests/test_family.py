@@ -176,6 +176,8 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
         (["--hidden-layers", "256,abc"], "expected positive whole numbers separated by commas"),
         (["--likelihood", "gaussian", "--binarize", "static"], "models grayscale pixels"),
         (["--architecture", "conv", "--original-dim", "780"], "needs square images"),
+        (["--gaussian-minimum-std", "0"], "--gaussian-minimum-std: expected a positive number"),
+        (["--gaussian-minimum-std", "abc"], "--gaussian-minimum-std: expected a positive number"),
     ],
 )
 def test_bad_choices_on_the_command_line_are_one_line(tmp_path, session_npz, arguments, message):

@@ -12,7 +12,14 @@ fraction of the compute floor reached (FLOPs per epoch over a float32 matrix-pro
 throughput measured on this machine in the same run), and the slowest epoch after the first as
 a multiple of the median (a stall shows there).
 
+With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
+project's path, one fresh process each, and reports its seconds per epoch, peak memory and the
+fraction of its own floor: the FLOPs of its networks' dense and convolutional layers (an RBM
+prior's Gibbs sampling and a discrete latent's relaxation are not counted). Fashion-MNIST
+comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
+
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --backend all --epochs 10
+    python benchmarks/bench_train.py --data ../shared/data/mnist.npz --presets all --epochs 2
 """
 
 from __future__ import annotations
@@ -31,28 +38,39 @@ BACKENDS = ("tensorflow", "jax", "torch")
 PATHS = ("reference", "project")
 
 
-def training_flops_per_epoch(
-    images: int = 60_000,
-    validation_images: int = 10_000,
-    original_dim: int = 784,
-    intermediate_dim: int = 256,
-    latent_dim: int = 2,
-) -> float:
-    """Multiply-add FLOPs of one epoch: forward and backward on training, forward on validation.
+def layer_flops_per_image(layer) -> float:
+    """Multiply-add FLOPs of one forward pass of a dense or convolutional layer, per image.
 
-    A dense layer costs 2·inputs·outputs FLOPs per image forward, and as much again backward for
-    each gradient it needs: of its weights, and of its inputs, except for the first layer, whose
-    input is the data. So a training step costs three forwards less one first-layer forward.
+    A dense layer costs 2·inputs·outputs; a convolution 2·(kernel size) at each output position,
+    a transposed convolution at each input position. Other layers cost nothing here.
     """
-    layers = [
-        original_dim * intermediate_dim,  # encoder hidden layer
-        intermediate_dim * 2 * latent_dim,  # z_mean and z_log_var
-        latent_dim * intermediate_dim,  # decoder hidden layer
-        intermediate_dim * original_dim,  # decoder output layer
-    ]
-    forward = 2 * sum(layers)
-    training = 3 * forward - 2 * layers[0]
-    return training * images + forward * validation_images
+    import keras
+
+    if isinstance(layer, keras.layers.Dense):
+        return 2.0 * layer.kernel.shape[0] * layer.kernel.shape[1]
+    kernel = 1
+    for size in getattr(getattr(layer, "kernel", None), "shape", ()):
+        kernel *= size
+    if isinstance(layer, keras.layers.Conv2DTranspose):
+        # (batch, height, width, channels): one kernel application per input position.
+        return 2.0 * kernel * layer.input.shape[1] * layer.input.shape[2]
+    if isinstance(layer, keras.layers.Conv2D):
+        return 2.0 * kernel * layer.output.shape[1] * layer.output.shape[2]
+    return 0.0
+
+
+def training_flops_per_epoch(vae, images: int, validation_images: int) -> float:
+    """FLOPs of one epoch: forward and backward on the training images, forward on validation.
+
+    Backward costs as much again as forward for each gradient a layer needs: of its weights,
+    and of its inputs, except for the encoder's first layer, whose input is the data. So a
+    training step costs three forwards less two of the first layer.
+    """
+    encoder = [layer_flops_per_image(layer) for layer in vae.encoder.layers]
+    decoder = [layer_flops_per_image(layer) for layer in vae.decoder.layers]
+    forward = sum(encoder) + sum(decoder)
+    first = next((flops for flops in encoder if flops), 0.0)
+    return (3 * forward - 2 * first) * images + forward * validation_images
 
 
 def matmul_throughput(size: int = 4096, repeats: int = 3) -> float:
@@ -72,11 +90,12 @@ def matmul_throughput(size: int = 4096, repeats: int = 3) -> float:
 
 
 def _worker(path: str, epochs: int, data_path: str | None) -> dict:
-    """Train one path in this process and return its measurements."""
+    """Train one path (reference, project or preset:NAME) here and return its measurements."""
     import keras
 
     import vae_mnist
     from vae_mnist.data import prepare_images
+    from vae_mnist.presets import preset_config
     from vae_mnist.training import train
 
     class EpochClock(keras.callbacks.Callback):
@@ -88,14 +107,18 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             self.marks.append(time.perf_counter())
 
-    data = vae_mnist.load_mnist(data_path)
-    config = vae_mnist.RunConfig().replace(epochs=epochs)
+    preset = path.removeprefix("preset:") if path.startswith("preset:") else None
+    config = preset_config(preset) if preset else vae_mnist.RunConfig()
+    config = config.replace(epochs=epochs)
+    dataset = config.data.dataset
+    data = vae_mnist.load_dataset(dataset, data_path if dataset == "mnist" else None)
+    (x_train, _), (x_test, _) = data
+    flops = training_flops_per_epoch(vae_mnist.build_vae(config), len(x_train), len(x_test))
     clock = EpochClock()
     if path == "reference":
         keras.utils.set_random_seed(config.training.seed)
         vae = vae_mnist.build_vae(config)
         vae.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.training.learning_rate))
-        (x_train, _), (x_test, _) = data
         history = vae.fit(
             prepare_images(x_train),
             batch_size=config.training.batch_size,
@@ -115,6 +138,7 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
         "backend": keras.backend.backend(),
         "path": path,
         "epochs": epochs,
+        "flops_per_epoch": flops,
         "first_epoch_seconds": durations[0],
         "median_epoch_seconds": statistics.median(durations[1:] or durations),
         "slowest_epoch_seconds": max(durations[1:] or durations),
@@ -140,11 +164,6 @@ def run_worker(script: str, backend: str, path: str, options: list[str]) -> dict
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _run_worker(backend: str, path: str, epochs: int, data_path: str | None) -> dict:
-    options = ["--epochs", str(epochs), *(["--data", data_path] if data_path else [])]
-    return run_worker(__file__, backend, path, options)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -157,33 +176,42 @@ def main() -> None:
     parser.add_argument(
         "--data", help="local MNIST .npz or IDX folder (default: $VAE_MNIST_DATA or download)"
     )
-    parser.add_argument("--worker", choices=PATHS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--presets",
+        help="comma-separated presets, or all: one row per preset instead of the comparison",
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is not timed)")
     if arguments.worker:
         print(json.dumps(_worker(arguments.worker, arguments.epochs, arguments.data)))
         return
+    presets = _chosen_presets(parser, arguments.presets)
 
     backends = BACKENDS if arguments.backend == "all" else (arguments.backend,)
     throughput = matmul_throughput()
-    flops = training_flops_per_epoch()
-    floor = flops / throughput
     print(f"command: python benchmarks/bench_train.py {' '.join(sys.argv[1:])}")
-    print(
-        f"floor: {flops / 1e9:.0f} GFLOP per epoch / {throughput / 1e9:.0f} GFLOP/s "
-        f"(float32 4096² matrix product, numpy) = {floor:.2f} s per epoch"
-    )
+    print(f"throughput: {throughput / 1e9:.0f} GFLOP/s (float32 4096² matrix product, numpy)")
+    options = ["--epochs", str(arguments.epochs)]
+    options += ["--data", arguments.data] if arguments.data else []
+    if presets:
+        _report_presets(backends, presets, options, throughput)
+        return
     header = (
         f"{'backend':<11}{'path':<10}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
         f"{'val_loss':>10}{'speed-up':>10}{'of floor':>10}{'slowest':>9}"
     )
-    print(header)
-    print("-" * len(header))
-    for backend in backends:
-        results = {
-            path: _run_worker(backend, path, arguments.epochs, arguments.data) for path in PATHS
-        }
+    for number, backend in enumerate(backends):
+        results = {path: run_worker(__file__, backend, path, options) for path in PATHS}
+        floor = results["project"]["flops_per_epoch"] / throughput
+        if number == 0:
+            print(
+                f"floor: {results['project']['flops_per_epoch'] / 1e9:.0f} GFLOP per epoch "
+                f"= {floor:.2f} s per epoch"
+            )
+            print(header)
+            print("-" * len(header))
         reference_seconds = results["reference"]["median_epoch_seconds"]
         for path in PATHS:
             result = results[path]
@@ -196,6 +224,43 @@ def main() -> None:
             )
         difference = results["project"]["val_loss"] - results["reference"]["val_loss"]
         print(f"{backend:<11}val_loss difference (project - reference): {difference:+.2f} nats")
+
+
+def _chosen_presets(parser: argparse.ArgumentParser, value: str | None) -> list[str]:
+    """The presets that `--presets` names (all of them for ``all``); none without the flag."""
+    if value is None:
+        return []
+    from vae_mnist.presets import preset_names
+
+    names = preset_names()
+    chosen = names if value == "all" else [name.strip() for name in value.split(",")]
+    unknown = [name for name in chosen if name not in names]
+    if unknown:
+        parser.error(f"unknown preset {unknown[0]!r} (choose from {', '.join(names)}, or all)")
+    return chosen
+
+
+def _report_presets(
+    backends: tuple[str, ...], presets: list[str], options: list[str], throughput: float
+) -> None:
+    """One row per preset and backend: the project's path, against each preset's own floor."""
+    header = (
+        f"{'backend':<11}{'preset':<22}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
+        f"{'val_loss':>10}{'GFLOP':>8}{'of floor':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for backend in backends:
+        for preset in presets:
+            result = run_worker(__file__, backend, f"preset:{preset}", options)
+            seconds = result["median_epoch_seconds"]
+            floor = result["flops_per_epoch"] / throughput
+            print(
+                f"{backend:<11}{preset:<22}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
+                f"{result['peak_rss_mib']:>10.0f}{result['val_loss']:>10.2f}"
+                f"{result['flops_per_epoch'] / 1e9:>8.0f}{floor / seconds:>10.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -64,13 +64,13 @@ def training_flops_per_epoch(vae, images: int, validation_images: int) -> float:
 
     Backward costs as much again as forward for each gradient a layer needs: of its weights,
     and of its inputs, except for the encoder's first layer, whose input is the data. So a
-    training step costs three forwards less two of the first layer.
+    training step costs three forwards less one of the first layer.
     """
     encoder = [layer_flops_per_image(layer) for layer in vae.encoder.layers]
     decoder = [layer_flops_per_image(layer) for layer in vae.decoder.layers]
     forward = sum(encoder) + sum(decoder)
     first = next((flops for flops in encoder if flops), 0.0)
-    return (3 * forward - 2 * first) * images + forward * validation_images
+    return (3 * forward - first) * images + forward * validation_images
 
 
 def matmul_throughput(size: int = 4096, repeats: int = 3) -> float:

@@ -15,6 +15,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from vae_mnist import noise
 from vae_mnist.config import ModelConfig, RunConfig
 from vae_mnist.files import atomic_path
 from vae_mnist.latents import Latent, make_latent
@@ -44,8 +45,8 @@ class DynamicBinarization(keras.layers.Layer):
     def call(self, images, training: bool | None = None):
         if not training:
             return images
-        noise = keras.random.uniform(ops.shape(images), seed=self.seed_generator)
-        return ops.cast(noise < images, images.dtype)
+        uniform = noise.uniform(ops.shape(images), seed=self.seed_generator)
+        return ops.cast(uniform < images, images.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -28,6 +28,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from vae_mnist import noise
+
 # A backend tensor or a numpy array: keras.ops accepts both.
 TensorLike = Any
 
@@ -144,7 +146,7 @@ def gibbs_step(
     first_units, second_units = ops.shape(coupling)
     # One draw for both halves, so an int seed still gives the halves independent noise.
     # Shape (chains, n2 + n1): the first n2 columns update z2, the rest update z1.
-    uniform = keras.random.uniform(
+    uniform = noise.uniform(
         (*ops.shape(z1)[:-1], second_units + first_units), dtype=z1.dtype, seed=seed
     )
     second_probabilities = ops.sigmoid(bias2 + ops.matmul(z1, coupling))

@@ -36,6 +36,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vae_mnist import noise
 from vae_mnist.config import (
     EXACT_LOG_PARTITION_UNITS,
     IN_GRAPH_EXACT_UNITS,
@@ -197,7 +198,7 @@ class RBMLatent(Latent):
             self.chain_first.assign(first)
             self.chain_second.assign(second)
         probabilities = ops.sigmoid(parameters["logits"])
-        uniform = keras.random.uniform(
+        uniform = noise.uniform(
             ops.shape(probabilities), dtype=probabilities.dtype, seed=self.seed_generator
         )
         return spike_and_exponential_inverse_cdf(probabilities, uniform, self.beta)
@@ -261,7 +262,7 @@ class RBMLatent(Latent):
         # (batch, units) -> (batch, 1, units), to broadcast over the samples.
         logits = ops.expand_dims(parameters["logits"], 1)
         shape = (ops.shape(logits)[0], samples, self.code_size)
-        uniform = keras.random.uniform(shape, dtype=logits.dtype, seed=seed)
+        uniform = noise.uniform(shape, dtype=logits.dtype, seed=seed)
         z = ops.cast(uniform < ops.sigmoid(logits), logits.dtype)
         log_posterior = -ops.sum(
             z * ops.softplus(-logits) + (1.0 - z) * ops.softplus(logits), axis=-1
@@ -274,7 +275,7 @@ class RBMLatent(Latent):
         The inverse CDF of the mixture with q = z is exactly that, so the decoder sees the
         same distribution of ζ as in training.
         """
-        uniform = keras.random.uniform(ops.shape(z), dtype=z.dtype, seed=seed)
+        uniform = noise.uniform(ops.shape(z), dtype=z.dtype, seed=seed)
         return spike_and_exponential_inverse_cdf(z, uniform, self.beta)
 
     def log_prior(self, z: TensorLike) -> TensorLike:

@@ -27,6 +27,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from vae_mnist import noise
+
 # A backend tensor or a numpy array: keras.ops accepts both.
 TensorLike = Any
 # A `keras.random.SeedGenerator` or an int, as `keras.random` takes them.
@@ -58,7 +60,7 @@ def _noise_dtype(dtype: str) -> str:
 def _uniform_noise(shape: tuple, dtype: str, seed: Seed) -> TensorLike:
     """U ~ Uniform(0, 1) of the given shape, clipped to ``[ε, 1 - ε]``, in the noise type."""
     noise_dtype = _noise_dtype(dtype)
-    uniform = keras.random.uniform(shape, minval=0.0, maxval=1.0, dtype=noise_dtype, seed=seed)
+    uniform = noise.uniform(shape, minval=0.0, maxval=1.0, dtype=noise_dtype, seed=seed)
     return ops.clip(uniform, UNIFORM_EPSILON, 1.0 - UNIFORM_EPSILON)
 
 

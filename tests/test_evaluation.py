@@ -120,8 +120,8 @@ def test_compiled_estimate_agrees_with_the_eager_one(small_vae, images, monkeypa
     assert compiled.shape == eager.shape == (12,)
     assert np.all(np.isfinite(compiled))
     np.testing.assert_array_equal(compiled, again)
-    # JAX and PyTorch draw the same noise compiled or not; TensorFlow's XLA draws other
-    # noise from the same seed, so there the two agree within their Monte-Carlo noise.
+    # The same noise compiled or not; TensorFlow's XLA rounds differently, so there the two
+    # agree on average (the bound is the Monte-Carlo noise where they are not identical).
     difference = compiled - eager
     noise = np.std(difference) / math.sqrt(len(difference))
     assert abs(np.mean(difference)) <= 4 * noise + 1e-3, difference

@@ -1,4 +1,4 @@
-"""The uniform noise helper: Keras' draws, and the same draws inside a compiled function."""
+"""The noise helpers: Keras' draws, and the same draws inside a compiled function."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ def test_uniform_draws_what_keras_draws_from_the_same_seed():
     assert 0.0 <= ours.min() and ours.max() < 1.0
 
 
+def test_normal_draws_what_keras_draws_from_the_same_seed():
+    ours = numpy(noise.normal((500, 3), seed=keras.random.SeedGenerator(2), stddev=2.0))
+    keras_own = numpy(keras.random.normal((500, 3), seed=keras.random.SeedGenerator(2), stddev=2.0))
+    np.testing.assert_array_equal(ours, keras_own)
+    assert abs(ours.std() - 2.0) < 0.2
+
+
 def test_uniform_advances_its_generator_and_repeats_under_an_integer_seed():
     generator = keras.random.SeedGenerator(1)
     first, second = (numpy(noise.uniform((100,), seed=generator)) for _ in range(2))
@@ -32,8 +39,9 @@ def test_uniform_advances_its_generator_and_repeats_under_an_integer_seed():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="XLA as TensorFlow uses it")
-def test_uniform_inside_xla_draws_the_eager_values():
+def test_noise_inside_xla_is_the_eager_noise():
     import tensorflow as tf
 
-    compiled = tf.function(lambda: noise.uniform((50, 784), seed=7), jit_compile=True)
-    np.testing.assert_array_equal(numpy(compiled()), numpy(noise.uniform((50, 784), seed=7)))
+    for draw in (noise.uniform, noise.normal):
+        compiled = tf.function(lambda draw=draw: draw((50, 784), seed=7), jit_compile=True)
+        np.testing.assert_array_equal(numpy(compiled()), numpy(draw((50, 784), seed=7)))

@@ -44,6 +44,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from vae_mnist import noise
 from vae_mnist.divergences import (
     bernoulli_kl_divergence,
     categorical_kl_divergence,
@@ -142,9 +143,7 @@ class GaussianLatent(Latent):
 
     def call(self, parameters: dict, training: bool | None = None) -> TensorLike:
         z_mean, z_log_var = parameters["z_mean"], parameters["z_log_var"]
-        epsilon = keras.random.normal(
-            ops.shape(z_mean), stddev=self.epsilon_std, seed=self.seed_generator
-        )
+        epsilon = noise.normal(ops.shape(z_mean), stddev=self.epsilon_std, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     def kl_divergence(self, parameters: dict) -> TensorLike:
@@ -164,7 +163,7 @@ class GaussianLatent(Latent):
         z_mean = ops.expand_dims(parameters["z_mean"], 1)
         z_log_var = ops.expand_dims(parameters["z_log_var"], 1)
         shape = (ops.shape(z_mean)[0], samples, self.latent_dim)
-        z = z_mean + ops.exp(0.5 * z_log_var) * keras.random.normal(shape, seed=seed)
+        z = z_mean + ops.exp(0.5 * z_log_var) * noise.normal(shape, seed=seed)
         return z, gaussian_log_density(z, z_mean, z_log_var)
 
     def log_prior(self, z: TensorLike) -> TensorLike:

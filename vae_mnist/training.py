@@ -94,12 +94,6 @@ def compile_vae(vae: keras.Model, config: TrainingConfig, steps_per_epoch: int) 
 class _EpochRecorder(keras.callbacks.Callback):
     """Commits each finished epoch to the run folder, and stops on a non-finite loss."""
 
-    # Its batch hook only reads a loss and sets flags, so Keras may run it on a worker thread
-    # (on JAX and PyTorch), as it does when no callback has a batch hook; otherwise every step
-    # waits for the loss to become a Python float. Keras waits for those threads before an
-    # epoch ends, so `on_epoch_end` sees every step.
-    async_safe = True
-
     def __init__(
         self, paths: RunPaths, info: dict[str, Any], config: TrainingConfig, stop: _StopRequest
     ):

@@ -1,12 +1,23 @@
-"""The typed configuration of a run, split by concern: data, model, training.
+"""The configuration of a run: one section per part, and the training's own settings.
 
-Every field is a command-line flag of the same name (``hidden_layers`` is ``--hidden-layers``),
-so field names are unique across the three sections. The defaults are the 2017 Keras example's
-(the ``keras2017`` preset). A run saves its configuration as ``config.json``::
+A run saves it as ``config.json``, nested by part; a part's settings appear only in its own
+section (`vae_mnist.settings`)::
 
-    {"preset": "keras2017", "data": {...}, "model": {...}, "training": {...}}
+    {"version": 3, "preset": "keras2017",
+     "data": {"kind": "mnist", "binarize": "none"},
+     "network": {"kind": "mlp", "hidden_layers": [256], "activation": "relu"},
+     "posterior": {"kind": "gaussian", "dimension": 2, "epsilon_std": 1.0},
+     "prior": {"kind": "standard_normal"},
+     "likelihood": {"kind": "bernoulli"},
+     "objective": {"kind": "elbo", "kl_weight": 1.0, "kl_warmup_epochs": 0},
+     "optimizer": {"kind": "rmsprop", "learning_rate": 0.001, ...},
+     "training": {"batch_size": 100, "epochs": 50, ...}}
 
-Runs of version 1, whose ``config.json`` was one flat object, are read and converted.
+A model of more than one stochastic layer adds ``"upper_layers"``: a list of ``{"network":
+{...}, "posterior": {...}}``, each a layer z_{i+1} above z_i with q(z_{i+1}|z_i) and a
+conditional prior p(z_i|z_{i+1}) from its network; the ``prior`` section is then the top
+layer's. The defaults are the 2017 Keras example's (the ``keras2017`` preset). Configurations
+of versions 1 and 2 (one flat object; sections data, model, training) are read and converted.
 """
 
 from __future__ import annotations
@@ -15,333 +26,159 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
+from vae_mnist.data import MNISTData
+from vae_mnist.discrete import _temperature_settings  # noqa: F401  (registers the kinds)
 from vae_mnist.files import atomic_write_text
+from vae_mnist.gaussian import GaussianPosterior, StandardNormalPrior
+from vae_mnist.likelihoods import BernoulliLikelihood
+from vae_mnist.networks import MLPNetwork
+from vae_mnist.objectives import ELBOObjective
+from vae_mnist.optimizers import RMSprop
+from vae_mnist.settings import (
+    ConfigError,
+    Part,
+    Settings,
+    UsageError,
+    make_part,
+    setting,
+)
 
-DATASETS = ("mnist", "fashion_mnist")
-BINARIZATIONS = ("none", "dynamic", "static")
-ARCHITECTURES = ("mlp", "conv")
-ACTIVATIONS = ("relu", "tanh")
-LATENTS = ("gaussian", "categorical", "bernoulli", "rbm")
-LIKELIHOODS = ("bernoulli", "gaussian")
-OPTIMIZERS = ("rmsprop", "adam", "adagrad")
-LEARNING_RATE_SCHEDULES = ("constant", "iwae")
-LOG_PARTITION_GRADIENTS = ("chains", "exact")
-# The training step may enumerate an RBM half of up to this many units (2^16 states per step).
-IN_GRAPH_EXACT_UNITS = 16
+__all__ = ["ConfigError", "RunConfig", "TrainingConfig", "UpperLayer", "UsageError"]
+
+VERSION = 3
 DEFAULT_PRESET = "keras2017"
-# An RBM half is enumerated exactly for log Z up to this many units (2^20 states).
-EXACT_LOG_PARTITION_UNITS = 20
-# The Gaussian decoder's smallest standard deviation: one gray level of an 8-bit image. MNIST's
-# border pixels are 0 in every training image, so an unbounded variance there shrinks towards
-# zero, the training loss towards minus infinity, and the first test image with ink in such a
-# pixel costs an infinite loss (seen in a 200-epoch aevb2013-gaussian run, which stopped on an
-# infinite validation loss in epoch 8).
-GAUSSIAN_MINIMUM_STD = 1.0 / 255.0
-
-
-def ln_two_over(steps: int) -> float:
-    """The rate r at which exp(-r * steps) = 1/2: the temperature halves in `steps` steps."""
-    return math.log(2.0) / steps
-
-
-class ConfigError(ValueError):
-    """A configuration file or value that cannot be used."""
-
-
-class UsageError(ValueError):
-    """A command line that asks for something impossible (an index outside the data, say)."""
-
-
-def _field(default: Any, help_text: str, **extra: Any) -> Any:
-    """A dataclass field whose metadata carries its command-line help and its checks.
-
-    ``positive=True`` refuses zero and negatives; ``choices=(...)`` lists the allowed words.
-    """
-    if isinstance(default, tuple):
-        return dataclasses.field(
-            default_factory=lambda: default, metadata={"help": help_text, **extra}
-        )
-    return dataclasses.field(default=default, metadata={"help": help_text, **extra})
-
-
-def _check_value(field: dataclasses.Field, value: Any) -> Any:
-    """Return `value` as the field's type, or raise `ConfigError` naming the field."""
-    name, kind = field.name, field.type
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{name} must be true or false, got {value!r}")
-        return value
-    if kind == "str":
-        choices = field.metadata.get("choices")
-        if not isinstance(value, str) or (choices and value not in choices):
-            raise ConfigError(f"unknown {name} {value!r} (choose from {', '.join(choices)})")
-        return value
-    if kind == "tuple[int, ...]":
-        items = list(value) if isinstance(value, (list, tuple)) else [value]
-        if not items or any(
-            isinstance(item, bool)
-            or not isinstance(item, (int, float))
-            or not float(item).is_integer()
-            or item <= 0
-            for item in items
-        ):
-            raise ConfigError(f"{name} must be a list of positive whole numbers, got {value!r}")
-        return tuple(int(item) for item in items)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be finite, got {value!r}")
-    if kind == "int" and not float(value).is_integer():
-        raise ConfigError(f"{name} must be a whole number, got {value!r}")
-    if field.metadata.get("positive") and value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}")
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value!r}")
-    return int(value) if kind == "int" else float(value)
-
-
-class _Section:
-    """Checks and converts every field of a configuration section when it is made."""
-
-    title: ClassVar[str]
-
-    def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            object.__setattr__(self, field.name, _check_value(field, getattr(self, field.name)))
-
-    def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)  # type: ignore[call-overload]
-        return {
-            key: list(value) if isinstance(value, tuple) else value for key, value in values.items()
-        }
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]):
-        known = {field.name for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown {cls.title} settings: {', '.join(unknown)}")
-        return cls(**values)
+# The parts' sections of config.json, in order; each is the family of its part.
+PART_SECTIONS = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
 
 
 @dataclasses.dataclass(frozen=True)
-class DataConfig(_Section):
-    """Which images, and how their pixels become targets."""
+class TrainingConfig(Settings):
+    """How the model is fitted: the settings that belong to no part."""
 
-    title: ClassVar[str] = "data"
-
-    dataset: str = _field("mnist", "the data set", choices=DATASETS)
-    binarize: str = _field(
-        "none",
-        "pixels as grayscale targets (none), drawn from Bernoulli(x) at every step (dynamic), "
-        "or drawn once under the seed (static)",
-        choices=BINARIZATIONS,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig(_Section):
-    """The parts the VAE is composed of: networks, latent, likelihood."""
-
-    title: ClassVar[str] = "model"
-
-    architecture: str = _field("mlp", "encoder and decoder networks", choices=ARCHITECTURES)
-    hidden_layers: tuple[int, ...] = _field(
-        (256,), "units of the MLP's hidden layers, encoder order (comma list, e.g. 256,128)"
-    )
-    activation: str = _field("relu", "activation of the hidden layers", choices=ACTIVATIONS)
-    latent: str = _field("gaussian", "the latent variable", choices=LATENTS)
-    latent_dim: int = _field(2, "dimensions of the latent space z", positive=True)
-    epsilon_std: float = _field(1.0, "standard deviation of the sampling noise", positive=True)
-    likelihood: str = _field("bernoulli", "the decoder's likelihood p(x|z)", choices=LIKELIHOODS)
-    gaussian_minimum_std: float = _field(
-        GAUSSIAN_MINIMUM_STD,
-        "gaussian likelihood: the smallest standard deviation of a pixel (one gray level)",
-        positive=True,
-    )
-    original_dim: int = _field(784, "pixels per image (28 x 28, flattened)", positive=True)
-    categorical_variables: int = _field(
-        20, "categorical latent: the number of variables N", positive=True
-    )
-    categories: int = _field(10, "categorical latent: classes K of each variable", positive=True)
-    straight_through: bool = _field(
-        False, "discrete latents: one-hot forward pass, gradients through the relaxation"
-    )
-    temperature: float = _field(
-        1.0, "discrete latents: the relaxation's starting temperature", positive=True
-    )
-    temperature_min: float = _field(0.5, "discrete latents: the temperature's floor", positive=True)
-    temperature_rate: float = _field(
-        ln_two_over(30_000),
-        "discrete latents: r in temperature = max(min, start * exp(-r * step))",
-    )
-    rbm_units: tuple[int, ...] = _field(
-        (16, 16), "rbm latent: binary units of the two halves (e.g. 16,16)"
-    )
-    beta: float = _field(
-        8.0, "rbm latent: sharpness of the spike-and-exponential smoothing", positive=True
-    )
-    rbm_chains: int = _field(
-        100, "rbm latent: persistent Gibbs chains that estimate the prior's gradient", positive=True
-    )
-    rbm_gibbs_sweeps: int = _field(
-        1, "rbm latent: block Gibbs sweeps of the chains per training step", positive=True
-    )
-    rbm_log_partition_gradient: str = _field(
-        "chains",
-        "rbm latent: the gradient of log Z from the persistent chains, or exact (enumerated "
-        f"inside the step; a half of at most {IN_GRAPH_EXACT_UNITS} units)",
-        choices=LOG_PARTITION_GRADIENTS,
-    )
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig(_Section):
-    """How the model is fitted."""
-
-    title: ClassVar[str] = "training"
-
-    optimizer: str = _field("rmsprop", "the optimizer", choices=OPTIMIZERS)
-    learning_rate: float = _field(1e-3, "the optimizer's learning rate", positive=True)
-    optimizer_epsilon: float = _field(
-        1e-7, "the optimizer's epsilon (Keras' default 1e-7)", positive=True
-    )
-    weight_decay: float = _field(
-        0.0, "decoupled weight decay per step (the paper's N(0, I) prior on the weights)"
-    )
-    learning_rate_schedule: str = _field(
-        "constant",
-        "constant, or iwae: Burda et al.'s 3^i epochs at learning_rate * 10^(-i/7), i = 0..7",
-        choices=LEARNING_RATE_SCHEDULES,
-    )
-    batch_size: int = _field(100, "images per training step", positive=True)
-    epochs: int = _field(50, "passes over the training set", positive=True)
-    shuffle: bool = _field(True, "shuffle the training set every epoch")
-    seed: int = _field(0, "seed of every random draw (weights, noise, shuffling, binarization)")
-    steps_per_execution: int = _field(
+    batch_size: int = setting(100, "images per training step", positive=True)
+    epochs: int = setting(50, "passes over the training set", positive=True)
+    shuffle: bool = setting(True, "shuffle the training set every epoch")
+    seed: int = setting(0, "seed of every random draw (weights, noise, shuffling, binarization)")
+    steps_per_execution: int = setting(
         100, "training steps run per call into the compiled graph (speed only)", positive=True
     )
-    jit_compile: bool = _field(True, "compile the training step with XLA (speed only)")
-    snapshot_every: int = _field(
+    jit_compile: bool = setting(True, "compile the training step with XLA (speed only)")
+    snapshot_every: int = setting(
         0, "save a decoder snapshot every N epochs for the manifold animation (0: none)"
     )
 
 
-SECTIONS: dict[str, type[_Section]] = {
-    "data": DataConfig,
-    "model": ModelConfig,
-    "training": TrainingConfig,
-}
+@dataclasses.dataclass(frozen=True)
+class UpperLayer:
+    """A stochastic layer above another: q(z_{i+1}|z_i) and p(z_i|z_{i+1}) from `network`."""
 
+    network: Part
+    posterior: Part
 
-def flag_fields() -> list[tuple[str, dataclasses.Field]]:
-    """Every ``(section, field)`` that the command line exposes as a flag."""
-    return [
-        (section, field)
-        for section, kind in SECTIONS.items()
-        for field in dataclasses.fields(kind)  # type: ignore[arg-type]
-    ]
+    def get_config(self) -> dict[str, Any]:
+        return {"network": self.network.get_config(), "posterior": self.posterior.get_config()}
 
-
-def _section_of(name: str) -> str:
-    for section, field in flag_fields():
-        if field.name == name:
-            return section
-    raise ConfigError(f"unknown setting {name!r}")
+    @classmethod
+    def from_config(cls, values: Any) -> UpperLayer:
+        if not isinstance(values, dict) or set(values) != {"network", "posterior"}:
+            raise ConfigError(
+                f"an upper layer is an object of a network and a posterior, got {values!r}"
+            )
+        return cls(
+            make_part("network", values["network"]), make_part("posterior", values["posterior"])
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """Every setting of a run: its data, its model and its training, and the preset it began from.
+    """Every setting of a run: its parts, its training, and the preset it began from.
 
     The defaults reproduce the MLP variational autoencoder of the 2017 Keras example
     (``variational_autoencoder.py``) that the blog walk-through ran.
     """
 
-    data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: Part = dataclasses.field(default_factory=MNISTData)
+    network: Part = dataclasses.field(default_factory=MLPNetwork)
+    posterior: Part = dataclasses.field(default_factory=GaussianPosterior)
+    prior: Part = dataclasses.field(default_factory=StandardNormalPrior)
+    likelihood: Part = dataclasses.field(default_factory=BernoulliLikelihood)
+    objective: Part = dataclasses.field(default_factory=ELBOObjective)
+    optimizer: Part = dataclasses.field(default_factory=RMSprop)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    upper_layers: tuple[UpperLayer, ...] = ()
     preset: str = DEFAULT_PRESET
 
     def __post_init__(self) -> None:
-        if self.model.likelihood == "gaussian" and self.data.binarize != "none":
-            raise ConfigError(
-                f"a gaussian likelihood models grayscale pixels, but binarize is "
-                f"{self.data.binarize!r}; use --likelihood bernoulli or --binarize none"
-            )
-        model = self.model
-        if model.latent == "categorical" and model.categories < 2:
-            raise ConfigError(f"categories must be at least 2, got {model.categories}")
-        if (
-            model.latent in ("categorical", "bernoulli")
-            and model.temperature_min > model.temperature
-        ):
-            raise ConfigError(
-                f"temperature_min {model.temperature_min} is above the starting temperature "
-                f"{model.temperature}"
-            )
-        if model.latent == "rbm" and len(model.rbm_units) != 2:
-            raise ConfigError(
-                f"rbm_units needs two sizes, one per half (e.g. 16,16), got {model.rbm_units}"
-            )
-        if (
-            model.latent == "rbm"
-            and model.rbm_log_partition_gradient == "exact"
-            and min(model.rbm_units) > IN_GRAPH_EXACT_UNITS
-        ):
-            raise ConfigError(
-                f"rbm_log_partition_gradient exact enumerates the smaller RBM half in every "
-                f"step, which has {min(model.rbm_units)} units: more than "
-                f"{IN_GRAPH_EXACT_UNITS}; use chains"
-            )
-        side = math.isqrt(self.model.original_dim)
-        if self.model.architecture == "conv" and side * side != self.model.original_dim:
-            raise ConfigError(
-                f"the conv architecture needs square images, and original_dim "
-                f"{self.model.original_dim} is not a square number"
-            )
+        """The checks between parts, each in the part that knows it."""
+        self.network.check_data(self.data)
+        self.likelihood.check_data(self.data)
+        self.prior.check_posterior(self.top_posterior)
+        self.objective.check_parts(self.posterior, self.prior)
+        for lower in self.posteriors[:-1]:
+            if not (lower.offers("continuous") and lower.offers("density")):
+                raise ConfigError(
+                    f"a layer below another has a conditional Gaussian prior, so its posterior "
+                    f"must be continuous with a density, and the {lower.kind} posterior is not"
+                )
 
-    def replace(self, **changes: Any) -> RunConfig:
-        """A copy with flat settings changed: ``config.replace(latent_dim=5, epochs=3)``."""
-        sections = {name: getattr(self, name).to_dict() for name in SECTIONS}
-        preset = changes.pop("preset", self.preset)
-        for name, value in changes.items():
-            sections[_section_of(name)][name] = value
-        return RunConfig.from_dict({"preset": preset, **sections})
+    @property
+    def posteriors(self) -> list[Part]:
+        """The stochastic layers' posteriors, from the one next to x to the top."""
+        return [self.posterior, *(layer.posterior for layer in self.upper_layers)]
 
-    def flat(self) -> dict[str, Any]:
-        """Every setting by its flag name, in one mapping."""
-        return {
-            key: value for name in SECTIONS for key, value in getattr(self, name).to_dict().items()
-        }
+    @property
+    def top_posterior(self) -> Part:
+        return self.posteriors[-1]
+
+    def sections(self) -> dict[str, Settings]:
+        """The part sections and the training section, by name."""
+        return {name: getattr(self, name) for name in (*PART_SECTIONS, "training")}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset, **{name: getattr(self, name).to_dict() for name in SECTIONS}}
+        values: dict[str, Any] = {"version": VERSION, "preset": self.preset}
+        values.update({name: section.get_config() for name, section in self.sections().items()})
+        if self.upper_layers:
+            values["upper_layers"] = [layer.get_config() for layer in self.upper_layers]
+        return values
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+    def from_dict(cls, values: Any) -> RunConfig:
+        """A configuration of this version, or of versions 1 and 2, converted."""
         if not isinstance(values, dict):
             raise ConfigError("a configuration must be a JSON object")
-        if "intermediate_dim" in values or "epsilon_std" in values:
-            values = _convert_version_1(values)
-        unknown = sorted(set(values) - {"preset", *SECTIONS})
+        values = convert_old_versions(values)
+        unknown = sorted(
+            set(values) - {"version", "preset", "training", "upper_layers", *PART_SECTIONS}
+        )
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        sections = {}
-        for name, kind in SECTIONS.items():
-            section = values.get(name, {})
-            if not isinstance(section, dict):
-                raise ConfigError(f"the {name} settings must be a JSON object")
-            try:
-                sections[name] = kind.from_dict(section)
-            except TypeError as error:
-                raise ConfigError(f"{name}: {error}") from None
+        defaults = cls()
+        parts = {
+            name: make_part(name, values[name]) if name in values else getattr(defaults, name)
+            for name in PART_SECTIONS
+        }
+        training = TrainingConfig.from_config(values.get("training", {}), "training")
+        layers = values.get("upper_layers", [])
+        if not isinstance(layers, list):
+            raise ConfigError(f"upper_layers must be a list, got {layers!r}")
         preset = values.get("preset", DEFAULT_PRESET)
         if not isinstance(preset, str):
             raise ConfigError(f"preset must be a name, got {preset!r}")
-        return cls(preset=preset, **sections)
+        upper = tuple(UpperLayer.from_config(layer) for layer in layers)
+        return cls(**parts, training=training, upper_layers=upper, preset=preset)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with settings changed by their flag names.
+
+        ``config.replace(posterior="categorical", variables=30, epochs=3)``: a family's name
+        switches that part's kind (keeping the settings the new kind shares with the old), and
+        a setting's name changes it in the section whose kind has it.
+        """
+        from vae_mnist.flags import apply_changes
+
+        return apply_changes(self, changes)
 
     def save(self, path: str | Path) -> None:
         """Write the configuration as JSON, atomically."""
@@ -349,7 +186,7 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
-        """Read a configuration written by `save` (or by version 1)."""
+        """Read a configuration written by `save` (or by versions 1 and 2)."""
         try:
             values = json.loads(Path(path).read_text())
         except FileNotFoundError:
@@ -362,7 +199,9 @@ class RunConfig:
             raise ConfigError(f"{path}: {error}") from None
 
 
-# Version 1 kept one flat object; these are where its keys went.
+# -- configurations of earlier versions ----------------------------------------------------------
+
+# Version 1 kept one flat object; these are where its keys went in version 2.
 _VERSION_1_MODEL_KEYS = ("original_dim", "latent_dim", "epsilon_std")
 _VERSION_1_TRAINING_KEYS = (
     "batch_size",
@@ -374,10 +213,48 @@ _VERSION_1_TRAINING_KEYS = (
     "jit_compile",
     "snapshot_every",
 )
+# Version 2's model defaults, which its saved sections may leave out.
+_VERSION_2_MODEL_DEFAULTS = {
+    "architecture": "mlp",
+    "hidden_layers": [256],
+    "activation": "relu",
+    "latent": "gaussian",
+    "latent_dim": 2,
+    "epsilon_std": 1.0,
+    "likelihood": "bernoulli",
+    "gaussian_minimum_std": 1.0 / 255.0,
+    "original_dim": 784,
+    "categorical_variables": 20,
+    "categories": 10,
+    "straight_through": False,
+    "temperature": 1.0,
+    "temperature_min": 0.5,
+    "temperature_rate": math.log(2.0) / 30_000,
+    "rbm_units": [16, 16],
+    "beta": 8.0,
+    "rbm_chains": 100,
+    "rbm_gibbs_sweeps": 1,
+    "rbm_log_partition_gradient": "chains",
+}
+_VERSION_2_OPTIMIZER_KEYS = (
+    "learning_rate",
+    "optimizer_epsilon",
+    "weight_decay",
+    "learning_rate_schedule",
+)
+
+
+def convert_old_versions(values: dict[str, Any]) -> dict[str, Any]:
+    """This version's form of a configuration of version 1 or 2; this version's unchanged."""
+    if "intermediate_dim" in values or "epsilon_std" in values:
+        values = _convert_version_1(values)
+    if "model" in values:
+        values = _convert_version_2(values)
+    return values
 
 
 def _convert_version_1(values: dict[str, Any]) -> dict[str, Any]:
-    """The sectioned form of a version-1 flat configuration (the 2017 model, any sizes)."""
+    """The version-2 form of a version-1 flat configuration (the 2017 model, any sizes)."""
     values = dict(values)
     model = {key: values.pop(key) for key in _VERSION_1_MODEL_KEYS if key in values}
     if "intermediate_dim" in values:
@@ -386,3 +263,73 @@ def _convert_version_1(values: dict[str, Any]) -> dict[str, Any]:
     if values:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(values))}")
     return {"preset": DEFAULT_PRESET, "data": {}, "model": model, "training": training}
+
+
+def _convert_version_2(values: dict[str, Any]) -> dict[str, Any]:
+    """This version's form of a version-2 configuration (sections data, model, training)."""
+    sections = {key: dict(values.get(key) or {}) for key in ("data", "model", "training")}
+    if not all(isinstance(values.get(key, {}), dict) for key in sections):
+        raise ConfigError("the data, model and training settings must be JSON objects")
+    unknown = sorted(set(values) - {"preset", *sections})
+    if unknown:
+        raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+    model = {**_VERSION_2_MODEL_DEFAULTS, **sections["model"]}
+    training = sections["training"]
+    if model.pop("original_dim") != 784:
+        raise ConfigError("only images of 784 pixels (28 x 28) are supported")
+    data = sections["data"]
+    converted = {
+        "preset": values.get("preset", DEFAULT_PRESET),
+        "data": {"kind": data.pop("dataset", "mnist"), **data},
+        "network": {
+            "kind": model["architecture"],
+            "hidden_layers": model["hidden_layers"],
+            "activation": model["activation"],
+        },
+        **_version_2_latent(model),
+        "likelihood": {"kind": model["likelihood"]},
+        "optimizer": {
+            "kind": training.pop("optimizer", "rmsprop"),
+            **{key: training.pop(key) for key in _VERSION_2_OPTIMIZER_KEYS if key in training},
+        },
+        "training": training,
+    }
+    if model["likelihood"] == "gaussian":
+        converted["likelihood"]["minimum_std"] = model["gaussian_minimum_std"]
+    return converted
+
+
+def _version_2_latent(model: dict[str, Any]) -> dict[str, Any]:
+    """The posterior and prior sections of a version-2 ``latent`` and its fields."""
+    schedule = {
+        key: model[key]
+        for key in ("straight_through", "temperature", "temperature_min", "temperature_rate")
+    }
+    latent = model["latent"]
+    if latent == "gaussian":
+        posterior = {"kind": "gaussian", "dimension": model["latent_dim"]}
+        posterior["epsilon_std"] = model["epsilon_std"]
+        return {"posterior": posterior, "prior": {"kind": "standard_normal"}}
+    if latent == "categorical":
+        posterior = {"kind": "categorical", "variables": model["categorical_variables"]}
+        posterior.update(categories=model["categories"], **schedule)
+        return {"posterior": posterior, "prior": {"kind": "uniform"}}
+    if latent == "bernoulli":
+        posterior = {"kind": "bernoulli", "units": model["latent_dim"], **schedule}
+        return {"posterior": posterior, "prior": {"kind": "uniform"}}
+    if latent == "rbm":
+        units = model["rbm_units"]
+        if not isinstance(units, list) or len(units) != 2:
+            raise ConfigError(f"rbm_units needs two sizes, one per half, got {units!r}")
+        posterior = {"kind": "spike_exponential", "units": sum(units), "sharpness": model["beta"]}
+        prior = {
+            "kind": "rbm",
+            "halves": units,
+            "chains": model["rbm_chains"],
+            "gibbs_sweeps": model["rbm_gibbs_sweeps"],
+            "log_partition_gradient": model["rbm_log_partition_gradient"],
+        }
+        return {"posterior": posterior, "prior": prior}
+    raise ConfigError(
+        f"unknown latent {latent!r} (choose from gaussian, categorical, bernoulli, rbm)"
+    )

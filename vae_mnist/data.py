@@ -3,12 +3,16 @@ and turning the images into the model's inputs and targets (scaled, flattened, b
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import zipfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+
+from vae_mnist.settings import Part, register, setting
 
 DATA_ENVIRONMENT_VARIABLE = "VAE_MNIST_DATA"
 # Each data set's local copy may be named by its own environment variable.
@@ -255,3 +259,52 @@ def _download_with_keras(dataset: str = "mnist") -> dict[str, np.ndarray]:
             "of the four IDX files)"
         ) from None
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+
+
+# -- the data kinds ---------------------------------------------------------------------------
+
+BINARIZATIONS = ("none", "dynamic", "static")
+
+
+@dataclasses.dataclass(frozen=True)
+class Data(Part):
+    """The base of the data kinds: which images, and how their pixels become targets."""
+
+    family: ClassVar[str] = "data"
+    pixels: ClassVar[int] = IMAGE_SIDE * IMAGE_SIDE
+
+    binarize: str = setting(
+        "none",
+        "pixels as grayscale targets (none), drawn from Bernoulli(x) at every step (dynamic), "
+        "or drawn once under the seed (static)",
+        choices=BINARIZATIONS,
+    )
+
+    @property
+    def dataset(self) -> str:
+        return self.kind
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return CLASS_NAMES[self.kind]
+
+    def load(self, path: str | os.PathLike | None = None) -> tuple[Split, Split]:
+        return load_dataset(self.kind, path)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class MNISTData(Data):
+    """LeCun et al.'s handwritten digits: 60,000 training and 10,000 test images."""
+
+    kind: ClassVar[str] = "mnist"
+    description: ClassVar[str] = "handwritten digits (LeCun et al. 1998)"
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class FashionMNISTData(Data):
+    """Zalando's Fashion-MNIST: ten kinds of clothing, MNIST's sizes (Xiao et al. 2017)."""
+
+    kind: ClassVar[str] = "fashion_mnist"
+    description: ClassVar[str] = "clothing, MNIST's sizes (Xiao, Rasul & Vollgraf 2017)"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from keras import ops
+from vae_mnist.backend import ops
 
 # A backend tensor or a numpy array: keras.ops accepts both.
 TensorLike = Any

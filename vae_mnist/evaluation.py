@@ -9,7 +9,6 @@ likelihood, through the latent's interface (see `vae_mnist.latents`).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import keras
@@ -18,6 +17,7 @@ from keras import ops
 
 # The Gaussian's active units live with its latent; kept importable from here.
 from vae_mnist.latents import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
+from vae_mnist.objectives import log_mean_exp
 
 # Decoded pixels held in memory at once by the importance-weighted estimate (about 300 MB).
 DECODED_VALUES_PER_CHUNK = 80_000_000
@@ -31,37 +31,13 @@ def _numpy(tensor) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(tensor))
 
 
-def log_mean_exp(values, axis: int = -1):
-    """``log(mean(exp(values)))`` along `axis`, stable for values of any size (keras.ops)."""
-    count = ops.shape(values)[axis]
-    return ops.logsumexp(values, axis=axis) - math.log(count)
-
-
 def importance_log_weights(vae: keras.Model, images, samples: int, seed: Any):
-    """``log p(x|z_k) + log p(z_k) - log q(z_k|x)`` for K exact posterior samples z_k.
+    """``log p(x, z_k) - log q(z_k|x)`` for K exact posterior samples z_k, ``(batch, K)``.
 
-    Args:
-        vae: a `vae_mnist.model.VAE`.
-        images: ``(batch, pixels)``, as the run's targets (binarized where the run was).
-        samples: K.
-        seed: a `keras.random.SeedGenerator`.
-
-    Returns:
-        ``(batch, K)``.
+    `seed` is a `keras.random.SeedGenerator`; the model computes the weights over every
+    stochastic layer (`VAE.log_weights`).
     """
-    images = ops.convert_to_tensor(images)
-    parameters = vae.encode(images)
-    z, log_posterior = vae.latent.sample_posterior(parameters, samples, seed)
-    # What the decoder sees for z: z itself, or the RBM latent's smoothed ζ ~ r(ζ|z), whose
-    # density cancels from the weight (it is in both the model and the proposal).
-    code = vae.latent.decoder_input(z, seed)
-    batch = ops.shape(images)[0]
-    # (batch, K, code) -> (batch*K, code) for the decoder; each head back to (batch, K, pixels).
-    decoded = vae.decode(ops.reshape(code, (batch * samples, -1)))
-    decoded = {name: ops.reshape(value, (batch, samples, -1)) for name, value in decoded.items()}
-    # (batch, pixels) -> (batch, 1, pixels), to broadcast against the K samples.
-    log_likelihood = -vae.likelihood.negative_log_likelihood(ops.expand_dims(images, 1), decoded)
-    return log_likelihood + vae.latent.log_prior(z) - log_posterior
+    return vae.log_weights(images, samples, seed)
 
 
 def importance_weighted_log_likelihood(
@@ -158,12 +134,9 @@ def negative_elbo_terms(
     reconstructions, kls = [], []
     for start in range(0, len(images), batch_size):
         batch = ops.convert_to_tensor(images[start : start + batch_size])
-        parameters = vae.encode(batch)
-        z, _ = vae.latent.sample_posterior(parameters, 1, generator)
-        code = vae.latent.decoder_input(z, generator)
-        decoded = vae.decode(ops.squeeze(code, 1))  # (batch, 1, code) -> (batch, code)
-        reconstructions.append(_numpy(vae.likelihood.negative_log_likelihood(batch, decoded)))
-        kls.append(_numpy(vae.latent.kl_divergence(parameters)))
+        reconstruction, kl = vae.elbo_terms(batch, generator)
+        reconstructions.append(_numpy(reconstruction))
+        kls.append(_numpy(kl))
     return np.concatenate(reconstructions), np.concatenate(kls)
 
 
@@ -178,7 +151,7 @@ def encode_all(vae: keras.Model, images: np.ndarray, batch_size: int = ENCODER_B
 
 def representation(vae: keras.Model, parameters: dict) -> np.ndarray:
     """What the latent scatter and the kNN classifier use (z_mean for the Gaussian)."""
-    return _numpy(vae.latent.representation(parameters))
+    return _numpy(vae.posterior_part.representation(parameters))
 
 
 def knn_accuracy(
@@ -239,7 +212,7 @@ def evaluate_run(
     first (the RBM prior computes its log Z: `log_partition` is exact, ais or auto) and adds its
     own numbers (`Latent.prepare_evaluation`, `Latent.latent_metrics`).
     """
-    prepared = vae.latent.prepare_evaluation(log_partition=log_partition, seed=seed)
+    prepared = vae.prior_part.prepare_evaluation(log_partition=log_partition, seed=seed)
     reconstruction, kl = negative_elbo_terms(vae, test_images, seed)
     log_likelihood = importance_weighted_log_likelihood(
         vae, test_images, samples, seed + 1, progress=progress
@@ -260,13 +233,13 @@ def evaluate_run(
         "knn_accuracy": float(
             knn_accuracy(train_points, train_labels, test_points, test_labels, neighbours)
         ),
-        "latent_dim": int(vae.latent.code_size),
+        "code_size": int(vae.posterior_part.code_size),
         "seed": int(seed),
     }
     metrics.update(prepared)
     # How the test set uses the latent: the Gaussian's active units, a discrete latent's
     # classes used per variable. Each latent knows its own.
-    metrics.update(vae.latent.latent_metrics(test_parameters))
+    metrics.update(vae.posterior_part.latent_metrics(test_parameters))
     return metrics
 
 
@@ -296,8 +269,10 @@ def format_table(metrics: dict[str, Any]) -> str:
                 else ")"
             )
         )
+    # Metrics written by version 2 name the code's size latent_dim.
+    code_size = metrics.get("code_size", metrics.get("latent_dim"))
     lines.append(
         f"({metrics['test_images']} test images, K={metrics['iwae_samples']}, "
-        f"k={metrics['knn_neighbours']}, {metrics['latent_dim']} latent dimensions)"
+        f"k={metrics['knn_neighbours']}, a code of {code_size} values)"
     )
     return "\n".join(lines)

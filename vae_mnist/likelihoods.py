@@ -6,13 +6,12 @@ in nats: the reconstruction term of the negative ELBO. The model averages it ove
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
-import keras
-from keras import ops
-
-from vae_mnist.config import GAUSSIAN_MINIMUM_STD
+from vae_mnist.backend import ops
+from vae_mnist.settings import ConfigError, Part, register, setting
 
 # A backend tensor or a numpy array: keras.ops accepts both.
 TensorLike = Any
@@ -21,6 +20,12 @@ TensorLike = Any
 # used that function, so the same clip keeps the loss identical to it.
 PROBABILITY_EPSILON = 1e-7
 LOG_TWO_PI = math.log(2.0 * math.pi)
+# The Gaussian decoder's smallest standard deviation: one gray level of an 8-bit image. MNIST's
+# border pixels are 0 in every training image, so an unbounded variance there shrinks towards
+# zero, the training loss towards minus infinity, and the first test image with ink in such a
+# pixel costs an infinite loss (seen in a 200-epoch aevb2013-gaussian run, which stopped on an
+# infinite validation loss in epoch 8).
+GAUSSIAN_MINIMUM_STD = 1.0 / 255.0
 
 
 def bernoulli_negative_log_likelihood(images: TensorLike, probabilities: TensorLike) -> TensorLike:
@@ -90,44 +95,66 @@ def gaussian_negative_log_likelihood(
 
 # The parts: each names the decoder's heads and turns their outputs into the loss term.
 
-SERIALIZATION_PACKAGE = "vae_mnist"
+
+class Likelihood(Part):
+    """The base of the likelihood kinds: p(x|z) from the decoder's heads.
+
+    ``heads``: ``{name: activation}`` of the decoder's heads, the first one the decoded image;
+    ``negative_log_likelihood(images, decoded)``: ``(batch,)`` nats; ``mean(decoded)``: the
+    decoded image; ``check_data(data)``: refuse targets it cannot model.
+    """
+
+    family: ClassVar[str] = "likelihood"
+    heads: ClassVar[dict[str, str | None]]
+
+    def check_data(self, data: Any) -> None:
+        """Every kind of target is fine by default."""
+
+    def mean(self, decoded: dict) -> TensorLike:
+        return decoded[next(iter(self.heads))]
 
 
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class BernoulliLikelihood(keras.layers.Layer):
+@register
+@dataclasses.dataclass(frozen=True)
+class BernoulliLikelihood(Likelihood):
     """p(x|z) = Π_d Bernoulli(x_d; p_d): one head of pixel probabilities (a sigmoid layer)."""
 
-    heads = {"probabilities": "sigmoid"}
+    kind: ClassVar[str] = "bernoulli"
+    description: ClassVar[str] = "pixel probabilities; cross-entropy on grayscale or binary pixels"
+    heads: ClassVar[dict[str, str | None]] = {"probabilities": "sigmoid"}
 
     def negative_log_likelihood(self, images: TensorLike, decoded: dict) -> TensorLike:
         """``(batch,)`` nats: `bernoulli_negative_log_likelihood` of the decoded probabilities."""
         return bernoulli_negative_log_likelihood(images, decoded["probabilities"])
 
-    def mean(self, decoded: dict) -> TensorLike:
-        """The decoded image: the pixel probabilities."""
-        return decoded["probabilities"]
 
-
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class GaussianLikelihood(keras.layers.Layer):
+@register
+@dataclasses.dataclass(frozen=True)
+class GaussianLikelihood(Likelihood):
     """p(x|z) = N(x; μ, diag σ²), Kingma & Welling's Appendix C.2 decoder.
 
     Two heads: the mean μ, squashed into (0, 1) by a sigmoid as the paper's Frey Face decoder
     did, and the log-variance, linear, held above ``2 log minimum_std`` by
     `floored_log_variance` (the paper has no floor; see `GAUSSIAN_MINIMUM_STD` for why one is
     needed on MNIST).
-
-    Args:
-        minimum_std: σ_min > 0, the smallest standard deviation of a pixel.
     """
 
-    heads = {"x_mean": "sigmoid", "x_log_var": None}
+    kind: ClassVar[str] = "gaussian"
+    description: ClassVar[str] = "a mean and a variance per pixel (Kingma & Welling, C.2)"
+    heads: ClassVar[dict[str, str | None]] = {"x_mean": "sigmoid", "x_log_var": None}
 
-    def __init__(self, minimum_std: float = GAUSSIAN_MINIMUM_STD, **kwargs):
-        super().__init__(**kwargs)
-        if not minimum_std > 0:
-            raise ValueError(f"minimum_std must be positive, got {minimum_std!r}")
-        self.minimum_std = float(minimum_std)
+    minimum_std: float = setting(
+        GAUSSIAN_MINIMUM_STD,
+        "gaussian likelihood: the smallest standard deviation of a pixel (one gray level)",
+        positive=True,
+    )
+
+    def check_data(self, data: Any) -> None:
+        if data.binarize != "none":
+            raise ConfigError(
+                f"a gaussian likelihood models grayscale pixels, but binarize is "
+                f"{data.binarize!r}; use --likelihood bernoulli or --binarize none"
+            )
 
     def log_variance(self, decoded: dict) -> TensorLike:
         """log σ² of every pixel, floored: ``(batch, pixels)``."""
@@ -138,27 +165,3 @@ class GaussianLikelihood(keras.layers.Layer):
         return gaussian_negative_log_likelihood(
             images, decoded["x_mean"], self.log_variance(decoded)
         )
-
-    def mean(self, decoded: dict) -> TensorLike:
-        """The decoded image: the mean μ."""
-        return decoded["x_mean"]
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "minimum_std": self.minimum_std}
-
-
-LIKELIHOOD_PARTS = {"bernoulli": BernoulliLikelihood, "gaussian": GaussianLikelihood}
-
-
-def make_likelihood(
-    name: str, gaussian_minimum_std: float = GAUSSIAN_MINIMUM_STD
-) -> keras.layers.Layer:
-    """The likelihood part called `name` (``bernoulli`` or ``gaussian``).
-
-    `gaussian_minimum_std` is the Gaussian's σ_min; the Bernoulli part takes no settings.
-    """
-    if name not in LIKELIHOOD_PARTS:
-        raise ValueError(f"unknown likelihood {name!r} (choose from {', '.join(LIKELIHOOD_PARTS)})")
-    if name == "gaussian":
-        return GaussianLikelihood(minimum_std=gaussian_minimum_std, name=f"{name}_likelihood")
-    return LIKELIHOOD_PARTS[name](name=f"{name}_likelihood")

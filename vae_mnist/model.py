@@ -1,9 +1,14 @@
-"""The variational autoencoder, composed of its parts: two networks, a latent, a likelihood.
+"""The variational autoencoder, composed of its parts as its configuration says.
 
-`VAE` takes the parts as keras-hub's tasks take a backbone: an encoder network (x → the
-latent's parameters), a latent (parameters → z, and the KL term), a decoder network (z → the
-likelihood's parameters) and a likelihood (the reconstruction term). `build_vae` makes them
-from a `RunConfig`. Every part is a registered Keras object, so a saved VAE reloads in safe mode.
+`VAE` composes a stack of stochastic layers: the first, z₁ from x by the encoder network and the
+posterior part; optional upper layers, z_{i+1} from z_i, each with a network that also gives the
+conditional prior p(z_i | z_{i+1}); the prior part on the top layer; and the decoder network
+with the likelihood part, p(x | z₁). The objective part turns the terms into the loss.
+
+A saved VAE's configuration *is* its run configuration's model sections (as keras-hub's
+backbones save their settings), so a saved model reloads in safe mode by building the same
+parts again and loading their weights. Every part's variables live on a `PartLayer`, which Keras
+tracks and saves.
 """
 
 from __future__ import annotations
@@ -16,15 +21,19 @@ import keras
 from keras import ops
 
 from vae_mnist import noise
-from vae_mnist.config import ModelConfig, RunConfig
+from vae_mnist.config import RunConfig
 from vae_mnist.files import atomic_path
-from vae_mnist.latents import Latent, make_latent
-from vae_mnist.likelihoods import make_likelihood
-from vae_mnist.networks import build_decoder, build_encoder
+from vae_mnist.settings import Part
 
 SERIALIZATION_PACKAGE = "vae_mnist"
-# The dynamic binarization's noise must not be the latent's: offset its seed by this.
+# The dynamic binarization's noise must not be the posterior's: offset its seed by this.
 BINARIZATION_SEED_OFFSET = 7919
+# Each upper layer's noise is seeded apart from the layers below it.
+UPPER_LAYER_SEED_OFFSET = 104_729
+
+
+class ModelFileError(ValueError):
+    """A saved model that is missing, unreadable or refused."""
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -32,9 +41,9 @@ class DynamicBinarization(keras.layers.Layer):
     """Draws every pixel afresh from Bernoulli(x) at each training step, inside the step.
 
     Outside training it passes the images through: the test set is binarized once, with a
-    fixed seed, before it reaches the model. Its `SeedGenerator` makes the draws repeat under
-    a seed. Keras does not save a generator's position, so a reloaded model (a resumed run)
-    draws its stream again from the seed: repeatable, though not a continuation.
+    fixed seed, before it reaches the model. Keras does not save a seed generator's position,
+    so a resumed run draws its stream again from the seed: repeatable, though not a
+    continuation.
     """
 
     def __init__(self, seed: int | None = None, **kwargs):
@@ -55,181 +64,291 @@ class DynamicBinarization(keras.layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
+class PartLayer(keras.layers.Layer):
+    """Hosts a part in the model: Keras tracks and saves the variables the part makes on it."""
+
+    def __init__(self, part: Part, seed: int | None, *state_arguments: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.part = part
+        part.create_state(self, seed, *state_arguments)
+        self.built = True
+
+
 def _as_list(outputs: Any) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _fresh(part: Part) -> Part:
+    """A part of its own for the model: the configuration's part stays free of variables."""
+    return type(part)(**{field.name: getattr(part, field.name) for field in part.settings()})
+
+
+class StochasticLayer:
+    """An upper layer: its encoder (z_i → q(z_{i+1}) heads), its conditional prior network
+    (z_{i+1} → p(z_i) heads, shaped as the lower posterior's) and its posterior's host."""
+
+    def __init__(self, network: Part, posterior: PartLayer, lower: Part, index: int):
+        self.posterior = posterior
+        heads = {name: (units, None) for name, units in posterior.part.head_sizes().items()}
+        self.encoder = network.build_encoder(heads, pixels=lower.code_size)
+        self.encoder.name = f"encoder_{index}"
+        lower_heads = {name: (units, None) for name, units in lower.head_sizes().items()}
+        self.prior_network = network.build_decoder(
+            lower_heads, code_size=posterior.part.code_size, pixels=lower.code_size
+        )
+        self.prior_network.name = f"prior_network_{index}"
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class VAE(keras.Model):
     """A variational autoencoder (Kingma & Welling 2013) composed of its parts.
 
-    Calling it returns a dict: the encoder's heads by name (for the Gaussian latent
-    ``z_mean`` and ``z_log_var``), the code ``z``, the decoder's heads by name, the decoded
-    image ``reconstruction``, and the ``targets`` the loss compares it with (the images, or
-    their dynamic binarization in training). `compute_loss` turns that into the negative
-    ELBO, written only with `keras.ops`, so it trains unchanged on TensorFlow, JAX and PyTorch.
+    Calling it returns a dict: the first layer's posterior heads by name (for the Gaussian,
+    ``z_mean`` and ``z_log_var``), the code ``z`` the decoder saw, the decoder's heads, the
+    decoded image ``reconstruction``, and the ``targets`` the loss compares it with (the images,
+    or their dynamic binarization in training); upper layers add ``z_2``, ``layer_2/z_mean``,
+    ``prior_1/z_mean``, .... With an importance-weighted objective every image appears K times,
+    consecutively. `compute_loss` turns that into the objective, with `keras.ops` only.
     """
 
-    def __init__(
-        self,
-        encoder: keras.Model,
-        decoder: keras.Model,
-        latent: Latent,
-        likelihood: keras.layers.Layer,
-        binarization: keras.layers.Layer | None = None,
-        **kwargs,
-    ):
+    def __init__(self, config: RunConfig | dict, **kwargs):
         super().__init__(**kwargs)
-        self.encoder = encoder
-        self.decoder = decoder
-        self.latent = latent
-        self.likelihood = likelihood
-        self.binarization = binarization
-        self.latent_heads = list(latent.head_sizes())
-        self.likelihood_heads = list(likelihood.heads)
-        # Keras already tracks the total as "loss"; these add its two terms.
+        if isinstance(config, dict):
+            config = RunConfig.from_dict(config)
+        self.run_config = config
+        seed = config.training.seed
+        # The 2017 example's order: the latent, the encoder, the decoder, so that the weights'
+        # initial values under a seed are the same as there.
+        self.posterior = PartLayer(_fresh(config.posterior), seed, name="posterior")
+        self.likelihood = _fresh(config.likelihood)
+        pixels = config.data.pixels
+        encoder_heads = {
+            name: (units, None) for name, units in self.posterior.part.head_sizes().items()
+        }
+        self.encoder = config.network.build_encoder(encoder_heads, pixels=pixels)
+        decoder_heads = {
+            name: (pixels, activation) for name, activation in self.likelihood.heads.items()
+        }
+        self.decoder = config.network.build_decoder(
+            decoder_heads, code_size=self.posterior.part.code_size, pixels=pixels
+        )
+        self.upper_layers = self._build_upper_layers(config, seed)
+        top = self.upper_layers[-1].posterior.part if self.upper_layers else self.posterior.part
+        self.prior = PartLayer(_fresh(config.prior), seed, top, name="prior")
+        self.objective = PartLayer(_fresh(config.objective), seed, name="objective")
+        self.binarization = None
+        if config.data.binarize == "dynamic":
+            self.binarization = DynamicBinarization(
+                seed=None if seed is None else seed + BINARIZATION_SEED_OFFSET, name="binarization"
+            )
+        self.latent_heads = list(self.posterior.part.head_sizes())
+        self.likelihood_heads = list(self.likelihood.heads)
+        # Keras already tracks the total as "loss"; these add the ELBO's two terms.
         self.reconstruction_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_tracker = keras.metrics.Mean(name="kl_loss")
-        # Values the latent logs (a discrete latent's temperature), averaged over each epoch.
-        self.latent_trackers = [keras.metrics.Mean(name=name) for name in latent.logged_metrics]
+        self.logged_trackers = [
+            keras.metrics.Mean(name=name) for name in self.training_only_metrics
+        ]
+
+    def _build_upper_layers(self, config: RunConfig, seed: int | None) -> list[StochasticLayer]:
+        layers, lower = [], self.posterior.part
+        for index, upper in enumerate(config.upper_layers, start=2):
+            layer_seed = None if seed is None else seed + UPPER_LAYER_SEED_OFFSET * (index - 1)
+            host = PartLayer(_fresh(upper.posterior), layer_seed, name=f"posterior_{index}")
+            layers.append(StochasticLayer(upper.network, host, lower, index))
+            lower = host.part
+        # Tracked as attributes, so Keras saves their weights.
+        self.upper_encoders = [layer.encoder for layer in layers]
+        self.upper_prior_networks = [layer.prior_network for layer in layers]
+        self.upper_posteriors = [layer.posterior for layer in layers]
+        return layers
 
     @property
     def training_only_metrics(self) -> tuple[str, ...]:
         """Logged names that describe training only: their validation copies are not recorded."""
-        return tuple(self.latent.logged_metrics)
+        return (*self.posterior.part.logged_metrics, *self.objective.part.logged_metrics)
+
+    @property
+    def posterior_part(self) -> Part:
+        return self.posterior.part
+
+    @property
+    def prior_part(self) -> Part:
+        return self.prior.part
+
+    @property
+    def top_posterior_part(self) -> Part:
+        return self.upper_layers[-1].posterior.part if self.upper_layers else self.posterior.part
 
     def build(self, input_shape=None):
-        # The encoder and decoder are functional models, built with weights when made.
+        # The networks are functional models, built with weights when made.
         self.built = True
 
     def encode(self, images) -> dict:
-        """The posterior's parameters by head name, each ``(batch, units)``."""
+        """The first layer's posterior parameters by head name, each ``(batch, units)``."""
         return dict(zip(self.latent_heads, _as_list(self.encoder(images)), strict=True))
 
     def decode(self, z) -> dict:
-        """The likelihood's parameters by head name, each ``(batch, original_dim)``."""
+        """The likelihood's parameters by head name, each ``(batch, pixels)``."""
         return dict(zip(self.likelihood_heads, _as_list(self.decoder(z)), strict=True))
+
+    def _upper_parameters(self, layer: StochasticLayer, z) -> dict:
+        names = list(layer.posterior.part.head_sizes())
+        return dict(zip(names, _as_list(layer.encoder(z)), strict=True))
+
+    def conditional_prior(self, index: int, z_above) -> dict:
+        """p(z_i | z_{i+1})'s parameters from upper layer `index` (0-based), by head name."""
+        layer = self.upper_layers[index]
+        lower = self.upper_layers[index - 1].posterior.part if index else self.posterior.part
+        names = list(lower.head_sizes())
+        return dict(zip(names, _as_list(layer.prior_network(z_above)), strict=True))
 
     def call(self, images, training: bool | None = None):
         targets = images
         if self.binarization is not None:
             targets = self.binarization(images, training=training)
         parameters = self.encode(targets)
-        z = self.latent(parameters, training=training)
+        samples = self.objective.part.importance_samples
+        if samples > 1:
+            # (batch, ...) -> (batch*K, ...): each image's K samples side by side.
+            parameters = {
+                name: ops.repeat(value, samples, axis=0) for name, value in parameters.items()
+            }
+            targets = ops.repeat(targets, samples, axis=0)
+        if training:
+            self.prior.part.training_update()
+        z = self.posterior.part.sample(parameters, training=training)
+        outputs = {**parameters, "z": z}
+        code = z
+        for number, layer in enumerate(self.upper_layers, start=2):
+            upper = self._upper_parameters(layer, code)
+            code = layer.posterior.part.sample(upper, training=training)
+            outputs.update({f"layer_{number}/{name}": value for name, value in upper.items()})
+            outputs[f"z_{number}"] = code
         decoded = self.decode(z)
         return {
-            **parameters,
+            **outputs,
             **decoded,
-            "z": z,
             "reconstruction": self.likelihood.mean(decoded),
             "targets": targets,
         }
 
+    def _layer_outputs(self, y_pred: dict) -> list[tuple[Part, dict, Any]]:
+        """``(posterior, parameters, z)`` of every stochastic layer, from the first up."""
+        layers = [
+            (self.posterior.part, {name: y_pred[name] for name in self.latent_heads}, y_pred["z"])
+        ]
+        for number, layer in enumerate(self.upper_layers, start=2):
+            part = layer.posterior.part
+            parameters = {name: y_pred[f"layer_{number}/{name}"] for name in part.head_sizes()}
+            layers.append((part, parameters, y_pred[f"z_{number}"]))
+        return layers
+
+    def kl_terms(self, y_pred: dict, analytic: bool = True):
+        """The KL term per image: ``Σ_layers log q - log p`` at the samples, or in closed form
+        for the top layer where the prior knows the posterior's distribution and `analytic`."""
+        layers = self._layer_outputs(y_pred)
+        top, top_parameters, top_z = layers[-1]
+        kl = self.prior.part.kl_divergence(top.distribution(top_parameters)) if analytic else None
+        if kl is None:
+            kl = top.log_density(top_z, top_parameters) - self.prior.part.log_density(top_z)
+        for index, (part, parameters, z) in enumerate(layers[:-1]):
+            prior_parameters = self.conditional_prior(index, layers[index + 1][2])
+            kl = kl + part.log_density(z, parameters) - part.log_density(z, prior_parameters)
+        return kl
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """The negative ELBO averaged over the batch: mean(reconstruction + KL)."""
+        """The objective on the batch, its ELBO terms tracked beside it."""
         decoded = {name: y_pred[name] for name in self.likelihood_heads}
-        parameters = {name: y_pred[name] for name in self.latent_heads}
         reconstruction = self.likelihood.negative_log_likelihood(y_pred["targets"], decoded)
-        kl = self.latent.kl_divergence(parameters)
+        objective = self.objective.part
+        kl = self.kl_terms(y_pred, analytic=not objective.needs_log_weights)
         self.reconstruction_tracker.update_state(reconstruction)
         self.kl_tracker.update_state(kl)
-        # Read after the latent's call, so a discrete latent gives the temperature of its next
-        # step. Validation updates them too, so the progress bar shows the same value there.
-        values = self.latent.logged_values()
-        for tracker in self.latent_trackers:
+        # Read after the posterior's call, so a relaxed posterior gives the temperature of its
+        # next step. Validation updates them too, so the progress bar shows the same value.
+        values = {**self.posterior.part.logged_values(), **objective.logged_values()}
+        for tracker in self.logged_trackers:
             tracker.update_state(values[tracker.name])
-        return ops.mean(reconstruction + kl) + self.latent.auxiliary_loss(parameters)
+        if objective.needs_log_weights:
+            # (batch*K,) -> (batch, K): each image's log-weights in a row.
+            log_weights = ops.reshape(-(reconstruction + kl), (-1, objective.importance_samples))
+            loss = objective.loss(log_weights)
+        else:
+            loss = objective.loss(reconstruction, kl)
+        return loss + self.prior.part.auxiliary_loss()
+
+    def exact_terms(self, images, samples: int, seed: Any):
+        """``-log p(x|z)`` and ``log q(z|x) - log p(z)`` for K exact posterior samples per image.
+
+        Every layer draws exactly; what the decoder sees for z₁ is the posterior's
+        `decoder_input` (z itself, or a smoothed ζ ~ r(ζ|z), whose density cancels from the
+        weight, being in both the model and the proposal). Each ``(batch * K,)``, the samples of
+        an image side by side.
+        """
+        images = ops.convert_to_tensor(images)
+        batch = ops.shape(images)[0]
+        parameters = self.encode(images)
+        z, log_q = self.posterior.part.sample_exact(parameters, samples, seed)
+        # (batch, K, code) -> (batch*K, code) for the networks above and below.
+        codes = [ops.reshape(z, (batch * samples, -1))]
+        log_ratio = ops.reshape(log_q, (batch * samples,))
+        for layer in self.upper_layers:
+            upper = self._upper_parameters(layer, codes[-1])
+            above, log_q = layer.posterior.part.sample_exact(upper, 1, seed)
+            codes.append(ops.squeeze(above, 1))  # (batch*K, 1, code) -> (batch*K, code)
+            log_ratio = log_ratio + ops.squeeze(log_q, 1)
+        for index in range(len(self.upper_layers)):
+            lower = self.upper_layers[index - 1].posterior.part if index else self.posterior.part
+            prior_parameters = self.conditional_prior(index, codes[index + 1])
+            log_ratio = log_ratio - lower.log_density(codes[index], prior_parameters)
+        log_ratio = log_ratio - self.prior.part.log_density(codes[-1])
+        decoded = self.decode(self.posterior.part.decoder_input(codes[0], seed))
+        # (batch, pixels) -> (batch*K, pixels): each image once per sample.
+        targets = ops.repeat(images, samples, axis=0) if samples > 1 else images
+        return self.likelihood.negative_log_likelihood(targets, decoded), log_ratio, parameters
+
+    def log_weights(self, images, samples: int, seed: Any):
+        """``log p(x, z_k) - log q(z_k|x)`` for K exact posterior samples per image, ``(batch, K)``."""
+        reconstruction, log_ratio, _ = self.exact_terms(images, samples, seed)
+        return ops.reshape(-(reconstruction + log_ratio), (-1, samples))
+
+    def elbo_terms(self, images, seed: Any):
+        """The negative ELBO's reconstruction and KL per image, ``(batch,)`` each, from one
+        exact sample; the KL in closed form where the prior has one, as training takes it."""
+        reconstruction, log_ratio, parameters = self.exact_terms(images, 1, seed)
+        analytic = None
+        if not self.upper_layers:
+            distribution = self.posterior.part.distribution(parameters)
+            analytic = self.prior.part.kl_divergence(distribution)
+        return reconstruction, log_ratio if analytic is None else analytic
 
     def image_decoder(self) -> keras.Model:
         """z → the decoded image, sharing the decoder's layers: the blog's ``generator``."""
         return keras.Model(self.decoder.input, _as_list(self.decoder.outputs)[0], name="generator")
 
     def first_head_encoder(self) -> keras.Model:
-        """x → the first head (z_mean for the Gaussian), sharing the encoder's layers.
-
-        For the Gaussian latent this is the blog's ``encoder``.
-        """
+        """x → the first head (z_mean for the Gaussian), sharing the encoder's layers."""
         return keras.Model(self.encoder.input, _as_list(self.encoder.outputs)[0], name="encoder")
 
     def get_config(self) -> dict:
-        serialize = keras.saving.serialize_keras_object
-        return {
-            **super().get_config(),
-            "encoder": serialize(self.encoder),
-            "decoder": serialize(self.decoder),
-            "latent": serialize(self.latent),
-            "likelihood": serialize(self.likelihood),
-            "binarization": serialize(self.binarization) if self.binarization else None,
-        }
+        return {**super().get_config(), "config": self.run_config.to_dict()}
 
     @classmethod
     def from_config(cls, config: dict) -> VAE:
         config = dict(config)
-        if "intermediate_dim" in config:
-            return _version_1_vae(config)
-        deserialize = keras.saving.deserialize_keras_object
-        for key in ("encoder", "decoder", "latent", "likelihood"):
-            config[key] = deserialize(config[key])
-        if config.get("binarization"):
-            config["binarization"] = deserialize(config["binarization"])
+        if "config" not in config:
+            raise ModelFileError(
+                "a model saved by vae-mnist 2 or earlier: load it through its run folder"
+            )
         return cls(**config)
 
 
-def _version_1_vae(config: dict) -> VAE:
-    """A version-1 VAE (the 2017 model, saved with its sizes), rebuilt with today's parts.
-
-    Its layers are made in the same order with the same shapes, so its saved weights load.
-    """
-    model = ModelConfig(
-        original_dim=config["original_dim"],
-        hidden_layers=(config["intermediate_dim"],),
-        latent_dim=config["latent_dim"],
-        epsilon_std=config["epsilon_std"],
-    )
-    return compose_vae(model, binarize="none", seed=config.get("seed"), name=config.get("name"))
-
-
-def compose_vae(
-    model: ModelConfig, binarize: str = "none", seed: int | None = None, name: str | None = "vae"
-) -> VAE:
-    """The VAE of a `ModelConfig`, built so its weights exist.
-
-    The layers are made in the 2017 example's order (encoder, then decoder), so the weights'
-    initial values under a seed are the same as there.
-    """
-    latent = make_latent(model, seed=seed)
-    likelihood = make_likelihood(model.likelihood, model.gaussian_minimum_std)
-    networks = dict(
-        original_dim=model.original_dim,
-        hidden_layers=model.hidden_layers,
-        activation=model.activation,
-        architecture=model.architecture,
-    )
-    encoder = build_encoder(
-        {name: (units, None) for name, units in latent.head_sizes().items()}, **networks
-    )
-    decoder = build_decoder(
-        {name: (model.original_dim, activation) for name, activation in likelihood.heads.items()},
-        code_size=latent.code_size,
-        **networks,
-    )
-    binarization = None
-    if binarize == "dynamic":
-        binarization = DynamicBinarization(
-            seed=None if seed is None else seed + BINARIZATION_SEED_OFFSET, name="binarization"
-        )
-    vae = VAE(encoder, decoder, latent, likelihood, binarization, name=name)
-    vae.build((None, model.original_dim))
-    return vae
-
-
 def build_vae(config: RunConfig) -> VAE:
-    """The VAE of a run's configuration, seeded by its training seed."""
-    return compose_vae(config.model, binarize=config.data.binarize, seed=config.training.seed)
-
-
-class ModelFileError(ValueError):
-    """A saved model that is missing, unreadable or refused."""
+    """The VAE of a run's configuration, seeded by its training seed, built with its weights."""
+    vae = VAE(config, name="vae")
+    vae.build((None, config.data.pixels))
+    return vae
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> None:
@@ -238,17 +357,25 @@ def save_model(model: keras.Model, path: str | os.PathLike) -> None:
         model.save(temporary)
 
 
-def load_model(path: str | os.PathLike) -> keras.Model:
+def load_model(path: str | os.PathLike, config: RunConfig | None = None) -> keras.Model:
     """Load a `.keras` file with safe mode on, turning every failure into `ModelFileError`.
 
     Safe mode refuses to deserialize Python code (a `Lambda` layer's function), so loading a
-    stranger's file cannot run their code.
+    stranger's file cannot run their code. A VAE saved by version 2 or earlier is rebuilt from
+    `config`, its run's configuration, and its weights are loaded into that
+    (`vae_mnist.legacy`).
     """
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    from vae_mnist import legacy
+
+    if config is not None and legacy.is_legacy_vae(path):
+        return legacy.load_legacy_vae(path, config)
     try:
         return keras.saving.load_model(path, safe_mode=True)
+    except ModelFileError as error:
+        raise ModelFileError(f"{path}: {error}") from None
     except Exception as error:  # Keras raises many kinds; every one means "cannot use it".
         message = str(error)
         if "Lambda" in message or "safe_mode" in message or "unsafe" in message:

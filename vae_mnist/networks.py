@@ -14,13 +14,13 @@ builders only lay the layers out.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
-import keras
-from keras import layers
-
-from vae_mnist.config import ConfigError
+from vae_mnist.backend import keras
+from vae_mnist.settings import ConfigError, Part, register, setting
 
 # name -> (units, activation or None), in the order the model outputs them.
 Heads = Mapping[str, tuple[int, str | None]]
@@ -33,8 +33,8 @@ def image_side(original_dim: int) -> int:
     side = math.isqrt(original_dim)
     if side * side != original_dim or side % 4:
         raise ConfigError(
-            f"the conv architecture needs square images whose side is a multiple of 4, and "
-            f"original_dim {original_dim} is not one"
+            f"the conv network needs square images whose side is a multiple of 4, and images "
+            f"of {original_dim} pixels are not"
         )
     return side
 
@@ -47,6 +47,7 @@ def build_encoder(
     architecture: str = "mlp",
 ) -> keras.Model:
     """x ``(batch, original_dim)`` → one output per head, each ``(batch, units)``."""
+    layers = keras.layers
     images = keras.Input(shape=(original_dim,), name="images")
     if architecture == "mlp":
         hidden = images
@@ -93,6 +94,7 @@ def build_decoder(
 
     The first head is the decoded image (the pixel probabilities or the mean).
     """
+    layers = keras.layers
     code = keras.Input(shape=(code_size,), name="z")
     mirrored = list(reversed(hidden_layers))
     if architecture == "mlp":
@@ -141,3 +143,60 @@ def build_decoder(
     else:
         raise ConfigError(f"unknown architecture {architecture!r} (choose from mlp, conv)")
     return keras.Model(code, outputs, name="decoder")
+
+
+ACTIVATIONS = ("relu", "tanh")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network(Part):
+    """The base of the network kinds: the encoder (x → the posterior's heads) and the decoder
+    (z → the likelihood's heads), both on flat vectors."""
+
+    family: ClassVar[str] = "network"
+    architecture: ClassVar[str]
+
+    hidden_layers: tuple[int, ...] = setting(
+        (256,), "units of the hidden layers, encoder order (comma list, e.g. 256,128)"
+    )
+    activation: str = setting("relu", "activation of the hidden layers", choices=ACTIVATIONS)
+
+    def check_data(self, data: Any) -> None:
+        """Every image size is fine by default."""
+
+    def _sizes(self, pixels: int) -> dict[str, Any]:
+        return dict(
+            original_dim=pixels,
+            hidden_layers=self.hidden_layers,
+            activation=self.activation,
+            architecture=self.architecture,
+        )
+
+    def build_encoder(self, heads: Heads, pixels: int) -> keras.Model:
+        return build_encoder(heads, **self._sizes(pixels))
+
+    def build_decoder(self, heads: Heads, code_size: int, pixels: int) -> keras.Model:
+        return build_decoder(heads, code_size=code_size, **self._sizes(pixels))
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class MLPNetwork(Network):
+    """Dense hidden layers, the 2017 example's network; the decoder mirrors the encoder."""
+
+    kind: ClassVar[str] = "mlp"
+    architecture: ClassVar[str] = "mlp"
+    description: ClassVar[str] = "dense hidden layers, the decoder mirrored"
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ConvNetwork(Network):
+    """The keras.io example's two stride-2 convolutions before the dense layers, mirrored."""
+
+    kind: ClassVar[str] = "conv"
+    architecture: ClassVar[str] = "conv"
+    description: ClassVar[str] = "two stride-2 convolutions (32, 64), then dense layers"
+
+    def check_data(self, data: Any) -> None:
+        image_side(data.pixels)

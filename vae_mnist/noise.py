@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
+from vae_mnist.backend import keras
 
 # A backend tensor: keras.ops accepts it.
 TensorLike = Any

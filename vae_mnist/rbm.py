@@ -24,11 +24,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import keras
 import numpy as np
-from keras import ops
 
 from vae_mnist import noise
+from vae_mnist.backend import keras, ops
 
 # A backend tensor or a numpy array: keras.ops accepts both.
 TensorLike = Any

@@ -24,10 +24,8 @@ import math
 import numbers
 from typing import Any
 
-import keras
-from keras import ops
-
 from vae_mnist import noise
+from vae_mnist.backend import keras, ops
 
 # A backend tensor or a numpy array: keras.ops accepts both.
 TensorLike = Any

@@ -2,8 +2,8 @@
 
 A run folder holds, once training finishes::
 
-    config.json     the RunConfig (preset, data, model, training)
-    run.json        progress, seed, library versions, timings
+    config.json     the RunConfig: the preset, one section per part, training
+    run.json        progress, seed, library versions, timings (not the configuration)
     history.csv     one row per finished epoch (written as each epoch ends)
     vae.keras       the whole VAE, every part
     encoder.keras   x -> the first head: z_mean for the Gaussian latent (the blog's ``encoder``)
@@ -129,6 +129,11 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
     return info
 
 
+def read_saved_config(paths: RunPaths) -> RunConfig:
+    """The run's configuration from ``config.json`` (of any version, converted)."""
+    return RunConfig.load(paths.config)
+
+
 def write_run_info(paths: RunPaths, info: dict[str, Any]) -> None:
     atomic_write_text(paths.run_info, json.dumps(info, indent=2) + "\n")
 
@@ -193,5 +198,5 @@ def load_trained_run(folder: str | Path) -> TrainedRun:
         raise ModelFileError(
             f"{paths.folder} holds no trained model (no vae.keras); train into it first"
         )
-    config = RunConfig.load(paths.config)
-    return TrainedRun(paths, config, load_model(paths.vae))
+    config = read_saved_config(paths)
+    return TrainedRun(paths, config, load_model(paths.vae, config))

@@ -19,7 +19,8 @@ import numpy as np
 from vae_mnist.config import RunConfig, TrainingConfig
 from vae_mnist.data import model_inputs
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
-from vae_mnist.model import build_vae, save_model
+from vae_mnist.flags import flat_settings
+from vae_mnist.model import build_vae, load_model, save_model
 from vae_mnist.runs import (
     RunError,
     RunPaths,
@@ -27,51 +28,16 @@ from vae_mnist.runs import (
     history_csv_text,
     library_versions,
     read_run_info,
+    read_saved_config,
     write_run_info,
 )
-
-# Burda et al. (2015) train 3^i epochs at learning rate 1e-3 · 10^(-i/7), for i = 0..7.
-IWAE_SCHEDULE_STAGES = 8
-OPTIMIZERS = {
-    "rmsprop": keras.optimizers.RMSprop,
-    "adam": keras.optimizers.Adam,
-    "adagrad": keras.optimizers.Adagrad,
-}
 
 
 class TrainingDivergedError(RuntimeError):
     """The loss stopped being a finite number."""
 
 
-def learning_rate(training: TrainingConfig, steps_per_epoch: int):
-    """The learning rate, or the schedule of it by optimizer step, that a configuration asks for.
-
-    ``iwae``: stage i (i = 0..7) lasts 3^i epochs at ``learning_rate · 10^(-i/7)``; the last
-    rate holds after the 3,280 epochs of the schedule.
-    """
-    if training.learning_rate_schedule == "constant":
-        return training.learning_rate
-    boundaries, epochs = [], 0
-    for stage in range(IWAE_SCHEDULE_STAGES - 1):
-        epochs += 3**stage
-        boundaries.append(epochs * steps_per_epoch)
-    values = [
-        training.learning_rate * 10.0 ** (-stage / 7.0) for stage in range(IWAE_SCHEDULE_STAGES)
-    ]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-
-
-def make_optimizer(training: TrainingConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """The optimizer of a configuration, with its learning rate (or schedule) and decay."""
-    return OPTIMIZERS[training.optimizer](
-        learning_rate=learning_rate(training, steps_per_epoch),
-        epsilon=training.optimizer_epsilon,
-        # None, not 0.0: Keras then leaves the decay out of the update altogether.
-        weight_decay=training.weight_decay or None,
-    )
-
-
-def compile_vae(vae: keras.Model, config: TrainingConfig, steps_per_epoch: int) -> None:
+def compile_vae(vae: keras.Model, config: RunConfig, steps_per_epoch: int) -> None:
     """Compile with the configured optimizer and the fastest settings the backend supports.
 
     Several steps per execution and XLA compilation pay off on TensorFlow and JAX (see
@@ -79,13 +45,13 @@ def compile_vae(vae: keras.Model, config: TrainingConfig, steps_per_epoch: int) 
     and its `torch.compile` path costs more than it saves for a model this small, so both are
     turned off there. Never run more steps per execution than an epoch has.
     """
-    steps_per_execution = config.steps_per_execution
-    jit_compile = config.jit_compile
+    steps_per_execution = config.training.steps_per_execution
+    jit_compile = config.training.jit_compile
     if keras.backend.backend() == "torch":
         steps_per_execution, jit_compile = 1, False
     steps_per_execution = max(1, min(steps_per_execution, steps_per_epoch))
     vae.compile(
-        optimizer=make_optimizer(config, steps_per_epoch),
+        optimizer=config.optimizer.build(steps_per_epoch),
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
@@ -191,27 +157,61 @@ RESUMABLE_CHANGES = ("epochs", "learning_rate")
 
 
 def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
-    """The flat settings, other than the ones a resumed run may change, that differ."""
-    saved_values, wanted_values = saved.flat(), wanted.flat()
+    """The settings by flag name, other than the ones a resumed run may change, that differ."""
+    saved_values, wanted_values = flat_settings(saved), flat_settings(wanted)
+    names = list(dict.fromkeys([*saved_values, *wanted_values]))
     return [
         name
-        for name in saved_values
-        if name not in RESUMABLE_CHANGES and saved_values[name] != wanted_values[name]
+        for name in names
+        if name not in RESUMABLE_CHANGES and saved_values.get(name) != wanted_values.get(name)
     ]
 
 
 def describe_differences(saved: RunConfig, wanted: RunConfig, names: list[str]) -> str:
     """``batch_size 100 (saved) against 50`` for each name, joined by commas."""
-    saved_values, wanted_values = saved.flat(), wanted.flat()
+    saved_values, wanted_values = flat_settings(saved), flat_settings(wanted)
     return ", ".join(
-        f"{name} {_flag_value(saved_values[name])} (saved) against "
-        f"{_flag_value(wanted_values[name])}"
+        f"{name} {_flag_value(saved_values.get(name, '-'))} (saved) against "
+        f"{_flag_value(wanted_values.get(name, '-'))}"
         for name in names
     )
 
 
 def _flag_value(value: Any) -> str:
     return ",".join(str(item) for item in value) if isinstance(value, list) else str(value)
+
+
+def decide_resume(
+    paths: RunPaths, config: RunConfig, overwrite: bool, restart: bool
+) -> dict[str, Any] | None:
+    """The progress record of the unfinished run to continue, or None to start afresh.
+
+    The one place that decides: a finished run (or a model without a record) is replaced only
+    with `overwrite`; an unfinished run is continued when its saved settings match `config`
+    but for what a resumed run may change, and started over with `restart` (or `overwrite`).
+    """
+    info = read_run_info(paths)
+    if info is not None and info["status"] == "finished" and not overwrite:
+        raise RunError(
+            f"{paths.folder} holds a finished run; replace it (--overwrite, or overwrite=True "
+            "from Python) or train into another folder"
+        )
+    if info is None and paths.vae.exists() and not overwrite:
+        raise RunError(
+            f"{paths.folder} already holds a model; replace it (--overwrite, or overwrite=True "
+            "from Python) or train into another folder"
+        )
+    if info is None or info["status"] != "training" or restart or overwrite:
+        return None
+    saved = read_saved_config(paths)
+    differing = settings_that_differ(saved, config)
+    if differing:
+        raise RunError(
+            f"{paths.folder} holds an unfinished run with other settings: "
+            f"{describe_differences(saved, config, differing)}; run it with the saved "
+            "settings to continue, or start over (--restart, or restart=True from Python)"
+        )
+    return info if info.get("checkpoint") is not None else None
 
 
 def train(
@@ -244,32 +244,11 @@ def train(
     paths = RunPaths(check_writable_folder(out_dir))
     remove_stale_temporaries(paths.folder)
     remove_stale_temporaries(paths.checkpoints)
-    info = read_run_info(paths)
-    resume = False
-    if info is not None and info["status"] == "finished" and not overwrite:
-        raise RunError(
-            f"{paths.folder} holds a finished run; replace it (--overwrite, or overwrite=True "
-            "from Python) or train into another folder"
-        )
-    if info is None and paths.vae.exists() and not overwrite:
-        raise RunError(
-            f"{paths.folder} already holds a model; replace it (--overwrite, or overwrite=True "
-            "from Python) or train into another folder"
-        )
-    if info is not None and info["status"] == "training" and not restart and not overwrite:
-        saved = RunConfig.from_dict(info["config"])
-        differing = settings_that_differ(saved, config)
-        if differing:
-            raise RunError(
-                f"{paths.folder} holds an unfinished run with other settings: "
-                f"{describe_differences(saved, config, differing)}; run it with the saved "
-                "settings to continue, or start over (--restart, or restart=True from Python)"
-            )
-        resume = info.get("checkpoint") is not None
-    if not resume:
+    info = decide_resume(paths, config, overwrite, restart)
+    resume = info is not None
+    if info is None:
         info = {
             "status": "training",
-            "config": config.to_dict(),
             "seed": config.training.seed,
             "versions": library_versions(),
             "completed_epochs": 0,
@@ -281,7 +260,8 @@ def train(
         shutil.rmtree(paths.snapshots, ignore_errors=True)
         # A new run's TensorBoard curves must not continue an old run's.
         shutil.rmtree(paths.tensorboard, ignore_errors=True)
-    info["config"] = config.to_dict()
+    # The configuration is stored once, in config.json; run.json holds the progress.
+    info.pop("config", None)
     info.pop("failed_epoch", None)
     completed = int(info["completed_epochs"])
 
@@ -289,12 +269,12 @@ def train(
     # A resumed run reseeds from its position, so its shuffling is repeatable too.
     keras.utils.set_random_seed(training.seed + completed)
     if resume:
-        vae = keras.saving.load_model(paths.folder / info["checkpoint"], compile=True)
-        if training.learning_rate_schedule == "constant":
-            vae.optimizer.learning_rate.assign(training.learning_rate)
+        vae = load_model(paths.folder / info["checkpoint"], config)
+        if config.optimizer.resumes_with_new_learning_rate:
+            vae.optimizer.learning_rate.assign(config.optimizer.learning_rate)
     else:
         vae = build_vae(config)
-        compile_vae(vae, training, math.ceil(len(data[0][0]) / training.batch_size))
+        compile_vae(vae, config, math.ceil(len(data[0][0]) / training.batch_size))
     config.save(paths.config)
     write_run_info(paths, info)
     atomic_write_text(paths.history, history_csv_text(info["history"]))
@@ -314,7 +294,7 @@ def train(
                 shuffle=training.shuffle,
                 validation_data=x_test,
                 validation_batch_size=training.batch_size,
-                callbacks=[recorder, *(callbacks or [])],
+                callbacks=[*vae.objective.part.callbacks(), recorder, *(callbacks or [])],
                 verbose=verbose,
             )
     if stop.requested:

@@ -1,8 +1,9 @@
 """Named presets: published setups kept as small JSON files beside this module.
 
 Each file holds a one-line ``description``, the ``paper`` it comes from, what ``differs`` from
-that paper here, and the settings it changes from the defaults, by section (``data``,
-``model``, ``training``). `preset_config` turns one into a `RunConfig`; flags override it.
+that paper here, and its configuration, one section per part as in a run's ``config.json``.
+`preset_config` turns one into a `RunConfig`; flags override it. A preset may also be a file of
+the user's, named by its path (as keras-hub's ``from_preset`` takes a path).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vae_mnist.config import ConfigError, RunConfig
+from vae_mnist.config import DEFAULT_PRESET, ConfigError, RunConfig
 
 PRESET_FOLDER = Path(__file__).resolve().parent
 DESCRIPTIVE_KEYS = ("description", "paper", "differs")
@@ -34,21 +35,38 @@ def preset_names() -> list[str]:
     return sorted(path.stem for path in PRESET_FOLDER.glob("*.json"))
 
 
+def _preset_file(name: str) -> tuple[str, Path]:
+    """The preset's name and file: one of the package's, or a JSON file at the path `name`."""
+    if name in preset_names():
+        return name, PRESET_FOLDER / f"{name}.json"
+    path = Path(name)
+    if path.suffix == ".json" or path.exists() or "/" in name:
+        if not path.is_file():
+            raise ConfigError(f"preset file {path}: no such file")
+        return path.stem, path
+    raise ConfigError(
+        f"unknown preset {name!r} (choose from {', '.join(preset_names())}, or give a path to "
+        "a preset file)"
+    )
+
+
 def load_preset(name: str) -> Preset:
-    """The preset called `name`; `ConfigError` naming the choices where there is none."""
-    names = preset_names()
-    if name not in names:
-        raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(names)})")
-    path = PRESET_FOLDER / f"{name}.json"
-    values: dict[str, Any] = json.loads(path.read_text())
-    descriptive = {key: values.pop(key) for key in DESCRIPTIVE_KEYS}
+    """The preset called `name`, or the preset file at the path `name`; one-line errors."""
+    preset_name, path = _preset_file(name)
     try:
-        config = RunConfig.from_dict({"preset": name, **values})
+        values: Any = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"preset file {path}: not readable JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"preset file {path}: not a JSON object")
+    descriptive = {key: str(values.pop(key, "")) for key in DESCRIPTIVE_KEYS}
+    try:
+        config = RunConfig.from_dict({**values, "preset": preset_name})
     except ConfigError as error:
-        raise ConfigError(f"preset {name}: {error}") from None
-    return Preset(name=name, config=config, **descriptive)
+        raise ConfigError(f"preset {preset_name} ({path}): {error}") from None
+    return Preset(name=preset_name, config=config, **descriptive)
 
 
-def preset_config(name: str, **changes: Any) -> RunConfig:
-    """The preset's configuration with flat settings changed (``latent_dim=5``)."""
+def preset_config(name: str = DEFAULT_PRESET, **changes: Any) -> RunConfig:
+    """The preset's configuration with settings changed by flag name (``dimension=5``)."""
     return load_preset(name).config.replace(**changes)

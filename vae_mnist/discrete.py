@@ -1,0 +1,387 @@
+"""Discrete latents: categorical and binary posteriors, relaxed in training, and a uniform prior.
+
+Kinds:
+
+- the ``categorical`` posterior: N variables of K classes, the Gumbel-softmax relaxation (Jang,
+  Gu & Poole 2017);
+- the ``bernoulli`` posterior: N binary units, the binary Concrete relaxation (Maddison et al.
+  2017);
+- the ``spike_exponential`` posterior: N binary units smoothed by Rolfe's (2017)
+  spike-and-exponential mixture, whose decoder sees the smoothed ζ in training and evaluation;
+- the ``uniform`` prior: every code of a discrete posterior equally likely.
+
+The two relaxed posteriors anneal their temperature ``τ = max(τ_min, τ₀ · exp(-r · step))``,
+where ``step`` counts the training steps: a non-trainable variable that each training call
+advances (through Keras' variable assignment, so JAX's stateless training step carries it),
+saved with every checkpoint, so a resumed run continues the schedule where it stopped. With
+``straight_through`` the forward value is the exact code while the gradient flows through the
+relaxation. Outside training they draw an *exact* code, so the validation loss is the
+single-sample ELBO of a discrete code, the number that ``evaluate`` reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vae_mnist import noise
+from vae_mnist.backend import ops
+from vae_mnist.divergences import bernoulli_kl_divergence, categorical_kl_divergence
+from vae_mnist.latent import (
+    Categorical,
+    FactorialBernoulli,
+    Posterior,
+    Prior,
+    TensorLike,
+    require_posterior,
+)
+from vae_mnist.rbm import spike_and_exponential_inverse_cdf
+from vae_mnist.relaxations import (
+    annealed_temperature,
+    bernoulli_log_probability,
+    bernoulli_sample,
+    binary_concrete_sample,
+    categorical_log_probability,
+    categorical_sample,
+    gumbel_softmax_sample,
+)
+from vae_mnist.settings import ConfigError, register, setting
+
+
+class CodePosterior(Posterior):
+    """A posterior over ``variable_count`` discrete variables of ``classes`` classes each.
+
+    Offers the ``codes`` capability: the figures set each variable to each class
+    (`classes_of`, `code_of`) and count how the data uses them (`class_usage`).
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes"})
+
+    @property
+    def variable_count(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def classes(self) -> int:
+        raise NotImplementedError
+
+    def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
+        """The most probable class of each variable, ``(batch, variables)`` integers (numpy)."""
+        raise NotImplementedError
+
+    def code_of(self, classes: np.ndarray) -> np.ndarray:
+        """The decoder's input ``(batch, code_size)`` float32 for classes ``(batch, variables)``."""
+        raise NotImplementedError
+
+    def class_usage(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
+        """Per variable and class, the images whose most probable class it is: ``(N, K)``."""
+        classes = self.classes_of(parameters)
+        return np.stack(
+            [np.bincount(column, minlength=self.classes) for column in classes.T.astype(np.int64)]
+        )
+
+    def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
+        """``classes_used``: per variable, the classes that are the most probable one for at
+        least one image; ``mean_classes_used``: their mean over the variables."""
+        used = np.sum(self.class_usage(parameters) > 0, axis=1)
+        return {
+            "classes_used": [int(count) for count in used],
+            "mean_classes_used": float(np.mean(used)),
+        }
+
+
+class RelaxedPosterior(CodePosterior):
+    """A discrete posterior relaxed at an annealed temperature in training (see the module)."""
+
+    logged_metrics: ClassVar[tuple[str, ...]] = ("temperature",)
+
+    def check(self) -> None:
+        if self.temperature_min > self.temperature:
+            raise ConfigError(
+                f"temperature_min {self.temperature_min} is above the starting temperature "
+                f"{self.temperature}"
+            )
+
+    def create_state(self, host: Any, seed: int | None) -> None:
+        super().create_state(host, seed)
+        # The training steps taken so far: the schedule's clock, saved with the model.
+        host.step = host.add_weight(
+            shape=(), initializer="zeros", dtype="int", trainable=False, name="step"
+        )
+        self.attach(step=host.step)
+
+    def current_temperature(self) -> TensorLike:
+        """τ at the current step: the temperature that the next training step relaxes with."""
+        return annealed_temperature(
+            self.step, self.temperature, self.temperature_min, self.temperature_rate
+        )
+
+    def logged_values(self) -> dict[str, TensorLike]:
+        return {"temperature": self.current_temperature()}
+
+    def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
+        raise NotImplementedError
+
+    def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
+        if not training:
+            z, _ = self.sample_exact(parameters, 1, self.seed_generator)
+            return ops.squeeze(z, 1)  # (batch, 1, code) -> (batch, code)
+        z = self.relaxed_sample(parameters, self.current_temperature())
+        self.step.assign_add(1)
+        return z
+
+
+def _temperature_settings() -> dict[str, Any]:
+    return dict(
+        straight_through=setting(
+            False, "discrete posteriors: one-hot forward pass, gradients through the relaxation"
+        ),
+        temperature=setting(
+            1.0, "discrete posteriors: the relaxation's starting temperature", positive=True
+        ),
+        temperature_min=setting(0.5, "discrete posteriors: the temperature's floor", positive=True),
+        temperature_rate=setting(
+            math.log(2.0) / 30_000,
+            "discrete posteriors: r in temperature = max(min, start * exp(-r * step))",
+        ),
+    )
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class CategoricalPosterior(RelaxedPosterior):
+    """N categorical variables of K classes, the Gumbel-softmax relaxation in training.
+
+    The encoder gives N·K logits; the code is the N one-hot vectors side by side,
+    ``(batch, N·K)``, variable i at columns ``i·K .. i·K + K - 1``.
+    """
+
+    kind: ClassVar[str] = "categorical"
+    description: ClassVar[str] = "categorical variables, Gumbel-softmax (Jang et al. 2017)"
+
+    variables: int = setting(20, "categorical posterior: the number of variables N", positive=True)
+    categories: int = setting(10, "categorical posterior: classes K of each variable", minimum=2)
+    straight_through: bool = _temperature_settings()["straight_through"]
+    temperature: float = _temperature_settings()["temperature"]
+    temperature_min: float = _temperature_settings()["temperature_min"]
+    temperature_rate: float = _temperature_settings()["temperature_rate"]
+
+    @property
+    def variable_count(self) -> int:
+        return self.variables
+
+    @property
+    def classes(self) -> int:
+        return self.categories
+
+    def head_sizes(self) -> dict[str, int]:
+        return {"logits": self.variables * self.categories}
+
+    @property
+    def code_size(self) -> int:
+        return self.variables * self.categories
+
+    def _logits(self, parameters: dict) -> TensorLike:
+        # (batch, N*K) -> (batch, N, K)
+        return ops.reshape(parameters["logits"], (-1, self.variables, self.categories))
+
+    def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
+        sample = gumbel_softmax_sample(
+            self._logits(parameters), temperature, self.seed_generator, self.straight_through
+        )
+        return ops.reshape(sample, (-1, self.code_size))  # (batch, N, K) -> (batch, N*K)
+
+    def distribution(self, parameters: dict) -> Categorical:
+        return Categorical(parameters["logits"], self.variables, self.categories)
+
+    def representation(self, parameters: dict) -> TensorLike:
+        """The posterior probabilities softmax(logits) of every variable, ``(batch, N·K)``."""
+        return ops.reshape(ops.softmax(self._logits(parameters), axis=-1), (-1, self.code_size))
+
+    def mode(self, parameters: dict) -> TensorLike:
+        """Each variable's most probable class, one-hot, ``(batch, N·K)``."""
+        logits = self._logits(parameters)
+        one_hot = ops.one_hot(ops.argmax(logits, axis=-1), self.categories, dtype=logits.dtype)
+        return ops.reshape(one_hot, (-1, self.code_size))
+
+    def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
+        """Exact one-hot codes z ~ q(z|x) ``(batch, samples, N·K)`` and log q(z|x)."""
+        logits = self._logits(parameters)
+        one_hot = categorical_sample(logits, seed, samples=samples)  # (batch, S, N, K)
+        log_posterior = categorical_log_probability(one_hot, ops.expand_dims(logits, 1))
+        z = ops.reshape(one_hot, (-1, samples, self.code_size))  # -> (batch, S, N*K)
+        return z, log_posterior
+
+    def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
+        logits = np.asarray(parameters["logits"]).reshape(-1, self.variables, self.categories)
+        return np.argmax(logits, axis=-1)
+
+    def code_of(self, classes: np.ndarray) -> np.ndarray:
+        classes = np.asarray(classes, dtype=np.int64)
+        one_hot = np.eye(self.categories, dtype=np.float32)[classes]  # (batch, N, K)
+        return one_hot.reshape(len(classes), self.code_size)
+
+
+class BinaryPosterior(CodePosterior):
+    """Independent binary units, ``q(z_i = 1 | x) = sigmoid(logit_i)``: variables of 2 classes."""
+
+    @property
+    def variable_count(self) -> int:
+        return self.units
+
+    @property
+    def classes(self) -> int:
+        return 2
+
+    def head_sizes(self) -> dict[str, int]:
+        return {"logits": self.units}
+
+    @property
+    def code_size(self) -> int:
+        return self.units
+
+    def distribution(self, parameters: dict) -> FactorialBernoulli:
+        return FactorialBernoulli(parameters["logits"])
+
+    def representation(self, parameters: dict) -> TensorLike:
+        """The posterior probability of each unit being 1, sigmoid(logits), ``(batch, N)``."""
+        return ops.sigmoid(parameters["logits"])
+
+    def mode(self, parameters: dict) -> TensorLike:
+        """Each unit's more probable value: 1 where the logit is positive, ``(batch, N)``."""
+        logits = parameters["logits"]
+        return ops.cast(ops.greater(logits, 0.0), logits.dtype)
+
+    def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
+        return (np.asarray(parameters["logits"]) > 0).astype(np.int64)
+
+    def code_of(self, classes: np.ndarray) -> np.ndarray:
+        return np.asarray(classes, dtype=np.float32).reshape(len(classes), self.units)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class BernoulliPosterior(RelaxedPosterior, BinaryPosterior):
+    """N binary units with the binary Concrete relaxation in training (Maddison et al. 2017)."""
+
+    kind: ClassVar[str] = "bernoulli"
+    description: ClassVar[str] = "binary units, binary Concrete (Maddison et al. 2017)"
+
+    units: int = setting(200, "binary posteriors: the number of binary units", positive=True)
+    straight_through: bool = _temperature_settings()["straight_through"]
+    temperature: float = _temperature_settings()["temperature"]
+    temperature_min: float = _temperature_settings()["temperature_min"]
+    temperature_rate: float = _temperature_settings()["temperature_rate"]
+
+    def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
+        return binary_concrete_sample(
+            parameters["logits"], temperature, self.seed_generator, self.straight_through
+        )
+
+    def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
+        """Exact bits z ~ q(z|x) ``(batch, samples, N)`` and log q(z|x)."""
+        logits = parameters["logits"]
+        bits = bernoulli_sample(logits, seed, samples=samples)
+        return bits, bernoulli_log_probability(bits, ops.expand_dims(logits, 1))
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SpikeExponentialPosterior(BinaryPosterior):
+    """N binary units smoothed by the spike-and-exponential mixture (Rolfe 2017).
+
+    The decoder sees ζ, drawn by the mixture's inverse CDF from uniform noise: 0 where the unit
+    is off, ``β e^(βζ) / (e^β - 1)`` on [0, 1] where it is on, so gradients reach the encoder.
+    It smooths in evaluation too (`decoder_input`), so the decoder sees the same ζ there.
+    """
+
+    kind: ClassVar[str] = "spike_exponential"
+    description: ClassVar[str] = "binary units, spike-and-exponential smoothing (Rolfe 2017)"
+
+    units: int = setting(200, "binary posteriors: the number of binary units", positive=True)
+    sharpness: float = setting(
+        8.0, "spike_exponential posterior: β, the sharpness of the exponential", positive=True
+    )
+
+    def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
+        probabilities = ops.sigmoid(parameters["logits"])
+        uniform = noise.uniform(
+            ops.shape(probabilities), dtype=probabilities.dtype, seed=self.seed_generator
+        )
+        return spike_and_exponential_inverse_cdf(probabilities, uniform, self.sharpness)
+
+    def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
+        """Binary z ~ q(z|x) ``(batch, samples, N)`` and log q(z|x) ``(batch, samples)``.
+
+        ``log q(z|x) = Σ_i [z_i log σ(l_i) + (1 - z_i) log σ(-l_i)]``, with
+        ``log σ(l) = -softplus(-l)``.
+        """
+        # (batch, units) -> (batch, 1, units), to broadcast over the samples.
+        logits = ops.expand_dims(parameters["logits"], 1)
+        shape = (ops.shape(logits)[0], samples, self.units)
+        uniform = noise.uniform(shape, dtype=logits.dtype, seed=seed)
+        z = ops.cast(uniform < ops.sigmoid(logits), logits.dtype)
+        log_posterior = -ops.sum(
+            z * ops.softplus(-logits) + (1.0 - z) * ops.softplus(logits), axis=-1
+        )
+        return z, log_posterior
+
+    def decoder_input(self, z: TensorLike, seed: Any) -> TensorLike:
+        """ζ ~ r(ζ | z) for binary z: the mixture's inverse CDF with q = z is exactly that."""
+        uniform = noise.uniform(ops.shape(z), dtype=z.dtype, seed=seed)
+        return spike_and_exponential_inverse_cdf(z, uniform, self.sharpness)
+
+    def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Per-unit usage over the given images, and the units whose posterior varies."""
+        logits = np.asarray(parameters["logits"], np.float64)
+        probabilities = 1.0 / (1.0 + np.exp(-logits))
+        return {
+            "active_units": int(np.sum(np.var(probabilities, axis=0) > USED_UNIT_THRESHOLD)),
+            "unit_usage": [float(value) for value in np.mean(logits > 0.0, axis=0)],
+            "mean_posterior_probability": [float(value) for value in probabilities.mean(axis=0)],
+        }
+
+
+# A unit counts as used where its posterior probability varies across the test set by more
+# than this (variance of q(z_i = 1 | x)), after Burda et al.'s active-unit threshold.
+USED_UNIT_THRESHOLD = 1e-2
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class UniformPrior(Prior):
+    """Every code of a discrete posterior equally likely: ``log p(z) = -N log K``."""
+
+    kind: ClassVar[str] = "uniform"
+    description: ClassVar[str] = "uniform over the codes of a discrete posterior"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
+
+    def check_posterior(self, posterior: Posterior) -> None:
+        require_posterior(self, posterior, "codes", "a discrete posterior")
+
+    def kl_divergence(self, distribution: Any) -> TensorLike | None:
+        if isinstance(distribution, Categorical):
+            # (batch, N*K) -> (batch, N, K)
+            logits = ops.reshape(
+                distribution.logits, (-1, distribution.variables, distribution.categories)
+            )
+            return categorical_kl_divergence(logits)
+        if isinstance(distribution, FactorialBernoulli):
+            return bernoulli_kl_divergence(distribution.logits)
+        return None
+
+    def log_density(self, z: TensorLike) -> TensorLike:
+        """``log p(z) = -N log K`` for every code, shape ``z.shape[:-1]``."""
+        posterior = self.posterior
+        constant = posterior.variable_count * math.log(posterior.classes)
+        return ops.zeros(ops.shape(z)[:-1], dtype=z.dtype) - constant
+
+    def sample(self, count: int, seed: int) -> np.ndarray:
+        """Codes with every class of every variable equally likely."""
+        posterior = self.posterior
+        shape = (count, posterior.variable_count)
+        classes = np.random.default_rng(seed).integers(0, posterior.classes, shape)
+        return posterior.code_of(classes)

@@ -1,0 +1,112 @@
+"""Settings by their flag names: which flags exist, and how a change by name reaches its section.
+
+Every setting of every kind is a flag of the same name (``hidden_layers`` is
+``--hidden-layers``), and each family has a flag that chooses its kind (``--posterior
+categorical``; the data set's is ``--dataset``). A setting's name means one thing in every kind
+that has it, so one flag serves them all; a setting of a kind other than the run's is refused,
+naming both. This module is the only place that maps names to sections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from vae_mnist.config import PART_SECTIONS, RunConfig, TrainingConfig
+from vae_mnist.settings import FAMILIES, ConfigError, all_settings, kinds
+
+# The flag that chooses each family's kind; `--data` is the data set's local path.
+KIND_FLAGS = {family: family for family in FAMILIES} | {"data": "dataset"}
+# Earlier names of settings, still accepted: version 2's `beta` of the RBM latent.
+ALIASES = {"beta": "sharpness"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A setting as the command line shows it: the field, and the kinds that have it."""
+
+    name: str
+    field: dataclasses.Field
+    owners: tuple[str, ...]  # "the rbm prior", "training", ...
+
+
+def setting_flags() -> dict[str, Flag]:
+    """Every setting's flag by name, training's included, in the order of the families."""
+    fields: dict[str, dataclasses.Field] = {}
+    owners: dict[str, list[str]] = {}
+    for family, cls, field in all_settings():
+        fields.setdefault(field.name, field)
+        owners.setdefault(field.name, []).append(f"the {cls.kind} {family}")
+    for field in dataclasses.fields(TrainingConfig):
+        fields[field.name] = field
+        owners[field.name] = ["training"]
+    return {name: Flag(name, fields[name], tuple(owners[name])) for name in fields}
+
+
+def kind_choices() -> dict[str, tuple[str, ...]]:
+    """Each kind flag's choices, by flag name."""
+    return {flag: tuple(kinds(family)) for family, flag in KIND_FLAGS.items()}
+
+
+def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
+    """`config` with kinds and settings changed by flag name (see `RunConfig.replace`)."""
+    values = config.to_dict()
+    changes = {ALIASES.get(name, name): value for name, value in changes.items()}
+    if "preset" in changes:
+        values["preset"] = changes.pop("preset")
+    families = {flag: family for family, flag in KIND_FLAGS.items()}
+    for flag in [name for name in changes if name in families]:
+        _switch_kind(values, families[flag], changes.pop(flag))
+    for name, value in changes.items():
+        values[_section_of(values, name)][name] = list(value) if isinstance(value, tuple) else value
+    return RunConfig.from_dict(values)
+
+
+def _switch_kind(values: dict[str, Any], family: str, kind: Any) -> None:
+    """Change a section's kind, keeping the settings that the new kind has too."""
+    available = kinds(family)
+    if kind not in available:
+        flag = KIND_FLAGS[family]
+        raise ConfigError(f"unknown {flag} {kind!r} (choose from {', '.join(available)})")
+    if values[family]["kind"] == kind:
+        return
+    names = {field.name for field in available[kind].settings()}
+    kept = {name: value for name, value in values[family].items() if name in names}
+    values[family] = {"kind": kind, **kept}
+
+
+def _section_of(values: dict[str, Any], name: str) -> str:
+    """The section whose current kind has the setting `name`; `ConfigError` naming the kinds."""
+    if name in {field.name for field in dataclasses.fields(TrainingConfig)}:
+        return "training"
+    for section in PART_SECTIONS:
+        cls = kinds(section)[values[section]["kind"]]
+        if name in {field.name for field in cls.settings()}:
+            return section
+    flag = setting_flags().get(name)
+    if flag is None:
+        raise ConfigError(f"unknown setting {name!r}")
+    family = next(section for section in PART_SECTIONS if flag.owners[0].endswith(f" {section}"))
+    raise ConfigError(
+        f"--{name.replace('_', '-')} is a setting of {' and of '.join(flag.owners)}, and this "
+        f"run's {family} is {values[family]['kind']}"
+    )
+
+
+def flat_settings(config: RunConfig) -> dict[str, Any]:
+    """Every setting of `config` by flag name: each family's kind, then its kind's settings.
+
+    Only the settings of the chosen kinds appear, so two runs of different kinds differ in the
+    kind and in the settings each has, never in settings that neither uses.
+    """
+    flat: dict[str, Any] = {}
+    for section, values in config.to_dict().items():
+        if section in PART_SECTIONS:
+            values = dict(values)
+            flat[KIND_FLAGS[section]] = values.pop("kind")
+            flat.update(values)
+        elif section == "training":
+            flat.update(values)
+    if config.upper_layers:
+        flat["upper_layers"] = [layer.get_config() for layer in config.upper_layers]
+    return flat

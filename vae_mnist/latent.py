@@ -1,0 +1,196 @@
+"""The posterior q(z|x) and the prior p(z): two families of parts, and what they tell each other.
+
+A **posterior** kind names the encoder heads it needs, draws the code the decoder sees, and gives
+its distribution for an analytic KL, exact samples with their log-probabilities for evaluation,
+and what the figures need. A **prior** kind gives log p(z), samples for the figures, and the
+analytic KL from the posteriors whose distribution it knows; for any other pair the model uses
+the Monte-Carlo estimate ``log q(z|x) - log p(z)`` at the sampled z.
+
+Parts hold their settings; their variables (a seed generator, a step counter, an RBM's
+coupling) live on the Keras layer that hosts them in the model (`vae_mnist.model.PartLayer`),
+which calls `create_state` once. Every tensor function here is written with `keras.ops`, so the
+parts train on TensorFlow, JAX and PyTorch.
+
+What a posterior or a prior offers is in its ``capabilities``; the commands ask for these:
+
+``continuous``     a continuous code: a point ``--z`` can be decoded, the space walked.
+``codes``          a code of discrete variables: ``--code``, the codes and usage figures.
+``sample``         samples of the prior for the figures.
+``quantiles``      the prior's inverse CDF per dimension: the manifold, the density contours.
+``structure``      a learned structure to draw (an RBM's coupling).
+``density``        log q(z|x) of the training sample: the Monte-Carlo KL and the IWAE objective.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vae_mnist.backend import keras, ops
+from vae_mnist.settings import ConfigError, Part
+
+TensorLike = Any
+LOG_TWO_PI = math.log(2.0 * math.pi)
+# Burda et al. (2015) call a latent dimension active when the variance of its posterior mean
+# across the data exceeds this.
+ACTIVE_UNIT_THRESHOLD = 1e-2
+
+
+# -- distributions: what a posterior is, for a prior that computes the KL in closed form --------
+
+
+@dataclasses.dataclass(frozen=True)
+class DiagonalGaussian:
+    """N(mean, diag exp(log_var)), each ``(batch, dimensions)``."""
+
+    mean: TensorLike
+    log_var: TensorLike
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+    """N independent categorical variables of K classes; logits ``(batch, N·K)``."""
+
+    logits: TensorLike
+    variables: int
+    categories: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FactorialBernoulli:
+    """Independent bits with ``q(z_i = 1) = sigmoid(logit_i)``; logits ``(batch, units)``."""
+
+    logits: TensorLike
+
+
+def gaussian_log_density(z: TensorLike, mean: TensorLike, log_var: TensorLike) -> TensorLike:
+    """``log N(z; μ, diag σ²) = -½ Σ_j [log 2π + log σ_j² + (z_j - μ_j)² / σ_j²]``, last axis."""
+    return -0.5 * ops.sum(LOG_TWO_PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1)
+
+
+def active_units(z_mean: np.ndarray) -> np.ndarray:
+    """Per latent dimension, Cov_x(E_q[z]): the variance of z_mean across the data.
+
+    A dimension is active where this exceeds `ACTIVE_UNIT_THRESHOLD` (Burda et al. 2015).
+    """
+    return np.var(np.asarray(z_mean, np.float64), axis=0)
+
+
+class Posterior(Part):
+    """The base of the posterior kinds.
+
+    The interface (``parameters`` is the dict of the encoder's heads by name):
+
+    - ``head_sizes()``: ``{name: units}`` of the encoder heads, in order; the first is what the
+      blog's ``encoder.keras`` outputs (the Gaussian's ``z_mean``).
+    - ``code_size``: the width of z, the decoder's input.
+    - ``sample(parameters, training)``: z ``(batch, code_size)``; in training a reparameterised
+      (or relaxed) sample, so gradients reach the encoder.
+    - ``distribution(parameters)``: a `DiagonalGaussian`, `Categorical` or `FactorialBernoulli`
+      for the priors that know its KL in closed form, or None.
+    - ``log_density(z, parameters)``: log q(z|x) of a training sample (``density`` kinds).
+    - ``sample_exact(parameters, samples, seed)``: exact z ``(batch, samples, code_size)`` and
+      log q(z|x) ``(batch, samples)``, for the importance-weighted bound.
+    - ``decoder_input(z, seed)``: what the decoder sees for an exact sample (z itself, except
+      where training's decoder sees a smoothed code).
+    - ``representation(parameters)``: what the scatter, the principal components and the kNN
+      classifier use; ``mode(parameters)``: the most probable code.
+    - ``latent_metrics(parameters)``: JSON-ready numbers on how the data uses the code.
+    - ``logged_values()``: values training logs per epoch (a temperature), by name.
+    """
+
+    family: ClassVar[str] = "posterior"
+    logged_metrics: ClassVar[tuple[str, ...]] = ()
+
+    def attach(self, **state: Any) -> None:
+        """Keep references to the variables that the hosting layer made (the part is frozen)."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    def create_state(self, host: Any, seed: int | None) -> None:
+        """Make this part's variables on `host`, the Keras layer that tracks and saves them."""
+        host.seed_generator = keras.random.SeedGenerator(seed)
+        self.attach(seed_generator=host.seed_generator)
+
+    def head_sizes(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    @property
+    def code_size(self) -> int:
+        raise NotImplementedError
+
+    def distribution(self, parameters: dict) -> Any:
+        return None
+
+    def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
+        raise NotImplementedError(f"the {self.kind} posterior has no density of its samples")
+
+    def decoder_input(self, z: TensorLike, seed: Any) -> TensorLike:
+        return z
+
+    def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
+        return {}
+
+    def logged_values(self) -> dict[str, TensorLike]:
+        return {}
+
+
+class Prior(Part):
+    """The base of the prior kinds.
+
+    The interface:
+
+    - ``check_posterior(posterior)``: `ConfigError` where this prior cannot pair with it.
+    - ``create_state(host, seed, posterior)``: variables on the hosting layer.
+    - ``kl_divergence(distribution)``: ``(batch,)`` nats in closed form, or None where this
+      prior does not know the posterior's distribution (the model then estimates it).
+    - ``log_density(z)``: log p(z), ``(..., code_size)`` → ``(...)``.
+    - ``sample(count, seed)``: ``(count, code_size)`` numpy float32 codes, for the figures.
+    - ``training_update()``: work inside each training step (an RBM's persistent chains).
+    - ``auxiliary_loss()``: a scalar added to the loss, not to the KL (zero by default).
+    - ``prepare_evaluation(**options)``: work before evaluation; JSON-ready metrics.
+    """
+
+    family: ClassVar[str] = "prior"
+
+    def attach(self, **state: Any) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    def check_posterior(self, posterior: Posterior) -> None:
+        """Refuse a posterior this prior cannot pair with; every pair is fine by default."""
+
+    def create_state(self, host: Any, seed: int | None, posterior: Posterior) -> None:
+        self.attach(posterior=posterior)
+
+    def kl_divergence(self, distribution: Any) -> TensorLike | None:
+        return None
+
+    def log_density(self, z: TensorLike) -> TensorLike:
+        raise NotImplementedError
+
+    def sample(self, count: int, seed: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def training_update(self) -> None:
+        """Nothing inside the training step by default."""
+
+    def auxiliary_loss(self) -> TensorLike:
+        return 0.0
+
+    def prepare_evaluation(self, **options: Any) -> dict[str, Any]:
+        return {}
+
+    def evaluation_options(self) -> dict[str, Any]:
+        return {}
+
+
+def require_posterior(prior: Prior, posterior: Posterior, capability: str, what: str) -> None:
+    """`ConfigError` unless the posterior offers `capability`, naming both kinds."""
+    if not posterior.offers(capability):
+        raise ConfigError(
+            f"the {prior.kind} prior needs {what}, and the {posterior.kind} posterior is not one"
+        )

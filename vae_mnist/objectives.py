@@ -1,0 +1,169 @@
+"""The objectives: what training minimises, as parts, and the bounds as pure functions.
+
+Kinds:
+
+- ``elbo``: the negative ELBO, ``mean_x [-log p(x|z) + w · KL(q(z|x) ‖ p(z))]`` with one sample
+  of z per image, the KL weight w of a β-VAE (Higgins et al. 2017; w = 1 is the ELBO), and a
+  linear warm-up (Sønderby et al. 2016): w rises from 0 to its value over the first
+  ``kl_warmup_epochs`` epochs, ``w_e = kl_weight · min(1, e / N)`` in epoch e = 0, 1, ...
+- ``iwae``: the importance-weighted bound of Burda, Grosse & Salakhutdinov (2015) with K
+  samples per image.
+
+history.csv logs the objective as ``loss`` and the ELBO's terms beside it
+(``reconstruction_loss``, ``kl_loss``), so runs of different objectives stay comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+from vae_mnist.backend import keras, ops
+from vae_mnist.settings import ConfigError, Part, register, setting
+
+TensorLike = Any
+
+
+def log_mean_exp(values: TensorLike, axis: int = -1) -> TensorLike:
+    """``log (1/K) Σ_k exp(v_k)`` along `axis`: ``logsumexp(v) - log K``, stable for any v."""
+    count = ops.shape(values)[axis]
+    return ops.logsumexp(values, axis=axis) - math.log(count)
+
+
+def negative_elbo(reconstruction: TensorLike, kl: TensorLike, kl_weight: Any = None) -> TensorLike:
+    """``mean_b [r_b + w · kl_b]``: the batch's mean of the per-image terms ``(batch,)``.
+
+    Without a weight the sum is not scaled at all (w = 1), so the 2017 example's loss is
+    computed exactly as it was.
+    """
+    if kl_weight is None:
+        return ops.mean(reconstruction + kl)
+    return ops.mean(reconstruction + kl_weight * kl)
+
+
+def negative_iwae_bound(log_weights: TensorLike) -> TensorLike:
+    """``-mean_b log (1/K) Σ_k w_bk`` from log-weights ``(batch, K)``:
+    ``log w = log p(x|z_k) + log p(z_k) - log q(z_k|x)``; with K = 1 it is the negative ELBO."""
+    return -ops.mean(log_mean_exp(log_weights, axis=1))
+
+
+class Objective(Part):
+    """The base of the objective kinds.
+
+    ``importance_samples``: samples of z per image that the loss needs (1 for the ELBO);
+    ``needs_log_weights``: whether it takes the per-sample log-weights (the model then computes
+    log q(z|x) and log p(z) of each sample) or the ELBO's terms; ``check_parts(posterior,
+    prior)``: refuse a posterior or prior it cannot train; ``callbacks()``: Keras callbacks it
+    needs during training; ``logged_values()``: values it logs per epoch.
+    """
+
+    family: ClassVar[str] = "objective"
+    needs_log_weights: ClassVar[bool] = False
+    importance_samples: int = 1
+
+    def attach(self, **state: Any) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    def create_state(self, host: Any, seed: int | None) -> None:
+        """No variables by default."""
+
+    def check_parts(self, posterior: Any, prior: Any) -> None:
+        """Every posterior and prior is fine by default."""
+
+    def callbacks(self) -> list:
+        return []
+
+    def logged_values(self) -> dict[str, TensorLike]:
+        return {}
+
+    @property
+    def logged_metrics(self) -> tuple[str, ...]:
+        return ()
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class ELBOObjective(Objective):
+    """The negative ELBO with a KL weight and an optional linear warm-up (see the module)."""
+
+    kind: ClassVar[str] = "elbo"
+    description: ClassVar[str] = "the evidence lower bound, one sample per image"
+
+    kl_weight: float = setting(
+        1.0, "elbo objective: the weight of the KL term (a beta-VAE; 1 is the ELBO)"
+    )
+    kl_warmup_epochs: int = setting(
+        0, "elbo objective: epochs over which the KL weight rises linearly from 0 (0: none)"
+    )
+
+    @property
+    def weighted(self) -> bool:
+        return self.kl_weight != 1.0 or self.kl_warmup_epochs > 0
+
+    def create_state(self, host: Any, seed: int | None) -> None:
+        if not self.weighted:
+            return
+        start = self.weight_at_epoch(0)
+        host.kl_scale = host.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(start),
+            trainable=False,
+            name="kl_scale",
+        )
+        self.attach(kl_scale=host.kl_scale)
+
+    def weight_at_epoch(self, epoch: int) -> float:
+        """The KL weight during epoch `epoch` (0-based): ``kl_weight · min(1, epoch / N)``."""
+        if self.kl_warmup_epochs == 0:
+            return self.kl_weight
+        return self.kl_weight * min(1.0, epoch / self.kl_warmup_epochs)
+
+    def loss(self, reconstruction: TensorLike, kl: TensorLike) -> TensorLike:
+        return negative_elbo(reconstruction, kl, self.kl_scale if self.weighted else None)
+
+    def callbacks(self) -> list:
+        return [_warmup_callback(self)] if self.kl_warmup_epochs else []
+
+    @property
+    def logged_metrics(self) -> tuple[str, ...]:
+        return ("kl_weight",) if self.kl_warmup_epochs else ()
+
+    def logged_values(self) -> dict[str, TensorLike]:
+        return {"kl_weight": self.kl_scale} if self.kl_warmup_epochs else {}
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class IWAEObjective(Objective):
+    """The importance-weighted bound with K samples per image (Burda et al. 2015)."""
+
+    kind: ClassVar[str] = "iwae"
+    description: ClassVar[str] = "the importance-weighted bound, K samples per image"
+    needs_log_weights: ClassVar[bool] = True
+
+    importance_samples: int = setting(
+        5, "iwae objective: K, the samples of z per image in the bound", positive=True
+    )
+
+    def check_parts(self, posterior: Any, prior: Any) -> None:
+        if not posterior.offers("density"):
+            raise ConfigError(
+                f"the iwae objective weighs samples by their density q(z|x), which the "
+                f"{posterior.kind} posterior does not give for its relaxed samples; use "
+                "--objective elbo"
+            )
+
+    def loss(self, log_weights: TensorLike) -> TensorLike:
+        return negative_iwae_bound(log_weights)
+
+
+def _warmup_callback(objective: ELBOObjective) -> Any:
+    """A Keras callback that sets the KL weight at the start of every epoch (resumes too)."""
+
+    class KLWarmup(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            objective.kl_scale.assign(objective.weight_at_epoch(epoch))
+
+    return KLWarmup()

@@ -1,0 +1,269 @@
+"""Rolfe's Boltzmann prior (Discrete VAEs, ICLR 2017): a learned RBM over binary units.
+
+The kind ``rbm``: the code's units split into two halves, ``p(z) = exp(-E(z)) / Z`` with
+``E(z) = -a1·z1 - a2·z2 - z1ᵀ W z2``, whose biases and coupling are weights learned with the
+rest of the VAE. It pairs with a binary posterior (``spike_exponential``, Rolfe's smoothing, or
+``bernoulli``); for a factorial q the KL is ``KL(q ‖ p) = -H(q) + E_q[E(z)] + log Z``, the
+entropy and the expected energy in closed form. The gradient of log Z, ``E_p[-∂E/∂θ]``, comes
+from persistent block Gibbs chains of the prior (non-trainable variables advanced
+`gibbs_sweeps` sweeps per training step and saved with the model, so a resumed run keeps
+them), or, with ``log_partition_gradient = "exact"`` and a half small enough to enumerate in
+every step, from the enumerated log Z itself.
+
+Which log Z the loss *shows* (its value carries no gradient, except with ``exact``): where the
+smaller half has at most `IN_GRAPH_EXACT_UNITS` units, the exact log Z of the current
+parameters, enumerated inside the step; otherwise the value in the variable ``log_partition``:
+that of the last `prepare_evaluation` (exact or AIS), ``(n1 + n2) log 2`` before any.
+Evaluation calls `prepare_evaluation` first, which computes log Z in numpy (exactly where the
+smaller half has at most `EXACT_LOG_PARTITION_UNITS` units, else by annealed importance
+sampling) and uses that value from then on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vae_mnist.backend import keras, ops
+from vae_mnist.latent import FactorialBernoulli, Posterior, Prior, TensorLike, require_posterior
+from vae_mnist.rbm import (
+    annealed_importance_sampling_log_partition,
+    bernoulli_entropy,
+    enumerated_log_partition,
+    exact_log_partition,
+    expected_rbm_energy,
+    gibbs_sample_numpy,
+    gibbs_step,
+    rbm_energy,
+)
+from vae_mnist.settings import ConfigError, UsageError, register, setting
+
+# The training step may enumerate an RBM half of up to this many units (2^16 states per step).
+IN_GRAPH_EXACT_UNITS = 16
+# An RBM half is enumerated exactly for log Z up to this many units (2^20 states).
+EXACT_LOG_PARTITION_UNITS = 20
+# Annealed importance sampling for evaluation: independent runs and annealing steps.
+AIS_CHAINS = 100
+AIS_STEPS = 10_000
+# Block Gibbs sweeps from random states before a prior sample is decoded, for figures.
+PRIOR_SAMPLE_GIBBS_STEPS = 1000
+LOG_PARTITION_METHODS = ("auto", "exact", "ais")
+# The coupling W starts from N(0, 0.01²); the biases start at zero.
+COUPLING_SCALE = 0.01
+
+
+def _numpy(value: TensorLike) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(value))
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class RBMPrior(Prior):
+    """A restricted Boltzmann machine over the posterior's binary units (see the module)."""
+
+    kind: ClassVar[str] = "rbm"
+    description: ClassVar[str] = "a learned RBM over binary units (Rolfe 2017)"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "structure"})
+
+    halves: tuple[int, ...] = setting(
+        (16, 16), "rbm prior: binary units of its two halves (e.g. 16,16)", length=2
+    )
+    chains: int = setting(
+        100, "rbm prior: persistent Gibbs chains that estimate its gradient", positive=True
+    )
+    gibbs_sweeps: int = setting(
+        1, "rbm prior: block Gibbs sweeps of the chains per training step", positive=True
+    )
+    log_partition_gradient: str = setting(
+        "chains",
+        "rbm prior: the gradient of log Z from the persistent chains, or exact (enumerated "
+        f"inside the step; a half of at most {IN_GRAPH_EXACT_UNITS} units)",
+        choices=("chains", "exact"),
+    )
+
+    def check(self) -> None:
+        if self.log_partition_gradient == "exact" and min(self.halves) > IN_GRAPH_EXACT_UNITS:
+            raise ConfigError(
+                f"log_partition_gradient exact enumerates the smaller RBM half in every step, "
+                f"which has {min(self.halves)} units: more than {IN_GRAPH_EXACT_UNITS}; use chains"
+            )
+
+    def check_posterior(self, posterior: Posterior) -> None:
+        require_posterior(self, posterior, "codes", "a binary posterior")
+        if posterior.classes != 2 or posterior.code_size != sum(self.halves):
+            raise ConfigError(
+                f"the rbm prior's halves {self.halves[0]} + {self.halves[1]} need "
+                f"{sum(self.halves)} binary units, and the {posterior.kind} posterior has "
+                f"{posterior.code_size} {'units' if posterior.classes == 2 else 'code values'}"
+            )
+
+    @property
+    def first_units(self) -> int:
+        return self.halves[0]
+
+    @property
+    def second_units(self) -> int:
+        return self.halves[1]
+
+    def create_state(self, host: Any, seed: int | None, posterior: Posterior) -> None:
+        super().create_state(host, seed, posterior)
+        add = host.add_weight
+        bias1 = add(shape=(self.first_units,), initializer="zeros", name="bias1")
+        bias2 = add(shape=(self.second_units,), initializer="zeros", name="bias2")
+        coupling = add(
+            shape=tuple(self.halves),
+            initializer=keras.initializers.RandomNormal(stddev=COUPLING_SCALE, seed=seed),
+            name="coupling",
+        )
+        # The chains start from uniformly random states, drawn under the seed.
+        rng = np.random.default_rng(seed)
+        states = [
+            (rng.random((self.chains, units)) < 0.5).astype("float32") for units in self.halves
+        ]
+        chain_first, chain_second = (
+            add(
+                shape=state.shape,
+                initializer=lambda shape, dtype=None, state=state: state,
+                name=name,
+                trainable=False,
+            )
+            for state, name in zip(states, ("chain_first", "chain_second"), strict=True)
+        )
+        log_partition = add(
+            shape=(),
+            initializer=keras.initializers.Constant(sum(self.halves) * math.log(2.0)),
+            name="log_partition",
+            trainable=False,
+        )
+        # The chains draw from the posterior's noise stream, before its own draw in each step,
+        # so runs repeat those of version 2, whose one latent layer drew both.
+        self.attach(
+            bias1=bias1,
+            bias2=bias2,
+            coupling=coupling,
+            chain_first=chain_first,
+            chain_second=chain_second,
+            log_partition=log_partition,
+            seed_generator=posterior.seed_generator,
+            evaluation_log_partition=None,
+        )
+
+    def _halves_of(self, values: TensorLike) -> tuple[TensorLike, TensorLike]:
+        """``(..., n1 + n2)`` → ``(..., n1)`` and ``(..., n2)``."""
+        return values[..., : self.first_units], values[..., self.first_units :]
+
+    def _weights(self) -> tuple[TensorLike, TensorLike, TensorLike]:
+        return self.bias1, self.bias2, self.coupling
+
+    def training_update(self) -> None:
+        """Advance the persistent chains by `gibbs_sweeps` block Gibbs sweeps."""
+        first, second = self.chain_first, self.chain_second
+        # A Python loop: the sweep count is a constant, so the compiled step unrolls it.
+        for _ in range(self.gibbs_sweeps):
+            first, second = gibbs_step(first, second, *self._weights(), self.seed_generator)
+        self.chain_first.assign(first)
+        self.chain_second.assign(second)
+
+    def current_log_partition(self) -> TensorLike:
+        """The log Z that the KL term and log p(z) add (see the module)."""
+        if self.evaluation_log_partition is not None:
+            return ops.convert_to_tensor(self.evaluation_log_partition, dtype=self.bias1.dtype)
+        if self.log_partition_gradient == "exact":
+            return enumerated_log_partition(*self._weights())
+        if min(self.halves) <= IN_GRAPH_EXACT_UNITS:
+            return ops.stop_gradient(enumerated_log_partition(*self._weights()))
+        return ops.convert_to_tensor(self.log_partition)
+
+    def kl_divergence(self, distribution: Any) -> TensorLike | None:
+        """``KL(q ‖ p) = -H(q) + E_q[E(z)] + log Z`` per row, ``(batch,)`` nats, for a factorial q.
+
+        The gradient of log Z is not here but in `auxiliary_loss`.
+        """
+        if not isinstance(distribution, FactorialBernoulli):
+            return None
+        logits = distribution.logits
+        first, second = self._halves_of(ops.sigmoid(logits))
+        expected_energy = expected_rbm_energy(first, second, *self._weights())
+        return -bernoulli_entropy(logits) + expected_energy + self.current_log_partition()
+
+    def auxiliary_loss(self) -> TensorLike:
+        """A term of value zero whose gradient is that of log Z: ``E_p[-∂E/∂θ]``.
+
+        ``-mean over chains of E(z_chain)``, the chains' states held fixed, has the gradient
+        ``-mean ∂E/∂θ``, a Monte-Carlo estimate of ``∂ log Z / ∂θ``; the same value is subtracted
+        without gradient, so the logged loss stays the negative ELBO. With the exact gradient
+        the KL term's log Z carries it, and this term is zero.
+        """
+        if self.log_partition_gradient == "exact":
+            return ops.zeros((), dtype=self.bias1.dtype)
+        first = ops.stop_gradient(ops.convert_to_tensor(self.chain_first))
+        second = ops.stop_gradient(ops.convert_to_tensor(self.chain_second))
+        surrogate = -ops.mean(rbm_energy(first, second, *self._weights()))
+        return surrogate - ops.stop_gradient(surrogate)
+
+    def log_density(self, z: TensorLike) -> TensorLike:
+        """``log p(z) = -E(z) - log Z``, z ``(..., n1 + n2)`` → ``(...)``."""
+        first, second = self._halves_of(z)
+        return -rbm_energy(first, second, *self._weights()) - self.current_log_partition()
+
+    def numpy_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The biases a1, a2 and the coupling W as numpy arrays."""
+        return tuple(_numpy(weight) for weight in self._weights())  # type: ignore[return-value]
+
+    def sample(self, count: int, seed: int) -> np.ndarray:
+        """Binary z ``(count, n1 + n2)`` by block Gibbs sampling, numpy float32.
+
+        Each of `count` independent chains runs `PRIOR_SAMPLE_GIBBS_STEPS` sweeps from a random
+        state. The binary z is fed to the decoder as ζ: a unit that is on gives ζ = 1, the mode
+        of r(ζ | z = 1).
+        """
+        first, second = gibbs_sample_numpy(
+            *self.numpy_weights(), count, PRIOR_SAMPLE_GIBBS_STEPS, np.random.default_rng(seed)
+        )
+        return np.concatenate([first, second], axis=1)
+
+    def exact_log_partition_possible(self) -> bool:
+        return min(self.halves) <= EXACT_LOG_PARTITION_UNITS
+
+    def check_evaluation(self, log_partition: str = "auto", **options: Any) -> None:
+        """Refuse, before anything is computed, a log Z that cannot be had."""
+        if log_partition not in LOG_PARTITION_METHODS:
+            raise UsageError(
+                f"unknown --log-partition {log_partition!r} "
+                f"(choose from {', '.join(LOG_PARTITION_METHODS)})"
+            )
+        if log_partition == "exact" and not self.exact_log_partition_possible():
+            raise UsageError(
+                f"--log-partition exact enumerates the smaller half of the RBM, which has "
+                f"{min(self.halves)} units: more than {EXACT_LOG_PARTITION_UNITS}; use "
+                "--log-partition ais or auto"
+            )
+
+    def prepare_evaluation(self, log_partition: str = "auto", seed: int = 0, **options) -> dict:
+        """Compute log Z in numpy and use it from now on; return it as metrics.
+
+        ``exact`` enumerates the smaller half, ``ais`` runs annealed importance sampling
+        (`AIS_CHAINS` runs of `AIS_STEPS` steps), ``auto`` is exact where possible.
+        """
+        self.check_evaluation(log_partition)
+        weights = self.numpy_weights()
+        if log_partition == "exact" or (
+            log_partition == "auto" and self.exact_log_partition_possible()
+        ):
+            value = exact_log_partition(*weights, max_enumerated_units=EXACT_LOG_PARTITION_UNITS)
+            method, error = "exact", 0.0
+        else:
+            value, error = annealed_importance_sampling_log_partition(
+                *weights, chains=AIS_CHAINS, steps=AIS_STEPS, rng=np.random.default_rng(seed)
+            )
+            method = "ais"
+        self.attach(evaluation_log_partition=float(value))
+        self.log_partition.assign(float(value))
+        return {
+            "log_partition": float(value),
+            "log_partition_method": method,
+            "log_partition_standard_error": float(error),
+        }

@@ -1,0 +1,239 @@
+"""Parts that own their settings: the registry of kinds, and the one check of every value.
+
+A run is composed of parts of seven families: ``data``, ``network``, ``posterior``, ``prior``,
+``likelihood``, ``objective`` and ``optimizer``. Each family has kinds (the ``gaussian``
+posterior, the ``rbm`` prior, ...), and each kind is a small class, registered with `register`,
+whose dataclass fields are its settings::
+
+    @register
+    @dataclasses.dataclass(frozen=True)
+    class LaplacePosterior(Posterior):
+        kind: ClassVar[str] = "laplace"
+        dimension: int = setting(2, "dimensions of the latent space z", positive=True)
+
+Its configuration is its own section of ``config.json``, ``{"kind": "laplace", "dimension":
+2}`` (`Part.get_config`), and each field is a command-line flag (``--dimension``) that the
+command line refuses for kinds that do not have it. Every value is checked here, once, when a
+part is made, by `check_value`; a kind adds checks between its own fields in `Part.check`.
+
+This module does not import Keras, so the command line can read every kind's settings at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value that cannot be used."""
+
+
+class UsageError(ValueError):
+    """A command line that asks for something impossible (an index outside the data, say)."""
+
+
+def setting(default: Any, help_text: str, **checks: Any) -> Any:
+    """A dataclass field that is a setting: its default, its one help string and its checks.
+
+    ``positive=True`` refuses zero and negatives, ``signed=True`` allows negatives,
+    ``choices=(...)`` lists the allowed words, ``minimum=N`` and ``maximum=N`` bound a number,
+    ``length=N`` fixes the length of a list.
+    """
+    metadata = {"help": help_text, **checks}
+    if isinstance(default, tuple):
+        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def field_type(field: dataclasses.Field) -> str:
+    """``bool``, ``str``, ``int``, ``float`` or ``list`` (of positive whole numbers)."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    return "list" if kind.startswith("tuple") else kind
+
+
+def default_of(field: dataclasses.Field) -> Any:
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
+    """`value` as the field's type, or `ConfigError` naming the setting and what it must be."""
+    kind, checks = field_type(field), field.metadata
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        return value
+    if kind == "str":
+        choices = checks.get("choices")
+        if not isinstance(value, str) or (choices and value not in choices):
+            wanted = f" (choose from {', '.join(choices)})" if choices else ""
+            raise ConfigError(f"unknown {name} {value!r}{wanted}")
+        return value
+    if kind == "list":
+        return _check_whole_number_list(name, value, checks.get("length"))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, got {value!r}")
+    if kind == "int" and not float(value).is_integer():
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if checks.get("positive") and value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    if not checks.get("signed") and value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value!r}")
+    if "minimum" in checks and value < checks["minimum"]:
+        raise ConfigError(f"{name} must be at least {checks['minimum']}, got {value!r}")
+    if "maximum" in checks and value > checks["maximum"]:
+        raise ConfigError(f"{name} must be at most {checks['maximum']}, got {value!r}")
+    return int(value) if kind == "int" else float(value)
+
+
+def _check_whole_number_list(name: str, value: Any, length: int | None) -> tuple[int, ...]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items or any(
+        isinstance(item, bool)
+        or not isinstance(item, (int, float))
+        or not math.isfinite(item)
+        or not float(item).is_integer()
+        or item <= 0
+        for item in items
+    ):
+        raise ConfigError(f"{name} must be a list of positive whole numbers, got {value!r}")
+    if length is not None and len(items) != length:
+        raise ConfigError(f"{name} needs {length} numbers, got {len(items)} ({value!r})")
+    return tuple(int(item) for item in items)
+
+
+class Settings:
+    """A section of settings: its dataclass fields, each checked when the section is made."""
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = check_value(field.name, field, getattr(self, field.name))
+            object.__setattr__(self, field.name, value)
+        self.check()
+
+    def check(self) -> None:
+        """Checks between this section's own fields; `ConfigError` where they disagree."""
+
+    def get_config(self) -> dict[str, Any]:
+        """This section of ``config.json``: its settings by name."""
+        values = {}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            values[field.name] = list(value) if isinstance(value, tuple) else value
+        return values
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    @classmethod
+    def settings(cls) -> tuple[dataclasses.Field, ...]:
+        return dataclasses.fields(cls)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_config(cls, section: Any, title: str):
+        """The section a configuration holds, with one-line errors naming what is wrong."""
+        if not isinstance(section, dict):
+            raise ConfigError(f"the {title} settings must be a JSON object, got {section!r}")
+        known = {field.name for field in cls.settings()}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ConfigError(
+                f"the {title} has no setting {', '.join(unknown)} "
+                f"(its settings: {', '.join(sorted(known)) or 'none'})"
+            )
+        return cls(**section)
+
+
+class Part(Settings):
+    """The base of every kind: its settings are its dataclass fields.
+
+    Subclasses are frozen dataclasses with class attributes ``family`` (set by each family's
+    base class), ``kind`` (the name in configurations and on the command line) and
+    ``capabilities`` (what the part offers to the commands, which ask for these and never for
+    the kind). A field's value is checked when the part is made.
+    """
+
+    family: ClassVar[str]
+    kind: ClassVar[str]
+    description: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def offers(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def get_config(self) -> dict[str, Any]:
+        """This part's section of ``config.json``: its kind, then its settings."""
+        return {"kind": self.kind, **super().get_config()}
+
+
+_REGISTRY: dict[str, dict[str, type[Part]]] = {family: {} for family in FAMILIES}
+
+
+def register(cls: type[Part]) -> type[Part]:
+    """Register a kind under its family, so configurations and the command line can name it.
+
+    A kind registered again under the same name replaces the earlier one (a notebook may
+    define it twice).
+    """
+    if cls.family not in _REGISTRY:
+        raise ValueError(f"unknown family {cls.family!r} (choose from {', '.join(FAMILIES)})")
+    _REGISTRY[cls.family][cls.kind] = cls
+    return cls
+
+
+def kinds(family: str) -> dict[str, type[Part]]:
+    """Every registered kind of a family, by name."""
+    _load_builtin_kinds()
+    return dict(_REGISTRY[family])
+
+
+def kind_of(family: str, name: Any) -> type[Part]:
+    available = kinds(family)
+    if name not in available:
+        raise ConfigError(f"unknown {family} {name!r} (choose from {', '.join(available)})")
+    return available[name]
+
+
+def make_part(family: str, section: Any) -> Part:
+    """The part a configuration section describes: ``{"kind": ..., settings...}``."""
+    if not isinstance(section, dict):
+        raise ConfigError(f"the {family} settings must be a JSON object, got {section!r}")
+    values = dict(section)
+    cls = kind_of(family, values.pop("kind", None))
+    return cls.from_config(values, f"{cls.kind} {family}")
+
+
+def all_settings() -> Iterator[tuple[str, type[Part], dataclasses.Field]]:
+    """Every ``(family, kind, field)`` of every registered kind."""
+    for family in FAMILIES:
+        for cls in kinds(family).values():
+            for field in cls.settings():
+                yield family, cls, field
+
+
+# The modules of the package's own kinds; importing one registers its kinds.
+BUILTIN_KIND_MODULES = (
+    "vae_mnist.data",
+    "vae_mnist.networks",
+    "vae_mnist.gaussian",
+    "vae_mnist.discrete",
+    "vae_mnist.rbm_prior",
+    "vae_mnist.likelihoods",
+    "vae_mnist.objectives",
+    "vae_mnist.optimizers",
+)
+
+
+def _load_builtin_kinds() -> None:
+    import importlib
+
+    for name in BUILTIN_KIND_MODULES:
+        importlib.import_module(name)

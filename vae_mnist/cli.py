@@ -7,18 +7,22 @@ with one line on standard error and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import math
 import sys
 from collections.abc import Sequence
 
 from vae_mnist import __version__
-from vae_mnist.config import ConfigError, UsageError, flag_fields
-from vae_mnist.data import DataError
-from vae_mnist.model import ModelFileError
-from vae_mnist.runs import RunError
-from vae_mnist.training import TrainingDivergedError
+from vae_mnist.errors import (
+    ConfigError,
+    DataError,
+    ModelFileError,
+    RunError,
+    TrainingDivergedError,
+    UsageError,
+)
+from vae_mnist.flags import kind_choices, setting_flags
+from vae_mnist.settings import default_of, field_type
 
 PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
@@ -94,35 +98,55 @@ def _add_data_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per configuration field; unset flags keep the preset's (or the run's) value."""
-    for section, field in flag_fields():
-        flag = "--" + field.name.replace("_", "-")
-        if field.default_factory is not dataclasses.MISSING:
-            default = ",".join(str(item) for item in field.default_factory())
-        else:
-            default = field.default
-        help_text = f"{field.metadata['help']} [{section}; default: {default}]"
-        if field.type == "bool":
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        elif field.type == "str":
-            parser.add_argument(
-                flag, choices=field.metadata["choices"], default=None, help=help_text
-            )
-        elif field.type == "tuple[int, ...]":
-            parser.add_argument(
-                flag, type=_whole_number_list, default=None, metavar="N,N", help=help_text
-            )
-        else:
-            kind = int if field.type == "int" else float
-            parser.add_argument(
-                flag,
-                type=_number(kind, positive=field.metadata.get("positive", False), minimum=0),
-                default=None,
-                metavar="N" if kind is int else "X",
-                help=help_text,
-            )
+    """A flag per family that chooses its kind, and one per setting of any kind.
+
+    Unset flags keep the preset's (or the saved run's) value; a setting of a kind other than
+    the run's is refused when the configuration is made (`vae_mnist.flags`).
+    """
+    for flag, choices in kind_choices().items():
+        parser.add_argument(
+            f"--{flag}",
+            choices=choices,
+            default=None,
+            help=f"the {flag} kind ({', '.join(choices)})",
+        )
+    for name, flag in setting_flags().items():
+        _add_setting_flag(parser, f"--{name.replace('_', '-')}", name, flag)
+    # Version 2's name of the spike-and-exponential's sharpness, still accepted.
+    parser.add_argument(
+        "--beta", dest="sharpness", type=_number(float, positive=True), help=argparse.SUPPRESS
+    )
+
+
+def _add_setting_flag(parser: argparse.ArgumentParser, option: str, name: str, flag) -> None:
+    field = flag.field
+    default = default_of(field)
+    if isinstance(default, tuple):
+        default = ",".join(str(item) for item in default)
+    help_text = f"{field.metadata['help']} [{' / '.join(flag.owners)}; default: {default}]"
+    kind = field_type(field)
+    if kind == "bool":
+        parser.add_argument(
+            option, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+        )
+    elif kind == "str":
+        choices = field.metadata.get("choices")
+        parser.add_argument(option, dest=name, choices=choices, default=None, help=help_text)
+    elif kind == "list":
+        parser.add_argument(
+            option, dest=name, type=_whole_number_list, default=None, metavar="N,N", help=help_text
+        )
+    else:
+        number = int if kind == "int" else float
+        parse = _number(
+            number,
+            positive=field.metadata.get("positive", False),
+            minimum=None if field.metadata.get("signed") else 0,
+        )
+        metavar = "N" if number is int else "X"
+        parser.add_argument(
+            option, dest=name, type=parse, default=None, metavar=metavar, help=help_text
+        )
 
 
 def _add_run_flag(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--preset",
         metavar="NAME",
-        help="start from a named preset (default: keras2017; `vae-mnist presets` lists them)",
+        help="start from a named preset, or a preset file's path (default: keras2017; "
+        "`vae-mnist presets` lists them)",
     )
     _add_data_flag(train)
     train.add_argument(
@@ -168,10 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(train)
 
-    from vae_mnist.commands.plot import KINDS
+    from vae_mnist.figures import FIGURES
 
     plot = commands.add_parser("plot", help="draw figures from a trained run")
-    plot.add_argument("kind", choices=KINDS, help="which figure ('all': every one)")
+    plot.add_argument("kind", choices=FIGURES, help="which figure ('all': every one)")
     _add_run_flag(plot)
     plot.add_argument(
         "--out",

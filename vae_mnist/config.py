@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from vae_mnist.data import MNISTData
-from vae_mnist.discrete import _temperature_settings  # noqa: F401  (registers the kinds)
 from vae_mnist.files import atomic_write_text
 from vae_mnist.gaussian import GaussianPosterior, StandardNormalPrior
 from vae_mnist.likelihoods import BernoulliLikelihood

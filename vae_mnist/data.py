@@ -12,6 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from vae_mnist.errors import DataError
 from vae_mnist.settings import Part, register, setting
 
 DATA_ENVIRONMENT_VARIABLE = "VAE_MNIST_DATA"
@@ -55,10 +56,6 @@ IDX_FILE_STEMS = {
 IDX_UNSIGNED_BYTE = 0x08
 
 Split = tuple[np.ndarray, np.ndarray]
-
-
-class DataError(ValueError):
-    """A data set that is missing, unreadable or not MNIST-shaped."""
 
 
 def load_dataset(

@@ -4,7 +4,7 @@ All results are per test image, in nats, on the test set as the run saw it (bina
 fixed test seed where the run was binarized). The Monte-Carlo draws come from a seeded
 `SeedGenerator`, so repeated evaluations of the same run give the same numbers. The arithmetic
 runs in the backend (TensorFlow, JAX or PyTorch) through `keras.ops`, for every latent and
-likelihood, through the latent's interface (see `vae_mnist.latents`).
+likelihood, through the latent's interface (see `vae_mnist.latent`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 # The Gaussian's active units live with its latent; kept importable from here.
-from vae_mnist.latents import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
+from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
 from vae_mnist.objectives import log_mean_exp
 
 # Decoded pixels held in memory at once by the importance-weighted estimate (about 300 MB).

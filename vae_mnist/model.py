@@ -22,6 +22,7 @@ from keras import ops
 
 from vae_mnist import noise
 from vae_mnist.config import RunConfig
+from vae_mnist.errors import ModelFileError
 from vae_mnist.files import atomic_path
 from vae_mnist.settings import Part
 
@@ -30,10 +31,6 @@ SERIALIZATION_PACKAGE = "vae_mnist"
 BINARIZATION_SEED_OFFSET = 7919
 # Each upper layer's noise is seeded apart from the layers below it.
 UPPER_LAYER_SEED_OFFSET = 104_729
-
-
-class ModelFileError(ValueError):
-    """A saved model that is missing, unreadable or refused."""
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
@@ -322,6 +319,19 @@ class VAE(keras.Model):
             distribution = self.posterior.part.distribution(parameters)
             analytic = self.prior.part.kl_divergence(distribution)
         return reconstruction, log_ratio if analytic is None else analytic
+
+    def sample_codes(self, count: int, seed: int):
+        """Codes z₁ ``(count, code_size)`` numpy float32 drawn from the model's prior.
+
+        The top layer's from the prior part; each layer below from its conditional prior
+        p(z_i | z_{i+1}), drawn as its posterior kind draws from such parameters.
+        """
+        code = self.prior.part.sample(count, seed)
+        for index in reversed(range(len(self.upper_layers))):
+            lower = self.upper_layers[index - 1].posterior.part if index else self.posterior.part
+            parameters = self.conditional_prior(index, ops.convert_to_tensor(code))
+            code = ops.convert_to_numpy(lower.sample(parameters, training=False))
+        return code
 
     def image_decoder(self) -> keras.Model:
         """z → the decoded image, sharing the decoder's layers: the blog's ``generator``."""

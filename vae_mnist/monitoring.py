@@ -89,6 +89,8 @@ def tensorboard_callbacks(
             log_dir=str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0
         )
     ]
-    if config.model.latent == "gaussian" and config.model.latent_dim == 2:
+    posterior, prior = config.top_posterior, config.prior
+    walkable = posterior.offers("continuous") and prior.offers("quantiles")
+    if walkable and posterior.code_size == 2 and not config.upper_layers:
         callbacks.append(ManifoldImage(log_dir, image_every, MANIFOLD_IMAGE_SIDE))
     return callbacks

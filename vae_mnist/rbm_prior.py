@@ -66,7 +66,9 @@ class RBMPrior(Prior):
 
     kind: ClassVar[str] = "rbm"
     description: ClassVar[str] = "a learned RBM over binary units (Rolfe 2017)"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "structure"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"sample", "structure", "partition_function"}
+    )
 
     halves: tuple[int, ...] = setting(
         (16, 16), "rbm prior: binary units of its two halves (e.g. 16,16)", length=2

@@ -30,19 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
+from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
+from vae_mnist.errors import ModelFileError, RunError
 from vae_mnist.files import atomic_write_text
-from vae_mnist.model import ModelFileError, load_model
 
 # The loss terms come first in history.csv, in this order; other logged values follow.
 LEADING_HISTORY_COLUMNS = ("loss", "reconstruction_loss", "kl_loss")
-
-
-class RunError(RuntimeError):
-    """A run folder that cannot be trained into, or read, as asked."""
 
 
 @dataclass(frozen=True)
@@ -186,7 +182,7 @@ class TrainedRun:
 
     paths: RunPaths
     config: RunConfig
-    vae: keras.Model
+    vae: Any
 
 
 def load_trained_run(folder: str | Path) -> TrainedRun:
@@ -198,5 +194,7 @@ def load_trained_run(folder: str | Path) -> TrainedRun:
         raise ModelFileError(
             f"{paths.folder} holds no trained model (no vae.keras); train into it first"
         )
+    from vae_mnist.model import load_model
+
     config = read_saved_config(paths)
     return TrainedRun(paths, config, load_model(paths.vae, config))

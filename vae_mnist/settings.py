@@ -26,15 +26,9 @@ import math
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+from vae_mnist.errors import ConfigError, UsageError  # noqa: F401  (raised by the parts)
+
 FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
-
-
-class ConfigError(ValueError):
-    """A configuration file or value that cannot be used."""
-
-
-class UsageError(ValueError):
-    """A command line that asks for something impossible (an index outside the data, say)."""
 
 
 def setting(default: Any, help_text: str, **checks: Any) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 
 from vae_mnist.config import RunConfig, TrainingConfig
 from vae_mnist.data import model_inputs
+from vae_mnist.errors import TrainingDivergedError
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
 from vae_mnist.flags import flat_settings
 from vae_mnist.model import build_vae, load_model, save_model
@@ -31,10 +32,6 @@ from vae_mnist.runs import (
     read_saved_config,
     write_run_info,
 )
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss stopped being a finite number."""
 
 
 def compile_vae(vae: keras.Model, config: RunConfig, steps_per_epoch: int) -> None:

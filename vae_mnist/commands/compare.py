@@ -17,6 +17,7 @@ import numpy as np
 
 from vae_mnist.config import RunConfig
 from vae_mnist.files import check_can_create_folder
+from vae_mnist.flags import flat_settings
 from vae_mnist.runs import RunError, RunPaths, read_history, read_metrics, read_run_info
 
 # The final epoch's values of history.csv, as (row label, column).
@@ -88,9 +89,10 @@ def _setting_text(value: Any) -> str:
 
 def differing_settings(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     """``(setting, one value per run)`` for every setting, preset included, not shared by all."""
-    flats = [{"preset": summary.config.preset, **summary.config.flat()} for summary in summaries]
+    flats = [{"preset": s.config.preset, **flat_settings(s.config)} for s in summaries]
     rows = []
-    for name in flats[0]:
+    names = list(dict.fromkeys(name for flat in flats for name in flat))
+    for name in names:
         values = [flat.get(name) for flat in flats]
         if len({json.dumps(value, sort_keys=True) for value in values}) > 1:
             rows.append((name, [_setting_text(value) for value in values]))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from vae_mnist.config import EXACT_LOG_PARTITION_UNITS, UsageError
-from vae_mnist.data import load_dataset, model_inputs
+from vae_mnist.data import model_inputs
+from vae_mnist.errors import UsageError
 from vae_mnist.evaluation import evaluate_run, format_table
 from vae_mnist.runs import load_trained_run, write_metrics
 
@@ -15,8 +15,8 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     trained = load_trained_run(arguments.run)
     config = trained.config
     log_partition = getattr(arguments, "log_partition", "auto")
-    check_log_partition(trained.vae.latent, log_partition)
-    data = load_dataset(config.data.dataset, arguments.data)
+    check_log_partition(trained.vae.prior_part, log_partition)
+    data = config.data.load(arguments.data)
     train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)
     (_, train_labels), (_, test_labels) = data
     metrics = evaluate_run(
@@ -33,7 +33,7 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     )
     metrics = {
         "preset": config.preset,
-        "dataset": config.data.dataset,
+        "dataset": config.data.kind,
         "binarize": config.data.binarize,
         **metrics,
     }
@@ -43,12 +43,13 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     return metrics
 
 
-def check_log_partition(latent: Any, method: str) -> None:
-    """Refuse, before anything is computed or written, an exact log Z that cannot be had."""
-    if method == "exact" and hasattr(latent, "exact_log_partition_possible"):
-        if not latent.exact_log_partition_possible():
+def check_log_partition(prior, method: str) -> None:
+    """Refuse, before anything is computed or written, a log Z that cannot be had."""
+    if not prior.offers("partition_function"):
+        if method != "auto":
             raise UsageError(
-                f"--log-partition exact enumerates the smaller half of the RBM, which has "
-                f"{min(latent.first_units, latent.second_units)} units: more than "
-                f"{EXACT_LOG_PARTITION_UNITS}; use --log-partition ais or auto"
+                f"--log-partition applies to a prior with a partition function, and this run's "
+                f"{prior.kind} prior has none"
             )
+        return
+    prior.check_evaluation(method)

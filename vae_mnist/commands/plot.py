@@ -1,7 +1,8 @@
 """`vae-mnist plot`: loads a trained run and its test set, then draws the asked figures.
 
-A discrete latent (categorical or Bernoulli) has its own figures, ``codes`` and ``usage``, and
-``decode --code`` decodes classes the user gives; the Gaussian-only figures (manifold, density,
+Each figure asks the run's parts for what it needs (`vae_mnist.figures`): a discrete posterior
+has the ``codes`` and ``usage`` figures, and ``decode --code`` decodes classes the user gives;
+the figures that walk a continuous space with the prior's quantiles (manifold, density,
 animation) are refused for it and left out of ``all``. Its ``interpolation`` decodes the
 straight path between two one-hot codes: mixtures of one-hots, points of the relaxation's
 simplex such as training's relaxed samples are, so the decoder has seen their like.
@@ -18,30 +19,14 @@ import keras
 import numpy as np
 
 from vae_mnist import plotting
-from vae_mnist.config import UsageError
-from vae_mnist.data import CLASS_NAMES, load_dataset, model_inputs
-from vae_mnist.evaluation import active_units
+from vae_mnist.data import model_inputs
+from vae_mnist.errors import ModelFileError, UsageError
+from vae_mnist.figures import unmet_need
 from vae_mnist.files import check_writable_folder
-from vae_mnist.latents import DiscreteLatent
-from vae_mnist.model import ModelFileError, load_model
-from vae_mnist.rbm_latent import RBMLatent
+from vae_mnist.latent import active_units
+from vae_mnist.model import load_model
 from vae_mnist.runs import TrainedRun, load_trained_run, read_history
 
-KINDS = (
-    "latent",
-    "manifold",
-    "decode",
-    "reconstructions",
-    "samples",
-    "interpolation",
-    "curves",
-    "density",
-    "animation",
-    "codes",
-    "usage",
-    "coupling",
-    "all",
-)
 NEEDS_TEST_SET = {
     "latent",
     "decode",
@@ -52,14 +37,6 @@ NEEDS_TEST_SET = {
     "usage",
     "all",
 }
-# Figures that walk or show a Gaussian latent space: the prior's quantiles, its contours.
-GAUSSIAN_KINDS = ("manifold", "density", "animation")
-# Figures of a discrete code: its classes varied one variable at a time, and their usage.
-DISCRETE_KINDS = ("codes", "usage")
-# The RBM latent's binary units are discrete variables of two classes for those figures.
-CODE_LATENTS = (DiscreteLatent, RBMLatent)
-# Figures of an RBM prior: its learned coupling matrix.
-RBM_KINDS = ("coupling",)
 RECONSTRUCTION_COUNT = 10
 SAMPLE_ROWS = 10
 
@@ -97,41 +74,13 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     kind = arguments.kind
     run = load_trained_run(arguments.run)
     vae, config = run.vae, run.config
-    latent_dim = vae.latent.code_size
-    gaussian = config.model.latent == "gaussian"
-    discrete = isinstance(vae.latent, CODE_LATENTS)
-    rbm = isinstance(vae.latent, RBMLatent)
-    code = getattr(arguments, "code", None)
-    if arguments.z is not None and discrete:
-        raise UsageError(
-            f"--z decodes a point of a continuous latent, and this run's is "
-            f"{config.model.latent}; give its classes with --code"
-        )
-    if code is not None and not discrete:
-        raise UsageError(
-            f"--code gives the classes of a discrete latent, and this run's is "
-            f"{config.model.latent}; give a latent point with --z"
-        )
-    if code is not None:
-        check_code(code, vae.latent)
-    if arguments.z is not None and len(arguments.z) != latent_dim:
-        raise UsageError(
-            f"--z needs {latent_dim} numbers (one per latent dimension), got {len(arguments.z)}"
-        )
-    if kind in GAUSSIAN_KINDS and not gaussian:
-        raise UsageError(
-            f"'{kind}' walks a Gaussian latent space, and this run's is {config.model.latent}"
-        )
-    if kind in RBM_KINDS and not rbm:
-        raise UsageError(
-            f"'{kind}' shows the coupling of an RBM prior, and this run's latent is "
-            f"{config.model.latent}"
-        )
-    if kind in DISCRETE_KINDS and not discrete:
-        raise UsageError(
-            f"'{kind}' shows the classes of a discrete latent, and this run's is "
-            f"{config.model.latent}"
-        )
+    posterior = vae.posterior_part
+    parts = {"posterior": posterior, "prior": vae.prior_part}
+    latent_dim = posterior.code_size
+    continuous = posterior.offers("continuous")
+    check_given_code(arguments, posterior)
+    if kind != "all" and unmet_need(kind, parts):
+        raise UsageError(unmet_need(kind, parts))
     # A user's figures belong with the run they show; the README's reproduction command
     # passes --out figures to refresh the repository's committed figures.
     out = check_writable_folder(
@@ -140,22 +89,12 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     generator = vae.image_decoder()
 
     def wanted(name: str) -> bool:
-        if kind == name:
-            return True
-        if kind != "all":
-            return False
-        if name in GAUSSIAN_KINDS:
-            return gaussian
-        if name in DISCRETE_KINDS:
-            return discrete
-        if name in RBM_KINDS:
-            return rbm
-        return True
+        return kind == name or (kind == "all" and unmet_need(name, parts) is None)
 
     images = labels = parameters = points = None
-    given_code = arguments.z is not None or code is not None
+    given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
     if kind in NEEDS_TEST_SET and not (kind == "decode" and given_code):
-        data = load_dataset(config.data.dataset, arguments.data)
+        data = config.data.load(arguments.data)
         _, images = model_inputs(data, config.data.binarize, config.training.seed)
         labels = data[1][1]
         for index in list(arguments.index if kind in ("decode", "codes", "all") else []) + (
@@ -164,15 +103,15 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
             _check_index(index, len(images))
         # The whole test set in one call: the scatter, the density and the decodes share it.
         parameters = _numpy_dict(vae.encode(images))
-        points = _to_numpy(vae.latent.representation(parameters))
-    class_names = CLASS_NAMES[config.data.dataset] if config.data.dataset != "mnist" else None
+        points = _to_numpy(posterior.representation(parameters))
+    class_names = config.data.class_names if config.data.kind != "mnist" else None
     z_mean = parameters.get("z_mean") if parameters else None
     dimensions = walked_dimensions(z_mean, latent_dim)
 
     written: list[Path] = []
     if wanted("latent"):
-        view, axis_names = plotting.planar_view(points, "z_mean" if gaussian else "q(z|x)")
-        if latent_dim == 2 and gaussian:
+        view, axis_names = plotting.planar_view(points, "z_mean" if continuous else "q(z|x)")
+        if latent_dim == 2 and continuous:
             axis_names = ("z[0]", "z[1]")
         written.append(
             plotting.plot_latent_scatter(
@@ -189,18 +128,18 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
         written.extend(_decode(run, generator, arguments, images, labels, parameters, out))
     if wanted("reconstructions"):
         chosen = np.arange(min(RECONSTRUCTION_COUNT, len(images)))
-        modes = _to_numpy(vae.latent.mode({k: v[chosen] for k, v in parameters.items()}))
+        modes = _to_numpy(posterior.mode({k: v[chosen] for k, v in parameters.items()}))
         decoded = plotting.predict(generator, modes)
         written.append(
             plotting.plot_reconstructions(images[chosen], decoded, out / "reconstructions.png")
         )
     if wanted("samples"):
-        z = vae.latent.sample_prior(SAMPLE_ROWS * SAMPLE_ROWS, arguments.seed)
+        z = vae.sample_codes(SAMPLE_ROWS * SAMPLE_ROWS, arguments.seed)
         decoded = plotting.predict(generator, z)
         written.append(plotting.plot_samples(decoded, out / "samples.png", rows=SAMPLE_ROWS))
     if wanted("interpolation"):
         ends = [arguments.from_index, arguments.to_index]
-        start, end = _to_numpy(vae.latent.mode({k: v[ends] for k, v in parameters.items()}))
+        start, end = _to_numpy(posterior.mode({k: v[ends] for k, v in parameters.items()}))
         weights = np.linspace(0.0, 1.0, arguments.steps, dtype=np.float32)[:, None]
         path_points = (1.0 - weights) * start + weights * end  # (steps, latent_dim)
         decoded = plotting.predict(generator, path_points)
@@ -226,20 +165,14 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     if wanted("codes"):
         for index in arguments.index:
             label = _label(labels, index, class_names)
-            written.append(_codes(vae.latent, generator, index, label, parameters, out))
+            written.append(_codes(posterior, generator, index, label, parameters, out))
     if wanted("usage"):
         written.append(
-            plotting.plot_class_usage(vae.latent.class_usage(parameters), out / "class_usage.png")
+            plotting.plot_class_usage(posterior.class_usage(parameters), out / "class_usage.png")
         )
     if wanted("coupling"):
-        latent = vae.latent
         written.append(
-            plotting.plot_coupling(
-                _to_numpy(latent.coupling),
-                _to_numpy(latent.bias1),
-                _to_numpy(latent.bias2),
-                out / "coupling.png",
-            )
+            plotting.plot_coupling(*vae.prior_part.numpy_weights(), out / "coupling.png")
         )
     if wanted("animation"):
         written.extend(
@@ -250,7 +183,29 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     return written
 
 
-def check_code(code: list[int], latent: DiscreteLatent) -> None:
+def check_given_code(arguments: argparse.Namespace, posterior) -> None:
+    """Refuse a ``--z`` or ``--code`` that the posterior cannot decode, in one line."""
+    code = getattr(arguments, "code", None)
+    if arguments.z is not None and not posterior.offers("continuous"):
+        raise UsageError(
+            f"--z decodes a point of a continuous latent, and this run's {posterior.kind} "
+            "posterior is not one; give its classes with --code"
+        )
+    if code is not None and not posterior.offers("codes"):
+        raise UsageError(
+            f"--code gives the classes of a discrete latent, and this run's {posterior.kind} "
+            "posterior is not one; give a latent point with --z"
+        )
+    if code is not None:
+        check_code(code, posterior)
+    if arguments.z is not None and len(arguments.z) != posterior.code_size:
+        raise UsageError(
+            f"--z needs {posterior.code_size} numbers (one per latent dimension), "
+            f"got {len(arguments.z)}"
+        )
+
+
+def check_code(code: list[int], latent) -> None:
     """Refuse a ``--code`` with the wrong count of classes or a class out of range."""
     count, classes = latent.variable_count, latent.classes
     if len(code) != count:
@@ -276,7 +231,7 @@ def _code_name(classes: np.ndarray) -> str:
 
 
 def _codes(
-    latent: DiscreteLatent,
+    latent,
     generator,
     index: int,
     label: str,
@@ -322,8 +277,8 @@ def _decode(
 ) -> list[Path]:
     """Decode test images' most probable code (or a given z or code) and save each beside its
     original."""
-    latent = run.vae.latent
-    discrete = isinstance(latent, CODE_LATENTS)
+    latent = run.vae.posterior_part
+    discrete = latent.offers("codes")
     code = getattr(arguments, "code", None)
     if code is not None and arguments.kind == "decode":
         classes = np.array([code])
@@ -349,11 +304,9 @@ def _decode(
             )
         ]
     indices = list(arguments.index)
-    chosen = _to_numpy(run.vae.latent.mode({k: v[indices] for k, v in parameters.items()}))
+    chosen = _to_numpy(latent.mode({k: v[indices] for k, v in parameters.items()}))
     decoded = plotting.predict(generator, chosen)
-    class_names = (
-        CLASS_NAMES[run.config.data.dataset] if run.config.data.dataset != "mnist" else None
-    )
+    class_names = run.config.data.class_names if run.config.data.kind != "mnist" else None
     modes = latent.classes_of({k: v[indices] for k, v in parameters.items()}) if discrete else None
     written = []
     for position, index in enumerate(indices):

@@ -1,0 +1,49 @@
+"""The figures that `vae-mnist plot` draws, and what each asks of the run's parts.
+
+A figure needs capabilities, never a kind: the manifold walks a continuous posterior's space
+with the prior's quantiles, the code grids flip a discrete posterior's variables, the coupling
+figure draws a prior's learned structure. `plot all` draws every figure whose needs the run
+meets; asking for one it does not meet is a one-line error naming the part that lacks it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+FIGURES = (
+    "latent",
+    "manifold",
+    "decode",
+    "reconstructions",
+    "samples",
+    "interpolation",
+    "curves",
+    "density",
+    "animation",
+    "codes",
+    "usage",
+    "coupling",
+    "all",
+)
+# What each figure needs, as (family, capability, what that offers in words).
+_CONTINUOUS = ("posterior", "continuous", "a continuous latent space")
+_QUANTILES = ("prior", "quantiles", "a prior with quantiles to walk")
+_CODES = ("posterior", "codes", "a code of discrete variables")
+NEEDS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "manifold": (_CONTINUOUS, _QUANTILES),
+    "density": (_CONTINUOUS, _QUANTILES),
+    "animation": (_CONTINUOUS, _QUANTILES),
+    "codes": (_CODES,),
+    "usage": (_CODES,),
+    "coupling": (("prior", "structure", "a learned prior structure"),),
+    "samples": (("prior", "sample", "a prior to sample"),),
+}
+
+
+def unmet_need(figure: str, parts: dict[str, Any]) -> str | None:
+    """Why the run cannot have `figure` (parts by family), or None where it can."""
+    for family, capability, what in NEEDS.get(figure, ()):
+        part = parts[family]
+        if not part.offers(capability):
+            return f"'{figure}' needs {what}, which this run's {part.kind} {family} is not"
+    return None

@@ -17,10 +17,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import keras
-from keras import ops
+from vae_mnist._quiet import start_tensorflow_quietly
 
-from vae_mnist import noise
+start_tensorflow_quietly()
+
+import keras  # noqa: E402  (TensorFlow must start quietly first)
+from keras import ops  # noqa: E402
+
+from vae_mnist import noise  # noqa: E402
 from vae_mnist.config import RunConfig
 from vae_mnist.errors import ModelFileError
 from vae_mnist.files import atomic_path
@@ -306,7 +310,7 @@ class VAE(keras.Model):
         return self.likelihood.negative_log_likelihood(targets, decoded), log_ratio, parameters
 
     def log_weights(self, images, samples: int, seed: Any):
-        """``log p(x, z_k) - log q(z_k|x)`` for K exact posterior samples per image, ``(batch, K)``."""
+        """``log p(x, z_k) - log q(z_k|x)`` for K exact posterior samples, ``(batch, K)``."""
         reconstruction, log_ratio, _ = self.exact_terms(images, samples, seed)
         return ops.reshape(-(reconstruction + log_ratio), (-1, samples))
 

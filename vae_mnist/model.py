@@ -25,10 +25,10 @@ import keras  # noqa: E402  (TensorFlow must start quietly first)
 from keras import ops  # noqa: E402
 
 from vae_mnist import noise  # noqa: E402
-from vae_mnist.config import RunConfig
-from vae_mnist.errors import ModelFileError
-from vae_mnist.files import atomic_path
-from vae_mnist.settings import Part
+from vae_mnist.config import RunConfig  # noqa: E402
+from vae_mnist.errors import ModelFileError  # noqa: E402
+from vae_mnist.files import atomic_path  # noqa: E402
+from vae_mnist.settings import Part  # noqa: E402
 
 SERIALIZATION_PACKAGE = "vae_mnist"
 # The dynamic binarization's noise must not be the posterior's: offset its seed by this.

@@ -111,7 +111,7 @@ MODEL_CHECK = textwrap.dedent(
     import sys
     import keras
     import numpy as np
-    import vae_mnist
+    import vae_mnist.model  # registers the VAE and its layers with Keras
 
     folder, out = sys.argv[1], sys.argv[2]
     images = np.random.default_rng(0).random((6, 784)).astype("float32")
@@ -155,7 +155,15 @@ def test_help_lists_every_flag_with_help():
         "--batch-size",
         "--seed",
         "--out",
-        "--latent-dim",
+        "--network",
+        "--posterior",
+        "--prior",
+        "--likelihood",
+        "--objective",
+        "--optimizer",
+        "--dimension",
+        "--units",
+        "--halves",
         "--learning-rate",
         "--hidden-layers",
         "--epsilon-std",
@@ -414,7 +422,7 @@ def test_plots_of_a_five_dimensional_latent_space(tmp_path, session_npz, capsys)
     from vae_mnist.training import train
 
     run = tmp_path / "run5"
-    config = RunConfig().replace(latent_dim=5, hidden_layers=(32,), epochs=1, snapshot_every=1)
+    config = RunConfig().replace(dimension=5, hidden_layers=(32,), epochs=1, snapshot_every=1)
     train(config, load_mnist(session_npz), run, verbose=0)
     out = tmp_path / "figures"
     assert (

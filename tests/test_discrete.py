@@ -1,8 +1,8 @@
-"""The discrete latents (categorical and Bernoulli) as parts of the VAE, on every backend.
+"""The discrete posteriors (categorical and Bernoulli) and the uniform prior, on every backend.
 
 The pure samplers and KLs have their own tests (test_relaxations.py, test_divergences.py);
-these test the latent layers, their temperature schedule through training and a resume, the
-discrete evaluation, the saved model, the figures and the command line's refusals.
+these test the posterior and prior parts, their temperature schedule through training and a
+resume, the discrete evaluation, the saved model, the figures and the command line's refusals.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from keras import ops
 
 from tests.conftest import folder_state, make_arrays
 from vae_mnist.cli import main
-from vae_mnist.config import ModelConfig, RunConfig
+from vae_mnist.config import RunConfig
+from vae_mnist.discrete import BernoulliPosterior, CategoricalPosterior, UniformPrior
 from vae_mnist.evaluation import (
     evaluate_run,
     importance_log_weights,
     importance_weighted_log_likelihood,
     negative_elbo_terms,
 )
-from vae_mnist.latents import BernoulliLatent, CategoricalLatent
-from vae_mnist.model import compose_vae, load_model, save_model
+from vae_mnist.model import PartLayer, build_vae, load_model, save_model
 from vae_mnist.runs import read_history
+from vae_mnist.settings import make_part
 from vae_mnist.training import train
 
 VARIABLES, CATEGORIES = 3, 4
@@ -41,12 +42,16 @@ def numpy(value) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(value))
 
 
-def tiny_config(latent: str = "categorical", epochs: int = 1) -> RunConfig:
+def tiny_config(posterior: str = "categorical", epochs: int = 1) -> RunConfig:
+    sizes = (
+        dict(variables=VARIABLES, categories=CATEGORIES)
+        if posterior == "categorical"
+        else dict(units=UNITS)
+    )
     return RunConfig().replace(
-        latent=latent,
-        categorical_variables=VARIABLES,
-        categories=CATEGORIES,
-        latent_dim=UNITS,
+        posterior=posterior,
+        prior="uniform",
+        **sizes,
         hidden_layers=[16],
         binarize="static",
         temperature_rate=RATE,
@@ -107,34 +112,46 @@ def bernoulli_run(tmp_path_factory):
     return folder
 
 
-def categorical_latent(**changes) -> CategoricalLatent:
+def hosted(part, seed: int = 1, *extra):
+    """The part with its variables made on a Keras layer, as the model hosts it."""
+    return PartLayer(part, seed, *extra).part
+
+
+def categorical_posterior(**changes) -> CategoricalPosterior:
     settings = dict(
         variables=VARIABLES,
         categories=CATEGORIES,
         temperature=1.0,
         temperature_min=MINIMUM,
         temperature_rate=RATE,
-        seed=1,
     )
-    return CategoricalLatent(**{**settings, **changes})
+    return hosted(CategoricalPosterior(**{**settings, **changes}))
+
+
+def bernoulli_posterior(**changes) -> BernoulliPosterior:
+    return hosted(BernoulliPosterior(**{"units": UNITS, **changes}))
+
+
+def uniform_prior(posterior) -> UniformPrior:
+    return hosted(UniformPrior(), 1, posterior)
 
 
 def random_logits(batch: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(0.0, 2.0, (batch, width)).astype("float32")
 
 
-# The latent layers.
+# The posterior and prior parts.
 
 
 def test_categorical_relaxed_code_lies_on_each_variables_simplex_and_hardens_as_tau_falls():
     logits = random_logits(64, VARIABLES * CATEGORIES)
-    warm = numpy(categorical_latent()({"logits": logits}, training=True))
+    warm = numpy(categorical_posterior().sample({"logits": logits}, training=True))
     per_variable = warm.reshape(64, VARIABLES, CATEGORIES)
     assert np.all(per_variable >= 0)
     np.testing.assert_allclose(per_variable.sum(axis=-1), 1.0, atol=1e-5)
     assert np.mean(per_variable.max(axis=-1)) < 0.95  # at τ = 1 the code is far from one-hot
-    cold = categorical_latent(temperature=1e-5, temperature_min=1e-5)
-    hard = numpy(cold({"logits": logits}, training=True)).reshape(64, VARIABLES, CATEGORIES)
+    cold = categorical_posterior(temperature=1e-5, temperature_min=1e-5)
+    hard = numpy(cold.sample({"logits": logits}, training=True)).reshape(64, VARIABLES, CATEGORIES)
     # A near-tie of the two largest perturbed logits (within a few τ) may leave a rare
     # variable soft; all but a few are one-hot.
     assert np.mean(hard.max(axis=-1) > 1.0 - 1e-3) >= 0.98
@@ -142,12 +159,13 @@ def test_categorical_relaxed_code_lies_on_each_variables_simplex_and_hardens_as_
 
 def test_straight_through_code_is_exactly_one_hot_and_binary():
     logits = random_logits(32, VARIABLES * CATEGORIES)
-    code = numpy(categorical_latent(straight_through=True)({"logits": logits}, training=True))
+    posterior = categorical_posterior(straight_through=True)
+    code = numpy(posterior.sample({"logits": logits}, training=True))
     per_variable = code.reshape(32, VARIABLES, CATEGORIES)
     assert set(np.unique(per_variable)) == {0.0, 1.0}
     np.testing.assert_array_equal(per_variable.sum(axis=-1), 1.0)
-    bernoulli = BernoulliLatent(units=UNITS, straight_through=True, seed=1)
-    bits = numpy(bernoulli({"logits": random_logits(32, UNITS)}, training=True))
+    bernoulli = bernoulli_posterior(straight_through=True)
+    bits = numpy(bernoulli.sample({"logits": random_logits(32, UNITS)}, training=True))
     assert set(np.unique(bits)) <= {0.0, 1.0}
 
 
@@ -155,7 +173,7 @@ def test_exact_posterior_samples_follow_the_softmax_and_the_sigmoid():
     draws = 4000
     probabilities = np.array([[0.1, 0.2, 0.3, 0.4], [0.7, 0.1, 0.1, 0.1], [0.25] * 4], "float32")
     logits = np.log(probabilities).reshape(1, -1)
-    z, log_q = categorical_latent().sample_posterior({"logits": logits}, draws, seed=3)
+    z, log_q = categorical_posterior().sample_exact({"logits": logits}, draws, seed=3)
     one_hot = numpy(z).reshape(draws, VARIABLES, CATEGORIES)
     frequencies = one_hot.mean(axis=0)
     error = np.sqrt(probabilities * (1 - probabilities) / draws)
@@ -166,9 +184,7 @@ def test_exact_posterior_samples_follow_the_softmax_and_the_sigmoid():
 
     unit_probabilities = np.array([[0.1, 0.5, 0.9, 0.3, 0.7, 0.02]], "float32")
     unit_logits = np.log(unit_probabilities) - np.log1p(-unit_probabilities)
-    bits, _ = BernoulliLatent(units=UNITS, seed=1).sample_posterior(
-        {"logits": unit_logits}, draws, seed=3
-    )
+    bits, _ = bernoulli_posterior().sample_exact({"logits": unit_logits}, draws, seed=3)
     frequencies = numpy(bits)[0].mean(axis=0)
     error = np.sqrt(unit_probabilities[0] * (1 - unit_probabilities[0]) / draws)
     np.testing.assert_array_less(np.abs(frequencies - unit_probabilities[0]), 5 * error + 1e-6)
@@ -179,78 +195,96 @@ def test_kl_divergences_against_a_hand_computation():
     grouped = logits.reshape(5, VARIABLES, CATEGORIES).astype(np.float64)
     probabilities = np.exp(grouped) / np.exp(grouped).sum(axis=-1, keepdims=True)
     expected = np.sum(probabilities * np.log(probabilities * CATEGORIES), axis=(1, 2))
-    kl = numpy(categorical_latent().kl_divergence({"logits": logits}))
+    posterior = categorical_posterior()
+    kl = numpy(uniform_prior(posterior).kl_divergence(posterior.distribution({"logits": logits})))
     np.testing.assert_allclose(kl, expected, rtol=1e-4, atol=1e-5)
 
     unit_logits = random_logits(5, UNITS).astype(np.float64)
     p = 1 / (1 + np.exp(-unit_logits))
     expected = np.sum(p * np.log(2 * p) + (1 - p) * np.log(2 * (1 - p)), axis=1)
-    kl = numpy(BernoulliLatent(units=UNITS).kl_divergence({"logits": unit_logits}))
+    bernoulli = bernoulli_posterior()
+    distribution = bernoulli.distribution({"logits": unit_logits})
+    kl = numpy(uniform_prior(bernoulli).kl_divergence(distribution))
     np.testing.assert_allclose(kl, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_uniform_prior_mode_and_representation():
-    latent = categorical_latent()
-    z = latent.sample_prior(500, seed=0)
+    posterior = categorical_posterior()
+    prior = uniform_prior(posterior)
+    z = prior.sample(500, seed=0)
     assert z.shape == (500, VARIABLES * CATEGORIES) and z.dtype == np.float32
     np.testing.assert_array_equal(z.reshape(500, VARIABLES, CATEGORIES).sum(axis=-1), 1.0)
-    log_prior = numpy(latent.log_prior(ops.convert_to_tensor(z)))
+    log_prior = numpy(prior.log_density(ops.convert_to_tensor(z)))
     np.testing.assert_allclose(log_prior, -VARIABLES * math.log(CATEGORIES), rtol=1e-6)
     logits = random_logits(8, VARIABLES * CATEGORIES)
-    mode = numpy(latent.mode({"logits": logits}))
-    np.testing.assert_array_equal(mode, latent.code_of(latent.classes_of({"logits": logits})))
-    representation = numpy(latent.representation({"logits": logits}))
+    mode = numpy(posterior.mode({"logits": logits}))
+    np.testing.assert_array_equal(mode, posterior.code_of(posterior.classes_of({"logits": logits})))
+    representation = numpy(posterior.representation({"logits": logits}))
     np.testing.assert_allclose(representation.reshape(8, VARIABLES, -1).sum(-1), 1.0, atol=1e-5)
-    bernoulli = BernoulliLatent(units=UNITS)
+    bernoulli_prior = uniform_prior(bernoulli_posterior())
     np.testing.assert_allclose(
-        numpy(bernoulli.log_prior(ops.zeros((4, UNITS)))), -UNITS * math.log(2.0), rtol=1e-6
+        numpy(bernoulli_prior.log_density(ops.zeros((4, UNITS)))), -UNITS * math.log(2.0), rtol=1e-6
     )
 
 
 def test_the_temperature_follows_the_schedule_step_by_step():
-    latent = categorical_latent()
+    posterior = categorical_posterior()
     logits = {"logits": random_logits(4, VARIABLES * CATEGORIES)}
-    assert float(numpy(latent.temperature())) == pytest.approx(1.0)
+    assert float(numpy(posterior.current_temperature())) == pytest.approx(1.0)
     for _ in range(7):
-        latent(logits, training=True)
-    latent(logits, training=False)  # inference does not advance the schedule
-    assert int(numpy(latent.step)) == 7
-    assert float(numpy(latent.temperature())) == pytest.approx(expected_temperature(7), rel=1e-5)
+        posterior.sample(logits, training=True)
+    posterior.sample(logits, training=False)  # inference does not advance the schedule
+    assert int(numpy(posterior.step)) == 7
+    temperature = float(numpy(posterior.current_temperature()))
+    assert temperature == pytest.approx(expected_temperature(7), rel=1e-5)
     for _ in range(60):
-        latent(logits, training=True)
-    assert float(numpy(latent.temperature())) == pytest.approx(MINIMUM)
+        posterior.sample(logits, training=True)
+    assert float(numpy(posterior.current_temperature())) == pytest.approx(MINIMUM)
 
 
-def test_every_constructor_argument_is_in_the_config():
-    latent = categorical_latent(straight_through=True)
-    clone = CategoricalLatent.from_config(latent.get_config())
-    for name in ("variable_count", "categories", "straight_through", "temperature_rate", "seed"):
-        assert getattr(clone, name) == getattr(latent, name)
-    bernoulli = BernoulliLatent.from_config(BernoulliLatent(units=9, temperature=2.0).get_config())
-    assert bernoulli.units == 9 and bernoulli.initial_temperature == 2.0
+def test_every_setting_is_in_the_config():
+    posterior = CategoricalPosterior(
+        variables=VARIABLES, categories=CATEGORIES, straight_through=True, temperature_rate=RATE
+    )
+    clone = make_part("posterior", posterior.get_config())
+    assert type(clone) is CategoricalPosterior and clone.get_config() == posterior.get_config()
+    for name in ("variables", "categories", "straight_through", "temperature_rate"):
+        assert getattr(clone, name) == getattr(posterior, name)
+    bernoulli = make_part("posterior", BernoulliPosterior(units=9, temperature=2.0).get_config())
+    assert type(bernoulli) is BernoulliPosterior
+    assert bernoulli.units == 9 and bernoulli.temperature == 2.0
 
 
-@pytest.mark.parametrize("latent", ["categorical", "bernoulli"])
-def test_save_load_gives_identical_outputs_in_safe_mode(tmp_path, latent):
-    vae = compose_vae(ModelConfig(**tiny_config(latent).model.to_dict()), "static", seed=4)
+@pytest.mark.parametrize("posterior", ["categorical", "bernoulli"])
+def test_save_load_gives_identical_outputs_in_safe_mode(tmp_path, posterior):
+    vae = build_vae(tiny_config(posterior).replace(seed=4))
     images = (make_arrays(train=1, test=8)["x_test"].reshape(8, -1) > 100).astype("float32")
     for _ in range(3):
         vae(images, training=True)  # advances the schedule and the noise stream
     save_model(vae, tmp_path / "vae.keras")
     loaded = load_model(tmp_path / "vae.keras")
-    assert type(loaded.latent) is type(vae.latent)
-    assert int(numpy(loaded.latent.step)) == 3
+    assert type(loaded.posterior_part) is type(vae.posterior_part)
+    assert type(loaded.prior_part) is type(vae.prior_part)
+    assert int(numpy(loaded.posterior_part.step)) == 3
     for name, value in vae.encode(images).items():
         np.testing.assert_allclose(numpy(loaded.encode(images)[name]), numpy(value), atol=1e-6)
     parameters = vae.encode(images)
-    z, log_q = vae.latent.sample_posterior(parameters, 2, seed=5)
-    loaded_z, loaded_log_q = loaded.latent.sample_posterior(loaded.encode(images), 2, seed=5)
+    loaded_parameters = loaded.encode(images)
+    z, log_q = vae.posterior_part.sample_exact(parameters, 2, seed=5)
+    loaded_z, loaded_log_q = loaded.posterior_part.sample_exact(loaded_parameters, 2, seed=5)
     np.testing.assert_array_equal(numpy(loaded_z), numpy(z))
     np.testing.assert_allclose(numpy(loaded_log_q), numpy(log_q), rtol=1e-5)
-    for part in ("kl_divergence", "representation", "mode"):
-        expected = numpy(getattr(vae.latent, part)(parameters))
+    np.testing.assert_allclose(
+        numpy(
+            loaded.prior_part.kl_divergence(loaded.posterior_part.distribution(loaded_parameters))
+        ),
+        numpy(vae.prior_part.kl_divergence(vae.posterior_part.distribution(parameters))),
+        atol=1e-5,
+    )
+    for part in ("representation", "mode"):
+        expected = numpy(getattr(vae.posterior_part, part)(parameters))
         np.testing.assert_allclose(
-            numpy(getattr(loaded.latent, part)(loaded.encode(images))), expected, atol=1e-5
+            numpy(getattr(loaded.posterior_part, part)(loaded_parameters)), expected, atol=1e-5
         )
     np.testing.assert_allclose(
         numpy(loaded.decode(z[:, 0])[loaded.likelihood_heads[0]]),
@@ -273,7 +307,7 @@ def test_a_resumed_run_continues_the_temperature_schedule(categorical_run):
     np.testing.assert_allclose(history["temperature"], [first, second], rtol=1e-5)
     assert "val_temperature" not in history
     vae = load_model(folder / "vae.keras")
-    assert int(numpy(vae.latent.step)) == 2 * STEPS_PER_EPOCH
+    assert int(numpy(vae.posterior_part.step)) == 2 * STEPS_PER_EPOCH
 
 
 def test_the_gaussian_runs_history_columns_are_unchanged(tmp_path):
@@ -296,8 +330,9 @@ def test_discrete_iwae_with_one_sample_is_the_discrete_elbo_and_rises_with_sampl
     # Same seed, same one-hot sample: the two differ only by the KL's estimate from that
     # sample, log q(z|x) - log p(z), against its exact value.
     one = numpy(importance_log_weights(vae, images, 1, keras.random.SeedGenerator(11)))[:, 0]
-    z, log_q = vae.latent.sample_posterior(vae.encode(images), 1, keras.random.SeedGenerator(11))
-    single_sample_kl = numpy(log_q)[:, 0] - numpy(vae.latent.log_prior(z))[:, 0]
+    generator = keras.random.SeedGenerator(11)
+    z, log_q = vae.posterior_part.sample_exact(vae.encode(images), 1, generator)
+    single_sample_kl = numpy(log_q)[:, 0] - numpy(vae.prior_part.log_density(z))[:, 0]
     np.testing.assert_allclose(one, -(reconstruction + single_sample_kl), rtol=1e-5, atol=1e-3)
     # In expectation they agree: over several seeds the mean is the ELBO, within noise.
     means = [np.mean(importance_weighted_log_likelihood(vae, images, 1, seed=s)) for s in range(4)]
@@ -357,7 +392,8 @@ def test_gaussian_figures_are_refused_for_a_discrete_run(categorical_run, kind, 
     out = tmp_path / "figures"
     assert main(["plot", kind, "--run", str(categorical_run[0]), "--out", str(out)]) == 1
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and "Gaussian" in error
+    assert len(error.splitlines()) == 1 and "needs a continuous latent space" in error
+    assert "categorical posterior" in error
     assert not out.exists()
 
 
@@ -380,19 +416,25 @@ def test_bad_codes_are_refused_with_one_line(categorical_run, flags, message, tm
     assert folder_state(categorical_run[0]) == before
 
 
+DISCRETE = ["--posterior", "categorical", "--prior", "uniform"]
+BERNOULLI = ["--posterior", "bernoulli", "--prior", "uniform"]
+
+
 @pytest.mark.parametrize(
     ("flags", "status", "message"),
     [
-        (["--latent", "categorical", "--categories", "1"], 1, "categories must be at least 2"),
-        (["--latent", "categorical", "--categorical-variables", "0"], 2, "positive"),
-        (["--latent", "bernoulli", "--latent-dim", "-3"], 2, "positive"),
-        (["--latent", "categorical", "--temperature", "0"], 2, "positive"),
-        (["--latent", "bernoulli", "--temperature-min", "-0.5"], 2, "positive"),
+        (DISCRETE + ["--categories", "1"], 1, "categories must be at least 2"),
+        (DISCRETE + ["--variables", "0"], 2, "positive"),
+        (BERNOULLI + ["--units", "-3"], 2, "positive"),
+        (DISCRETE + ["--temperature", "0"], 2, "positive"),
+        (BERNOULLI + ["--temperature-min", "-0.5"], 2, "positive"),
         (
-            ["--latent", "categorical", "--temperature", "0.5", "--temperature-min", "0.8"],
+            DISCRETE + ["--temperature", "0.5", "--temperature-min", "0.8"],
             1,
             "temperature_min 0.8 is above the starting temperature 0.5",
         ),
+        (["--posterior", "categorical"], 1, "the standard_normal prior needs a continuous"),
+        (DISCRETE + ["--dimension", "3"], 1, "--dimension is a setting of the gaussian posterior"),
         (["--code", "1,2,3"], 2, "unrecognized arguments"),
     ],
 )

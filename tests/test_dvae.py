@@ -1,4 +1,4 @@
-"""Rolfe's discrete VAE: the RBM latent's KL, saving, chains that survive resume, the commands."""
+"""Rolfe's discrete VAE: the RBM prior's KL, saving, chains that survive resume, the commands."""
 
 from __future__ import annotations
 
@@ -15,15 +15,19 @@ from keras import ops
 
 from vae_mnist.cli import main
 from vae_mnist.config import RunConfig
-from vae_mnist.model import build_vae, load_model, save_model
+from vae_mnist.discrete import SpikeExponentialPosterior
+from vae_mnist.model import PartLayer, build_vae, load_model, save_model
 from vae_mnist.rbm import exact_log_partition, rbm_log_probability_unnormalized
-from vae_mnist.rbm_latent import RBMLatent
+from vae_mnist.rbm_prior import RBMPrior
+from vae_mnist.settings import ConfigError
 from vae_mnist.training import train
 
 TINY = RunConfig().replace(
-    latent="rbm",
-    rbm_units=[3, 4],
-    rbm_chains=6,
+    posterior="spike_exponential",
+    units=7,
+    prior="rbm",
+    halves=(3, 4),
+    chains=6,
     hidden_layers=[16],
     binarize="dynamic",
     optimizer="adam",
@@ -34,11 +38,15 @@ TINY = RunConfig().replace(
     jit_compile=False,
 )
 TINY_FLAGS = (
-    "--latent",
+    "--posterior",
+    "spike_exponential",
+    "--units",
+    "7",
+    "--prior",
     "rbm",
-    "--rbm-units",
+    "--halves",
     "3,4",
-    "--rbm-chains",
+    "--chains",
     "6",
     "--hidden-layers",
     "16",
@@ -77,14 +85,30 @@ def numpy(value) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(value), dtype=np.float64)
 
 
-def random_layer(first: int = 2, second: int = 3, seed: int = 0) -> RBMLatent:
-    """A small RBM latent whose parameters are far from their initial values."""
-    layer = RBMLatent(first_units=first, second_units=second, beta=5.0, chains=4, seed=seed)
+def make_parts(
+    first: int = 2, second: int = 3, seed: int = 0, **prior_settings
+) -> tuple[SpikeExponentialPosterior, RBMPrior]:
+    """A spike-and-exponential posterior and an RBM prior over it, hosted as in the model."""
+    posterior = PartLayer(SpikeExponentialPosterior(units=first + second, sharpness=5.0), seed)
+    settings = dict(halves=(first, second), chains=4, **prior_settings)
+    prior = PartLayer(RBMPrior(**settings), seed, posterior.part)
+    return posterior.part, prior.part
+
+
+def random_parts(
+    first: int = 2, second: int = 3, seed: int = 0, **prior_settings
+) -> tuple[SpikeExponentialPosterior, RBMPrior]:
+    """A small RBM prior whose parameters are far from their initial values, and its posterior."""
+    posterior, prior = make_parts(first, second, seed, **prior_settings)
     rng = np.random.default_rng(seed)
-    layer.bias1.assign(rng.normal(0.0, 1.0, first).astype("float32"))
-    layer.bias2.assign(rng.normal(0.0, 1.0, second).astype("float32"))
-    layer.coupling.assign(rng.normal(0.0, 1.0, (first, second)).astype("float32"))
-    return layer
+    prior.bias1.assign(rng.normal(0.0, 1.0, first).astype("float32"))
+    prior.bias2.assign(rng.normal(0.0, 1.0, second).astype("float32"))
+    prior.coupling.assign(rng.normal(0.0, 1.0, (first, second)).astype("float32"))
+    return posterior, prior
+
+
+def kl_of(posterior, prior, parameters) -> np.ndarray:
+    return numpy(prior.kl_divergence(posterior.distribution(parameters)))
 
 
 def all_codes(units: int) -> np.ndarray:
@@ -92,10 +116,10 @@ def all_codes(units: int) -> np.ndarray:
 
 
 def test_kl_matches_brute_force_over_every_code():
-    layer = random_layer()
+    posterior, prior = random_parts()
     logits = np.random.default_rng(1).normal(0.0, 2.0, (3, 5)).astype("float32")
-    kl = numpy(layer.kl_divergence({"logits": logits}))
-    bias1, bias2, coupling = (numpy(value) for value in (layer.bias1, layer.bias2, layer.coupling))
+    kl = kl_of(posterior, prior, {"logits": logits})
+    bias1, bias2, coupling = (numpy(value) for value in (prior.bias1, prior.bias2, prior.coupling))
     codes = all_codes(5).astype(np.float64)  # (32, 5)
     log_z = exact_log_partition(bias1, bias2, coupling)
     log_prior = (
@@ -107,21 +131,21 @@ def test_kl_matches_brute_force_over_every_code():
     q = np.prod(np.where(codes[None] == 1.0, on, off), axis=-1)
     brute_force = np.sum(q * (np.log(q) - log_prior[None]), axis=1)
     np.testing.assert_allclose(kl, brute_force, rtol=1e-4, atol=1e-4)
-    # The layer's log Z (enumerated in keras.ops) is the exact one; after prepare_evaluation it
+    # The prior's log Z (enumerated in keras.ops) is the exact one; after prepare_evaluation it
     # is the numpy value, and the KL does not change.
-    np.testing.assert_allclose(numpy(layer.current_log_partition()), log_z, rtol=1e-5)
-    prepared = layer.prepare_evaluation(log_partition="exact")
+    np.testing.assert_allclose(numpy(prior.current_log_partition()), log_z, rtol=1e-5)
+    prepared = prior.prepare_evaluation(log_partition="exact")
     assert prepared["log_partition_method"] == "exact"
     np.testing.assert_allclose(prepared["log_partition"], log_z, rtol=1e-12)
-    np.testing.assert_allclose(numpy(layer.kl_divergence({"logits": logits})), kl, atol=1e-4)
+    np.testing.assert_allclose(kl_of(posterior, prior, {"logits": logits}), kl, atol=1e-4)
 
 
 def test_log_prior_normalised_and_posterior_log_probability_exact():
-    layer = random_layer(seed=3)
+    posterior, prior = random_parts(seed=3)
     codes = all_codes(5)
-    assert math.isclose(float(np.sum(np.exp(numpy(layer.log_prior(codes))))), 1.0, rel_tol=1e-4)
+    assert math.isclose(float(np.sum(np.exp(numpy(prior.log_density(codes))))), 1.0, rel_tol=1e-4)
     logits = np.array([[2.0, -1.0, 0.5, 0.0, -3.0]], np.float32)
-    z, log_q = layer.sample_posterior({"logits": logits}, 200, keras.random.SeedGenerator(0))
+    z, log_q = posterior.sample_exact({"logits": logits}, 200, keras.random.SeedGenerator(0))
     z, log_q = numpy(z)[0], numpy(log_q)[0]
     probabilities = 1.0 / (1.0 + np.exp(-logits[0].astype(np.float64)))
     expected = np.sum(np.where(z == 1.0, np.log(probabilities), np.log1p(-probabilities)), -1)
@@ -130,40 +154,48 @@ def test_log_prior_normalised_and_posterior_log_probability_exact():
 
 
 def test_decoder_input_is_the_smoothing_of_binary_codes():
-    layer = random_layer()
+    posterior, _ = random_parts()
     z = np.tile(np.array([[0.0, 1.0, 0.0, 1.0, 1.0]], np.float32), (400, 1))
-    zeta = numpy(layer.decoder_input(z, keras.random.SeedGenerator(0)))
+    zeta = numpy(posterior.decoder_input(z, keras.random.SeedGenerator(0)))
     assert np.all(zeta[z == 0.0] == 0.0)
     assert np.all((zeta[z == 1.0] > 0.0) & (zeta[z == 1.0] <= 1.0))
-    # The exponential with beta = 5 has mean 1/(1 - e^-5) - 1/5.
+    # The exponential with sharpness (beta) 5 has mean 1/(1 - e^-5) - 1/5.
     assert abs(zeta[z == 1.0].mean() - (1 / (1 - math.exp(-5.0)) - 0.2)) < 0.03
 
 
 def test_auxiliary_loss_is_zero_in_value_and_ais_agrees_with_exact():
-    layer = random_layer(2, 4, seed=5)
-    assert abs(float(numpy(layer.auxiliary_loss({})))) < 1e-6
-    exact = layer.prepare_evaluation(log_partition="exact")["log_partition"]
-    ais = layer.prepare_evaluation(log_partition="ais", seed=1)
+    _, prior = random_parts(2, 4, seed=5)
+    assert abs(float(numpy(prior.auxiliary_loss()))) < 1e-6
+    exact = prior.prepare_evaluation(log_partition="exact")["log_partition"]
+    ais = prior.prepare_evaluation(log_partition="ais", seed=1)
     assert ais["log_partition_method"] == "ais"
     assert abs(ais["log_partition"] - exact) < 0.05
 
 
 @pytest.mark.parametrize(
-    "arguments",
+    ("part", "arguments"),
     [
-        dict(first_units=0),
-        dict(second_units=-2),
-        dict(beta=0.0),
-        dict(beta=-1.0),
-        dict(chains=0),
-        dict(gibbs_sweeps=0),
-        dict(log_partition_gradient="sampled"),
-        dict(first_units=17, second_units=17, log_partition_gradient="exact"),
+        (RBMPrior, dict(halves=(0, 4))),
+        (RBMPrior, dict(halves=(3, -2))),
+        (RBMPrior, dict(halves=(3,))),
+        (SpikeExponentialPosterior, dict(sharpness=0.0)),
+        (SpikeExponentialPosterior, dict(sharpness=-1.0)),
+        (RBMPrior, dict(chains=0)),
+        (RBMPrior, dict(gibbs_sweeps=0)),
+        (RBMPrior, dict(log_partition_gradient="sampled")),
+        (RBMPrior, dict(halves=(17, 17), log_partition_gradient="exact")),
     ],
 )
-def test_layer_refuses_bad_settings(arguments):
-    with pytest.raises(ValueError):
-        RBMLatent(**arguments)
+def test_parts_refuse_bad_settings(part, arguments):
+    with pytest.raises(ConfigError):
+        part(**arguments)
+
+
+def test_the_rbm_prior_refuses_a_posterior_of_another_size_or_kind():
+    with pytest.raises(ConfigError, match="need 7 binary units"):
+        TINY.replace(units=8)
+    with pytest.raises(ConfigError, match="binary posterior"):
+        TINY.replace(posterior="gaussian")
 
 
 @pytest.mark.parametrize("method", ["exact", "chains"])
@@ -171,19 +203,18 @@ def test_prior_gradient_is_the_moment_difference(method):
     """∂KL/∂θ = E_q[∂E/∂θ] - (E_p or the chains' mean)[∂E/∂θ], with ∂E/∂a = -z, ∂E/∂W = -z1 z2ᵀ."""
     from test_relaxations import gradients
 
-    layer = random_layer(2, 3, seed=4)
-    layer.log_partition_gradient = method
+    posterior, prior = random_parts(2, 3, seed=4, log_partition_gradient=method)
     rng = np.random.default_rng(6)
-    layer.chain_first.assign((rng.random((4, 2)) < 0.5).astype("float32"))
-    layer.chain_second.assign((rng.random((4, 3)) < 0.5).astype("float32"))
+    prior.chain_first.assign((rng.random((4, 2)) < 0.5).astype("float32"))
+    prior.chain_second.assign((rng.random((4, 3)) < 0.5).astype("float32"))
     logits = rng.normal(0.0, 1.5, (6, 5)).astype("float32")
-    parameters = {"logits": logits}
-    variables = (layer.bias1, layer.bias2, layer.coupling)
+    distribution = posterior.distribution({"logits": logits})
+    variables = (prior.bias1, prior.bias2, prior.coupling)
 
     def loss(bias1, bias2, coupling):
         mapping = list(zip(variables, (bias1, bias2, coupling), strict=True))
         with keras.StatelessScope(state_mapping=mapping):
-            return ops.mean(layer.kl_divergence(parameters)) + layer.auxiliary_loss(parameters)
+            return ops.mean(prior.kl_divergence(distribution)) + prior.auxiliary_loss()
 
     values = [numpy(variable).astype("float32") for variable in variables]
     gradient1, gradient2, gradient_coupling = gradients(loss, *values)
@@ -199,7 +230,7 @@ def test_prior_gradient_is_the_moment_difference(method):
         z1, z2 = codes[:, :2], codes[:, 2:]
     else:
         weights = np.full(4, 0.25)
-        z1, z2 = numpy(layer.chain_first), numpy(layer.chain_second)
+        z1, z2 = numpy(prior.chain_first), numpy(prior.chain_second)
     np.testing.assert_allclose(gradient1, -q1.mean(0) + weights @ z1, atol=1e-5)
     np.testing.assert_allclose(gradient2, -q2.mean(0) + weights @ z2, atol=1e-5)
     expected_coupling = -np.einsum("bi,bj->ij", q1, q2) / len(q) + np.einsum(
@@ -209,39 +240,49 @@ def test_prior_gradient_is_the_moment_difference(method):
 
 
 def test_the_chains_advance_by_the_configured_sweeps():
-    config = TINY.replace(rbm_gibbs_sweeps=4, rbm_log_partition_gradient="exact")
-    latent = build_vae(config).latent
-    assert (latent.gibbs_sweeps, latent.log_partition_gradient) == (4, "exact")
+    config = TINY.replace(gibbs_sweeps=4, log_partition_gradient="exact")
+    vae = build_vae(config)
+    prior = vae.prior_part
+    assert (prior.gibbs_sweeps, prior.log_partition_gradient) == (4, "exact")
     assert {"gibbs_sweeps": 4, "log_partition_gradient": "exact"}.items() <= (
-        latent.get_config().items()
+        prior.get_config().items()
     )
-    # Each sweep takes one draw from the layer's seed generator, and the smoothing one more.
+    # The chains share the posterior's seed generator: each sweep takes one draw from it, and
+    # the smoothing of the training step's code one more.
+    assert prior.seed_generator is vae.posterior_part.seed_generator
+    images = np.zeros((2, 784), "float32")
     drawn = []
     for sweeps in (1, 4):
-        layer = build_vae(config.replace(rbm_gibbs_sweeps=sweeps)).latent
-        before = numpy(layer.seed_generator.state)
-        layer({"logits": np.zeros((2, 7), "float32")}, training=True)
-        drawn.append(numpy(layer.seed_generator.state) - before)
+        model = build_vae(config.replace(gibbs_sweeps=sweeps))
+        generator = model.posterior_part.seed_generator
+        before = numpy(generator.state)
+        model(images, training=True)
+        drawn.append(numpy(generator.state) - before)
     np.testing.assert_array_equal(drawn[1] - drawn[0], 3 * (drawn[0] / 2))
     # A coupling so strong that a sweep from any state lands on the all-on code.
-    latent.bias1.assign(np.full(3, -20.0, "float32"))
-    latent.bias2.assign(np.full(4, 10.0, "float32"))
-    latent.coupling.assign(np.full((3, 4), 40.0, "float32"))
-    latent.chain_first.assign(np.zeros((6, 3), "float32"))
-    latent({"logits": np.zeros((2, 7), "float32")}, training=True)
-    np.testing.assert_array_equal(numpy(latent.chain_first), np.ones((6, 3)))
-    np.testing.assert_array_equal(numpy(latent.chain_second), np.ones((6, 4)))
+    prior.bias1.assign(np.full(3, -20.0, "float32"))
+    prior.bias2.assign(np.full(4, 10.0, "float32"))
+    prior.coupling.assign(np.full((3, 4), 40.0, "float32"))
+    prior.chain_first.assign(np.zeros((6, 3), "float32"))
+    vae(images, training=True)
+    np.testing.assert_array_equal(numpy(prior.chain_first), np.ones((6, 3)))
+    np.testing.assert_array_equal(numpy(prior.chain_second), np.ones((6, 4)))
+    # Outside training the chains stay where they are.
+    prior.chain_first.assign(np.zeros((6, 3), "float32"))
+    vae(images, training=False)
+    np.testing.assert_array_equal(numpy(prior.chain_first), np.zeros((6, 3)))
 
 
-def test_a_saved_rbm_model_loads_after_a_plain_import(tmp_path):
-    """`import vae_mnist` alone registers the RBM latent, as README's snippet promises."""
+def test_a_saved_rbm_model_loads_after_the_readmes_import(tmp_path):
+    """`import vae_mnist.model` registers the VAE and its RBM prior, as README's snippet says."""
     import subprocess
     import sys
 
     save_model(build_vae(TINY), tmp_path / "vae.keras")
     script = (
-        "import vae_mnist, keras, sys; "
-        "model = keras.saving.load_model(sys.argv[1]); print(type(model.latent).__name__)"
+        "import vae_mnist.model, keras, sys; "
+        "model = keras.saving.load_model(sys.argv[1]); "
+        "print(type(model.posterior_part).__name__, type(model.prior_part).__name__)"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path / "vae.keras")],
@@ -250,31 +291,32 @@ def test_a_saved_rbm_model_loads_after_a_plain_import(tmp_path):
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "RBMLatent"
+    assert result.stdout.strip() == "SpikeExponentialPosterior RBMPrior"
 
 
 def test_save_load_gives_identical_outputs_and_state(tmp_path):
     vae = build_vae(TINY)
-    latent = vae.latent
+    prior = vae.prior_part
     rng = np.random.default_rng(0)
-    latent.coupling.assign(rng.normal(0, 1, (3, 4)).astype("float32"))
-    latent.chain_first.assign((rng.random((6, 3)) < 0.5).astype("float32"))
+    prior.coupling.assign(rng.normal(0, 1, (3, 4)).astype("float32"))
+    prior.chain_first.assign((rng.random((6, 3)) < 0.5).astype("float32"))
     images = rng.random((5, 784)).astype("float32")
     save_model(vae, tmp_path / "vae.keras")
     loaded = load_model(tmp_path / "vae.keras")
     for name in ("bias1", "bias2", "coupling", "chain_first", "chain_second", "log_partition"):
         np.testing.assert_array_equal(
-            numpy(getattr(loaded.latent, name)), numpy(getattr(latent, name))
+            numpy(getattr(loaded.prior_part, name)), numpy(getattr(prior, name))
         )
-    assert loaded.latent.get_config() == latent.get_config()
+    assert loaded.prior_part.get_config() == prior.get_config()
+    assert loaded.posterior_part.get_config() == vae.posterior_part.get_config()
     # Both seed generators are in the same saved state, so even the noisy outputs agree.
     outputs, loaded_outputs = vae(images, training=False), loaded(images, training=False)
     for key in ("logits", "z", "reconstruction"):
         np.testing.assert_allclose(numpy(loaded_outputs[key]), numpy(outputs[key]), atol=1e-6)
     parameters = {"logits": outputs["logits"]}
     np.testing.assert_allclose(
-        numpy(loaded.latent.kl_divergence(parameters)),
-        numpy(latent.kl_divergence(parameters)),
+        kl_of(loaded.posterior_part, loaded.prior_part, parameters),
+        kl_of(vae.posterior_part, prior, parameters),
         rtol=1e-6,
     )
 
@@ -288,8 +330,8 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
 
 class _ChainsAtStart(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
-        self.first = numpy(self.model.latent.chain_first)
-        self.coupling = numpy(self.model.latent.coupling)
+        self.first = numpy(self.model.prior_part.chain_first)
+        self.coupling = numpy(self.model.prior_part.coupling)
 
 
 def test_chains_survive_checkpoint_and_resume_and_the_prior_learns(tmp_path):
@@ -297,28 +339,28 @@ def test_chains_survive_checkpoint_and_resume_and_the_prior_learns(tmp_path):
     data = ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
     folder = tmp_path / "run"
     initial = build_vae(TINY.replace(epochs=2))
-    initial_chains = numpy(initial.latent.chain_first)
-    initial_coupling = numpy(initial.latent.coupling)
+    initial_chains = numpy(initial.prior_part.chain_first)
+    initial_coupling = numpy(initial.prior_part.coupling)
     with pytest.raises(KeyboardInterrupt):
         train(TINY.replace(epochs=2), data, folder, verbose=0, callbacks=[_StopAfterFirstEpoch()])
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "training" and info["completed_epochs"] == 1
     checkpoint = keras.saving.load_model(folder / info["checkpoint"])
-    saved_chains = numpy(checkpoint.latent.chain_first)
+    saved_chains = numpy(checkpoint.prior_part.chain_first)
     # The chains moved in epoch 1 and the RBM's parameters learned.
     assert not np.array_equal(saved_chains, initial_chains) or not np.array_equal(
-        numpy(checkpoint.latent.chain_second), numpy(initial.latent.chain_second)
+        numpy(checkpoint.prior_part.chain_second), numpy(initial.prior_part.chain_second)
     )
-    assert not np.allclose(numpy(checkpoint.latent.coupling), initial_coupling)
+    assert not np.allclose(numpy(checkpoint.prior_part.coupling), initial_coupling)
     start = _ChainsAtStart()
     result = train(TINY.replace(epochs=2), data, folder, verbose=0, callbacks=[start])
     # The resumed run began from the saved chains, not from fresh ones, and finished.
     np.testing.assert_array_equal(start.first, saved_chains)
-    np.testing.assert_allclose(start.coupling, numpy(checkpoint.latent.coupling))
+    np.testing.assert_allclose(start.coupling, numpy(checkpoint.prior_part.coupling))
     assert result["completed_epochs"] == 2
     assert all(math.isfinite(row["loss"]) for row in result["history"])
     final = load_model(folder / "vae.keras")
-    assert set(np.unique(numpy(final.latent.chain_first))) <= {0.0, 1.0}
+    assert set(np.unique(numpy(final.prior_part.chain_first))) <= {0.0, 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +388,7 @@ def test_evaluate_writes_log_partition(rbm_run):
     assert metrics["log_partition_standard_error"] == 0.0
     vae = load_model(folder / "vae.keras")
     expected = exact_log_partition(
-        numpy(vae.latent.bias1), numpy(vae.latent.bias2), numpy(vae.latent.coupling)
+        numpy(vae.prior_part.bias1), numpy(vae.prior_part.bias2), numpy(vae.prior_part.coupling)
     )
     assert math.isclose(metrics["log_partition"], expected, rel_tol=1e-9)
     assert len(metrics["unit_usage"]) == 7
@@ -388,7 +430,8 @@ def test_coupling_figure_refused_for_a_gaussian_run(tmp_path):
     out = tmp_path / "figures"
     result = run_command("plot", "coupling", "--run", str(folder), "--out", str(out))
     assert result.returncode != 0
-    assert "coupling of an RBM prior" in result.stderr
+    assert "'coupling' needs a learned prior structure" in result.stderr
+    assert "standard_normal prior" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists() or not list(out.iterdir())
 
@@ -396,24 +439,26 @@ def test_coupling_figure_refused_for_a_gaussian_run(tmp_path):
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (("--rbm-units", "0,4"), "--rbm-units"),
-        (("--rbm-units", "3,-1"), "--rbm-units"),
+        (("--halves", "0,4"), "--halves"),
+        (("--halves", "3,-1"), "--halves"),
+        (("--sharpness", "0"), "--sharpness"),
         (("--beta", "0"), "--beta"),
         (("--beta", "-2"), "--beta"),
-        (("--rbm-chains", "0"), "--rbm-chains"),
-        (("--rbm-units", "3"), "rbm_units needs two sizes"),
-        (("--rbm-gibbs-sweeps", "0"), "--rbm-gibbs-sweeps"),
-        (("--rbm-gibbs-sweeps", "1.5"), "--rbm-gibbs-sweeps"),
-        (("--rbm-log-partition-gradient", "sampled"), "--rbm-log-partition-gradient"),
+        (("--chains", "0"), "--chains"),
+        (("--halves", "3"), "halves needs 2 numbers"),
+        (("--halves", "3,4"), "halves 3 + 4 need 7 binary units"),
+        (("--gibbs-sweeps", "0"), "--gibbs-sweeps"),
+        (("--gibbs-sweeps", "1.5"), "--gibbs-sweeps"),
+        (("--log-partition-gradient", "sampled"), "--log-partition-gradient"),
         (
-            ("--rbm-units", "20,20", "--rbm-log-partition-gradient", "exact"),
-            "rbm_log_partition_gradient exact enumerates",
+            ("--units", "40", "--halves", "20,20", "--log-partition-gradient", "exact"),
+            "log_partition_gradient exact enumerates",
         ),
     ],
 )
 def test_train_refuses_bad_rbm_settings(tmp_path, flags, message):
     folder = tmp_path / "run"
-    result = run_command("train", "--latent", "rbm", "--out", str(folder), *flags)
+    result = run_command("train", "--preset", "dvae2017", "--out", str(folder), *flags)
     assert result.returncode != 0
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -421,7 +466,7 @@ def test_train_refuses_bad_rbm_settings(tmp_path, flags, message):
 
 
 def test_evaluate_refuses_exact_log_partition_for_large_halves(tmp_path):
-    config = TINY.replace(rbm_units=[21, 22])
+    config = TINY.replace(units=43, halves=(21, 22))
     folder = tmp_path / "big"
     folder.mkdir()
     save_model(build_vae(config), folder / "vae.keras")

@@ -67,7 +67,7 @@ def test_iwae_with_one_sample_is_the_single_sample_elbo(small_vae, images):
     )
     # The same draw by hand, in numpy: log p(x|z) + log p(z) - log q(z|x).
     parameters = small_vae.encode(images)
-    z, _ = small_vae.latent.sample_posterior(parameters, 1, keras.random.SeedGenerator(0))
+    z, _ = small_vae.posterior_part.sample_exact(parameters, 1, keras.random.SeedGenerator(0))
     z = keras.ops.convert_to_numpy(z)[:, 0].astype(np.float64)
     z_mean, z_log_var = (keras.ops.convert_to_numpy(parameters[k]) for k in ("z_mean", "z_log_var"))
     decoded = keras.ops.convert_to_numpy(small_vae.image_decoder()(z.astype("float32")))

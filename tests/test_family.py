@@ -9,11 +9,22 @@ import numpy as np
 import pytest
 from conftest import folder_state, make_arrays, run_command
 
-from vae_mnist.config import ConfigError, DataConfig, ModelConfig, RunConfig, TrainingConfig
-from vae_mnist.data import TEST_BINARIZATION_SEED, binarize, model_inputs, prepare_images
+from vae_mnist import optimizers
+from vae_mnist.config import ConfigError, RunConfig
+from vae_mnist.data import (
+    TEST_BINARIZATION_SEED,
+    MNISTData,
+    binarize,
+    model_inputs,
+    prepare_images,
+)
+from vae_mnist.flags import flat_settings
+from vae_mnist.likelihoods import GaussianLikelihood
 from vae_mnist.model import build_vae, load_model
+from vae_mnist.networks import ConvNetwork, MLPNetwork
 from vae_mnist.presets import load_preset, preset_config, preset_names
-from vae_mnist.training import learning_rate, make_optimizer, train
+from vae_mnist.settings import make_part
+from vae_mnist.training import train
 
 GAUSSIAN_PRESETS = (
     "keras2017",
@@ -23,6 +34,12 @@ GAUSSIAN_PRESETS = (
     "iwae2015",
     "conv-fashion",
 )
+
+
+class _OddSizedData(MNISTData):
+    """Images of 780 pixels, which no square image has: for the conv network's refusal."""
+
+    pixels = 780
 
 
 def tiny_data(train_count: int = 120, test_count: int = 40):
@@ -45,19 +62,19 @@ def test_every_preset_documents_its_paper_and_differences():
 
 def test_the_presets_hold_the_papers_settings():
     aevb = preset_config("aevb2013")
-    assert aevb.model.hidden_layers == (500,) and aevb.model.activation == "tanh"
-    assert aevb.model.latent_dim == 20 and aevb.training.optimizer == "adagrad"
-    assert aevb.training.batch_size == 100 and aevb.training.weight_decay > 0
-    assert preset_config("aevb2013-gaussian").model.likelihood == "gaussian"
-    svae = preset_config("svae2018", latent_dim=10)
-    assert svae.model.hidden_layers == (256, 128) and svae.model.latent_dim == 10
+    assert aevb.network.hidden_layers == (500,) and aevb.network.activation == "tanh"
+    assert aevb.posterior.dimension == 20 and aevb.optimizer.kind == "adagrad"
+    assert aevb.training.batch_size == 100 and aevb.optimizer.weight_decay > 0
+    assert preset_config("aevb2013-gaussian").likelihood.kind == "gaussian"
+    svae = preset_config("svae2018", dimension=10)
+    assert svae.network.hidden_layers == (256, 128) and svae.posterior.dimension == 10
     assert svae.data.binarize == "dynamic" and svae.training.batch_size == 64
     iwae = preset_config("iwae2015")
-    assert iwae.model.hidden_layers == (200, 200) and iwae.model.latent_dim == 50
-    assert iwae.training.optimizer_epsilon == 1e-4 and iwae.training.batch_size == 20
-    assert iwae.training.learning_rate_schedule == "iwae"
+    assert iwae.network.hidden_layers == (200, 200) and iwae.posterior.dimension == 50
+    assert iwae.optimizer.optimizer_epsilon == 1e-4 and iwae.training.batch_size == 20
+    assert iwae.optimizer.learning_rate_schedule == "iwae"
     conv = preset_config("conv-fashion")
-    assert conv.model.architecture == "conv" and conv.data.dataset == "fashion_mnist"
+    assert conv.network.kind == "conv" and conv.data.kind == "fashion_mnist"
 
 
 @pytest.mark.parametrize("name", GAUSSIAN_PRESETS)
@@ -111,13 +128,16 @@ def test_dynamically_binarized_training_repeats_under_a_seed(tmp_path):
 
 
 def test_optimizers_and_the_iwae_schedule():
-    training = TrainingConfig(optimizer="adam", learning_rate=1e-3, optimizer_epsilon=1e-4)
-    adam = make_optimizer(training, steps_per_epoch=10)
+    part = optimizers.Adam(learning_rate=1e-3, optimizer_epsilon=1e-4)
+    adam = part.build(steps_per_epoch=10)
     assert isinstance(adam, keras.optimizers.Adam) and adam.epsilon == 1e-4
     assert adam.weight_decay is None
-    decayed = make_optimizer(TrainingConfig(optimizer="adagrad", weight_decay=0.01), 10)
+    decayed = optimizers.Adagrad(weight_decay=0.01).build(10)
     assert isinstance(decayed, keras.optimizers.Adagrad) and decayed.weight_decay == 0.01
-    schedule = learning_rate(TrainingConfig(learning_rate_schedule="iwae"), steps_per_epoch=10)
+    # The configuration's optimizer is the part that builds it.
+    chosen = RunConfig().replace(optimizer="adam", optimizer_epsilon=1e-4).optimizer
+    assert chosen == part and isinstance(RunConfig().optimizer.build(10), keras.optimizers.RMSprop)
+    schedule = optimizers.RMSprop(learning_rate_schedule="iwae").schedule(steps_per_epoch=10)
     rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
     # Stage i lasts 3^i epochs: 1, 3, 9, ... at 1e-3 · 10^(-i/7).
     assert rate(0) == pytest.approx(1e-3) and rate(9) == pytest.approx(1e-3)
@@ -127,32 +147,46 @@ def test_optimizers_and_the_iwae_schedule():
 
 
 def test_replace_routes_flat_settings_to_their_sections():
-    config = RunConfig().replace(latent_dim=5, batch_size=7, binarize="static", preset="x")
-    assert config.model.latent_dim == 5 and config.training.batch_size == 7
+    config = RunConfig().replace(dimension=5, batch_size=7, binarize="static", preset="x")
+    assert config.posterior.dimension == 5 and config.training.batch_size == 7
     assert config.data.binarize == "static" and config.preset == "x"
-    assert config.flat()["hidden_layers"] == [256]
+    assert flat_settings(config)["hidden_layers"] == [256]
     assert RunConfig.from_dict(config.to_dict()) == config
+    # A family's name switches its kind; the new kind's settings then go to it.
+    discrete = RunConfig().replace(posterior="categorical", prior="uniform", variables=3)
+    assert discrete.posterior.kind == "categorical" and discrete.posterior.variables == 3
+    assert discrete.prior.kind == "uniform" and RunConfig.from_dict(discrete.to_dict()) == discrete
 
 
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda: DataConfig(dataset="cifar"), "unknown dataset 'cifar'"),
-        (lambda: DataConfig(binarize="sometimes"), "unknown binarize 'sometimes'"),
-        (lambda: ModelConfig(architecture="resnet"), "unknown architecture 'resnet'"),
-        (lambda: ModelConfig(likelihood="poisson"), "unknown likelihood 'poisson'"),
-        (lambda: TrainingConfig(optimizer="sgd"), "unknown optimizer 'sgd'"),
-        (lambda: ModelConfig(hidden_layers=(256, 0)), "positive whole numbers"),
-        (lambda: ModelConfig(hidden_layers=(2.5,)), "positive whole numbers"),
+        (lambda: RunConfig().replace(dataset="cifar"), "unknown dataset 'cifar'"),
+        (lambda: make_part("data", {"kind": "cifar"}), "unknown data 'cifar'"),
+        (lambda: MNISTData(binarize="sometimes"), "unknown binarize 'sometimes'"),
+        (lambda: RunConfig().replace(network="resnet"), "unknown network 'resnet'"),
+        (lambda: RunConfig().replace(likelihood="poisson"), "unknown likelihood 'poisson'"),
+        (lambda: RunConfig().replace(optimizer="sgd"), "unknown optimizer 'sgd'"),
+        (lambda: MLPNetwork(hidden_layers=(256, 0)), "positive whole numbers"),
+        (lambda: MLPNetwork(hidden_layers=(2.5,)), "positive whole numbers"),
         (
-            lambda: RunConfig(DataConfig(binarize="dynamic"), ModelConfig(likelihood="gaussian")),
+            lambda: RunConfig(MNISTData(binarize="dynamic"), likelihood=GaussianLikelihood()),
             "a gaussian likelihood models grayscale pixels",
         ),
         (
-            lambda: RunConfig(model=ModelConfig(architecture="conv", original_dim=780)),
+            lambda: RunConfig(data=_OddSizedData(), network=ConvNetwork()),
             "needs square images",
         ),
+        (
+            lambda: RunConfig.from_dict({"network": {"kind": "mlp", "depth": 3}}),
+            "the mlp network has no setting depth",
+        ),
+        # A configuration of version 2 is converted, and refused the same way.
         (lambda: RunConfig.from_dict({"model": {"depth": 3}}), "unknown model settings: depth"),
+        (
+            lambda: RunConfig().replace(variables=3),
+            "--variables is a setting of the categorical posterior",
+        ),
     ],
 )
 def test_bad_configurations_name_the_value_and_the_choices(make, message):
@@ -164,7 +198,7 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
     ("arguments", "message"),
     [
         (["--preset", "vae2099"], "unknown preset 'vae2099' (choose from "),
-        (["--architecture", "resnet"], "invalid choice: 'resnet' (choose from 'mlp', 'conv')"),
+        (["--network", "resnet"], "invalid choice: 'resnet' (choose from 'mlp', 'conv')"),
         (["--likelihood", "poisson"], "invalid choice: 'poisson'"),
         (
             ["--optimizer", "sgd"],
@@ -175,9 +209,13 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
         (["--hidden-layers", "256,-1"], "expected positive whole numbers separated by commas"),
         (["--hidden-layers", "256,abc"], "expected positive whole numbers separated by commas"),
         (["--likelihood", "gaussian", "--binarize", "static"], "models grayscale pixels"),
-        (["--architecture", "conv", "--original-dim", "780"], "needs square images"),
-        (["--gaussian-minimum-std", "0"], "--gaussian-minimum-std: expected a positive number"),
-        (["--gaussian-minimum-std", "abc"], "--gaussian-minimum-std: expected a positive number"),
+        (
+            ["--posterior", "categorical"],
+            "the standard_normal prior needs a continuous posterior",
+        ),
+        (["--variables", "3"], "this run's posterior is gaussian"),
+        (["--minimum-std", "0"], "--minimum-std: expected a positive number"),
+        (["--minimum-std", "abc"], "--minimum-std: expected a positive number"),
     ],
 )
 def test_bad_choices_on_the_command_line_are_one_line(tmp_path, session_npz, arguments, message):
@@ -194,11 +232,11 @@ def test_a_preset_with_overrides_is_recorded_and_resumes(tmp_path, session_npz):
     out = tmp_path / "run"
     common = ["--data", str(session_npz), "--out", str(out), "--quiet"]
     first = run_command(
-        "train", "--preset", "svae2018", "--latent-dim", "3", "--epochs", "1", *common
+        "train", "--preset", "svae2018", "--dimension", "3", "--epochs", "1", *common
     )
     assert first.returncode == 0, first.stderr
     saved = json.loads((out / "config.json").read_text())
-    assert saved["preset"] == "svae2018" and saved["model"]["latent_dim"] == 3
+    assert saved["preset"] == "svae2018" and saved["posterior"]["dimension"] == 3
     assert saved["data"]["binarize"] == "dynamic" and saved["training"]["batch_size"] == 64
     # A finished run continues with more epochs only when asked to replace it; an unfinished one
     # (simulated by marking it so) continues with its own settings, no preset needed.
@@ -227,7 +265,7 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
 
 
 def test_a_resumed_non_default_run_continues(tmp_path):
-    config = preset_config("iwae2015", hidden_layers=(16, 8), latent_dim=4, epochs=2, batch_size=40)
+    config = preset_config("iwae2015", hidden_layers=(16, 8), dimension=4, epochs=2, batch_size=40)
     folder = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(config, tiny_data(), folder, verbose=0, callbacks=[_InterruptAfterFirstEpoch()])

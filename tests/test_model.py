@@ -11,23 +11,30 @@ import pytest
 from keras import ops
 
 import vae_mnist
-from vae_mnist.config import ModelConfig, RunConfig
+from vae_mnist.config import RunConfig
 from vae_mnist.divergences import gaussian_kl_divergence
-from vae_mnist.latents import GaussianLatent
+from vae_mnist.errors import ModelFileError
+from vae_mnist.gaussian import GaussianPosterior, StandardNormalPrior
 from vae_mnist.likelihoods import (
     BernoulliLikelihood,
     GaussianLikelihood,
     bernoulli_negative_log_likelihood,
     gaussian_negative_log_likelihood,
 )
-from vae_mnist.model import DynamicBinarization, build_vae, compose_vae, load_model
+from vae_mnist.model import DynamicBinarization, PartLayer, build_vae, load_model
 from vae_mnist.networks import build_decoder, build_encoder
+from vae_mnist.runs import load_trained_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def numpy(tensor) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(tensor))
+
+
+def gaussian_posterior(seed: int | None = None, **settings) -> GaussianPosterior:
+    """A Gaussian posterior with its seed state, hosted as the model hosts it."""
+    return PartLayer(GaussianPosterior(**settings), seed).part
 
 
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
@@ -51,7 +58,7 @@ def test_network_shapes(architecture):
 
 
 def test_mlp_hidden_layers_and_mirrored_decoder():
-    vae = compose_vae(ModelConfig(hidden_layers=(64, 32), activation="tanh", latent_dim=5))
+    vae = build_vae(RunConfig().replace(hidden_layers=(64, 32), activation="tanh", dimension=5))
     encoder_sizes = [tuple(w.shape) for w in vae.encoder.weights if len(w.shape) == 2]
     decoder_sizes = [tuple(w.shape) for w in vae.decoder.weights if len(w.shape) == 2]
     assert encoder_sizes == [(784, 64), (64, 32), (32, 5), (32, 5)]
@@ -60,7 +67,7 @@ def test_mlp_hidden_layers_and_mirrored_decoder():
 
 
 def test_conv_network_is_the_keras_io_example():
-    vae = compose_vae(ModelConfig(architecture="conv", hidden_layers=(16,)))
+    vae = build_vae(RunConfig().replace(network="conv", hidden_layers=(16,)))
     kinds = [type(layer).__name__ for layer in vae.encoder.layers]
     assert kinds.count("Conv2D") == 2
     filters = [layer.filters for layer in vae.encoder.layers if hasattr(layer, "filters")]
@@ -87,18 +94,19 @@ def test_default_architecture_is_the_2017_example():
     ]
     assert vae.decoder.layers[-1].activation.__name__ == "sigmoid"
     assert vae.encoder.get_layer("encoder_hidden_1").activation.__name__ == "relu"
-    assert isinstance(vae.latent, GaussianLatent) and vae.binarization is None
+    assert isinstance(vae.posterior_part, GaussianPosterior) and vae.binarization is None
+    assert isinstance(vae.prior_part, StandardNormalPrior)
     assert isinstance(vae.likelihood, BernoulliLikelihood)
 
 
 def test_gaussian_latent_statistics():
-    layer = GaussianLatent(latent_dim=2, epsilon_std=1.0, seed=3)
+    posterior = gaussian_posterior(seed=3, dimension=2, epsilon_std=1.0)
     count = 200_000
     parameters = {
         "z_mean": np.tile(np.array([[1.5, -2.0]], "float32"), (count, 1)),
         "z_log_var": np.tile(np.log(np.array([[0.25, 4.0]], "float32")), (count, 1)),
     }
-    z = numpy(layer(parameters))
+    z = numpy(posterior.sample(parameters, training=True))
     np.testing.assert_allclose(z.mean(axis=0), [1.5, -2.0], atol=0.02)
     np.testing.assert_allclose(z.std(axis=0), [0.5, 2.0], rtol=0.01)
     assert abs(np.corrcoef(z.T)[0, 1]) < 0.01
@@ -106,19 +114,19 @@ def test_gaussian_latent_statistics():
 
 def test_gaussian_latent_is_repeatable_under_a_seed_and_varies_between_calls():
     parameters = {"z_mean": np.zeros((4, 2), "float32"), "z_log_var": np.zeros((4, 2), "float32")}
-    first, second = GaussianLatent(seed=7), GaussianLatent(seed=7)
-    a, b = numpy(first(parameters)), numpy(second(parameters))
+    first, second = gaussian_posterior(seed=7), gaussian_posterior(seed=7)
+    a, b = numpy(first.sample(parameters)), numpy(second.sample(parameters))
     np.testing.assert_array_equal(a, b)
-    assert not np.allclose(a, numpy(first(parameters)))
+    assert not np.allclose(a, numpy(first.sample(parameters)))
 
 
 def test_gaussian_posterior_log_density_and_prior():
-    layer = GaussianLatent(latent_dim=2)
+    posterior, prior = GaussianPosterior(dimension=2), StandardNormalPrior()
     parameters = {
         "z_mean": np.array([[0.5, -1.0]], "float32"),
         "z_log_var": np.log(np.array([[0.5, 2.0]], "float32")),
     }
-    z, log_q = layer.sample_posterior(parameters, 4, keras.random.SeedGenerator(1))
+    z, log_q = posterior.sample_exact(parameters, 4, keras.random.SeedGenerator(1))
     z, log_q = numpy(z), numpy(log_q)
     assert z.shape == (1, 4, 2) and log_q.shape == (1, 4)
     variance = np.array([0.5, 2.0])
@@ -126,8 +134,15 @@ def test_gaussian_posterior_log_density_and_prior():
         np.log(2 * np.pi * variance) + (z[0] - [0.5, -1.0]) ** 2 / variance, axis=-1
     )
     np.testing.assert_allclose(log_q[0], by_hand, rtol=1e-5)
+    # The density of a given sample, as the Monte-Carlo KL takes it, is the same number.
+    np.testing.assert_allclose(numpy(posterior.log_density(z, parameters))[0], by_hand, rtol=1e-5)
     np.testing.assert_allclose(
-        numpy(layer.log_prior(z))[0], -0.5 * np.sum(np.log(2 * np.pi) + z[0] ** 2, -1), rtol=1e-5
+        numpy(prior.log_density(z))[0], -0.5 * np.sum(np.log(2 * np.pi) + z[0] ** 2, -1), rtol=1e-5
+    )
+    # The prior knows the Gaussian posterior's KL in closed form.
+    np.testing.assert_allclose(
+        numpy(prior.kl_divergence(posterior.distribution(parameters))),
+        numpy(gaussian_kl_divergence(parameters["z_mean"], parameters["z_log_var"])),
     )
 
 
@@ -201,7 +216,7 @@ def test_gaussian_log_variance_never_falls_below_the_floor():
 
 
 def test_gaussian_decoder_outputs_a_mean_and_a_log_variance():
-    vae = compose_vae(ModelConfig(likelihood="gaussian", hidden_layers=(8,)))
+    vae = build_vae(RunConfig().replace(likelihood="gaussian", hidden_layers=(8,)))
     outputs = vae(np.random.default_rng(0).random((3, 784)).astype("float32"))
     assert tuple(outputs["x_mean"].shape) == (3, 784) and tuple(outputs["x_log_var"].shape) == (
         3,
@@ -238,33 +253,42 @@ def test_dynamic_binarization_differs_between_steps_yet_repeats_under_a_seed():
 
 
 def test_get_config_returns_every_constructor_argument():
-    latent = GaussianLatent(latent_dim=3, epsilon_std=0.5, seed=4)
-    assert {"latent_dim": 3, "epsilon_std": 0.5, "seed": 4}.items() <= latent.get_config().items()
+    posterior = GaussianPosterior(dimension=3, epsilon_std=0.5)
+    assert posterior.get_config() == {"kind": "gaussian", "dimension": 3, "epsilon_std": 0.5}
     assert DynamicBinarization(seed=2).get_config()["seed"] == 2
-    vae = compose_vae(ModelConfig(hidden_layers=(16,), latent_dim=3), binarize="dynamic", seed=9)
+    run_config = RunConfig().replace(hidden_layers=(16,), dimension=3, binarize="dynamic", seed=9)
+    vae = build_vae(run_config)
     config = vae.get_config()
-    assert {"encoder", "decoder", "latent", "likelihood", "binarization"} <= set(config)
+    # The saved configuration is the run's: every part's settings, the seed included.
+    assert config["config"] == run_config.to_dict()
     rebuilt = vae_mnist.VAE.from_config(config)
-    assert rebuilt.latent.get_config() == vae.latent.get_config()
+    assert rebuilt.run_config == run_config
+    assert rebuilt.posterior_part.get_config() == vae.posterior_part.get_config()
     assert rebuilt.binarization.get_config()["seed"] == vae.binarization.get_config()["seed"]
+    with pytest.raises(ModelFileError, match="through its run folder"):
+        vae_mnist.VAE.from_config({"latent": {}, "name": "vae"})
 
 
 @pytest.mark.parametrize(
     "changes",
     [
         {},
-        {"architecture": "conv", "hidden_layers": (16,)},
-        {"likelihood": "gaussian", "latent_dim": 4},
+        {"network": "conv", "hidden_layers": (16,)},
+        {"likelihood": "gaussian", "dimension": 4},
     ],
 )
 def test_save_load_gives_identical_outputs(tmp_path, changes):
-    vae = compose_vae(ModelConfig(**{"hidden_layers": (16,), **changes}), seed=5)
+    vae = build_vae(RunConfig().replace(**{"hidden_layers": (16,), "seed": 5, **changes}))
     images = np.random.default_rng(2).random((8, 784)).astype("float32")
     models = {"vae": vae, "encoder": vae.first_head_encoder(), "decoder": vae.image_decoder()}
     for name, model in models.items():
         model.save(tmp_path / f"{name}.keras")
     loaded = {name: load_model(tmp_path / f"{name}.keras") for name in models}
-    z = np.random.default_rng(3).standard_normal((8, vae.latent.code_size)).astype("float32")
+    z = (
+        np.random.default_rng(3)
+        .standard_normal((8, vae.posterior_part.code_size))
+        .astype("float32")
+    )
     np.testing.assert_allclose(numpy(loaded["decoder"](z)), numpy(models["decoder"](z)))
     np.testing.assert_allclose(numpy(loaded["encoder"](images)), numpy(models["encoder"](images)))
     # The latent's seed state travels with the model, so even its draws agree.
@@ -277,12 +301,19 @@ def test_save_load_gives_identical_outputs(tmp_path, changes):
 def test_version_1_models_keep_loading():
     """A run saved by version 1 (the fixed 2017 model) loads, with the same weights."""
     folder = FIXTURES / "run_v1"
-    old_vae = load_model(folder / "vae.keras")
+    config = RunConfig.load(folder / "config.json")
+    old_vae = load_model(folder / "vae.keras", config)
+    # Through the run folder too; without its configuration the file is refused in one line.
+    through_folder = load_trained_run(folder).vae.get_weights()
+    assert len(through_folder) == len(old_vae.get_weights())
+    for mine, theirs in zip(through_folder, old_vae.get_weights(), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(ModelFileError, match="run folder"):
+        load_model(folder / "vae.keras")
     encoder, decoder = load_model(folder / "encoder.keras"), load_model(folder / "decoder.keras")
     images = np.random.default_rng(4).random((5, 784)).astype("float32")
     np.testing.assert_allclose(numpy(old_vae.encode(images)["z_mean"]), numpy(encoder(images)))
     z = np.random.default_rng(5).standard_normal((5, 2)).astype("float32")
     np.testing.assert_allclose(numpy(old_vae.decode(z)["probabilities"]), numpy(decoder(z)))
-    config = RunConfig.load(folder / "config.json")
-    assert config.model.hidden_layers == (4,) and config.preset == "keras2017"
-    assert math.isclose(config.training.learning_rate, 1e-3)
+    assert config.network.hidden_layers == (4,) and config.preset == "keras2017"
+    assert math.isclose(config.optimizer.learning_rate, 1e-3)

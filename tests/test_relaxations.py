@@ -349,3 +349,44 @@ def test_annealed_temperature_on_tensors():
     # An integer variable, as optimizer.iterations is (int32, which every backend has).
     step = keras.Variable(30_000, dtype="int32", trainable=False)
     assert float(ops.convert_to_numpy(annealed_temperature(step))) == pytest.approx(0.5, rel=1e-6)
+
+
+# -- the relaxed densities --------------------------------------------------------------------
+
+
+def test_binary_concrete_density_integrates_to_one_and_matches_its_samples():
+    from vae_mnist.relaxations import binary_concrete_log_density, binary_concrete_logit_sample
+
+    grid = np.linspace(-80.0, 80.0, 400_001)
+    # One unit: the density of its logit, one grid point per row, integrates to one.
+    density = np.exp(np.asarray(binary_concrete_log_density(grid[:, None], np.array([[0.7]]), 0.5)))
+    assert density.shape == (len(grid),)
+    assert np.trapezoid(density, grid) == pytest.approx(1.0, abs=1e-6)
+    samples = np.asarray(
+        binary_concrete_logit_sample(np.full((200_000, 1), 0.7, np.float32), 0.5, seed=3)
+    )
+    # The logit L = (α + logistic noise) / τ has mean α / τ.
+    assert samples.mean() == pytest.approx(0.7 / 0.5, abs=0.03)
+
+
+def test_relaxed_densities_are_normalised_against_each_other():
+    """E_q[p(v) / q(v)] = 1 for two normalised densities on the same space."""
+    from vae_mnist.relaxations import (
+        binary_concrete_log_density,
+        binary_concrete_logit_sample,
+        exp_concrete_log_density,
+        exp_concrete_sample,
+    )
+
+    count = 400_000
+    logits = np.tile(np.array([[1.2, -0.4, 0.3]], np.float32), (count, 1))
+    v = exp_concrete_sample(logits, 0.7, seed=5)
+    # (count, K) -> (count, 1, K): one variable per row.
+    log_q = exp_concrete_log_density(v[:, None, :], logits[:, None, :], 0.7)
+    log_p = exp_concrete_log_density(v[:, None, :], np.zeros_like(logits)[:, None, :], 0.7)
+    assert float(np.mean(np.exp(np.asarray(log_p - log_q)))) == pytest.approx(1.0, abs=0.02)
+    bits = np.tile(np.array([[0.9, -2.0]], np.float32), (count, 1))
+    v = binary_concrete_logit_sample(bits, 0.6, seed=6)
+    log_q = binary_concrete_log_density(v, bits, 0.6)
+    log_p = binary_concrete_log_density(v, np.zeros_like(bits), 0.6)
+    assert float(np.mean(np.exp(np.asarray(log_p - log_q)))) == pytest.approx(1.0, abs=0.02)

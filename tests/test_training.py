@@ -17,9 +17,8 @@ import pytest
 from conftest import folder_state, make_arrays, run_command
 
 from vae_mnist import RunConfig, load_model
-from vae_mnist.model import ModelFileError
-from vae_mnist.runs import RunError
-from vae_mnist.training import TrainingDivergedError, train
+from vae_mnist.errors import ModelFileError, RunError, TrainingDivergedError
+from vae_mnist.training import train
 
 SMALL = RunConfig().replace(hidden_layers=(32,), batch_size=50, epochs=2)
 
@@ -163,9 +162,9 @@ def test_finished_run_is_not_overwritten_without_asking(tmp_path):
 def test_unfinished_run_with_other_settings_needs_restart(tmp_path):
     folder = tmp_path / "run"
     _unfinished_run(folder)
-    with pytest.raises(RunError, match="other settings: latent_dim 2 .saved. against 3.*--restart"):
-        train(SMALL.replace(epochs=3, latent_dim=3), _data(), folder, verbose=0)
-    info = train(SMALL.replace(epochs=1, latent_dim=3), _data(), folder, verbose=0, restart=True)
+    with pytest.raises(RunError, match="other settings: dimension 2 .saved. against 3.*--restart"):
+        train(SMALL.replace(epochs=3, dimension=3), _data(), folder, verbose=0)
+    info = train(SMALL.replace(epochs=1, dimension=3), _data(), folder, verbose=0, restart=True)
     assert info["completed_epochs"] == 1 and history_epochs(folder) == [0]
 
 
@@ -191,6 +190,7 @@ def test_seed_and_versions_are_recorded(tmp_path):
     assert recorded["seed"] == 11 == info["seed"]
     for library in ("python", "keras", "numpy", "backend"):
         assert recorded["versions"][library]
+    assert "config" not in recorded, "the configuration is stored once, in config.json"
     assert RunConfig.load(tmp_path / "run" / "config.json") == SMALL.replace(epochs=1, seed=11)
 
 

@@ -18,9 +18,16 @@ class LazyModule:
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._module = None
 
     def __getattr__(self, attribute: str) -> Any:
-        return getattr(importlib.import_module(self._name), attribute)
+        # Only attributes the stand-in lacks come here; after the first, the module is kept.
+        if self._module is None:
+            from vae_mnist._quiet import start_tensorflow_quietly
+
+            start_tensorflow_quietly()  # at once where TensorFlow has started already
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attribute)
 
     def __repr__(self) -> str:
         return f"<module {self._name!r}, imported on first use>"

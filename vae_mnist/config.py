@@ -114,13 +114,18 @@ class RunConfig:
         self.network.check_data(self.data)
         self.likelihood.check_data(self.data)
         self.prior.check_posterior(self.top_posterior)
-        self.objective.check_parts(self.posterior, self.prior)
+        self.objective.check_parts(self.top_posterior, self.prior)
         for lower in self.posteriors[:-1]:
             if not (lower.offers("continuous") and lower.offers("density")):
                 raise ConfigError(
                     f"a layer below another has a conditional Gaussian prior, so its posterior "
                     f"must be continuous with a density, and the {lower.kind} posterior is not"
                 )
+        if self.upper_layers and not self.top_posterior.offers("density"):
+            raise ConfigError(
+                f"the top of a stack of layers needs a posterior with a density, and the "
+                f"{self.top_posterior.kind} posterior has none"
+            )
 
     @property
     def posteriors(self) -> list[Part]:
@@ -272,6 +277,9 @@ def _convert_version_2(values: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(values) - {"preset", *sections})
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
+    unknown_model = sorted(set(sections["model"]) - set(_VERSION_2_MODEL_DEFAULTS))
+    if unknown_model:
+        raise ConfigError(f"unknown model settings: {', '.join(unknown_model)}")
     model = {**_VERSION_2_MODEL_DEFAULTS, **sections["model"]}
     training = sections["training"]
     if model.pop("original_dim") != 784:

@@ -43,9 +43,13 @@ from vae_mnist.relaxations import (
     annealed_temperature,
     bernoulli_log_probability,
     bernoulli_sample,
+    binary_concrete_log_density,
+    binary_concrete_logit_sample,
     binary_concrete_sample,
     categorical_log_probability,
     categorical_sample,
+    exp_concrete_log_density,
+    exp_concrete_sample,
     gumbel_softmax_sample,
 )
 from vae_mnist.settings import ConfigError, register, setting
@@ -94,8 +98,15 @@ class CodePosterior(Posterior):
 
 
 class RelaxedPosterior(CodePosterior):
-    """A discrete posterior relaxed at an annealed temperature in training (see the module)."""
+    """A discrete posterior relaxed at an annealed temperature in training (see the module).
 
+    It offers ``relaxed_density``: a relaxed sample in the logits' space v (`sample_relaxed`),
+    the code the decoder sees for it (`relaxed_code`), and its density at the current
+    temperature (`relaxed_log_density`), which the importance-weighted objective weighs
+    relaxed samples by (Maddison et al. 2017). `log_density` is the exact code's probability.
+    """
+
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_density"})
     logged_metrics: ClassVar[tuple[str, ...]] = ("temperature",)
 
     def check(self) -> None:
@@ -123,6 +134,16 @@ class RelaxedPosterior(CodePosterior):
         return {"temperature": self.current_temperature()}
 
     def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
+        raise NotImplementedError
+
+    def sample_relaxed(self, parameters: dict) -> TensorLike:
+        """A relaxed sample in the logits' space at the current temperature; advances the step."""
+        v = self.relaxed_logit_sample(parameters, self.current_temperature())
+        self.step.assign_add(1)
+        return v
+
+    def relaxed_log_density(self, v: TensorLike, parameters: dict) -> TensorLike:
+        """``(batch,)``: the density of `v` under `parameters` at the current temperature."""
         raise NotImplementedError
 
     def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
@@ -196,6 +217,26 @@ class CategoricalPosterior(RelaxedPosterior):
 
     def distribution(self, parameters: dict) -> Categorical:
         return Categorical(parameters["logits"], self.variables, self.categories)
+
+    def relaxed_logit_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
+        """x = log y of a Concrete sample, ``(batch, N·K)``."""
+        sample = exp_concrete_sample(self._logits(parameters), temperature, self.seed_generator)
+        return ops.reshape(sample, (-1, self.code_size))  # (batch, N, K) -> (batch, N*K)
+
+    def relaxed_code(self, v: TensorLike) -> TensorLike:
+        return ops.exp(v)
+
+    def relaxed_log_density(self, v: TensorLike, parameters: dict) -> TensorLike:
+        shape = (-1, self.variables, self.categories)
+        # (batch, N*K) -> (batch, N, K), the density's own shape.
+        return exp_concrete_log_density(
+            ops.reshape(v, shape), self._logits(parameters), self.current_temperature()
+        )
+
+    def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
+        """log q(z|x) of exact one-hot codes ``(batch, N·K)``."""
+        one_hot = ops.reshape(z, (-1, self.variables, self.categories))
+        return categorical_log_probability(one_hot, self._logits(parameters))
 
     def representation(self, parameters: dict) -> TensorLike:
         """The posterior probabilities softmax(logits) of every variable, ``(batch, N·K)``."""
@@ -281,6 +322,20 @@ class BernoulliPosterior(RelaxedPosterior, BinaryPosterior):
             parameters["logits"], temperature, self.seed_generator, self.straight_through
         )
 
+    def relaxed_logit_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
+        """L, the logit of a binary Concrete sample, ``(batch, N)``."""
+        return binary_concrete_logit_sample(parameters["logits"], temperature, self.seed_generator)
+
+    def relaxed_code(self, v: TensorLike) -> TensorLike:
+        return ops.sigmoid(v)
+
+    def relaxed_log_density(self, v: TensorLike, parameters: dict) -> TensorLike:
+        return binary_concrete_log_density(v, parameters["logits"], self.current_temperature())
+
+    def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
+        """log q(z|x) of exact bits ``(batch, N)``."""
+        return bernoulli_log_probability(z, parameters["logits"])
+
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """Exact bits z ~ q(z|x) ``(batch, samples, N)`` and log q(z|x)."""
         logits = parameters["logits"]
@@ -357,7 +412,7 @@ class UniformPrior(Prior):
 
     kind: ClassVar[str] = "uniform"
     description: ClassVar[str] = "uniform over the codes of a discrete posterior"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "relaxed_density"})
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "codes", "a discrete posterior")
@@ -378,6 +433,12 @@ class UniformPrior(Prior):
         posterior = self.posterior
         constant = posterior.variable_count * math.log(posterior.classes)
         return ops.zeros(ops.shape(z)[:-1], dtype=z.dtype) - constant
+
+    def relaxed_log_density(self, v: TensorLike) -> TensorLike:
+        """The density of a relaxed sample under the relaxed uniform prior: the posterior's
+        relaxation with all logits zero, at the same temperature."""
+        zeros = {"logits": ops.zeros((ops.shape(v)[0], self.posterior.code_size), dtype=v.dtype)}
+        return self.posterior.relaxed_log_density(v, zeros)
 
     def sample(self, count: int, seed: int) -> np.ndarray:
         """Codes with every class of every variable equally likely."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
-from keras import ops
+
+# Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
+from vae_mnist.backend import keras, ops
 
 # The Gaussian's active units live with its latent; kept importable from here.
 from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401

@@ -170,6 +170,17 @@ class VAE(keras.Model):
         return (*self.posterior.part.logged_metrics, *self.objective.part.logged_metrics)
 
     @property
+    def weighs_relaxed_samples(self) -> bool:
+        """Whether training weighs the posterior's relaxed samples by their densities: an
+        importance-weighted objective on a relaxed posterior (the one layer of its model)."""
+        posterior = self.posterior.part
+        return (
+            self.objective.part.needs_log_weights
+            and not posterior.offers("density")
+            and posterior.offers("relaxed_density")
+        )
+
+    @property
     def posterior_part(self) -> Part:
         return self.posterior.part
 
@@ -218,8 +229,16 @@ class VAE(keras.Model):
             targets = ops.repeat(targets, samples, axis=0)
         if training:
             self.prior.part.training_update()
-        z = self.posterior.part.sample(parameters, training=training)
-        outputs = {**parameters, "z": z}
+        outputs = dict(parameters)
+        if training and self.weighs_relaxed_samples:
+            # The relaxed sample's densities, in the logits' space where they are stable.
+            v = self.posterior.part.sample_relaxed(parameters)
+            z = self.posterior.part.relaxed_code(v)
+            log_q = self.posterior.part.relaxed_log_density(v, parameters)
+            outputs["relaxed_log_ratio"] = log_q - self.prior.part.relaxed_log_density(v)
+        else:
+            z = self.posterior.part.sample(parameters, training=training)
+        outputs["z"] = z
         code = z
         for number, layer in enumerate(self.upper_layers, start=2):
             upper = self._upper_parameters(layer, code)
@@ -251,7 +270,9 @@ class VAE(keras.Model):
         layers = self._layer_outputs(y_pred)
         top, top_parameters, top_z = layers[-1]
         kl = self.prior.part.kl_divergence(top.distribution(top_parameters)) if analytic else None
-        if kl is None:
+        if kl is None and "relaxed_log_ratio" in y_pred:
+            kl = y_pred["relaxed_log_ratio"]
+        elif kl is None:
             kl = top.log_density(top_z, top_parameters) - self.prior.part.log_density(top_z)
         for index, (part, parameters, z) in enumerate(layers[:-1]):
             prior_parameters = self.conditional_prior(index, layers[index + 1][2])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 import numpy as np
 
+# Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
+from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
 from vae_mnist.runs import RunPaths
 

@@ -148,12 +148,14 @@ class IWAEObjective(Objective):
     )
 
     def check_parts(self, posterior: Any, prior: Any) -> None:
-        if not posterior.offers("density"):
-            raise ConfigError(
-                f"the iwae objective weighs samples by their density q(z|x), which the "
-                f"{posterior.kind} posterior does not give for its relaxed samples; use "
-                "--objective elbo"
-            )
+        if posterior.offers("density"):
+            return
+        if posterior.offers("relaxed_density") and prior.offers("relaxed_density"):
+            return
+        raise ConfigError(
+            f"the iwae objective weighs samples by their density, which the {posterior.kind} "
+            f"posterior with the {prior.kind} prior does not give; use --objective elbo"
+        )
 
     def loss(self, log_weights: TensorLike) -> TensorLike:
         return negative_iwae_bound(log_weights)

@@ -291,3 +291,54 @@ def annealed_temperature(
     dtype = keras.backend.floatx()
     step, initial, minimum, rate = (ops.cast(argument, dtype) for argument in arguments)
     return ops.maximum(minimum, initial * ops.exp(-rate * step))
+
+
+# -- the relaxed densities, for the importance-weighted bound of a relaxed posterior ------------
+# Maddison, Mnih & Teh (2017) weigh relaxed samples by their densities, which are stable in the
+# logits' space: the binary Concrete's logit L, the Concrete's log-probabilities x = log y.
+
+
+def binary_concrete_logit_sample(logits: TensorLike, temperature: Any, seed: Seed) -> TensorLike:
+    """``L = (α + log U - log(1 - U)) / τ``, the logit of a binary Concrete sample y = σ(L).
+
+    Same shape as `logits` α (no reduction).
+    """
+    return (logits + _logistic_noise(ops.shape(logits), logits.dtype, seed)) / temperature
+
+
+def binary_concrete_log_density(logit: TensorLike, logits: TensorLike, temperature: Any):
+    """``log p(L) = Σ_u [log τ - τ L_u + α_u - 2 softplus(α_u - τ L_u)]``, the logistic density
+    of L with location α/τ and scale 1/τ, summed over the last axis."""
+    logits = ops.convert_to_tensor(logits)
+    temperature = ops.cast(temperature, logits.dtype)
+    shifted = logits - temperature * ops.cast(logit, logits.dtype)
+    per_unit = ops.log(temperature) + shifted - 2.0 * ops.softplus(shifted)
+    return ops.sum(per_unit, axis=-1)
+
+
+def exp_concrete_sample(logits: TensorLike, temperature: Any, seed: Seed) -> TensorLike:
+    """``x = log softmax((α + g) / τ)`` over the last axis: the log of a Concrete sample y = e^x.
+
+    Same shape as `logits` α ``(..., K)``.
+    """
+    gumbel = _gumbel_noise(ops.shape(logits), logits.dtype, seed)
+    return ops.log_softmax((logits + gumbel) / temperature, axis=-1)
+
+
+def exp_concrete_log_density(log_sample: TensorLike, logits: TensorLike, temperature: Any):
+    """``log p(x) = log (K-1)! + (K-1) log τ + Σ_k (α_k - τ x_k) - K logsumexp(α - τ x)`` per
+    variable (the density of x on the log-simplex), summed over the variables.
+
+    `log_sample` and `logits` are ``(..., variables, K)``; the result is ``(...)``.
+    """
+    logits = ops.convert_to_tensor(logits)
+    temperature = ops.cast(temperature, logits.dtype)
+    classes = ops.shape(logits)[-1]
+    shifted = logits - temperature * ops.cast(log_sample, logits.dtype)
+    per_variable = (
+        math.lgamma(classes)
+        + (classes - 1) * ops.log(temperature)
+        + ops.sum(shifted, axis=-1)
+        - classes * ops.logsumexp(shifted, axis=-1)
+    )
+    return ops.sum(per_variable, axis=-1)

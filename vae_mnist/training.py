@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
+# Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
+from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig, TrainingConfig
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import TrainingDivergedError

@@ -171,9 +171,9 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
             plotting.plot_class_usage(posterior.class_usage(parameters), out / "class_usage.png")
         )
     if wanted("coupling"):
-        written.append(
-            plotting.plot_coupling(*vae.prior_part.numpy_weights(), out / "coupling.png")
-        )
+        # numpy_weights gives the biases a1, a2, then the coupling W.
+        bias1, bias2, coupling = vae.prior_part.numpy_weights()
+        written.append(plotting.plot_coupling(coupling, bias1, bias2, out / "coupling.png"))
     if wanted("animation"):
         written.extend(
             _animation(run, arguments, out, dimensions, latent_dim, required=kind == "animation")

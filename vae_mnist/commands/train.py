@@ -47,13 +47,17 @@ def run(arguments: argparse.Namespace, program: str) -> None:
     check_can_create_folder(folder)
     config, completed = resolve_config(arguments, folder)
     data = config.data.load(arguments.data)
-    if completed:
+    from vae_mnist.monitoring import tensorboard_callbacks
+    from vae_mnist.training import decide_resume, train
+
+    # Say "continuing" only where the run will continue: `decide_resume` refuses other settings.
+    if completed and decide_resume(
+        RunPaths(folder), config, arguments.overwrite, arguments.restart
+    ):
         print(
             f"{program}: continuing the unfinished run in {folder} after epoch {completed}",
             file=sys.stderr,
         )
-    from vae_mnist.monitoring import tensorboard_callbacks
-    from vae_mnist.training import train
 
     result = train(
         config,

@@ -1,0 +1,577 @@
+"""Parts that own their settings: a kind added from outside the package, runs of version 2,
+the flags and configurations the kinds make, the objectives, and two stochastic layers."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+from conftest import REPOSITORY, folder_state, make_arrays, run_command
+
+import vae_mnist
+from vae_mnist import Posterior, Prior, RunConfig, register, setting
+from vae_mnist import settings as settings_module
+from vae_mnist.presets import preset_names
+
+FIXTURES = REPOSITORY / "tests" / "fixtures"
+FINISHED_V2 = sorted(
+    path for path in FIXTURES.glob("run_v2_*") if (path / "expected.json").is_file()
+)
+# The fast settings of every run trained here.
+FAST = {"hidden_layers": (8,), "batch_size": 40, "steps_per_execution": 1, "jit_compile": False}
+LAPLACE_PRIOR = "standard_laplace"
+
+
+def _write_npz(path: Path, train: int = 120, test: int = 40) -> Path:
+    np.savez(path, **make_arrays(train=train, test=test))
+    return path
+
+
+def _data(train: int = 120, test: int = 40):
+    arrays = make_arrays(train=train, test=test)
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+
+
+def _numpy(value) -> np.ndarray:
+    from keras import ops
+
+    return np.asarray(ops.convert_to_numpy(value))
+
+
+def _history(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "history.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def _evaluate(vae, config: RunConfig, data, samples: int = 10, neighbours: int = 3):
+    from vae_mnist.data import model_inputs
+    from vae_mnist.evaluation import evaluate_run
+
+    train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)
+    (_, train_labels), (_, test_labels) = data
+    return evaluate_run(
+        vae,
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
+        samples=samples,
+        neighbours=neighbours,
+        seed=0,
+    )
+
+
+# -- adding a kind: a Laplace posterior and prior, from outside the package ---------------------
+
+
+def _define_laplace_kinds() -> tuple[type, type]:
+    """What a user writes to add a kind: two small classes, registered by the public API."""
+    from keras import ops
+
+    from vae_mnist import noise
+
+    def laplace_noise(shape, seed):
+        # The inverse CDF of a standard Laplace at U ~ Uniform(-1/2, 1/2), kept off the ends.
+        u = noise.uniform(shape, seed=seed, minval=-0.5 + 1e-6, maxval=0.5 - 1e-6)
+        return -ops.sign(u) * ops.log(1.0 - 2.0 * ops.abs(u))
+
+    def laplace_log_density(z, loc, log_scale):
+        return ops.sum(-math.log(2.0) - log_scale - ops.abs(z - loc) * ops.exp(-log_scale), axis=-1)
+
+    @register
+    @dataclasses.dataclass(frozen=True)
+    class LaplacePosterior(Posterior):
+        kind: ClassVar[str] = "laplace"
+        description: ClassVar[str] = "a factorial Laplace"
+        capabilities: ClassVar[frozenset[str]] = frozenset({"continuous", "density"})
+
+        dimension: int = setting(2, "dimensions of the latent space z", positive=True)
+
+        def head_sizes(self) -> dict[str, int]:
+            return {"z_loc": self.dimension, "z_log_scale": self.dimension}
+
+        @property
+        def code_size(self) -> int:
+            return self.dimension
+
+        def sample(self, parameters: dict, training: bool | None = None):
+            loc, log_scale = parameters["z_loc"], parameters["z_log_scale"]
+            epsilon = laplace_noise(ops.shape(loc), self.seed_generator)
+            return loc + ops.exp(log_scale) * epsilon
+
+        def log_density(self, z, parameters: dict):
+            loc, log_scale = parameters["z_loc"], parameters["z_log_scale"]
+            for _ in range(len(ops.shape(z)) - len(ops.shape(loc))):
+                loc, log_scale = ops.expand_dims(loc, 1), ops.expand_dims(log_scale, 1)
+            return laplace_log_density(z, loc, log_scale)
+
+        def sample_exact(self, parameters: dict, samples: int, seed: Any):
+            loc = ops.expand_dims(parameters["z_loc"], 1)
+            log_scale = ops.expand_dims(parameters["z_log_scale"], 1)
+            shape = (ops.shape(loc)[0], samples, self.dimension)
+            z = loc + ops.exp(log_scale) * laplace_noise(shape, seed)
+            return z, laplace_log_density(z, loc, log_scale)
+
+        def distribution(self, parameters: dict):
+            return None  # No prior knows it in closed form: the KL is the Monte-Carlo estimate.
+
+        def representation(self, parameters: dict):
+            return parameters["z_loc"]
+
+        def mode(self, parameters: dict):
+            return parameters["z_loc"]
+
+    @register
+    @dataclasses.dataclass(frozen=True)
+    class StandardLaplacePrior(Prior):
+        kind: ClassVar[str] = LAPLACE_PRIOR
+        description: ClassVar[str] = "a standard Laplace per dimension"
+        capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
+
+        def log_density(self, z):
+            return ops.sum(-math.log(2.0) - ops.abs(z), axis=-1)
+
+        def sample(self, count: int, seed: int) -> np.ndarray:
+            shape = (count, self.posterior.code_size)
+            return np.random.default_rng(seed).laplace(size=shape).astype(np.float32)
+
+    return LaplacePosterior, StandardLaplacePrior
+
+
+@pytest.fixture(scope="module")
+def laplace_kinds():
+    """The Laplace kinds, registered for this module's tests only (other modules list kinds)."""
+    kinds = _define_laplace_kinds()
+    yield kinds
+    for cls in kinds:
+        settings_module._REGISTRY[cls.family].pop(cls.kind, None)
+
+
+def _laplace_config(**changes) -> RunConfig:
+    return RunConfig().replace(
+        posterior="laplace", prior=LAPLACE_PRIOR, dimension=2, epochs=1, **FAST, **changes
+    )
+
+
+@pytest.fixture(scope="module")
+def laplace_run(laplace_kinds, tmp_path_factory) -> tuple[Path, Path]:
+    """A finished one-epoch run of the Laplace kinds, and its data file."""
+    from vae_mnist.training import train
+
+    folder = tmp_path_factory.mktemp("laplace") / "run"
+    npz = _write_npz(folder.parent / "tiny.npz")
+    config = _laplace_config()
+    info = train(config, config.data.load(str(npz)), folder, verbose=0)
+    assert info["status"] == "finished"
+    return folder, npz
+
+
+def test_a_kind_added_outside_the_package_trains_into_a_run(laplace_run):
+    folder, _ = laplace_run
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["posterior"] == {"kind": "laplace", "dimension": 2}
+    assert saved["prior"] == {"kind": LAPLACE_PRIOR}
+    rows = _history(folder)
+    assert len(rows) == 1
+    assert all(math.isfinite(float(rows[0][key])) for key in ("loss", "kl_loss", "val_loss"))
+    # The Monte-Carlo KL of the ELBO: a positive number of nats, not the analytic zero path.
+    assert float(rows[0]["kl_loss"]) != 0.0
+
+
+def test_a_kind_added_outside_the_package_evaluates(laplace_run):
+    from vae_mnist.runs import load_trained_run
+
+    folder, npz = laplace_run
+    run = load_trained_run(folder)
+    assert run.vae.posterior_part.kind == "laplace"
+    metrics = _evaluate(run.vae, run.config, run.config.data.load(str(npz)), samples=20)
+    elbo, iwae = metrics["negative_elbo"], metrics["iwae_negative_log_likelihood"]
+    assert math.isfinite(elbo) and math.isfinite(iwae)
+    assert metrics["code_size"] == 2
+    # The IWAE bound is tighter than the ELBO, up to the Monte-Carlo noise of 40 images.
+    assert iwae <= elbo + 1.0
+    assert abs(iwae - elbo) < 0.05 * abs(elbo)
+
+
+def test_a_kind_added_outside_the_package_plots(laplace_run, tmp_path, capsys):
+    from vae_mnist import cli
+
+    folder, npz = laplace_run
+    out = tmp_path / "figures"
+    status = cli.main(
+        ["plot", "all", "--run", str(folder), "--data", str(npz), "--out", str(out), "--quiet"]
+    )
+    assert status == 0, capsys.readouterr().err
+    written = {path.name for path in out.iterdir()}
+    # Everything but what needs a prior's quantiles (manifold, density) or discrete codes.
+    assert {
+        "latent_scatter.png",
+        "decode_7.png",
+        "reconstructions.png",
+        "samples.png",
+        "interpolation.png",
+        "training_curves.png",
+    } <= written
+    assert not {"manifold.png", "latent_density.png", "class_usage.png"} & written
+    assert all((out / name).stat().st_size > 0 for name in written)
+
+
+def test_a_kind_added_outside_the_package_reloads_in_safe_mode(laplace_run, tmp_path):
+    from vae_mnist.model import load_model, save_model
+
+    folder, _ = laplace_run
+    images = make_arrays(train=1, test=16)["x_test"].reshape(16, -1).astype("float32") / 255.0
+    vae = load_model(folder / "vae.keras")
+    encoder = load_model(folder / "encoder.keras")
+    parameters = vae.encode(images)
+    assert set(parameters) == {"z_loc", "z_log_scale"}
+    np.testing.assert_array_equal(_numpy(parameters["z_loc"]), _numpy(encoder(images)))
+    save_model(vae, tmp_path / "again.keras")
+    again = load_model(tmp_path / "again.keras")
+    for name, value in again.encode(images).items():
+        np.testing.assert_array_equal(_numpy(value), _numpy(parameters[name]))
+
+
+# -- runs of version 2 ----------------------------------------------------------------------------
+
+
+def test_there_are_version_2_fixtures():
+    assert {path.name for path in FINISHED_V2} >= {"run_v2_gaussian", "run_v2_rbm"}
+
+
+@pytest.mark.parametrize("fixture", FINISHED_V2, ids=lambda path: path.name)
+def test_a_version_2_run_loads_and_evaluates_as_it_did(fixture):
+    from vae_mnist.runs import load_trained_run
+
+    expected = json.loads((fixture / "expected.json").read_text())
+    run = load_trained_run(fixture)
+    assert run.config.to_dict()["version"] == 3
+    metrics = _evaluate(run.vae, run.config, _data())
+    assert metrics["negative_elbo"] == pytest.approx(expected["negative_elbo"], abs=1e-3)
+    assert metrics["iwae_negative_log_likelihood"] == pytest.approx(
+        expected["iwae_negative_log_likelihood"], abs=1e-3
+    )
+
+
+@pytest.mark.parametrize("fixture", FINISHED_V2, ids=lambda path: path.name)
+def test_a_version_2_run_plots_from_a_copy(fixture, tmp_path, capsys):
+    from vae_mnist import cli
+
+    before = folder_state(fixture)
+    copy = tmp_path / fixture.name
+    shutil.copytree(fixture, copy)
+    npz = _write_npz(tmp_path / "tiny.npz")
+    status = cli.main(["plot", "all", "--run", str(copy), "--data", str(npz), "--quiet"])
+    assert status == 0, capsys.readouterr().err
+    figures = {path.name for path in (copy / "figures").iterdir()}
+    assert {"latent_scatter.png", "reconstructions.png", "samples.png"} <= figures
+    assert folder_state(fixture) == before
+
+
+def test_an_unfinished_version_2_run_continues(tmp_path):
+    copy = tmp_path / "unfinished"
+    shutil.copytree(FIXTURES / "run_v2_unfinished", copy)
+    npz = _write_npz(tmp_path / "tiny.npz")
+    result = run_command(
+        "train", "--out", str(copy), "--epochs", "3", "--data", str(npz), "--quiet"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"continuing the unfinished run in {copy} after epoch 1" in result.stderr
+    assert f"trained 3 epochs into {copy}" in result.stdout
+    assert [int(row["epoch"]) for row in _history(copy)] == [0, 1, 2]
+    info = json.loads((copy / "run.json").read_text())
+    assert info["status"] == "finished" and info["completed_epochs"] == 3
+    assert json.loads((copy / "config.json").read_text())["version"] == 3
+
+
+def test_a_version_2_rbm_configuration_converts():
+    config = RunConfig.load(FIXTURES / "run_v2_rbm" / "config.json")
+    assert config.posterior.get_config() == {
+        "kind": "spike_exponential",
+        "units": 5,
+        "sharpness": 8.0,
+    }
+    assert config.prior.kind == "rbm"
+    assert config.prior.halves == (3, 2)
+    assert config.prior.chains == 4
+    assert config.network.hidden_layers == (8,)
+    assert config.data.binarize == "dynamic"
+    assert config.training.batch_size == 40
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+# -- flags and configurations -------------------------------------------------------------------
+
+
+def test_a_setting_of_another_kind_is_refused_in_one_line(tmp_path, capsys):
+    from vae_mnist import cli
+
+    out = tmp_path / "run"
+    status = cli.main(["train", "--out", str(out), "--variables", "5", "--epochs", "1"])
+    error = capsys.readouterr().err
+    assert status in (cli.EXIT_ERROR, cli.EXIT_USAGE)
+    assert error.count("\n") == 1 and "error:" in error
+    assert "--variables" in error and "categorical posterior" in error and "gaussian" in error
+    assert not out.exists()
+
+
+def test_a_setting_of_another_kind_is_refused_from_python():
+    with pytest.raises(vae_mnist.ConfigError, match="--sharpness .* spike_exponential"):
+        RunConfig().replace(sharpness=3.0)
+
+
+def test_beta_is_the_sharpness_of_a_spike_exponential_posterior(tmp_path):
+    from vae_mnist.cli import parse_arguments
+    from vae_mnist.commands.train import resolve_config
+
+    arguments = parse_arguments(
+        [
+            "train",
+            "--out",
+            str(tmp_path / "run"),
+            "--posterior",
+            "spike_exponential",
+            "--units",
+            "5",
+            "--prior",
+            "rbm",
+            "--halves",
+            "3,2",
+            "--beta",
+            "5",
+        ]
+    )
+    config, completed = resolve_config(arguments, tmp_path / "run")
+    assert completed == 0
+    assert config.posterior.kind == "spike_exponential"
+    assert config.posterior.sharpness == 5.0
+    assert RunConfig().replace(
+        posterior="spike_exponential", units=5, prior="rbm", halves=(3, 2), beta=5
+    ) == config.replace(preset="keras2017")
+
+
+def _family_of(owner: str) -> str:
+    return "training" if owner == "training" else owner.rsplit(" ", 1)[1]
+
+
+def test_every_setting_belongs_to_one_family():
+    from vae_mnist.flags import setting_flags
+
+    flags = setting_flags()
+    assert {"dimension", "hidden_layers", "sharpness", "halves", "epochs"} <= set(flags)
+    for name, flag in flags.items():
+        families = {_family_of(owner) for owner in flag.owners}
+        assert len(families) == 1, (name, flag.owners)
+
+
+def test_a_setting_shared_by_kinds_has_one_help():
+    helps: dict[tuple[str, str], set[str]] = {}
+    for family, cls, field in settings_module.all_settings():
+        if cls.__module__.startswith("vae_mnist."):
+            helps.setdefault((family, field.name), set()).add(field.metadata["help"])
+    assert ("posterior", "units") in helps  # bernoulli and spike_exponential share it
+    different = {key: texts for key, texts in helps.items() if len(texts) > 1}
+    assert not different
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_survives_config_json(name, tmp_path):
+    from vae_mnist.presets import load_preset
+
+    config = load_preset(name).config
+    assert RunConfig.from_dict(config.to_dict()) == config
+    config.save(tmp_path / "config.json")
+    assert RunConfig.load(tmp_path / "config.json") == config
+
+
+def test_a_preset_file_given_by_its_path(tmp_path):
+    from vae_mnist.cli import parse_arguments
+    from vae_mnist.commands.train import resolve_config
+    from vae_mnist.presets import PRESET_FOLDER, load_preset
+
+    mine = tmp_path / "mine.json"
+    shutil.copyfile(PRESET_FOLDER / "iwae2015.json", mine)
+    arguments = parse_arguments(["train", "--preset", str(mine), "--out", str(tmp_path / "r")])
+    config, _ = resolve_config(arguments, tmp_path / "r")
+    assert config.preset == "mine"
+    assert config.optimizer.kind == "adam" and config.posterior.dimension == 50
+    assert config.replace(preset="iwae2015") == load_preset("iwae2015").config
+
+
+@pytest.mark.parametrize("problem", ["missing", "malformed", "not an object"])
+def test_a_bad_preset_file_is_one_line_naming_it(problem, tmp_path, capsys):
+    from vae_mnist import cli
+
+    path = tmp_path / "preset.json"
+    if problem == "malformed":
+        path.write_text('{"network": {"kind": "mlp",\n')
+    elif problem == "not an object":
+        path.write_text("[1, 2]\n")
+    out = tmp_path / "run"
+    status = cli.main(["train", "--preset", str(path), "--out", str(out), "--epochs", "1"])
+    error = capsys.readouterr().err
+    assert status == cli.EXIT_ERROR
+    assert error.count("\n") == 1 and "error:" in error and str(path) in error
+    assert not out.exists()
+
+
+# -- objectives ---------------------------------------------------------------------------------
+
+
+def _same_weights(config: RunConfig, other: RunConfig):
+    from vae_mnist.model import build_vae
+
+    first, second = build_vae(config), build_vae(other)
+    second.set_weights(first.get_weights())
+    return first, second
+
+
+def _images(count: int = 16) -> np.ndarray:
+    return make_arrays(train=1, test=count)["x_test"].reshape(count, -1).astype("float32") / 255.0
+
+
+def test_the_iwae_objective_with_one_sample_is_the_elbo(laplace_kinds):
+    # No analytic KL for the Laplace pair, so both objectives see the same Monte-Carlo terms.
+    config = _laplace_config()
+    elbo_vae, iwae_vae = _same_weights(
+        config, config.replace(objective="iwae", importance_samples=1)
+    )
+    images = _images()
+    elbo_outputs = elbo_vae(images, training=False)
+    iwae_outputs = iwae_vae(images, training=False)
+    np.testing.assert_array_equal(_numpy(elbo_outputs["z"]), _numpy(iwae_outputs["z"]))
+    elbo = float(_numpy(elbo_vae.compute_loss(images, y_pred=elbo_outputs, training=False)))
+    iwae = float(_numpy(iwae_vae.compute_loss(images, y_pred=iwae_outputs, training=False)))
+    assert math.isfinite(elbo)
+    assert iwae == pytest.approx(elbo, rel=1e-6)
+
+
+def test_the_iwae_objective_with_one_sample_is_the_monte_carlo_elbo_of_a_gaussian():
+    from vae_mnist.objectives import negative_elbo
+
+    config = RunConfig().replace(**FAST)
+    elbo_vae, iwae_vae = _same_weights(
+        config, config.replace(objective="iwae", importance_samples=1)
+    )
+    images = _images()
+    outputs = elbo_vae(images, training=False)
+    iwae_outputs = iwae_vae(images, training=False)
+    iwae = float(_numpy(iwae_vae.compute_loss(images, y_pred=iwae_outputs, training=False)))
+    decoded = {name: outputs[name] for name in elbo_vae.likelihood_heads}
+    reconstruction = elbo_vae.likelihood.negative_log_likelihood(outputs["targets"], decoded)
+    sampled_kl = elbo_vae.kl_terms(outputs, analytic=False)
+    assert iwae == pytest.approx(float(_numpy(negative_elbo(reconstruction, sampled_kl))), rel=1e-6)
+    # The ELBO objective itself takes the Gaussian's KL in closed form: another number.
+    elbo = float(_numpy(elbo_vae.compute_loss(images, y_pred=outputs, training=False)))
+    assert elbo != iwae and abs(elbo - iwae) < 0.05 * abs(elbo)
+
+
+def test_more_importance_samples_tighten_the_bound():
+    import keras
+
+    from vae_mnist.model import build_vae
+    from vae_mnist.objectives import log_mean_exp
+
+    vae = build_vae(RunConfig().replace(**FAST))
+    log_weights = _numpy(vae.log_weights(_images(), 50, keras.random.SeedGenerator(0)))
+    assert log_weights.shape == (16, 50)
+    bound = _numpy(log_mean_exp(log_weights, axis=1))
+    single = log_weights.mean(axis=1)
+    assert np.all(bound >= single)
+    assert bound.mean() > single.mean()
+
+
+def test_log_mean_exp_is_numpys():
+    from vae_mnist.objectives import log_mean_exp
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(4, 7)) * 30.0
+    expected = np.log(np.mean(np.exp(values.astype(np.float64)), axis=1))
+    np.testing.assert_allclose(_numpy(log_mean_exp(values, axis=1)), expected, rtol=1e-6)
+    np.testing.assert_allclose(_numpy(log_mean_exp(values.T, axis=0)), expected, rtol=1e-6)
+    # Stable where exp overflows: the mean of equal values is that value.
+    assert float(_numpy(log_mean_exp(np.full((3,), 1000.0)))) == pytest.approx(1000.0)
+
+
+def test_the_kl_warm_up_schedule():
+    from vae_mnist.objectives import ELBOObjective
+
+    objective = ELBOObjective(kl_weight=0.5, kl_warmup_epochs=4)
+    assert [objective.weight_at_epoch(epoch) for epoch in (0, 1, 4, 6)] == [0, 0.125, 0.5, 0.5]
+    assert ELBOObjective(kl_weight=0.5).weight_at_epoch(0) == 0.5
+
+
+def test_the_kl_warm_up_is_logged_and_continues_after_a_resume(tmp_path):
+    import keras
+
+    from vae_mnist.training import train
+
+    class StopAfterTwoEpochs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    config = RunConfig().replace(kl_weight=0.5, kl_warmup_epochs=4, epochs=3, **FAST)
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, _data(), folder, verbose=0, callbacks=[StopAfterTwoEpochs()])
+    assert [float(row["kl_weight"]) for row in _history(folder)] == [0.0, 0.125]
+    assert json.loads((folder / "run.json").read_text())["status"] == "training"
+    info = train(config, _data(), folder, verbose=0)
+    assert info["completed_epochs"] == 3
+    rows = _history(folder)
+    assert [float(row["kl_weight"]) for row in rows] == [0.0, 0.125, 0.25]
+    assert "val_kl_weight" not in rows[0]
+
+
+# -- two stochastic layers, from the configuration alone ----------------------------------------
+
+
+TWO_LAYERS = {
+    "network": {"kind": "mlp", "hidden_layers": [8], "activation": "relu"},
+    "posterior": {"kind": "gaussian", "dimension": 4},
+    "upper_layers": [
+        {
+            "network": {"kind": "mlp", "hidden_layers": [8], "activation": "tanh"},
+            "posterior": {"kind": "gaussian", "dimension": 2},
+        }
+    ],
+    "training": {"epochs": 1, "batch_size": 40, "steps_per_execution": 1, "jit_compile": False},
+}
+
+
+def test_two_stochastic_layers_train_evaluate_and_reload(tmp_path):
+    import keras
+
+    from vae_mnist.model import load_model, save_model
+    from vae_mnist.training import train
+
+    config = RunConfig.from_dict(TWO_LAYERS)
+    assert len(config.upper_layers) == 1 and config.top_posterior.dimension == 2
+    assert RunConfig.from_dict(config.to_dict()) == config
+    folder = tmp_path / "run"
+    data = _data()
+    info = train(config, data, folder, verbose=0)
+    assert math.isfinite(info["history"][0]["loss"])
+
+    vae = load_model(folder / "vae.keras")
+    assert len(vae.upper_layers) == 1
+    metrics = _evaluate(vae, config, data)
+    assert math.isfinite(metrics["negative_elbo"])
+    assert math.isfinite(metrics["iwae_negative_log_likelihood"])
+
+    images = _images(8)
+    log_weights = _numpy(vae.log_weights(images, 5, keras.random.SeedGenerator(3)))
+    assert log_weights.shape == (8, 5) and np.all(np.isfinite(log_weights))
+    save_model(vae, tmp_path / "again.keras")
+    again = load_model(tmp_path / "again.keras")
+    np.testing.assert_array_equal(
+        _numpy(again.log_weights(images, 5, keras.random.SeedGenerator(3))), log_weights
+    )

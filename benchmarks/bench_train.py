@@ -118,7 +118,9 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
     if path == "reference":
         keras.utils.set_random_seed(config.training.seed)
         vae = vae_mnist.build_vae(config)
-        vae.compile(optimizer=keras.optimizers.RMSprop(learning_rate=config.optimizer.learning_rate))
+        vae.compile(
+            optimizer=keras.optimizers.RMSprop(learning_rate=config.optimizer.learning_rate)
+        )
         history = vae.fit(
             prepare_images(x_train),
             batch_size=config.training.batch_size,

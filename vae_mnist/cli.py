@@ -21,6 +21,7 @@ from vae_mnist.errors import (
     TrainingDivergedError,
     UsageError,
 )
+from vae_mnist.figures import FIGURES
 from vae_mnist.flags import kind_choices, setting_flags
 from vae_mnist.settings import default_of, field_type
 
@@ -163,9 +164,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    helps = {
+        "train": "train a VAE into a run folder",
+        "plot": "draw figures from a trained run",
+        "evaluate": "measure a trained run on the test set",
+        "compare": "compare runs: settings that differ, losses, metrics, validation curves",
+        "presets": "list the named presets",
+    }
+    adders = {
+        "train": _add_train_flags,
+        "plot": _add_plot_flags,
+        "evaluate": _add_evaluate_flags,
+        "compare": _add_compare_flags,
+        "presets": _add_presets_flags,
+    }
     parser.commands = {}  # type: ignore[attr-defined]
+    for name, add_flags in adders.items():
+        command = commands.add_parser(name, help=helps[name])
+        add_flags(command)
+        parser.commands[name] = command  # type: ignore[attr-defined]
+    return parser
 
-    train = commands.add_parser("train", help="train a VAE into a run folder")
+
+def _add_train_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--preset",
         metavar="NAME",
@@ -193,9 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(train)
 
-    from vae_mnist.figures import FIGURES
 
-    plot = commands.add_parser("plot", help="draw figures from a trained run")
+def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
     plot.add_argument("kind", choices=FIGURES, help="which figure ('all': every one)")
     _add_run_flag(plot)
     plot.add_argument(
@@ -233,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="discrete latents: decode this code instead of test images, one class per "
         "variable (e.g. 3,1,4,...; bits 0 or 1 for a Bernoulli latent)",
     )
+    _add_interpolation_flags(plot)
+    plot.add_argument(
+        "--seed", type=_number(int, minimum=0), default=0, help="seed of the prior samples"
+    )
+    plot.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_interpolation_flags(plot: argparse.ArgumentParser) -> None:
     plot.add_argument(
         "--from",
         dest="from_index",
@@ -255,12 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="digits along the interpolation (default: 10)",
     )
-    plot.add_argument(
-        "--seed", type=_number(int, minimum=0), default=0, help="seed of the prior samples"
-    )
-    plot.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    evaluate = commands.add_parser("evaluate", help="measure a trained run on the test set")
+
+def _add_evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
     _add_run_flag(evaluate)
     _add_data_flag(evaluate)
     evaluate.add_argument(
@@ -289,22 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    compare = commands.add_parser(
-        "compare", help="compare runs: settings that differ, losses, metrics, validation curves"
-    )
+
+def _add_compare_flags(compare: argparse.ArgumentParser) -> None:
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders to compare")
     compare.add_argument(
         "--out", metavar="FIG.png", help="also draw the runs' validation curves into this file"
     )
 
-    presets = commands.add_parser("presets", help="list the named presets")
+
+def _add_presets_flags(presets: argparse.ArgumentParser) -> None:
     presets.add_argument(
         "--verbose", action="store_true", help="also each preset's paper, differences, settings"
     )
-    parser.commands.update(  # type: ignore[attr-defined]
-        train=train, plot=plot, evaluate=evaluate, compare=compare, presets=presets
-    )
-    return parser
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:

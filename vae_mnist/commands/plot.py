@@ -11,9 +11,11 @@ simplex such as training's relaxed samples are, so the decoder has seen their li
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import re
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -69,16 +71,48 @@ def walked_dimensions(z_mean: np.ndarray | None, latent_dim: int) -> tuple[int, 
     return tuple(sorted(int(dimension) for dimension in most_active))  # type: ignore[return-value]
 
 
+@dataclasses.dataclass
+class Figures:
+    """What every figure of one `plot` command draws from: the run, its test set, its codes."""
+
+    arguments: argparse.Namespace
+    run: TrainedRun
+    out: Path
+    generator: Any
+    images: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    parameters: dict | None = None
+    points: np.ndarray | None = None
+
+    @property
+    def posterior(self):
+        return self.run.vae.posterior_part
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        data = self.run.config.data
+        return data.class_names if data.kind != "mnist" else None
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        walked = self.points if self.posterior.offers("continuous") else None
+        return walked_dimensions(walked, self.posterior.code_size)
+
+    def modes(self, indices) -> np.ndarray:
+        """The most probable codes of the test images at `indices`."""
+        chosen = {name: value[indices] for name, value in self.parameters.items()}
+        return _to_numpy(self.posterior.mode(chosen))
+
+    def label(self, index: int) -> str:
+        return _label(self.labels, index, self.class_names)
+
+
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
     """Draw the figures that the `plot` command asks for; return their paths."""
     kind = arguments.kind
     run = load_trained_run(arguments.run)
-    vae, config = run.vae, run.config
-    posterior = vae.posterior_part
-    parts = {"posterior": posterior, "prior": vae.prior_part}
-    latent_dim = posterior.code_size
-    continuous = posterior.offers("continuous")
-    check_given_code(arguments, posterior)
+    parts = {"posterior": run.vae.posterior_part, "prior": run.vae.prior_part}
+    check_given_code(arguments, parts["posterior"])
     if kind != "all" and unmet_need(kind, parts):
         raise UsageError(unmet_need(kind, parts))
     # A user's figures belong with the run they show; the README's reproduction command
@@ -86,101 +120,155 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     out = check_writable_folder(
         arguments.out if arguments.out is not None else run.paths.folder / "figures"
     )
-    generator = vae.image_decoder()
-
-    def wanted(name: str) -> bool:
-        return kind == name or (kind == "all" and unmet_need(name, parts) is None)
-
-    images = labels = parameters = points = None
+    figures = Figures(arguments, run, out, run.vae.image_decoder())
     given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
     if kind in NEEDS_TEST_SET and not (kind == "decode" and given_code):
-        data = config.data.load(arguments.data)
-        _, images = model_inputs(data, config.data.binarize, config.training.seed)
-        labels = data[1][1]
-        for index in list(arguments.index if kind in ("decode", "codes", "all") else []) + (
-            [arguments.from_index, arguments.to_index] if kind in ("interpolation", "all") else []
-        ):
-            _check_index(index, len(images))
-        # The whole test set in one call: the scatter, the density and the decodes share it.
-        parameters = _numpy_dict(vae.encode(images))
-        points = _to_numpy(posterior.representation(parameters))
-    class_names = config.data.class_names if config.data.kind != "mnist" else None
-    z_mean = parameters.get("z_mean") if parameters else None
-    dimensions = walked_dimensions(z_mean, latent_dim)
-
+        _read_test_set(figures)
     written: list[Path] = []
-    if wanted("latent"):
-        view, axis_names = plotting.planar_view(points, "z_mean" if continuous else "q(z|x)")
-        if latent_dim == 2 and continuous:
-            axis_names = ("z[0]", "z[1]")
-        written.append(
-            plotting.plot_latent_scatter(
-                view, labels, out / "latent_scatter.png", axis_names, class_names
-            )
-        )
-    if wanted("manifold"):
-        written.append(
-            plotting.plot_manifold(
-                generator, out / "manifold.png", arguments.n, dimensions, latent_dim
-            )
-        )
-    if wanted("decode"):
-        written.extend(_decode(run, generator, arguments, images, labels, parameters, out))
-    if wanted("reconstructions"):
-        chosen = np.arange(min(RECONSTRUCTION_COUNT, len(images)))
-        modes = _to_numpy(posterior.mode({k: v[chosen] for k, v in parameters.items()}))
-        decoded = plotting.predict(generator, modes)
-        written.append(
-            plotting.plot_reconstructions(images[chosen], decoded, out / "reconstructions.png")
-        )
-    if wanted("samples"):
-        z = vae.sample_codes(SAMPLE_ROWS * SAMPLE_ROWS, arguments.seed)
-        decoded = plotting.predict(generator, z)
-        written.append(plotting.plot_samples(decoded, out / "samples.png", rows=SAMPLE_ROWS))
-    if wanted("interpolation"):
-        ends = [arguments.from_index, arguments.to_index]
-        start, end = _to_numpy(posterior.mode({k: v[ends] for k, v in parameters.items()}))
-        weights = np.linspace(0.0, 1.0, arguments.steps, dtype=np.float32)[:, None]
-        path_points = (1.0 - weights) * start + weights * end  # (steps, latent_dim)
-        decoded = plotting.predict(generator, path_points)
-        start_label = _label(labels, arguments.from_index, class_names)
-        end_label = _label(labels, arguments.to_index, class_names)
-        title = (
-            f"test image {arguments.from_index} (a {start_label}) to "
-            f"test image {arguments.to_index} (a {end_label})"
-        )
-        written.append(plotting.plot_interpolation(decoded, out / "interpolation.png", title))
-    if wanted("curves"):
-        if not run.paths.history.exists():
-            raise ModelFileError(f"{run.paths.history}: no training history in the run")
-        history = read_history(run.paths.history)
-        written.append(plotting.plot_training_curves(history, out / "training_curves.png"))
-    if wanted("density"):
-        view, axis_names = plotting.planar_view(z_mean, "z_mean")
-        if latent_dim == 2:
-            axis_names = ("z[0]", "z[1]")
-        written.append(
-            plotting.plot_latent_density(view, out / "latent_density.png", axis_names=axis_names)
-        )
-    if wanted("codes"):
-        for index in arguments.index:
-            label = _label(labels, index, class_names)
-            written.append(_codes(posterior, generator, index, label, parameters, out))
-    if wanted("usage"):
-        written.append(
-            plotting.plot_class_usage(posterior.class_usage(parameters), out / "class_usage.png")
-        )
-    if wanted("coupling"):
-        # numpy_weights gives the biases a1, a2, then the coupling W.
-        bias1, bias2, coupling = vae.prior_part.numpy_weights()
-        written.append(plotting.plot_coupling(coupling, bias1, bias2, out / "coupling.png"))
-    if wanted("animation"):
-        written.extend(
-            _animation(run, arguments, out, dimensions, latent_dim, required=kind == "animation")
-        )
+    for name, draw in DRAWERS.items():
+        if kind == name or (kind == "all" and unmet_need(name, parts) is None):
+            written.extend(draw(figures))
     for path in written:
         print(f"wrote {path}")
     return written
+
+
+def _read_test_set(figures: Figures) -> None:
+    """The run's test set, checked indices, and its posterior parameters in one call."""
+    arguments, config = figures.arguments, figures.run.config
+    data = config.data.load(arguments.data)
+    _, figures.images = model_inputs(data, config.data.binarize, config.training.seed)
+    figures.labels = data[1][1]
+    kind = arguments.kind
+    indices = list(arguments.index) if kind in ("decode", "codes", "all") else []
+    if kind in ("interpolation", "all"):
+        indices += [arguments.from_index, arguments.to_index]
+    for index in indices:
+        _check_index(index, len(figures.images))
+    # The whole test set in one call: the scatter, the density and the decodes share it.
+    figures.parameters = _numpy_dict(figures.run.vae.encode(figures.images))
+    figures.points = _to_numpy(figures.posterior.representation(figures.parameters))
+
+
+def _latent(figures: Figures) -> list[Path]:
+    continuous = figures.posterior.offers("continuous")
+    view, axis_names = plotting.planar_view(figures.points, "z_mean" if continuous else "q(z|x)")
+    if figures.posterior.code_size == 2 and continuous:
+        axis_names = ("z[0]", "z[1]")
+    path = figures.out / "latent_scatter.png"
+    return [
+        plotting.plot_latent_scatter(view, figures.labels, path, axis_names, figures.class_names)
+    ]
+
+
+def _manifold(figures: Figures) -> list[Path]:
+    size = figures.posterior.code_size
+    path = figures.out / "manifold.png"
+    n = figures.arguments.n
+    return [plotting.plot_manifold(figures.generator, path, n, figures.dimensions, size)]
+
+
+def _reconstructions(figures: Figures) -> list[Path]:
+    chosen = np.arange(min(RECONSTRUCTION_COUNT, len(figures.images)))
+    decoded = plotting.predict(figures.generator, figures.modes(chosen))
+    path = figures.out / "reconstructions.png"
+    return [plotting.plot_reconstructions(figures.images[chosen], decoded, path)]
+
+
+def _samples(figures: Figures) -> list[Path]:
+    z = figures.run.vae.sample_codes(SAMPLE_ROWS * SAMPLE_ROWS, figures.arguments.seed)
+    decoded = plotting.predict(figures.generator, z)
+    return [plotting.plot_samples(decoded, figures.out / "samples.png", rows=SAMPLE_ROWS)]
+
+
+def _interpolation(figures: Figures) -> list[Path]:
+    arguments = figures.arguments
+    start, end = figures.modes([arguments.from_index, arguments.to_index])
+    weights = np.linspace(0.0, 1.0, arguments.steps, dtype=np.float32)[:, None]
+    path_points = (1.0 - weights) * start + weights * end  # (steps, code_size)
+    decoded = plotting.predict(figures.generator, path_points)
+    title = (
+        f"test image {arguments.from_index} (a {figures.label(arguments.from_index)}) to "
+        f"test image {arguments.to_index} (a {figures.label(arguments.to_index)})"
+    )
+    return [plotting.plot_interpolation(decoded, figures.out / "interpolation.png", title)]
+
+
+def _curves(figures: Figures) -> list[Path]:
+    history_path = figures.run.paths.history
+    if not history_path.exists():
+        raise ModelFileError(f"{history_path}: no training history in the run")
+    history = read_history(history_path)
+    return [plotting.plot_training_curves(history, figures.out / "training_curves.png")]
+
+
+def _density(figures: Figures) -> list[Path]:
+    view, axis_names = plotting.planar_view(figures.points, "z_mean")
+    if figures.posterior.code_size == 2:
+        axis_names = ("z[0]", "z[1]")
+    path = figures.out / "latent_density.png"
+    return [plotting.plot_latent_density(view, path, axis_names=axis_names)]
+
+
+def _code_grids(figures: Figures) -> list[Path]:
+    return [
+        _codes(
+            figures.posterior,
+            figures.generator,
+            index,
+            figures.label(index),
+            figures.parameters,
+            figures.out,
+        )
+        for index in figures.arguments.index
+    ]
+
+
+def _usage(figures: Figures) -> list[Path]:
+    usage = figures.posterior.class_usage(figures.parameters)
+    return [plotting.plot_class_usage(usage, figures.out / "class_usage.png")]
+
+
+def _coupling(figures: Figures) -> list[Path]:
+    # numpy_weights gives the biases a1, a2, then the coupling W.
+    bias1, bias2, coupling = figures.run.vae.prior_part.numpy_weights()
+    return [plotting.plot_coupling(coupling, bias1, bias2, figures.out / "coupling.png")]
+
+
+def _decode_figures(figures: Figures) -> list[Path]:
+    return _decode(
+        figures.run,
+        figures.generator,
+        figures.arguments,
+        figures.images,
+        figures.labels,
+        figures.parameters,
+        figures.out,
+    )
+
+
+def _animation_figure(figures: Figures) -> list[Path]:
+    size = figures.posterior.code_size
+    required = figures.arguments.kind == "animation"
+    arguments = figures.arguments
+    return _animation(figures.run, arguments, figures.out, figures.dimensions, size, required)
+
+
+# Each figure's drawing, in the order `plot all` draws them.
+DRAWERS = {
+    "latent": _latent,
+    "manifold": _manifold,
+    "decode": _decode_figures,
+    "reconstructions": _reconstructions,
+    "samples": _samples,
+    "interpolation": _interpolation,
+    "curves": _curves,
+    "density": _density,
+    "codes": _code_grids,
+    "usage": _usage,
+    "coupling": _coupling,
+    "animation": _animation_figure,
+}
 
 
 def check_given_code(arguments: argparse.Namespace, posterior) -> None:
@@ -266,21 +354,10 @@ def _label(labels: np.ndarray, index: int, class_names) -> str:
     return class_names[labels[index]] if class_names else str(labels[index])
 
 
-def _decode(
-    run: TrainedRun,
-    generator,
-    arguments: argparse.Namespace,
-    images: np.ndarray | None,
-    labels: np.ndarray | None,
-    parameters: dict | None,
-    out: Path,
-) -> list[Path]:
-    """Decode test images' most probable code (or a given z or code) and save each beside its
-    original."""
-    latent = run.vae.posterior_part
-    discrete = latent.offers("codes")
+def _decode_given(latent, generator, arguments: argparse.Namespace, out: Path) -> list[Path]:
+    """Decode the point ``--z`` or the code ``--code`` that the user gave."""
     code = getattr(arguments, "code", None)
-    if code is not None and arguments.kind == "decode":
+    if code is not None:
         classes = np.array([code])
         decoded = plotting.predict(generator, latent.code_of(classes))
         print(f"code = {format_code(classes)}")
@@ -294,15 +371,32 @@ def _decode(
                 code_text=f"code {format_code(classes)}",
             )
         ]
-    if arguments.z is not None and arguments.kind == "decode":
-        z = np.array([arguments.z], dtype=np.float32)  # (1, latent_dim)
-        decoded = plotting.predict(generator, z)
-        print(f"z = {format_point(np.array(arguments.z))}")
-        return [
-            plotting.plot_decoded_beside_original(
-                None, decoded[0], z[0], out / f"{_z_name(z[0])}.png", "decoded from a chosen point"
-            )
-        ]
+    z = np.array([arguments.z], dtype=np.float32)  # (1, latent_dim)
+    decoded = plotting.predict(generator, z)
+    print(f"z = {format_point(np.array(arguments.z))}")
+    return [
+        plotting.plot_decoded_beside_original(
+            None, decoded[0], z[0], out / f"{_z_name(z[0])}.png", "decoded from a chosen point"
+        )
+    ]
+
+
+def _decode(
+    run: TrainedRun,
+    generator,
+    arguments: argparse.Namespace,
+    images: np.ndarray | None,
+    labels: np.ndarray | None,
+    parameters: dict | None,
+    out: Path,
+) -> list[Path]:
+    """Decode test images' most probable code (or a given z or code) and save each beside its
+    original."""
+    latent = run.vae.posterior_part
+    discrete = latent.offers("codes")
+    given = arguments.z is not None or getattr(arguments, "code", None) is not None
+    if given and arguments.kind == "decode":
+        return _decode_given(latent, generator, arguments, out)
     indices = list(arguments.index)
     chosen = _to_numpy(latent.mode({k: v[indices] for k, v in parameters.items()}))
     decoded = plotting.predict(generator, chosen)

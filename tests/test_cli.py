@@ -476,3 +476,25 @@ def test_a_full_disk_is_one_line_and_keeps_the_run(finished_run, session_npz, mo
     )
     assert_one_line_error(capsys, status, r"No space left on device")
     assert folder_state(finished_run) == before
+
+
+def test_parsing_help_presets_and_compare_do_not_start_a_backend(tmp_path):
+    """Keras starts its backend when imported (TensorFlow takes seconds): the commands that
+    need no model must answer without it."""
+    script = (
+        "import sys\n"
+        "from vae_mnist import cli\n"
+        "cli.build_parser().format_help()\n"
+        "cli.parse_arguments(['train', '--epochs', '3', '--posterior', 'categorical'])\n"
+        "for command in (['presets'], ['compare', sys.argv[1]]):\n"
+        "    cli.main(command)\n"
+        "print('keras' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text('{"preset": "keras2017"}')
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(run)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False False"

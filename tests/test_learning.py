@@ -172,6 +172,39 @@ def test_compare_names_a_missing_run_folder_in_one_line(tmp_path, trained_run, c
     assert not (tmp_path / "f.png").exists()
 
 
+def test_compare_writes_a_figure_named_without_a_suffix_as_png(
+    tmp_path, trained_run, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(trained_run), "--out", "comparison"]) == 0
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote comparison.png\n" in capsys.readouterr().out
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["comparison.png"]
+
+
+def test_compare_refuses_a_figure_format_matplotlib_cannot_write_before_any_work(
+    tmp_path, trained_run, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(trained_run), "--out", "curves.v2"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "vae-mnist compare: error: --out curves.v2: matplotlib cannot write .v2 files; name "
+        "the figure .png, .pdf or .svg\n"
+    )
+    assert captured.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["curves.pdf", "curves.SVG"])
+def test_compare_writes_the_format_its_suffix_names(tmp_path, trained_run, name):
+    figure = tmp_path / name
+    assert main(["compare", str(trained_run), "--out", str(figure)]) == 0
+    start = figure.read_bytes()[:300]
+    assert start.startswith(b"%PDF") if name.endswith(".pdf") else b"<svg" in start.lower()
+    assert [path.name for path in tmp_path.iterdir()] == [name]
+
+
 def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["compare", str(tmp_path / "empty")]) == 1

@@ -217,6 +217,18 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert os.listdir(tmp_path) == ["history.csv"]
 
 
+def test_atomic_write_leaves_nothing_when_the_writer_adds_its_own_suffix(tmp_path):
+    from vae_mnist.files import atomic_path
+
+    target = tmp_path / "figure"
+    # numpy.save, like matplotlib, adds a suffix to a name without the one it expects.
+    with pytest.raises(FileNotFoundError, match=f"{target} was not written"):
+        with atomic_path(target) as temporary:
+            np.save(temporary, np.zeros(3))
+            assert temporary.with_name(temporary.name + ".npy").is_file()
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     real_save = keras.Model.save

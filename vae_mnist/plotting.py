@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
@@ -24,13 +25,37 @@ from vae_mnist.files import atomic_path  # noqa: E402
 
 IMAGE_SIDE = 28
 DOTS_PER_INCH = 100
+# A figure path without a suffix is written as PNG.
+DEFAULT_FIGURE_SUFFIX = ".png"
+
+
+def figure_path(path: str | Path) -> Path:
+    """The file a figure named `path` is written to: `path`, with ``.png`` where it has no suffix.
+
+    Raises:
+        ValueError: matplotlib cannot write the format that the suffix names.
+    """
+    path = Path(path)
+    if not path.suffix:
+        return path.with_name(path.name + DEFAULT_FIGURE_SUFFIX)
+    if path.suffix[1:].lower() not in FigureCanvasBase.get_supported_filetypes():
+        raise ValueError(
+            f"{path}: matplotlib cannot write {path.suffix} files; name the figure .png, .pdf "
+            "or .svg"
+        )
+    return path
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=DOTS_PER_INCH)
-    plt.close(figure)
-    return Path(path)
+    """Write `figure` to `figure_path(path)` and close it, whether the write succeeds or not."""
+    try:
+        path = figure_path(path)
+        with atomic_path(path) as temporary:
+            # The format given outright: matplotlib then writes exactly the temporary name.
+            figure.savefig(temporary, dpi=DOTS_PER_INCH, format=path.suffix[1:].lower())
+    finally:
+        plt.close(figure)
+    return path
 
 
 def predict(model, inputs: np.ndarray) -> np.ndarray:

@@ -70,7 +70,8 @@ def test_scripts_end_to_end(tmp_path, session_npz):
     assert header == (
         "epoch,loss,reconstruction_loss,kl_loss,val_loss,val_reconstruction_loss,val_kl_loss"
     )
-    assert row.startswith("0,")
+    # Epochs are numbered from 1, as the progress bar and every message count them.
+    assert row.startswith("1,")
     plotted = run_command(
         "all",
         "--run",

@@ -240,7 +240,7 @@ def test_a_resumed_non_default_run_continues(tmp_path):
 
     finished = train(config, tiny_data(), folder, verbose=0)
     assert finished["status"] == "finished"
-    assert [row["epoch"] for row in finished["history"]] == [0, 1]
+    assert [row["epoch"] for row in finished["history"]] == [1, 2]
     assert finished["history"][0] == interrupted["history"][0]
     assert RunConfig.load(folder / "config.json") == config
     assert load_model(folder / "vae.keras").binarization is not None

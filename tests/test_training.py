@@ -80,13 +80,13 @@ def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how):
         assert process.returncode == -signal.SIGKILL
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "training" and 1 <= info["completed_epochs"] < 8
-    assert history_epochs(folder) == list(range(info["completed_epochs"]))
+    assert history_epochs(folder) == list(range(1, info["completed_epochs"] + 1))
     assert (folder / info["checkpoint"]).is_file()
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"continuing the unfinished run in {folder} after epoch" in resumed.stderr
-    assert history_epochs(folder) == list(range(8))
+    assert history_epochs(folder) == list(range(1, 9))
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "finished" and info["completed_epochs"] == 8
     assert not (folder / "checkpoint").exists()
@@ -136,7 +136,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, session_n
     assert "the loss became nan in epoch 2" in message or "the loss became inf" in message
     assert f"the last good checkpoint (epoch 1) is kept in {checkpoint}" in message
     assert checkpoint.read_bytes() == saved
-    assert history_epochs(folder) == [0]
+    assert history_epochs(folder) == [1]
     assert np.isfinite(load_model(checkpoint).decoder.weights[0].numpy()).all()
 
 
@@ -166,7 +166,7 @@ def test_unfinished_run_with_other_settings_needs_restart(tmp_path):
     with pytest.raises(RunError, match="other settings: latent_dim 2 .saved. against 3.*--restart"):
         train(SMALL.replace(epochs=3, latent_dim=3), _data(), folder, verbose=0)
     info = train(SMALL.replace(epochs=1, latent_dim=3), _data(), folder, verbose=0, restart=True)
-    assert info["completed_epochs"] == 1 and history_epochs(folder) == [0]
+    assert info["completed_epochs"] == 1 and history_epochs(folder) == [1]
 
 
 def test_same_seed_same_history_and_decoded_images(tmp_path):
@@ -243,10 +243,61 @@ def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch
         train(SMALL.replace(epochs=3), _data(), folder, verbose=0)
     info = json.loads((folder / "run.json").read_text())
     assert info["completed_epochs"] == 1 and info["checkpoint"] == "checkpoint/epoch-0001.keras"
-    assert history_epochs(folder) == [0]
+    assert history_epochs(folder) == [1]
     assert [path.name for path in (folder / "checkpoint").iterdir()] == ["epoch-0001.keras"]
     load_model(folder / info["checkpoint"])
 
     monkeypatch.setattr(keras.Model, "save", real_save)
     finished = train(SMALL.replace(epochs=3), _data(), folder, verbose=0)
-    assert finished["status"] == "finished" and history_epochs(folder) == [0, 1, 2]
+    assert finished["status"] == "finished" and history_epochs(folder) == [1, 2, 3]
+
+
+# Epoch numbers: from 1 in history.csv, as the progress bar and the messages count them. Runs
+# saved by version 2.0.0 and earlier numbered them from 0 and are read as numbered from 1.
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+OLD_RUNS = sorted(path.name for path in FIXTURES.glob("run_v*"))
+
+
+@pytest.mark.parametrize("name", OLD_RUNS)
+def test_an_old_history_numbered_from_0_reads_from_1(name):
+    from vae_mnist.runs import RunPaths, read_history, read_run_info
+
+    paths = RunPaths(FIXTURES / name)
+    assert (paths.history.read_text().splitlines()[1]).startswith("0,")
+    history = read_history(paths.history)
+    count = len(history["loss"])
+    np.testing.assert_array_equal(history["epoch"], np.arange(1, count + 1))
+    info = read_run_info(paths)
+    assert [row["epoch"] for row in info["history"]] == list(range(1, count + 1))
+    np.testing.assert_array_equal([row["loss"] for row in info["history"]], history["loss"])
+
+
+def test_the_curves_of_an_old_run_start_at_epoch_1(monkeypatch, tmp_path):
+    from vae_mnist import plotting
+    from vae_mnist.runs import read_history
+
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    history = read_history(FIXTURES / "run_v1" / "history.csv")
+    plotting.plot_training_curves(history, tmp_path / "curves.png")
+    plotting.plot_validation_curves({"old": history}, tmp_path / "compare.png")
+    for figure in figures:
+        x_values = figure.axes[0].lines[0].get_xdata()
+        np.testing.assert_array_equal(x_values, np.arange(1, len(history["loss"]) + 1))
+
+
+def test_resuming_an_old_unfinished_run_numbers_all_its_epochs_from_1(tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(FIXTURES / "run_v2_unfinished", tmp_path / "run"))
+    saved = json.loads((folder / "run.json").read_text())
+    config = RunConfig.from_dict(saved["config"]).replace(epochs=2)
+    info = train(config, _data(), folder, verbose=0)
+    assert [row["epoch"] for row in info["history"]] == [1, 2]
+    assert info["history"][0]["loss"] == saved["history"][0]["loss"]
+    assert history_epochs(folder) == [1, 2]
+    assert [row["epoch"] for row in json.loads((folder / "run.json").read_text())["history"]] == [
+        1,
+        2,
+    ]

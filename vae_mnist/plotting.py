@@ -249,7 +249,7 @@ def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Pa
     with_temperature = "temperature" in history
     panels = 4 if with_temperature else 3
     figure, axes = plt.subplots(1, panels, figsize=(13 * panels / 3, 3.8))
-    epochs = history["epoch"] + 1
+    epochs = history["epoch"]
     for axis, key, title in zip(
         axes[:3],
         ("loss", "reconstruction_loss", "kl_loss"),
@@ -474,7 +474,7 @@ def plot_validation_curves(histories: dict[str, dict[str, np.ndarray]], path: st
     for axis, (key, title) in zip(axes, terms, strict=True):
         for name, history in histories.items():
             if key in history:
-                axis.plot(history["epoch"] + 1, history[key], label=name)
+                axis.plot(history["epoch"], history[key], label=name)
         axis.set_title(f"validation {title} (nats per image)")
         axis.set_xlabel("epoch")
     axes[0].legend(fontsize=8)

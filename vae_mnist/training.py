@@ -136,7 +136,9 @@ class _EpochRecorder(keras.callbacks.Callback):
         # counterpart worth a column.
         for name in getattr(self.model, "training_only_metrics", ()):
             logs.pop(f"val_{name}", None)
-        row = {"epoch": epoch, **{name: logs[name] for name in history_columns(list(logs))[1:]}}
+        # Numbered from 1, as Keras' progress bar and every message count epochs.
+        row = {"epoch": epoch + 1}
+        row.update({name: logs[name] for name in history_columns(list(logs))[1:]})
         checkpoint = self.paths.checkpoint(epoch + 1)
         save_model(self.model, checkpoint)
         if self.config.snapshot_every and (epoch + 1) % self.config.snapshot_every == 0:

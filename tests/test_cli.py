@@ -57,6 +57,9 @@ def test_scripts_end_to_end(tmp_path, session_npz):
         script="train.py",
     )
     assert trained.returncode == 0, trained.stderr
+    # Standard output is a pipe here, not a terminal: a plain line per epoch, no bar.
+    assert trained.stdout.startswith("epoch 1/1: loss ")
+    assert not any(character in trained.stdout for character in "\r\b\x1b")
     for name in (
         "vae.keras",
         "encoder.keras",

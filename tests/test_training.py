@@ -301,3 +301,84 @@ def test_resuming_an_old_unfinished_run_numbers_all_its_epochs_from_1(tmp_path):
         1,
         2,
     ]
+
+
+# Ctrl-C in the middle of an epoch stops there: no validation of the cut epoch.
+
+
+class _CountValidations(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.validations = 0
+
+    def on_test_begin(self, logs=None):
+        self.validations += 1
+
+
+class _SignalAt(keras.callbacks.Callback):
+    """Sends this process Ctrl-C after a step of one epoch, or as that epoch's validation starts."""
+
+    def __init__(self, epoch: int, step: int | None):
+        super().__init__()
+        self.epoch, self.step, self.current = epoch, step, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch + 1 == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_test_begin(self, logs=None):
+        if self.current == self.epoch and self.step is None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+def test_ctrl_c_mid_epoch_stops_at_once_without_validating(
+    tmp_path, capsys, monkeypatch, interactive
+):
+    from vae_mnist import progress
+
+    monkeypatch.setattr(progress, "is_interactive", lambda stream=None: interactive)
+    folder = tmp_path / "run"
+    # 300 images in batches of 50: 6 steps an epoch, one step per execution.
+    config = SMALL.replace(epochs=3, steps_per_execution=1)
+    validations = _CountValidations()
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(config, _data(), folder, callbacks=[validations, _SignalAt(epoch=1, step=2)])
+    message = "stopped at step 3 of 6 in epoch 2; that epoch is discarded"
+    assert str(stopped.value) == message
+    assert type(stopped.value) is KeyboardInterrupt
+    # Only the first epoch was validated; the signal came after the second epoch's step 2, and
+    # the epoch recorder, called before it, stops at the next step.
+    assert validations.validations == 1
+    captured = capsys.readouterr()
+    assert captured.err == message + "\n"
+    if interactive:
+        # The bar drawn at the step where it stopped, and its line ended.
+        assert captured.out.endswith("\n")
+        assert "3/6" in captured.out.rstrip("\n").rsplit("\n", 1)[-1]
+    else:
+        assert captured.out.startswith("epoch 1/3: loss ")
+        assert captured.out.count("\n") == 1
+    info = json.loads((folder / "run.json").read_text())
+    assert info["completed_epochs"] == 1 and history_epochs(folder) == [1]
+
+
+def test_ctrl_c_while_an_epoch_is_validated_keeps_that_epoch(tmp_path, capsys):
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(SMALL.replace(epochs=3), _data(), folder, verbose=0, callbacks=[_SignalAt(0, None)])
+    assert str(stopped.value) == ""
+    assert capsys.readouterr().err == ""
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "training" and info["completed_epochs"] == 1
+    assert history_epochs(folder) == [1]
+
+
+def test_ctrl_c_while_the_last_epoch_is_validated_lets_the_run_finish(tmp_path):
+    folder = tmp_path / "run"
+    info = train(SMALL, _data(), folder, verbose=0, callbacks=[_SignalAt(1, None)])
+    assert info["status"] == "finished" and history_epochs(folder) == [1, 2]
+    assert (folder / "vae.keras").is_file()

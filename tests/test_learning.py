@@ -400,3 +400,13 @@ def test_the_readme_snippet_imports_print_nothing():
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.strip() in ("tensorflow", "jax", "torch")
+
+
+@pytest.mark.parametrize(
+    ("counts", "text"),
+    [([10, 10, 10], "10"), ([7, 8], "7.5"), ([7, 7, 8], "7.3"), ([10] * 49 + [9], "9.98")],
+)
+def test_the_usage_title_shows_whole_means_as_whole_numbers(counts, text):
+    from vae_mnist.plotting import mean_text
+
+    assert mean_text(np.array(counts)) == text

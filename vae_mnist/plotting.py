@@ -350,9 +350,19 @@ def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
     plt.xlabel("class k")
     plt.ylabel("variable i")
     used = np.sum(usage > 0, axis=1)
-    plt.title(f"most probable class over the test set ({used.mean():.1f} of {classes} used)")
+    plt.title(f"most probable class over the test set ({mean_text(used)} of {classes} used)")
     figure.tight_layout()
     return _save(figure, path)
+
+
+def mean_text(counts: np.ndarray) -> str:
+    """The mean of whole-number `counts`: whole where it is whole (``10``), else one decimal
+    (``7.4``), or two where one would round to a whole number it is not (``9.98``)."""
+    mean = float(np.mean(counts))
+    if mean.is_integer():
+        return f"{mean:.0f}"
+    text = f"{mean:.1f}"
+    return f"{mean:.2f}" if text.endswith(".0") else text
 
 
 def plot_coupling(

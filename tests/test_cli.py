@@ -472,3 +472,15 @@ def test_a_full_disk_is_one_line_and_keeps_the_run(finished_run, session_npz, mo
     )
     assert_one_line_error(capsys, status, r"No space left on device")
     assert folder_state(finished_run) == before
+
+
+def test_every_command_has_its_script():
+    from vae_mnist.cli import COMMANDS
+
+    scripts = sorted(path.stem for path in (REPOSITORY / "scripts").glob("*.py"))
+    assert scripts == sorted(COMMANDS)
+    listed = run_command(script="presets.py")
+    assert listed.returncode == 0, listed.stderr
+    assert "keras2017 (default)" in listed.stdout
+    helped = run_command("--help", script="compare.py")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: vae-mnist compare ")

@@ -57,6 +57,9 @@ def test_scripts_end_to_end(tmp_path, session_npz):
         script="train.py",
     )
     assert trained.returncode == 0, trained.stderr
+    # Standard output is a pipe here, not a terminal: a plain line per epoch, no bar.
+    assert trained.stdout.startswith("epoch 1/1: loss ")
+    assert not any(character in trained.stdout for character in "\r\b\x1b")
     for name in (
         "vae.keras",
         "encoder.keras",
@@ -70,7 +73,8 @@ def test_scripts_end_to_end(tmp_path, session_npz):
     assert header == (
         "epoch,loss,reconstruction_loss,kl_loss,val_loss,val_reconstruction_loss,val_kl_loss"
     )
-    assert row.startswith("0,")
+    # Epochs are numbered from 1, as the progress bar and every message count them.
+    assert row.startswith("1,")
     plotted = run_command(
         "all",
         "--run",
@@ -498,3 +502,15 @@ def test_parsing_help_presets_and_compare_do_not_start_a_backend(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False False"
+
+
+def test_every_command_has_its_script():
+    from vae_mnist.cli import COMMANDS
+
+    scripts = sorted(path.stem for path in (REPOSITORY / "scripts").glob("*.py"))
+    assert scripts == sorted(COMMANDS)
+    listed = run_command(script="presets.py")
+    assert listed.returncode == 0, listed.stderr
+    assert "keras2017 (default)" in listed.stdout
+    helped = run_command("--help", script="compare.py")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: vae-mnist compare ")

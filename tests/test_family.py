@@ -253,8 +253,22 @@ def test_the_presets_command_lists_every_preset():
     assert result.returncode == 0, result.stderr
     for name in preset_names():
         assert any(line.startswith(name + " ") for line in result.stdout.splitlines()), name
+    assert sum("(default)" in line for line in result.stdout.splitlines()) == 1
+    assert result.stdout.startswith("aevb2013 ") and "\nkeras2017 (default)  " in result.stdout
     verbose = run_command("presets", "--verbose")
     assert "Hyperspherical Variational Auto-Encoders" in verbose.stdout
+    # The settings one a line, indented under their section.
+    lines = verbose.stdout.splitlines()
+    start = lines.index(next(line for line in lines if line.startswith("keras2017"))) + 3
+    assert lines[start].strip() == "settings:"
+    settings = lines[start + 1 : lines.index("", start)]
+    config = load_preset("keras2017").config.to_dict()
+    assert len(settings) == len(config) + sum(
+        len(value) for value in config.values() if isinstance(value, dict)
+    )
+    assert settings[0].strip() == "preset: keras2017"
+    assert any(line.endswith("  hidden_layers: [256]") for line in settings)
+    assert max(len(line) for line in settings) < 100
 
 
 class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
@@ -278,7 +292,7 @@ def test_a_resumed_non_default_run_continues(tmp_path):
 
     finished = train(config, tiny_data(), folder, verbose=0)
     assert finished["status"] == "finished"
-    assert [row["epoch"] for row in finished["history"]] == [0, 1]
+    assert [row["epoch"] for row in finished["history"]] == [1, 2]
     assert finished["history"][0] == interrupted["history"][0]
     assert RunConfig.load(folder / "config.json") == config
     assert load_model(folder / "vae.keras").binarization is not None

@@ -4,6 +4,7 @@ folders, and the rough edges a new user found (issue 12), each with a test."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import REPOSITORY, folder_state, make_arrays
 
+from vae_mnist import RunConfig
 from vae_mnist.cli import main, parse_arguments
 from vae_mnist.data import load_dataset
 from vae_mnist.monitoring import tensorboard_callbacks
@@ -172,6 +174,39 @@ def test_compare_names_a_missing_run_folder_in_one_line(tmp_path, trained_run, c
     assert not (tmp_path / "f.png").exists()
 
 
+def test_compare_writes_a_figure_named_without_a_suffix_as_png(
+    tmp_path, trained_run, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(trained_run), "--out", "comparison"]) == 0
+    assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote comparison.png\n" in capsys.readouterr().out
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["comparison.png"]
+
+
+def test_compare_refuses_a_figure_format_matplotlib_cannot_write_before_any_work(
+    tmp_path, trained_run, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    assert main(["compare", str(trained_run), "--out", "curves.v2"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "vae-mnist compare: error: --out curves.v2: matplotlib cannot write .v2 files; name "
+        "the figure .png, .pdf or .svg\n"
+    )
+    assert captured.out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["curves.pdf", "curves.SVG"])
+def test_compare_writes_the_format_its_suffix_names(tmp_path, trained_run, name):
+    figure = tmp_path / name
+    assert main(["compare", str(trained_run), "--out", str(figure)]) == 0
+    start = figure.read_bytes()[:300]
+    assert start.startswith(b"%PDF") if name.endswith(".pdf") else b"<svg" in start.lower()
+    assert [path.name for path in tmp_path.iterdir()] == [name]
+
+
 def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["compare", str(tmp_path / "empty")]) == 1
@@ -181,15 +216,91 @@ def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
 # Progress bars and figure folders
 
 
-def test_evaluate_shows_progress_and_quiet_silences_it(run_copy, session_npz, capsys):
+@pytest.mark.parametrize("interactive", [True, False])
+def test_evaluate_shows_labelled_progress_and_quiet_silences_it(
+    run_copy, session_npz, capsys, monkeypatch, interactive
+):
+    from vae_mnist import progress
+
+    monkeypatch.setattr(progress, "is_interactive", lambda stream=None: interactive)
     base = ["evaluate", "--run", str(run_copy), "--data", str(session_npz), "--samples", "2"]
     assert main(base) == 0
     shown = capsys.readouterr()
-    assert PROGRESS_BAR in shown.out and "100/100" in shown.out
+    label = "importance-weighted log p(x), K=2 samples per image:\n"
+    assert shown.out.startswith(label) and "100/100" in shown.out
+    if interactive:
+        assert PROGRESS_BAR in shown.out
+    else:
+        # Off a terminal: one plain line when done, no bar redrawn with control characters.
+        assert shown.out.splitlines()[1].startswith("100/100 - ")
+        assert not any(character in shown.out for character in "\r\b\x1b")
     assert main([*base, "--quiet"]) == 0
     quiet = capsys.readouterr()
-    assert PROGRESS_BAR not in quiet.out + quiet.err
+    assert PROGRESS_BAR not in quiet.out + quiet.err and "importance" not in quiet.out
     assert "negative ELBO" in quiet.out
+
+
+def test_the_evaluate_time_estimate_leaves_out_the_first_chunk(monkeypatch, capsys):
+    import time
+
+    from vae_mnist import progress
+
+    monkeypatch.setattr(progress, "is_interactive", lambda stream=None: True)
+    clock = [1000.0]
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    bar = progress.CountBar(1000)
+    clock[0] += 10.0  # The first 100 images, compiling included.
+    bar.warmed_up(100)
+    assert capsys.readouterr().out == "", "no estimate before a chunk without compilation"
+    clock[0] += 1.0  # The next 100 images: 10 ms an image, so 8 s for the last 800.
+    bar.update(200)
+    assert "\x1b[1m8s\x1b[0m 10ms/image" in capsys.readouterr().out
+
+
+def _categorical_config():
+    return RunConfig().replace(
+        posterior="categorical",
+        prior="uniform",
+        variables=4,
+        categories=3,
+        hidden_layers=[16],
+        batch_size=50,
+        epochs=2,
+        jit_compile=False,
+    )
+
+
+def test_training_into_a_log_writes_one_plain_line_per_epoch(tmp_path, capsys):
+    arrays = make_arrays(train=200, test=50)
+    data = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    train(_categorical_config(), data, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert not any(character in out for character in "\r\b\x1b")
+    lines = out.splitlines()
+    assert len(lines) == 2
+    number = r"-?\d+\.\d\d"
+    for epoch, line in enumerate(lines, start=1):
+        assert re.fullmatch(
+            rf"epoch {epoch}/2: loss {number}, reconstruction_loss {number}, kl_loss {number}, "
+            rf"temperature [\d.]+, val_loss {number}, val_reconstruction_loss {number}, "
+            rf"val_kl_loss {number} \(\d+\.\d s\)",
+            line,
+        ), line
+
+
+def test_training_on_a_terminal_shows_keras_bar_without_validation_temperature(
+    tmp_path, capsys, monkeypatch
+):
+    from vae_mnist import progress
+
+    monkeypatch.setattr(progress, "is_interactive", lambda stream=None: True)
+    arrays = make_arrays(train=200, test=50)
+    data = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    train(_categorical_config(), data, tmp_path / "run")
+    out = capsys.readouterr().out
+    assert PROGRESS_BAR in out and "Epoch 2/2" in out
+    assert "- temperature: " in out and "- val_loss: " in out
+    assert "val_temperature" not in out
 
 
 def test_the_animation_shows_progress_and_quiet_silences_it(run_copy, capsys):
@@ -296,3 +407,13 @@ def test_the_readme_snippet_imports_print_nothing(imports):
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert result.stdout.strip() in ("tensorflow", "jax", "torch")
+
+
+@pytest.mark.parametrize(
+    ("counts", "text"),
+    [([10, 10, 10], "10"), ([7, 8], "7.5"), ([7, 7, 8], "7.3"), ([10] * 49 + [9], "9.98")],
+)
+def test_the_usage_title_shows_whole_means_as_whole_numbers(counts, text):
+    from vae_mnist.plotting import mean_text
+
+    assert mean_text(np.array(counts)) == text

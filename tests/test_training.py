@@ -79,13 +79,13 @@ def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how):
         assert process.returncode == -signal.SIGKILL
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "training" and 1 <= info["completed_epochs"] < 8
-    assert history_epochs(folder) == list(range(info["completed_epochs"]))
+    assert history_epochs(folder) == list(range(1, info["completed_epochs"] + 1))
     assert (folder / info["checkpoint"]).is_file()
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"continuing the unfinished run in {folder} after epoch" in resumed.stderr
-    assert history_epochs(folder) == list(range(8))
+    assert history_epochs(folder) == list(range(1, 9))
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "finished" and info["completed_epochs"] == 8
     assert not (folder / "checkpoint").exists()
@@ -135,7 +135,7 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, session_n
     assert "the loss became nan in epoch 2" in message or "the loss became inf" in message
     assert f"the last good checkpoint (epoch 1) is kept in {checkpoint}" in message
     assert checkpoint.read_bytes() == saved
-    assert history_epochs(folder) == [0]
+    assert history_epochs(folder) == [1]
     assert np.isfinite(load_model(checkpoint).decoder.weights[0].numpy()).all()
 
 
@@ -165,7 +165,7 @@ def test_unfinished_run_with_other_settings_needs_restart(tmp_path):
     with pytest.raises(RunError, match="other settings: dimension 2 .saved. against 3.*--restart"):
         train(SMALL.replace(epochs=3, dimension=3), _data(), folder, verbose=0)
     info = train(SMALL.replace(epochs=1, dimension=3), _data(), folder, verbose=0, restart=True)
-    assert info["completed_epochs"] == 1 and history_epochs(folder) == [0]
+    assert info["completed_epochs"] == 1 and history_epochs(folder) == [1]
 
 
 def test_same_seed_same_history_and_decoded_images(tmp_path):
@@ -217,6 +217,18 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert os.listdir(tmp_path) == ["history.csv"]
 
 
+def test_atomic_write_leaves_nothing_when_the_writer_adds_its_own_suffix(tmp_path):
+    from vae_mnist.files import atomic_path
+
+    target = tmp_path / "figure"
+    # numpy.save, like matplotlib, adds a suffix to a name without the one it expects.
+    with pytest.raises(FileNotFoundError, match=f"{target} was not written"):
+        with atomic_path(target) as temporary:
+            np.save(temporary, np.zeros(3))
+            assert temporary.with_name(temporary.name + ".npy").is_file()
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     real_save = keras.Model.save
@@ -231,10 +243,142 @@ def test_a_failed_checkpoint_write_keeps_the_last_good_one(tmp_path, monkeypatch
         train(SMALL.replace(epochs=3), _data(), folder, verbose=0)
     info = json.loads((folder / "run.json").read_text())
     assert info["completed_epochs"] == 1 and info["checkpoint"] == "checkpoint/epoch-0001.keras"
-    assert history_epochs(folder) == [0]
+    assert history_epochs(folder) == [1]
     assert [path.name for path in (folder / "checkpoint").iterdir()] == ["epoch-0001.keras"]
     load_model(folder / info["checkpoint"])
 
     monkeypatch.setattr(keras.Model, "save", real_save)
     finished = train(SMALL.replace(epochs=3), _data(), folder, verbose=0)
-    assert finished["status"] == "finished" and history_epochs(folder) == [0, 1, 2]
+    assert finished["status"] == "finished" and history_epochs(folder) == [1, 2, 3]
+
+
+# Epoch numbers: from 1 in history.csv, as the progress bar and the messages count them. Runs
+# saved by version 2.0.0 and earlier numbered them from 0 and are read as numbered from 1.
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+OLD_RUNS = sorted(path.name for path in FIXTURES.glob("run_v*"))
+
+
+@pytest.mark.parametrize("name", OLD_RUNS)
+def test_an_old_history_numbered_from_0_reads_from_1(name):
+    from vae_mnist.runs import RunPaths, read_history, read_run_info
+
+    paths = RunPaths(FIXTURES / name)
+    assert (paths.history.read_text().splitlines()[1]).startswith("0,")
+    history = read_history(paths.history)
+    count = len(history["loss"])
+    np.testing.assert_array_equal(history["epoch"], np.arange(1, count + 1))
+    info = read_run_info(paths)
+    assert [row["epoch"] for row in info["history"]] == list(range(1, count + 1))
+    np.testing.assert_array_equal([row["loss"] for row in info["history"]], history["loss"])
+
+
+def test_the_curves_of_an_old_run_start_at_epoch_1(monkeypatch, tmp_path):
+    from vae_mnist import plotting
+    from vae_mnist.runs import read_history
+
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    history = read_history(FIXTURES / "run_v1" / "history.csv")
+    plotting.plot_training_curves(history, tmp_path / "curves.png")
+    plotting.plot_validation_curves({"old": history}, tmp_path / "compare.png")
+    for figure in figures:
+        x_values = figure.axes[0].lines[0].get_xdata()
+        np.testing.assert_array_equal(x_values, np.arange(1, len(history["loss"]) + 1))
+
+
+def test_resuming_an_old_unfinished_run_numbers_all_its_epochs_from_1(tmp_path):
+    import shutil
+
+    folder = Path(shutil.copytree(FIXTURES / "run_v2_unfinished", tmp_path / "run"))
+    saved = json.loads((folder / "run.json").read_text())
+    config = RunConfig.from_dict(saved["config"]).replace(epochs=2)
+    info = train(config, _data(), folder, verbose=0)
+    assert [row["epoch"] for row in info["history"]] == [1, 2]
+    assert info["history"][0]["loss"] == saved["history"][0]["loss"]
+    assert history_epochs(folder) == [1, 2]
+    assert [row["epoch"] for row in json.loads((folder / "run.json").read_text())["history"]] == [
+        1,
+        2,
+    ]
+
+
+# Ctrl-C in the middle of an epoch stops there: no validation of the cut epoch.
+
+
+class _CountValidations(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.validations = 0
+
+    def on_test_begin(self, logs=None):
+        self.validations += 1
+
+
+class _SignalAt(keras.callbacks.Callback):
+    """Sends this process Ctrl-C after a step of one epoch, or as that epoch's validation starts."""
+
+    def __init__(self, epoch: int, step: int | None):
+        super().__init__()
+        self.epoch, self.step, self.current = epoch, step, -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.current == self.epoch and batch + 1 == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def on_test_begin(self, logs=None):
+        if self.current == self.epoch and self.step is None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("interactive", [False, True])
+def test_ctrl_c_mid_epoch_stops_at_once_without_validating(
+    tmp_path, capsys, monkeypatch, interactive
+):
+    from vae_mnist import progress
+
+    monkeypatch.setattr(progress, "is_interactive", lambda stream=None: interactive)
+    folder = tmp_path / "run"
+    # 300 images in batches of 50: 6 steps an epoch, one step per execution.
+    config = SMALL.replace(epochs=3, steps_per_execution=1)
+    validations = _CountValidations()
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(config, _data(), folder, callbacks=[validations, _SignalAt(epoch=1, step=2)])
+    message = "stopped at step 3 of 6 in epoch 2; that epoch is discarded"
+    assert str(stopped.value) == message
+    assert type(stopped.value) is KeyboardInterrupt
+    # Only the first epoch was validated; the signal came after the second epoch's step 2, and
+    # the epoch recorder, called before it, stops at the next step.
+    assert validations.validations == 1
+    captured = capsys.readouterr()
+    assert captured.err == message + "\n"
+    if interactive:
+        # The bar drawn at the step where it stopped, and its line ended.
+        assert captured.out.endswith("\n")
+        assert "3/6" in captured.out.rstrip("\n").rsplit("\n", 1)[-1]
+    else:
+        assert captured.out.startswith("epoch 1/3: loss ")
+        assert captured.out.count("\n") == 1
+    info = json.loads((folder / "run.json").read_text())
+    assert info["completed_epochs"] == 1 and history_epochs(folder) == [1]
+
+
+def test_ctrl_c_while_an_epoch_is_validated_keeps_that_epoch(tmp_path, capsys):
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(SMALL.replace(epochs=3), _data(), folder, verbose=0, callbacks=[_SignalAt(0, None)])
+    assert str(stopped.value) == ""
+    assert capsys.readouterr().err == ""
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "training" and info["completed_epochs"] == 1
+    assert history_epochs(folder) == [1]
+
+
+def test_ctrl_c_while_the_last_epoch_is_validated_lets_the_run_finish(tmp_path):
+    folder = tmp_path / "run"
+    info = train(SMALL, _data(), folder, verbose=0, callbacks=[_SignalAt(1, None)])
+    assert info["status"] == "finished" and history_epochs(folder) == [1, 2]
+    assert (folder / "vae.keras").is_file()

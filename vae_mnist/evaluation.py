@@ -19,6 +19,7 @@ from vae_mnist.backend import keras, ops
 # The Gaussian's active units live with its latent; kept importable from here.
 from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
 from vae_mnist.objectives import log_mean_exp
+from vae_mnist.progress import CountBar
 
 # Decoded pixels held in memory at once by the importance-weighted estimate (about 300 MB).
 DECODED_VALUES_PER_CHUNK = 80_000_000
@@ -63,7 +64,10 @@ def importance_weighted_log_likelihood(
     chunk = min(chunk, len(images))
     compile_estimate = len(images) * samples * images.shape[1] >= COMPILE_FROM_DECODED_VALUES
     estimate = _chunk_estimator(vae, samples, generator, compile_estimate)
-    bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
+    bar = None
+    if progress:
+        print(f"importance-weighted log p(x), K={samples} samples per image:", flush=True)
+        bar = CountBar(len(images), unit_name="image")
     estimates = []
     for start in range(0, len(images), chunk):
         batch = images[start : start + chunk]
@@ -73,7 +77,10 @@ def importance_weighted_log_likelihood(
             padding = np.zeros((chunk - count, *batch.shape[1:]), dtype=batch.dtype)
             batch = np.concatenate([batch, padding])
         estimates.append(_numpy(estimate(batch))[:count])
-        if bar is not None:
+        if bar is not None and start == 0:
+            # The first chunk includes compiling the estimate; the time estimate leaves it out.
+            bar.warmed_up(count)
+        elif bar is not None:
             bar.update(start + count)
     return np.concatenate(estimates).astype(np.float64)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -30,12 +31,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     temporary.unlink()
     try:
         yield temporary
+        if not temporary.exists():
+            raise FileNotFoundError(f"{path} was not written (the writer chose another name)")
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
         os.replace(temporary, path)
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+        # Some writers add a suffix of their own to a name without the one they expect
+        # (matplotlib, numpy.save); the random part of the name makes these files ours alone.
+        for leftover in (temporary, *temporary.parent.glob(glob.escape(temporary.name) + ".*")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

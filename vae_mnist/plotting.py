@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
@@ -24,13 +25,37 @@ from vae_mnist.files import atomic_path  # noqa: E402
 
 IMAGE_SIDE = 28
 DOTS_PER_INCH = 100
+# A figure path without a suffix is written as PNG.
+DEFAULT_FIGURE_SUFFIX = ".png"
+
+
+def figure_path(path: str | Path) -> Path:
+    """The file a figure named `path` is written to: `path`, with ``.png`` where it has no suffix.
+
+    Raises:
+        ValueError: matplotlib cannot write the format that the suffix names.
+    """
+    path = Path(path)
+    if not path.suffix:
+        return path.with_name(path.name + DEFAULT_FIGURE_SUFFIX)
+    if path.suffix[1:].lower() not in FigureCanvasBase.get_supported_filetypes():
+        raise ValueError(
+            f"{path}: matplotlib cannot write {path.suffix} files; name the figure .png, .pdf "
+            "or .svg"
+        )
+    return path
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=DOTS_PER_INCH)
-    plt.close(figure)
-    return Path(path)
+    """Write `figure` to `figure_path(path)` and close it, whether the write succeeds or not."""
+    try:
+        path = figure_path(path)
+        with atomic_path(path) as temporary:
+            # The format given outright: matplotlib then writes exactly the temporary name.
+            figure.savefig(temporary, dpi=DOTS_PER_INCH, format=path.suffix[1:].lower())
+    finally:
+        plt.close(figure)
+    return path
 
 
 def predict(model, inputs: np.ndarray) -> np.ndarray:
@@ -224,7 +249,7 @@ def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Pa
     with_temperature = "temperature" in history
     panels = 4 if with_temperature else 3
     figure, axes = plt.subplots(1, panels, figsize=(13 * panels / 3, 3.8))
-    epochs = history["epoch"] + 1
+    epochs = history["epoch"]
     for axis, key, title in zip(
         axes[:3],
         ("loss", "reconstruction_loss", "kl_loss"),
@@ -325,9 +350,19 @@ def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
     plt.xlabel("class k")
     plt.ylabel("variable i")
     used = np.sum(usage > 0, axis=1)
-    plt.title(f"most probable class over the test set ({used.mean():.1f} of {classes} used)")
+    plt.title(f"most probable class over the test set ({mean_text(used)} of {classes} used)")
     figure.tight_layout()
     return _save(figure, path)
+
+
+def mean_text(counts: np.ndarray) -> str:
+    """The mean of whole-number `counts`: whole where it is whole (``10``), else one decimal
+    (``7.4``), or two where one would round to a whole number it is not (``9.98``)."""
+    mean = float(np.mean(counts))
+    if mean.is_integer():
+        return f"{mean:.0f}"
+    text = f"{mean:.1f}"
+    return f"{mean:.2f}" if text.endswith(".0") else text
 
 
 def plot_coupling(
@@ -449,7 +484,7 @@ def plot_validation_curves(histories: dict[str, dict[str, np.ndarray]], path: st
     for axis, (key, title) in zip(axes, terms, strict=True):
         for name, history in histories.items():
             if key in history:
-                axis.plot(history["epoch"] + 1, history[key], label=name)
+                axis.plot(history["epoch"], history[key], label=name)
         axis.set_title(f"validation {title} (nats per image)")
         axis.set_xlabel("epoch")
     axes[0].legend(fontsize=8)

@@ -4,7 +4,7 @@ A run folder holds, once training finishes::
 
     config.json     the RunConfig: the preset, one section per part, training
     run.json        progress, seed, library versions, timings (not the configuration)
-    history.csv     one row per finished epoch (written as each epoch ends)
+    history.csv     one row per finished epoch, numbered from 1 (written as each epoch ends)
     vae.keras       the whole VAE, every part
     encoder.keras   x -> the first head: z_mean for the Gaussian latent (the blog's ``encoder``)
     decoder.keras   z -> the decoded image (the blog's ``generator``)
@@ -16,6 +16,9 @@ state after the last finished epoch, which ``run.json`` names; and with ``--snap
 under ``tensorboard/``. Every file is written to a temporary name and renamed
 into place, and ``run.json`` is renamed last, so whatever kills the process, the folder names
 one consistent finished epoch to continue from.
+
+Runs saved by version 2.0.0 and earlier numbered the epochs of ``history.csv`` and
+``run.json`` from 0; they are read as numbered from 1, as everything else counts them.
 """
 
 from __future__ import annotations
@@ -122,6 +125,10 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
         raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
     if not isinstance(info, dict) or "status" not in info:
         raise RunError(f"{paths.run_info}: not a vae-mnist progress record")
+    history = info.get("history")
+    if isinstance(history, list) and history and history[0].get("epoch") == 0:
+        # Numbered from 0 by version 2.0.0 or earlier; a resumed run rewrites it from 1.
+        info["history"] = [{**row, "epoch": row["epoch"] + 1} for row in history]
     return info
 
 
@@ -154,12 +161,16 @@ def history_csv_text(rows: list[dict[str, float]]) -> str:
 
 
 def read_history(path: str | Path) -> dict[str, np.ndarray]:
-    """The columns of a ``history.csv`` as float arrays."""
+    """The columns of a ``history.csv`` as float arrays, the epochs numbered from 1."""
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
     if not rows:
         raise RunError(f"{path}: no finished epoch in the training history")
-    return {key: np.array([float(row[key] or "nan") for row in rows]) for key in rows[0]}
+    columns = {key: np.array([float(row[key] or "nan") for row in rows]) for key in rows[0]}
+    if "epoch" in columns and columns["epoch"][0] == 0:
+        # Numbered from 0 by version 2.0.0 or earlier.
+        columns["epoch"] = columns["epoch"] + 1
+    return columns
 
 
 def write_metrics(paths: RunPaths, metrics: dict[str, Any]) -> None:

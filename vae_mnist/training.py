@@ -23,6 +23,7 @@ from vae_mnist.errors import TrainingDivergedError
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
 from vae_mnist.flags import flat_settings
 from vae_mnist.model import build_vae, load_model, save_model
+from vae_mnist.progress import report_stop, training_progress
 from vae_mnist.runs import (
     RunError,
     RunPaths,
@@ -67,27 +68,33 @@ class _EpochRecorder(keras.callbacks.Callback):
         self.info = info
         self.config = config
         self.diverged: str | None = None
+        self.epoch = 0
         self.epoch_started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self.stop.requested:  # Asked while the last epoch was validated or saved.
+            raise _StopTraining(None)
+        self.epoch = epoch
         self.epoch_started = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         # Called once per execution of `steps_per_execution` steps, so this costs little and
         # stops a diverging or interrupted run within one execution, not at the epoch's end.
         if self.stop.requested:
-            self.model.stop_training = True
-            return
+            # Raised, not `stop_training`: with that flag Keras still validates the cut epoch.
+            raise _StopTraining(
+                f"stopped at step {batch + 1} of {self.params.get('steps')} in epoch "
+                f"{self.epoch + 1}; that epoch is discarded",
+                steps=batch + 1,
+                logs=logs,
+            )
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged = f"{float(loss)}"
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.stop.requested:
-            # The epoch was cut short: it must not be recorded as finished.
-            self.model.stop_training = True
-            return
+        # A stop asked for now came after the epoch's last step: the epoch is whole, and kept.
         logs = {key: float(value) for key, value in (logs or {}).items()}
         bad = [key for key, value in logs.items() if not math.isfinite(value)]
         if self.diverged or bad:
@@ -100,7 +107,9 @@ class _EpochRecorder(keras.callbacks.Callback):
         # counterpart worth a column.
         for name in getattr(self.model, "training_only_metrics", ()):
             logs.pop(f"val_{name}", None)
-        row = {"epoch": epoch, **{name: logs[name] for name in history_columns(list(logs))[1:]}}
+        # Numbered from 1, as Keras' progress bar and every message count epochs.
+        row = {"epoch": epoch + 1}
+        row.update({name: logs[name] for name in history_columns(list(logs))[1:]})
         checkpoint = self.paths.checkpoint(epoch + 1)
         save_model(self.model, checkpoint)
         if self.config.snapshot_every and (epoch + 1) % self.config.snapshot_every == 0:
@@ -116,6 +125,20 @@ class _EpochRecorder(keras.callbacks.Callback):
         if previous and previous != self.info["checkpoint"]:
             with contextlib.suppress(FileNotFoundError):
                 (self.paths.folder / previous).unlink()
+
+
+class _StopTraining(KeyboardInterrupt):
+    """Raised from the epoch recorder's hooks to stop where a stop was asked for.
+
+    Keras' `fit` lets it through on TensorFlow, JAX and PyTorch (a KeyboardInterrupt, as
+    Ctrl-C raised in a hook would be); `train` turns it into a plain one. The message says
+    where an epoch was cut short, after `steps` steps with the last step's `logs`; it is None
+    between epochs.
+    """
+
+    def __init__(self, message: str | None, steps: int = 0, logs: dict | None = None):
+        super().__init__(message)
+        self.message, self.steps, self.logs = message, steps, logs
 
 
 class _StopRequest:
@@ -230,14 +253,17 @@ def train(
         out_dir: the run folder.
         overwrite: replace a finished run in `out_dir`.
         restart: discard an unfinished run in `out_dir` instead of continuing it.
-        verbose: Keras' verbosity (1 shows the progress bar).
+        verbose: 0 shows nothing; 1 or "auto" Keras' progress bar on a terminal or in a
+            notebook, and one plain line per epoch elsewhere (a log file); 2 one line per epoch.
         callbacks: more Keras callbacks, called after the one that saves each epoch.
 
     Raises:
         RunError: the folder holds a finished run (and `overwrite` is off), or an unfinished
             run with other settings (and `restart` is off).
         TrainingDivergedError: the loss became NaN or infinite.
-        KeyboardInterrupt: Ctrl-C or SIGTERM; the folder keeps every finished epoch.
+        KeyboardInterrupt: Ctrl-C or SIGTERM; the folder keeps every finished epoch, and an
+            epoch cut short is discarded (standard error says where it stopped). A signal
+            that comes while the last epoch is validated lets the run finish.
     """
     paths = RunPaths(check_writable_folder(out_dir))
     remove_stale_temporaries(paths.folder)
@@ -282,21 +308,33 @@ def train(
     x_train, x_test = model_inputs(data, config.data.binarize, training.seed)
     stop = _StopRequest()
     recorder = _EpochRecorder(paths, info, training, stop)
+    progress = training_progress(verbose)
     if completed < training.epochs:
-        with stop.installed():
-            vae.fit(
-                x_train,
-                batch_size=training.batch_size,
-                epochs=training.epochs,
-                initial_epoch=completed,
-                shuffle=training.shuffle,
-                validation_data=x_test,
-                validation_batch_size=training.batch_size,
-                callbacks=[*vae.objective.part.callbacks(), recorder, *(callbacks or [])],
-                verbose=verbose,
-            )
-    if stop.requested:
-        raise KeyboardInterrupt
+        try:
+            with stop.installed():
+                vae.fit(
+                    x_train,
+                    batch_size=training.batch_size,
+                    epochs=training.epochs,
+                    initial_epoch=completed,
+                    shuffle=training.shuffle,
+                    validation_data=x_test,
+                    validation_batch_size=training.batch_size,
+                    callbacks=[
+                        *vae.objective.part.callbacks(),
+                        recorder,
+                        *([progress] if progress else []),
+                        *(callbacks or []),
+                    ],
+                    # The progress callback shows progress; Keras' own bar would add a second.
+                    verbose=0,
+                )
+        except _StopTraining as stopped:
+            # The folder names the last finished epoch: a cut one was never recorded.
+            if stopped.message:
+                report_stop(progress, stopped.message, stopped.steps, stopped.logs)
+                raise KeyboardInterrupt(stopped.message) from None
+            raise KeyboardInterrupt from None
     if recorder.diverged is not None:
         last_good = info["completed_epochs"]
         kept = (

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from vae_mnist.config import RunConfig
+from vae_mnist.config import RunConfig, UsageError
 from vae_mnist.files import check_can_create_folder
 from vae_mnist.flags import flat_settings
 from vae_mnist.runs import RunError, RunPaths, read_history, read_metrics, read_run_info
@@ -149,16 +149,23 @@ def run(arguments: argparse.Namespace, program: str) -> str:
     summaries = [
         read_summary(folder, name) for folder, name in zip(arguments.runs, names, strict=True)
     ]
+    figure = None
     if arguments.out is not None:
-        # Refuse an unwritable figure path before any work, and create nothing yet.
-        check_can_create_folder(Path(arguments.out).parent)
+        from vae_mnist.plotting import figure_path
+
+        # Refuse a figure that cannot be written before any work, and create nothing yet.
+        try:
+            figure = figure_path(arguments.out)
+        except ValueError as error:
+            raise UsageError(f"--out {error}") from None
+        check_can_create_folder(figure.parent)
     table = format_comparison(names, comparison_rows(summaries))
     print(table)
-    if arguments.out is not None:
+    if figure is not None:
         from vae_mnist.plotting import plot_validation_curves
 
         histories = {s.name: s.history for s in summaries if s.history is not None}
         if not histories:
             raise RunError("no run has a finished epoch: no validation curves to draw")
-        print(f"wrote {plot_validation_curves(histories, arguments.out)}")
+        print(f"wrote {plot_validation_curves(histories, figure)}")
     return table

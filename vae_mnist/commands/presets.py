@@ -4,18 +4,39 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
+from vae_mnist.config import DEFAULT_PRESET
 from vae_mnist.presets import load_preset, preset_names
+
+
+def settings_lines(settings: dict[str, Any], margin: str) -> list[str]:
+    """``name: value`` a line, each section's settings indented under its name.
+
+    Values are written as JSON (lists on one line), strings without quotes.
+    """
+    lines = []
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            lines.append(f"{margin}{name}:")
+            lines.extend(settings_lines(value, margin + "  "))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+            lines.append(f"{margin}{name}: {text}")
+    return lines
 
 
 def run(arguments: argparse.Namespace, program: str) -> None:
     names = preset_names()
-    width = max(len(name) for name in names)
+    labels = {name: f"{name} (default)" if name == DEFAULT_PRESET else name for name in names}
+    width = max(len(label) for label in labels.values())
+    margin = " " * (width + 2)
     for name in names:
         preset = load_preset(name)
-        print(f"{name:<{width}}  {preset.description}")
+        print(f"{labels[name]:<{width}}  {preset.description}")
         if arguments.verbose:
-            print(f"{'':<{width}}  paper: {preset.paper}")
-            print(f"{'':<{width}}  differs: {preset.differs}")
-            print(f"{'':<{width}}  settings: {json.dumps(preset.config.to_dict())}")
+            print(f"{margin}paper: {preset.paper}")
+            print(f"{margin}differs: {preset.differs}")
+            print(f"{margin}settings:")
+            print("\n".join(settings_lines(preset.config.to_dict(), margin + "  ")) + "\n")
     print(f"\ntrain one with: {program} train --preset NAME (flags override its settings)")

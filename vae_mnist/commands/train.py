@@ -69,7 +69,7 @@ def run(arguments: argparse.Namespace, program: str) -> None:
         callbacks=tensorboard_callbacks(folder, config) if arguments.tensorboard else None,
     )
     print(
-        f"{program}: trained {result['completed_epochs']} epochs into {folder} "
+        f"{program}: trained {_epochs(result['completed_epochs'])} into {folder} "
         f"(val_loss {result['history'][-1]['val_loss']:.2f})"
         if result["history"]
         else f"{program}: nothing to train in {folder}"
@@ -79,3 +79,7 @@ def run(arguments: argparse.Namespace, program: str) -> None:
             f"{program}: TensorBoard logs in {folder / 'tensorboard'} "
             f"(see them with: tensorboard --logdir {folder.parent})"
         )
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"

@@ -288,7 +288,7 @@ def test_an_unfinished_version_2_run_continues(tmp_path):
     assert result.returncode == 0, result.stderr
     assert f"continuing the unfinished run in {copy} after epoch 1" in result.stderr
     assert f"trained 3 epochs into {copy}" in result.stdout
-    assert [int(row["epoch"]) for row in _history(copy)] == [0, 1, 2]
+    assert [int(row["epoch"]) for row in _history(copy)] == [1, 2, 3]
     info = json.loads((copy / "run.json").read_text())
     assert info["status"] == "finished" and info["completed_epochs"] == 3
     assert json.loads((copy / "config.json").read_text())["version"] == 3

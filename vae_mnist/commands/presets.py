@@ -38,5 +38,14 @@ def run(arguments: argparse.Namespace, program: str) -> None:
             print(f"{margin}paper: {preset.paper}")
             print(f"{margin}differs: {preset.differs}")
             print(f"{margin}settings:")
-            print("\n".join(settings_lines(preset.config.to_dict(), margin + "  ")) + "\n")
+            print("\n".join(settings_lines(_sections(preset), margin + "  ")) + "\n")
     print(f"\ntrain one with: {program} train --preset NAME (flags override its settings)")
+
+
+def _sections(preset) -> dict[str, Any]:
+    """The preset's parts and training, without the file format's version and its own name."""
+    return {
+        name: value
+        for name, value in preset.config.to_dict().items()
+        if name not in ("version", "preset")
+    }

@@ -269,54 +269,20 @@ def train(
     remove_stale_temporaries(paths.folder)
     remove_stale_temporaries(paths.checkpoints)
     info = decide_resume(paths, config, overwrite, restart)
-    resume = info is not None
-    if info is None:
-        info = {
-            "status": "training",
-            "seed": config.training.seed,
-            "versions": library_versions(),
-            "completed_epochs": 0,
-            "checkpoint": None,
-            "history": [],
-            "epoch_seconds": [],
-        }
-        shutil.rmtree(paths.checkpoints, ignore_errors=True)
-        shutil.rmtree(paths.snapshots, ignore_errors=True)
-        # A new run's TensorBoard curves must not continue an old run's.
-        shutil.rmtree(paths.tensorboard, ignore_errors=True)
-    # The configuration is stored once, in config.json; run.json holds the progress.
-    info.pop("config", None)
-    info.pop("failed_epoch", None)
-    completed = int(info["completed_epochs"])
-
+    vae, info = _start(paths, config, info, len(data[0][0]))
     training = config.training
-    # A resumed run reseeds from its position, so its shuffling is repeatable too.
-    keras.utils.set_random_seed(training.seed + completed)
-    if resume:
-        vae = load_model(paths.folder / info["checkpoint"], config)
-        if config.optimizer.resumes_with_new_learning_rate:
-            vae.optimizer.learning_rate.assign(config.optimizer.learning_rate)
-    else:
-        vae = build_vae(config)
-        compile_vae(vae, config, math.ceil(len(data[0][0]) / training.batch_size))
-    config.save(paths.config)
-    write_run_info(paths, info)
-    atomic_write_text(paths.history, history_csv_text(info["history"]))
-    if training.snapshot_every and completed == 0:
-        save_model(vae.image_decoder(), paths.snapshot(0))
-
     x_train, x_test = model_inputs(data, config.data.binarize, training.seed)
     stop = _StopRequest()
     recorder = _EpochRecorder(paths, info, training, stop)
     progress = training_progress(verbose)
-    if completed < training.epochs:
+    if info["completed_epochs"] < training.epochs:
         try:
             with stop.installed():
                 vae.fit(
                     x_train,
                     batch_size=training.batch_size,
                     epochs=training.epochs,
-                    initial_epoch=completed,
+                    initial_epoch=info["completed_epochs"],
                     shuffle=training.shuffle,
                     validation_data=x_test,
                     validation_batch_size=training.batch_size,
@@ -336,18 +302,69 @@ def train(
                 raise KeyboardInterrupt(stopped.message) from None
             raise KeyboardInterrupt from None
     if recorder.diverged is not None:
-        last_good = info["completed_epochs"]
-        kept = (
-            f"the last good checkpoint (epoch {last_good}) is kept in "
-            f"{paths.folder / info['checkpoint']}"
-            if info.get("checkpoint")
-            else "no epoch had finished, so there is no checkpoint"
-        )
-        raise TrainingDivergedError(
-            f"the loss became {recorder.diverged} in epoch {info['failed_epoch'] + 1}; "
-            f"training stopped, {kept} (try a smaller --learning-rate)"
-        )
+        raise _diverged(paths, info, recorder.diverged)
+    _finish(paths, info, vae)
+    return info
 
+
+def _start(
+    paths: RunPaths, config: RunConfig, info: dict[str, Any] | None, train_images: int
+) -> tuple[keras.Model, dict[str, Any]]:
+    """The model to train (built, or the unfinished run's checkpoint) and the progress record,
+    with the folder made consistent with them."""
+    resume = info is not None
+    if info is None:
+        info = {
+            "status": "training",
+            "seed": config.training.seed,
+            "versions": library_versions(),
+            "completed_epochs": 0,
+            "checkpoint": None,
+            "history": [],
+            "epoch_seconds": [],
+        }
+        shutil.rmtree(paths.checkpoints, ignore_errors=True)
+        shutil.rmtree(paths.snapshots, ignore_errors=True)
+        # A new run's TensorBoard curves must not continue an old run's.
+        shutil.rmtree(paths.tensorboard, ignore_errors=True)
+    # The configuration is stored once, in config.json; run.json holds the progress.
+    info.pop("config", None)
+    info.pop("failed_epoch", None)
+    info["completed_epochs"] = completed = int(info["completed_epochs"])
+    training = config.training
+    # A resumed run reseeds from its position, so its shuffling is repeatable too.
+    keras.utils.set_random_seed(training.seed + completed)
+    if resume:
+        vae = load_model(paths.folder / info["checkpoint"], config)
+        if config.optimizer.resumes_with_new_learning_rate:
+            vae.optimizer.learning_rate.assign(config.optimizer.learning_rate)
+    else:
+        vae = build_vae(config)
+        compile_vae(vae, config, math.ceil(train_images / training.batch_size))
+    config.save(paths.config)
+    write_run_info(paths, info)
+    atomic_write_text(paths.history, history_csv_text(info["history"]))
+    if training.snapshot_every and completed == 0:
+        save_model(vae.image_decoder(), paths.snapshot(0))
+    return vae, info
+
+
+def _diverged(paths: RunPaths, info: dict[str, Any], value: str) -> TrainingDivergedError:
+    last_good = info["completed_epochs"]
+    kept = (
+        f"the last good checkpoint (epoch {last_good}) is kept in "
+        f"{paths.folder / info['checkpoint']}"
+        if info.get("checkpoint")
+        else "no epoch had finished, so there is no checkpoint"
+    )
+    return TrainingDivergedError(
+        f"the loss became {value} in epoch {info['failed_epoch'] + 1}; "
+        f"training stopped, {kept} (try a smaller --learning-rate)"
+    )
+
+
+def _finish(paths: RunPaths, info: dict[str, Any], vae: keras.Model) -> None:
+    """Save the trained model's three files and mark the run finished."""
     save_model(vae, paths.vae)
     save_model(vae.first_head_encoder(), paths.encoder)
     save_model(vae.image_decoder(), paths.decoder)
@@ -359,4 +376,3 @@ def train(
     info["train_seconds"] = float(sum(info["epoch_seconds"]))
     write_run_info(paths, info)
     shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    return info

@@ -360,17 +360,13 @@ def test_beta_is_the_sharpness_of_a_spike_exponential_posterior(tmp_path):
     ) == config.replace(preset="keras2017")
 
 
-def _family_of(owner: str) -> str:
-    return "training" if owner == "training" else owner.rsplit(" ", 1)[1]
-
-
 def test_every_setting_belongs_to_one_family():
     from vae_mnist.flags import setting_flags
 
     flags = setting_flags()
     assert {"dimension", "hidden_layers", "sharpness", "halves", "epochs"} <= set(flags)
     for name, flag in flags.items():
-        families = {_family_of(owner) for owner in flag.owners}
+        families = {family for family, _ in flag.owners}
         assert len(families) == 1, (name, flag.owners)
 
 

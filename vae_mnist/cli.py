@@ -124,7 +124,7 @@ def _add_setting_flag(parser: argparse.ArgumentParser, option: str, name: str, f
     default = default_of(field)
     if isinstance(default, tuple):
         default = ",".join(str(item) for item in default)
-    help_text = f"{field.metadata['help']} [{' / '.join(flag.owners)}; default: {default}]"
+    help_text = f"{field.metadata['help']} [{flag.describe_owners()}; default: {default}]"
     kind = field_type(field)
     if kind == "bool":
         parser.add_argument(

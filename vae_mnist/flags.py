@@ -27,19 +27,26 @@ class Flag:
 
     name: str
     field: dataclasses.Field
-    owners: tuple[str, ...]  # "the rbm prior", "training", ...
+    owners: tuple[tuple[str, str], ...]  # (family, kind) pairs; ("training", "") for training
+
+    def describe_owners(self) -> str:
+        """``the rbm prior``, ``training``, ... joined by " / "."""
+        return " / ".join(
+            family if family == "training" else f"the {kind} {family}"
+            for family, kind in self.owners
+        )
 
 
 def setting_flags() -> dict[str, Flag]:
     """Every setting's flag by name, training's included, in the order of the families."""
     fields: dict[str, dataclasses.Field] = {}
-    owners: dict[str, list[str]] = {}
+    owners: dict[str, list[tuple[str, str]]] = {}
     for family, cls, field in all_settings():
         fields.setdefault(field.name, field)
-        owners.setdefault(field.name, []).append(f"the {cls.kind} {family}")
+        owners.setdefault(field.name, []).append((family, cls.kind))
     for field in dataclasses.fields(TrainingConfig):
         fields[field.name] = field
-        owners[field.name] = ["training"]
+        owners[field.name] = [("training", "")]
     return {name: Flag(name, fields[name], tuple(owners[name])) for name in fields}
 
 
@@ -86,27 +93,9 @@ def _section_of(values: dict[str, Any], name: str) -> str:
     flag = setting_flags().get(name)
     if flag is None:
         raise ConfigError(f"unknown setting {name!r}")
-    family = next(section for section in PART_SECTIONS if flag.owners[0].endswith(f" {section}"))
+    family = flag.owners[0][0]
+    owners = " and of ".join(f"the {kind} {family}" for family, kind in flag.owners)
     raise ConfigError(
-        f"--{name.replace('_', '-')} is a setting of {' and of '.join(flag.owners)}, and this "
-        f"run's {family} is {values[family]['kind']}"
+        f"--{name.replace('_', '-')} is a setting of {owners}, and this run's {family} is "
+        f"{values[family]['kind']}"
     )
-
-
-def flat_settings(config: RunConfig) -> dict[str, Any]:
-    """Every setting of `config` by flag name: each family's kind, then its kind's settings.
-
-    Only the settings of the chosen kinds appear, so two runs of different kinds differ in the
-    kind and in the settings each has, never in settings that neither uses.
-    """
-    flat: dict[str, Any] = {}
-    for section, values in config.to_dict().items():
-        if section in PART_SECTIONS:
-            values = dict(values)
-            flat[KIND_FLAGS[section]] = values.pop("kind")
-            flat.update(values)
-        elif section == "training":
-            flat.update(values)
-    if config.upper_layers:
-        flat["upper_layers"] = [layer.get_config() for layer in config.upper_layers]
-    return flat

@@ -99,3 +99,22 @@ def _section_of(values: dict[str, Any], name: str) -> str:
         f"--{name.replace('_', '-')} is a setting of {owners}, and this run's {family} is "
         f"{values[family]['kind']}"
     )
+
+
+def flat_settings(config: RunConfig) -> dict[str, Any]:
+    """Every setting of `config` by flag name: each family's kind, then its kind's settings.
+
+    Only the settings of the chosen kinds appear, so two runs of different kinds differ in the
+    kind and in the settings each has, never in settings that neither uses.
+    """
+    flat: dict[str, Any] = {}
+    for section, values in config.to_dict().items():
+        if section in PART_SECTIONS:
+            values = dict(values)
+            flat[KIND_FLAGS[section]] = values.pop("kind")
+            flat.update(values)
+        elif section == "training":
+            flat.update(values)
+    if config.upper_layers:
+        flat["upper_layers"] = [layer.get_config() for layer in config.upper_layers]
+    return flat

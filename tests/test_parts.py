@@ -574,3 +574,120 @@ def test_two_stochastic_layers_train_evaluate_and_reload(tmp_path):
     np.testing.assert_array_equal(
         _numpy(again.log_weights(images, 5, keras.random.SeedGenerator(3))), log_weights
     )
+
+
+# -- the VampPrior and the presets of the records --------------------------------------------
+
+
+def train(*arguments, **options):
+    from vae_mnist.training import train as train_run
+
+    return train_run(*arguments, **options)
+
+
+def _vamp_vae(pseudo_inputs: int = 5):
+    from vae_mnist.model import build_vae
+
+    config = RunConfig().replace(
+        hidden_layers=(8,), dimension=3, prior="vamp", pseudo_inputs=pseudo_inputs, seed=2
+    )
+    return config, build_vae(config)
+
+
+def test_the_vamp_prior_is_the_mixture_of_the_posteriors_at_its_pseudo_inputs():
+    config, vae = _vamp_vae()
+    prior = vae.prior_part
+    pseudo = np.clip(keras.ops.convert_to_numpy(prior.weights), 0.0, 1.0)
+    mean, log_var = (keras.ops.convert_to_numpy(head) for head in vae.encoder(pseudo))
+    z = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    # log N(z; μ_k, σ_k²) for every pair, by hand: (6, 1, 3) against (1, 5, 3).
+    squared = (z[:, None, :] - mean[None]) ** 2 / np.exp(log_var[None])
+    log_normal = -0.5 * np.sum(np.log(2 * np.pi) + log_var[None] + squared, axis=-1)
+    expected = np.log(np.mean(np.exp(log_normal.astype(np.float64)), axis=1))
+    got = keras.ops.convert_to_numpy(prior.log_density(keras.ops.convert_to_tensor(z)))
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # Its pseudo-inputs start near 0.05 and are weights that training moves.
+    assert abs(float(np.mean(keras.ops.convert_to_numpy(prior.weights))) - 0.05) < 0.01
+    assert any(variable is prior.weights for variable in vae.trainable_variables)
+
+
+def test_the_vamp_prior_trains_saves_reloads_and_samples(tmp_path):
+    from vae_mnist.model import load_model, save_model
+
+    config, _ = _vamp_vae()
+    data = _data()
+    info = train(config.replace(epochs=1, batch_size=40), data, tmp_path / "run", verbose=0)
+    assert math.isfinite(info["history"][-1]["val_kl_loss"])
+    vae = load_model(tmp_path / "run" / "vae.keras")
+    codes = vae.sample_codes(7, seed=3)
+    assert codes.shape == (7, 3) and np.all(np.isfinite(codes))
+    save_model(vae, tmp_path / "again.keras")
+    again = load_model(tmp_path / "again.keras")
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(again.prior_part.weights),
+        keras.ops.convert_to_numpy(vae.prior_part.weights),
+    )
+
+
+def test_the_vamp_prior_refuses_a_stack_and_a_posterior_without_density():
+    from vae_mnist.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="vamp prior needs a posterior with a density"):
+        RunConfig().replace(posterior="categorical", prior="vamp")
+    stacked = RunConfig().to_dict()
+    stacked["prior"] = {"kind": "vamp", "pseudo_inputs": 3}
+    stacked["upper_layers"] = [
+        {
+            "network": {"kind": "mlp", "hidden_layers": [4], "activation": "tanh"},
+            "posterior": {"kind": "gaussian", "dimension": 2},
+        }
+    ]
+    from vae_mnist.model import build_vae
+
+    with pytest.raises(ConfigError, match="one stochastic layer"):
+        build_vae(RunConfig.from_dict(stacked))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "iwae2015-k5",
+        "iwae2015-k50",
+        "iwae2015-2layer",
+        "iwae2015-2layer-k50",
+        "vampprior2018",
+        "vampprior2018-standard",
+    ],
+)
+def test_the_presets_of_the_records_build_train_a_step_and_evaluate(name, tmp_path):
+    from vae_mnist.evaluation import evaluate_run
+    from vae_mnist.model import load_model
+    from vae_mnist.presets import preset_config
+
+    config = preset_config(name, epochs=1, batch_size=60, steps_per_execution=1)
+    data = _data(train=60, test=20)
+    train(config, data, tmp_path / "run", verbose=0)
+    vae = load_model(tmp_path / "run" / "vae.keras")
+    from vae_mnist.data import model_inputs
+
+    images = model_inputs(data, config.data.binarize, config.training.seed)
+    metrics = evaluate_run(
+        vae, images[0], data[0][1], images[1], data[1][1], samples=4, neighbours=3
+    )
+    assert math.isfinite(metrics["negative_elbo"])
+    assert math.isfinite(metrics["iwae_negative_log_likelihood"])
+
+
+def test_each_twin_differs_only_in_what_it_compares():
+    from vae_mnist.flags import flat_settings
+    from vae_mnist.presets import preset_config
+
+    def differing(first: str, second: str) -> set[str]:
+        a, b = flat_settings(preset_config(first)), flat_settings(preset_config(second))
+        return {name for name in {*a, *b} if a.get(name) != b.get(name)} - {"preset"}
+
+    assert differing("vampprior2018", "vampprior2018-standard") == {"prior", "pseudo_inputs"}
+    # The objective's kind, and the settings of each kind (the ELBO's weight and warm-up).
+    objective = {"objective", "importance_samples", "kl_weight", "kl_warmup_epochs"}
+    assert differing("iwae2015", "iwae2015-k5") == objective
+    assert differing("iwae2015-2layer", "iwae2015-2layer-k50") == objective

@@ -145,6 +145,7 @@ class Prior(Part):
 
     - ``check_posterior(posterior)``: `ConfigError` where this prior cannot pair with it.
     - ``create_state(host, seed, posterior)``: variables on the hosting layer.
+    - ``connect(model, host, seed)``: once the networks exist (a prior that calls the encoder).
     - ``kl_divergence(distribution)``: ``(batch,)`` nats in closed form, or None where this
       prior does not know the posterior's distribution (the model then estimates it).
     - ``log_density(z)``: log p(z), ``(..., code_size)`` → ``(...)``.
@@ -165,6 +166,10 @@ class Prior(Part):
 
     def create_state(self, host: Any, seed: int | None, posterior: Posterior) -> None:
         self.attach(posterior=posterior)
+
+    def connect(self, model: Any, host: Any, seed: int | None) -> None:
+        """Called once the model's networks exist, for a prior that uses them (the VampPrior
+        encodes its pseudo-inputs); may add variables to `host`. Nothing by default."""
 
     def kl_divergence(self, distribution: Any) -> TensorLike | None:
         return None

@@ -136,6 +136,7 @@ class VAE(keras.Model):
         self.upper_layers = self._build_upper_layers(config, seed)
         top = self.upper_layers[-1].posterior.part if self.upper_layers else self.posterior.part
         self.prior = PartLayer(_fresh(config.prior), seed, top, name="prior")
+        self.prior.part.connect(self, self.prior, seed)
         self.objective = PartLayer(_fresh(config.objective), seed, name="objective")
         self.binarization = None
         if config.data.binarize == "dynamic":

@@ -220,6 +220,7 @@ BUILTIN_KIND_MODULES = (
     "vae_mnist.gaussian",
     "vae_mnist.discrete",
     "vae_mnist.rbm_prior",
+    "vae_mnist.vamp",
     "vae_mnist.likelihoods",
     "vae_mnist.objectives",
     "vae_mnist.optimizers",

@@ -275,7 +275,7 @@ def test_training_into_a_log_writes_one_plain_line_per_epoch(tmp_path, capsys):
     data = (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
     train(_categorical_config(), data, tmp_path / "run")
     out = capsys.readouterr().out
-    assert not any(character in out for character in "\r\b\x1b")
+    assert not any(character in out for character in "\r\b\x1b"), repr(out)
     lines = out.splitlines()
     assert len(lines) == 2
     number = r"-?\d+\.\d\d"

@@ -13,15 +13,17 @@ import sys
 import time
 from typing import Any, TextIO
 
-import keras
-
+from vae_mnist.backend import keras
 from vae_mnist.runs import history_columns
 
 
 def is_interactive(stream: TextIO | None = None) -> bool:
     """Whether `stream` (standard output by default) shows a redrawn bar: a terminal or notebook."""
     stream = sys.stdout if stream is None else stream
-    if "ipykernel" in sys.modules:
+    # A notebook's kernel, not merely an imported ipykernel module (a test may import it).
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
         return True
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())

@@ -17,10 +17,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 
 from vae_mnist import plotting
+from vae_mnist.backend import keras
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import ModelFileError, UsageError
 from vae_mnist.figures import unmet_need

@@ -19,6 +19,9 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
 ``quantiles``      the prior's inverse CDF per dimension: the manifold, the density contours.
 ``structure``      a learned structure to draw (an RBM's coupling).
 ``density``        log q(z|x) of the training sample: the Monte-Carlo KL and the IWAE objective.
+``relaxed_density`` a relaxed sample's density in the logits' space (a posterior), or the relaxed
+                   uniform prior's (a prior): the IWAE objective on a relaxed posterior.
+``partition_function`` a normalising constant that evaluation computes (an RBM's log Z).
 """
 
 from __future__ import annotations

@@ -285,6 +285,12 @@ class Data(Part):
     def class_names(self) -> tuple[str, ...]:
         return CLASS_NAMES[self.kind]
 
+    @property
+    def legend_names(self) -> tuple[str, ...] | None:
+        """The classes' names for a figure's legend, or None where the labels name themselves
+        (MNIST's digits 0..9)."""
+        return self.class_names
+
     def load(self, path: str | os.PathLike | None = None) -> tuple[Split, Split]:
         return load_dataset(self.kind, path)
 
@@ -296,6 +302,10 @@ class MNISTData(Data):
 
     kind: ClassVar[str] = "mnist"
     description: ClassVar[str] = "handwritten digits (LeCun et al. 1998)"
+
+    @property
+    def legend_names(self) -> None:
+        return None
 
 
 @register

@@ -91,7 +91,7 @@ class Figures:
     @property
     def class_names(self) -> tuple[str, ...] | None:
         data = self.run.config.data
-        return data.class_names if data.kind != "mnist" else None
+        return data.legend_names
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -400,7 +400,7 @@ def _decode(
     indices = list(arguments.index)
     chosen = _to_numpy(latent.mode({k: v[indices] for k, v in parameters.items()}))
     decoded = plotting.predict(generator, chosen)
-    class_names = run.config.data.class_names if run.config.data.kind != "mnist" else None
+    class_names = run.config.data.legend_names
     modes = latent.classes_of({k: v[indices] for k, v in parameters.items()}) if discrete else None
     written = []
     for position, index in enumerate(indices):

@@ -30,6 +30,13 @@ from vae_mnist.latent import (
 from vae_mnist.settings import register, setting
 
 
+def _tensors(parameters: dict) -> tuple[TensorLike, TensorLike]:
+    """z_mean and z_log_var as backend tensors (numpy arrays are welcome)."""
+    return ops.convert_to_tensor(parameters["z_mean"]), ops.convert_to_tensor(
+        parameters["z_log_var"]
+    )
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class GaussianPosterior(Posterior):
@@ -58,15 +65,14 @@ class GaussianPosterior(Posterior):
         return self.dimension
 
     def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
-        z_mean, z_log_var = parameters["z_mean"], parameters["z_log_var"]
+        z_mean, z_log_var = _tensors(parameters)
         epsilon = noise.normal(ops.shape(z_mean), stddev=self.epsilon_std, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
     def sample_training(self, parameters: dict, samples: int) -> TensorLike:
         """`samples` reparameterised draws per image, ``(batch, samples, dimension)``."""
         # (batch, dimension) -> (batch, 1, dimension), to broadcast over the samples.
-        z_mean = ops.expand_dims(parameters["z_mean"], 1)
-        z_log_var = ops.expand_dims(parameters["z_log_var"], 1)
+        z_mean, z_log_var = (ops.expand_dims(value, 1) for value in _tensors(parameters))
         shape = (ops.shape(z_mean)[0], samples, self.dimension)
         epsilon = noise.normal(shape, stddev=self.epsilon_std, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
@@ -76,15 +82,14 @@ class GaussianPosterior(Posterior):
 
     def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
         """log N(z; μ, σ²) for z ``(batch, ..., dimension)``; parameters broadcast from the left."""
-        z_mean, z_log_var = parameters["z_mean"], parameters["z_log_var"]
+        z_mean, z_log_var = _tensors(parameters)
         for _ in range(len(ops.shape(z)) - len(ops.shape(z_mean))):
             z_mean, z_log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
         return gaussian_log_density(z, z_mean, z_log_var)
 
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """z ~ q(z|x) = N(μ, σ²) (unit noise, the true posterior), and log q(z|x)."""
-        z_mean = ops.expand_dims(parameters["z_mean"], 1)
-        z_log_var = ops.expand_dims(parameters["z_log_var"], 1)
+        z_mean, z_log_var = (ops.expand_dims(value, 1) for value in _tensors(parameters))
         shape = (ops.shape(z_mean)[0], samples, self.dimension)
         z = z_mean + ops.exp(0.5 * z_log_var) * noise.normal(shape, seed=seed)
         return z, gaussian_log_density(z, z_mean, z_log_var)

@@ -71,6 +71,7 @@ class FactorialBernoulli:
 
 def gaussian_log_density(z: TensorLike, mean: TensorLike, log_var: TensorLike) -> TensorLike:
     """``log N(z; μ, diag σ²) = -½ Σ_j [log 2π + log σ_j² + (z_j - μ_j)² / σ_j²]``, last axis."""
+    z, mean, log_var = (ops.convert_to_tensor(value) for value in (z, mean, log_var))
     return -0.5 * ops.sum(LOG_TWO_PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1)
 
 

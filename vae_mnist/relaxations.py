@@ -303,6 +303,7 @@ def binary_concrete_logit_sample(logits: TensorLike, temperature: Any, seed: See
 
     Same shape as `logits` α (no reduction).
     """
+    logits = ops.convert_to_tensor(logits)
     return (logits + _logistic_noise(ops.shape(logits), logits.dtype, seed)) / temperature
 
 
@@ -321,6 +322,7 @@ def exp_concrete_sample(logits: TensorLike, temperature: Any, seed: Seed) -> Ten
 
     Same shape as `logits` α ``(..., K)``.
     """
+    logits = ops.convert_to_tensor(logits)
     gumbel = _gumbel_noise(ops.shape(logits), logits.dtype, seed)
     return ops.log_softmax((logits + gumbel) / temperature, axis=-1)
 

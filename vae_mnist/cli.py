@@ -13,16 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from vae_mnist import __version__
-from vae_mnist.errors import (
-    ConfigError,
-    DataError,
-    ModelFileError,
-    RunError,
-    TrainingDivergedError,
-    UsageError,
-)
+from vae_mnist.errors import REPORTED
 from vae_mnist.figures import FIGURES
-from vae_mnist.flags import kind_choices, setting_flags
+from vae_mnist.flags import ALIASES, kind_choices, setting_flags
 from vae_mnist.settings import default_of, field_type
 
 PROGRAM = "vae-mnist"
@@ -113,18 +106,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
     for name, flag in setting_flags().items():
         _add_setting_flag(parser, f"--{name.replace('_', '-')}", name, flag)
-    # Version 2's name of the spike-and-exponential's sharpness, still accepted.
-    parser.add_argument(
-        "--beta", dest="sharpness", type=_number(float, positive=True), help=argparse.SUPPRESS
-    )
+    # Earlier names of settings, still accepted and hidden from the help.
+    flags = setting_flags()
+    for old, name in ALIASES.items():
+        option = f"--{old.replace('_', '-')}"
+        _add_setting_flag(parser, option, name, flags[name], help_text=argparse.SUPPRESS)
 
 
-def _add_setting_flag(parser: argparse.ArgumentParser, option: str, name: str, flag) -> None:
+def _add_setting_flag(
+    parser: argparse.ArgumentParser, option: str, name: str, flag, help_text: str | None = None
+) -> None:
     field = flag.field
     default = default_of(field)
     if isinstance(default, tuple):
         default = ",".join(str(item) for item in default)
-    help_text = f"{field.metadata['help']} [{flag.describe_owners()}; default: {default}]"
+    if help_text is None:
+        help_text = f"{field.metadata['help']} [{flag.describe_owners()}; default: {default}]"
     kind = field_type(field)
     if kind == "bool":
         parser.add_argument(
@@ -352,16 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
-    except (
-        ConfigError,
-        DataError,
-        ModelFileError,
-        RunError,
-        TrainingDivergedError,
-        UsageError,
-        # A full disk or a read-only folder: the atomic writes have kept every earlier file.
-        OSError,
-    ) as error:
+    # OSError: a full disk or a read-only folder; the atomic writes have kept every earlier file.
+    except (*REPORTED, OSError) as error:
         print(f"{PROGRAM} {arguments.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     return 0

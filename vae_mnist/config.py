@@ -114,6 +114,7 @@ class RunConfig:
         self.network.check_data(self.data)
         self.likelihood.check_data(self.data)
         self.prior.check_posterior(self.top_posterior)
+        self.prior.check_layers(len(self.posteriors))
         self.objective.check_parts(self.top_posterior, self.prior)
         for lower in self.posteriors[:-1]:
             if not (lower.offers("continuous") and lower.offers("density")):

@@ -27,3 +27,7 @@ class RunError(RuntimeError):
 
 class TrainingDivergedError(RuntimeError):
     """The loss stopped being a finite number."""
+
+
+# Every error a command reports in one line: a file, flag or value the user can correct.
+REPORTED = (ConfigError, UsageError, DataError, ModelFileError, RunError, TrainingDivergedError)

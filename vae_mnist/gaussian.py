@@ -69,14 +69,6 @@ class GaussianPosterior(Posterior):
         epsilon = noise.normal(ops.shape(z_mean), stddev=self.epsilon_std, seed=self.seed_generator)
         return z_mean + ops.exp(0.5 * z_log_var) * epsilon
 
-    def sample_training(self, parameters: dict, samples: int) -> TensorLike:
-        """`samples` reparameterised draws per image, ``(batch, samples, dimension)``."""
-        # (batch, dimension) -> (batch, 1, dimension), to broadcast over the samples.
-        z_mean, z_log_var = (ops.expand_dims(value, 1) for value in _tensors(parameters))
-        shape = (ops.shape(z_mean)[0], samples, self.dimension)
-        epsilon = noise.normal(shape, stddev=self.epsilon_std, seed=self.seed_generator)
-        return z_mean + ops.exp(0.5 * z_log_var) * epsilon
-
     def distribution(self, parameters: dict) -> DiagonalGaussian:
         return DiagonalGaussian(parameters["z_mean"], parameters["z_log_var"])
 

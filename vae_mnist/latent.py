@@ -109,11 +109,6 @@ class Posterior(Part):
     family: ClassVar[str] = "posterior"
     logged_metrics: ClassVar[tuple[str, ...]] = ()
 
-    def attach(self, **state: Any) -> None:
-        """Keep references to the variables that the hosting layer made (the part is frozen)."""
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-
     def create_state(self, host: Any, seed: int | None) -> None:
         """Make this part's variables on `host`, the Keras layer that tracks and saves them."""
         host.seed_generator = keras.random.SeedGenerator(seed)
@@ -147,7 +142,8 @@ class Prior(Part):
 
     The interface:
 
-    - ``check_posterior(posterior)``: `ConfigError` where this prior cannot pair with it.
+    - ``check_posterior(posterior)``: `ConfigError` where this prior cannot pair with it;
+      ``check_layers(count)``: the same for a stack of `count` stochastic layers.
     - ``create_state(host, seed, posterior)``: variables on the hosting layer.
     - ``connect(model, host, seed)``: once the networks exist (a prior that calls the encoder).
     - ``kl_divergence(distribution)``: ``(batch,)`` nats in closed form, or None where this
@@ -161,12 +157,11 @@ class Prior(Part):
 
     family: ClassVar[str] = "prior"
 
-    def attach(self, **state: Any) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-
     def check_posterior(self, posterior: Posterior) -> None:
         """Refuse a posterior this prior cannot pair with; every pair is fine by default."""
+
+    def check_layers(self, count: int) -> None:
+        """Refuse a stack of `count` stochastic layers; any stack is fine by default."""
 
     def create_state(self, host: Any, seed: int | None, posterior: Posterior) -> None:
         self.attach(posterior=posterior)
@@ -191,9 +186,6 @@ class Prior(Part):
         return 0.0
 
     def prepare_evaluation(self, **options: Any) -> dict[str, Any]:
-        return {}
-
-    def evaluation_options(self) -> dict[str, Any]:
         return {}
 
 

@@ -62,10 +62,6 @@ class Objective(Part):
     needs_log_weights: ClassVar[bool] = False
     importance_samples: int = 1
 
-    def attach(self, **state: Any) -> None:
-        for name, value in state.items():
-            object.__setattr__(self, name, value)
-
     def create_state(self, host: Any, seed: int | None) -> None:
         """No variables by default."""
 

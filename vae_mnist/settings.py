@@ -160,6 +160,11 @@ class Part(Settings):
     description: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset()
 
+    def attach(self, **state: Any) -> None:
+        """Keep references to the variables that the hosting layer made (the part is frozen)."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
     def offers(self, capability: str) -> bool:
         return capability in self.capabilities
 

@@ -41,12 +41,14 @@ class VampPrior(Prior):
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "density", "a posterior with a density")
 
-    def connect(self, model: Any, host: Any, seed: int | None) -> None:
-        if model.upper_layers:
+    def check_layers(self, count: int) -> None:
+        if count > 1:
             raise ConfigError(
                 "the vamp prior mixes the posterior of the layer next to the images, so it "
                 "serves a model of one stochastic layer"
             )
+
+    def connect(self, model: Any, host: Any, seed: int | None) -> None:
         shape = (self.pseudo_inputs, model.run_config.data.pixels)
         initializer = keras.initializers.RandomNormal(
             mean=PSEUDO_INPUT_MEAN, stddev=PSEUDO_INPUT_STD, seed=seed

@@ -95,7 +95,9 @@ def differing_settings(summaries: list[RunSummary]) -> list[tuple[str, list[str]
     for name in names:
         values = [flat.get(name) for flat in flats]
         if len({json.dumps(value, sort_keys=True) for value in values}) > 1:
-            rows.append((name, [_setting_text(value) for value in values]))
+            # A setting of a kind the run does not use has no value there.
+            texts = [MISSING if value is None else _setting_text(value) for value in values]
+            rows.append((name, texts))
     return rows
 
 

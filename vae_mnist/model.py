@@ -134,8 +134,7 @@ class VAE(keras.Model):
             decoder_heads, code_size=self.posterior.part.code_size, pixels=pixels
         )
         self.upper_layers = self._build_upper_layers(config, seed)
-        top = self.upper_layers[-1].posterior.part if self.upper_layers else self.posterior.part
-        self.prior = PartLayer(_fresh(config.prior), seed, top, name="prior")
+        self.prior = PartLayer(_fresh(config.prior), seed, self.top_posterior_part, name="prior")
         self.prior.part.connect(self, self.prior, seed)
         self.objective = PartLayer(_fresh(config.objective), seed, name="objective")
         self.binarization = None
@@ -191,7 +190,12 @@ class VAE(keras.Model):
 
     @property
     def top_posterior_part(self) -> Part:
-        return self.upper_layers[-1].posterior.part if self.upper_layers else self.posterior.part
+        return self.layer_posteriors[-1]
+
+    @property
+    def layer_posteriors(self) -> list[Part]:
+        """Each stochastic layer's posterior part, from the one next to x to the top."""
+        return [self.posterior.part, *(layer.posterior.part for layer in self.upper_layers)]
 
     def build(self, input_shape=None):
         # The networks are functional models, built with weights when made.
@@ -212,7 +216,7 @@ class VAE(keras.Model):
     def conditional_prior(self, index: int, z_above) -> dict:
         """p(z_i | z_{i+1})'s parameters from upper layer `index` (0-based), by head name."""
         layer = self.upper_layers[index]
-        lower = self.upper_layers[index - 1].posterior.part if index else self.posterior.part
+        lower = self.layer_posteriors[index]
         names = list(lower.head_sizes())
         return dict(zip(names, _as_list(layer.prior_network(z_above)), strict=True))
 
@@ -322,7 +326,7 @@ class VAE(keras.Model):
             codes.append(ops.squeeze(above, 1))  # (batch*K, 1, code) -> (batch*K, code)
             log_ratio = log_ratio + ops.squeeze(log_q, 1)
         for index in range(len(self.upper_layers)):
-            lower = self.upper_layers[index - 1].posterior.part if index else self.posterior.part
+            lower = self.layer_posteriors[index]
             prior_parameters = self.conditional_prior(index, codes[index + 1])
             log_ratio = log_ratio - lower.log_density(codes[index], prior_parameters)
         log_ratio = log_ratio - self.prior.part.log_density(codes[-1])
@@ -354,7 +358,7 @@ class VAE(keras.Model):
         """
         code = self.prior.part.sample(count, seed)
         for index in reversed(range(len(self.upper_layers))):
-            lower = self.upper_layers[index - 1].posterior.part if index else self.posterior.part
+            lower = self.layer_posteriors[index]
             parameters = self.conditional_prior(index, ops.convert_to_tensor(code))
             code = ops.convert_to_numpy(lower.sample(parameters, training=False))
         return code

@@ -576,6 +576,94 @@ def test_two_stochastic_layers_train_evaluate_and_reload(tmp_path):
     )
 
 
+def _gaussian_log_density(z, mean, log_var):
+    return -0.5 * np.sum(np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
+
+
+def test_two_layer_log_weights_are_the_hand_computed_sum(monkeypatch):
+    """log p(x|z₁) + log p(z₁|z₂) + log p(z₂) - log q(z₁|x) - log q(z₂|z₁), by hand in numpy,
+    with the posterior's noise at zero so that every z is its layer's mean."""
+    import keras
+
+    from vae_mnist import gaussian
+    from vae_mnist.model import build_vae
+
+    monkeypatch.setattr(gaussian.noise, "normal", lambda shape, **_: keras.ops.zeros(shape))
+    vae = build_vae(RunConfig.from_dict(TWO_LAYERS))
+    images = (_images(6) > 0.5).astype("float32")
+    log_weights = _numpy(vae.log_weights(images, 1, keras.random.SeedGenerator(0)))[:, 0]
+
+    mean_1, log_var_1 = (_numpy(value) for value in vae.encoder(images))
+    upper = vae.upper_layers[0]
+    mean_2, log_var_2 = (_numpy(value) for value in upper.encoder(mean_1))
+    prior_mean, prior_log_var = (_numpy(value) for value in upper.prior_network(mean_2))
+    probabilities = np.clip(_numpy(vae.decoder(mean_1)).astype(np.float64), 1e-7, 1 - 1e-7)
+    log_likelihood = np.sum(
+        images * np.log(probabilities) + (1 - images) * np.log(1 - probabilities), axis=1
+    )
+    zeros = np.zeros_like(mean_2)
+    expected = (
+        log_likelihood
+        + _gaussian_log_density(mean_1, prior_mean, prior_log_var)
+        + _gaussian_log_density(mean_2, zeros, zeros)
+        - _gaussian_log_density(mean_1, mean_1, log_var_1)
+        - _gaussian_log_density(mean_2, mean_2, log_var_2)
+    )
+    np.testing.assert_allclose(log_weights, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_the_iwae_objective_has_a_finite_gradient():
+    import keras
+
+    from vae_mnist.model import build_vae
+
+    config = RunConfig().replace(objective="iwae", importance_samples=5, **FAST)
+    vae = build_vae(config)
+    images = keras.ops.convert_to_tensor(_images(8))
+    weights = vae.trainable_weights
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = vae.compute_loss(images, y_pred=vae(images, training=True))
+        gradients = tape.gradient(loss, weights)
+    elif keras.backend.backend() == "torch":
+        loss = vae.compute_loss(images, y_pred=vae(images, training=True))
+        loss.backward()
+        gradients = [weight.value.grad for weight in weights]
+    else:
+        import jax
+
+        def loss_of(trainable):
+            # Inside a stateless scope the trackers' updates stay in the scope.
+            with keras.StatelessScope(state_mapping=list(zip(weights, trainable))):
+                return vae.compute_loss(images, y_pred=vae(images, training=True))
+
+        gradients = jax.grad(loss_of)([weight.value for weight in weights])
+    assert len(gradients) == len(weights)
+    for gradient in gradients:
+        assert gradient is not None and np.all(np.isfinite(_numpy(gradient)))
+    assert any(np.any(_numpy(gradient) != 0) for gradient in gradients)
+
+
+def test_a_stack_draws_its_top_layer_latent_space(tmp_path):
+    folder = tmp_path / "run"
+    preset = tmp_path / "two_layers.json"
+    preset.write_text(json.dumps(TWO_LAYERS))
+    data = _write_npz(tmp_path / "mnist.npz")
+    train_result = run_command(
+        "train", "--preset", str(preset), "--data", str(data), "--out", str(folder), "--quiet"
+    )
+    assert train_result.returncode == 0, train_result.stderr
+    result = run_command(
+        "plot", "latent", "--run", str(folder), "--data", str(data), "--out", str(tmp_path / "f")
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "f" / "latent_scatter.png").is_file()
+    assert (tmp_path / "f" / "latent_scatter_top.png").is_file()
+    assert "latent_scatter_top.png" in result.stdout
+
+
 # -- the VampPrior and the presets of the records --------------------------------------------
 
 

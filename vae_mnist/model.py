@@ -213,6 +213,19 @@ class VAE(keras.Model):
         names = list(layer.posterior.part.head_sizes())
         return dict(zip(names, _as_list(layer.encoder(z)), strict=True))
 
+    def layer_representations(self, images) -> list:
+        """Each stochastic layer's representation of `images` (the Gaussian's mean), first up.
+
+        Each upper layer encodes the representation of the layer below, so the path is
+        deterministic: the points a latent-space figure draws for every layer.
+        """
+        parameters = self.encode(images)
+        representations = [self.posterior.part.representation(parameters)]
+        for layer in self.upper_layers:
+            parameters = self._upper_parameters(layer, representations[-1])
+            representations.append(layer.posterior.part.representation(parameters))
+        return representations
+
     def conditional_prior(self, index: int, z_above) -> dict:
         """p(z_i | z_{i+1})'s parameters from upper layer `index` (0-based), by head name."""
         layer = self.upper_layers[index]

@@ -83,6 +83,7 @@ class Figures:
     labels: np.ndarray | None = None
     parameters: dict | None = None
     points: np.ndarray | None = None
+    top_points: np.ndarray | None = None
 
     @property
     def posterior(self):
@@ -148,6 +149,8 @@ def _read_test_set(figures: Figures) -> None:
     # The whole test set in one call: the scatter, the density and the decodes share it.
     figures.parameters = _numpy_dict(figures.run.vae.encode(figures.images))
     figures.points = _to_numpy(figures.posterior.representation(figures.parameters))
+    if figures.run.vae.upper_layers:
+        figures.top_points = _to_numpy(figures.run.vae.layer_representations(figures.images)[-1])
 
 
 def _latent(figures: Figures) -> list[Path]:
@@ -156,9 +159,21 @@ def _latent(figures: Figures) -> list[Path]:
     if figures.posterior.code_size == 2 and continuous:
         axis_names = ("z[0]", "z[1]")
     path = figures.out / "latent_scatter.png"
-    return [
+    written = [
         plotting.plot_latent_scatter(view, figures.labels, path, axis_names, figures.class_names)
     ]
+    if figures.top_points is not None:
+        # A stack's top layer: its plane where it has two dimensions, else its principal
+        # components, named by the layer's number.
+        top = f"z_{len(figures.run.vae.upper_layers) + 1}"
+        view, axis_names = plotting.planar_view(figures.top_points, top)
+        path = figures.out / "latent_scatter_top.png"
+        written.append(
+            plotting.plot_latent_scatter(
+                view, figures.labels, path, axis_names, figures.class_names
+            )
+        )
+    return written
 
 
 def _manifold(figures: Figures) -> list[Path]:

@@ -636,7 +636,7 @@ def test_the_iwae_objective_has_a_finite_gradient():
 
         def loss_of(trainable):
             # Inside a stateless scope the trackers' updates stay in the scope.
-            with keras.StatelessScope(state_mapping=list(zip(weights, trainable))):
+            with keras.StatelessScope(state_mapping=list(zip(weights, trainable, strict=True))):
                 return vae.compute_loss(images, y_pred=vae(images, training=True))
 
         gradients = jax.grad(loss_of)([weight.value for weight in weights])

@@ -382,3 +382,28 @@ def test_ctrl_c_while_the_last_epoch_is_validated_lets_the_run_finish(tmp_path):
     info = train(SMALL, _data(), folder, verbose=0, callbacks=[_SignalAt(1, None)])
     assert info["status"] == "finished" and history_epochs(folder) == [1, 2]
     assert (folder / "vae.keras").is_file()
+
+
+def test_steps_per_execution_does_not_change_the_numbers(tmp_path):
+    # 300 images in batches of 50: 6 steps, so chunks of 4 leave a partial chunk of 2. On JAX
+    # a chunk is one compiled scan over its steps; it must give the step-by-step numbers.
+    histories = []
+    for steps in (1, 4):
+        folder = tmp_path / f"steps_{steps}"
+        train(SMALL.replace(steps_per_execution=steps), _data(), folder, verbose=0)
+        histories.append((folder / "history.csv").read_text())
+    assert histories[0] == histories[1]
+
+
+def test_ctrl_c_stops_at_the_end_of_a_chunk(tmp_path, capsys):
+    folder = tmp_path / "run"
+    config = SMALL.replace(epochs=3, steps_per_execution=4)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(config, _data(), folder, verbose=0, callbacks=[_SignalAt(epoch=1, step=4)])
+    # The signal comes after the first chunk (steps 1 to 4); the recorder, called before it,
+    # stops within the next, partial chunk (at its end where the backend runs it as one call),
+    # counted to the epoch's 6 steps, never past them.
+    message = str(stopped.value)
+    assert message.endswith(" of 6 in epoch 2; that epoch is discarded")
+    assert 4 < int(message.split()[3]) <= 6
+    assert json.loads((folder / "run.json").read_text())["completed_epochs"] == 1

@@ -25,6 +25,7 @@ import keras  # noqa: E402  (TensorFlow must start quietly first)
 from keras import ops  # noqa: E402
 
 from vae_mnist import noise  # noqa: E402
+from vae_mnist.chunks import chunked, compiles_chunks  # noqa: E402
 from vae_mnist.config import RunConfig  # noqa: E402
 from vae_mnist.errors import ModelFileError  # noqa: E402
 from vae_mnist.files import atomic_path  # noqa: E402
@@ -375,6 +376,18 @@ class VAE(keras.Model):
             parameters = self.conditional_prior(index, ops.convert_to_tensor(code))
             code = ops.convert_to_numpy(lower.sample(parameters, training=False))
         return code
+
+    def make_train_function(self, force: bool = False):
+        if compiles_chunks(self) and (self.train_function is None or force):
+            self.train_function = chunked(self.train_step, self.steps_per_execution)
+            return self.train_function
+        return super().make_train_function(force)
+
+    def make_test_function(self, force: bool = False):
+        if compiles_chunks(self) and (self.test_function is None or force):
+            self.test_function = chunked(self.test_step, self.steps_per_execution)
+            return self.test_function
+        return super().make_test_function(force)
 
     def image_decoder(self) -> keras.Model:
         """z → the decoded image, sharing the decoder's layers: the blog's ``generator``."""

@@ -81,11 +81,15 @@ class _EpochRecorder(keras.callbacks.Callback):
         # Called once per execution of `steps_per_execution` steps, so this costs little and
         # stops a diverging or interrupted run within one execution, not at the epoch's end.
         if self.stop.requested:
+            # Keras numbers a chunk by its last step as if it were whole, so a partial last
+            # chunk is counted to the epoch's end, not past it.
+            total = self.params.get("steps")
+            done = batch + 1 if total is None else min(batch + 1, total)
             # Raised, not `stop_training`: with that flag Keras still validates the cut epoch.
             raise _StopTraining(
-                f"stopped at step {batch + 1} of {self.params.get('steps')} in epoch "
-                f"{self.epoch + 1}; that epoch is discarded",
-                steps=batch + 1,
+                f"stopped at step {done} of {total} in epoch {self.epoch + 1}; "
+                "that epoch is discarded",
+                steps=done,
                 logs=logs,
             )
         loss = (logs or {}).get("loss")

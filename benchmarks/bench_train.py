@@ -6,17 +6,20 @@ In one run, on the same data and hyperparameters, each backend trains
 (b) the project's own path, `vae_mnist.training.train` with the default `RunConfig`
     (checkpointing and history writing included),
 
-each in a fresh process of its own. It prints the median seconds per epoch over the epochs after
-the first, the peak resident memory, the validation loss after the last epoch, the speed-up, the
-fraction of the compute floor reached (FLOPs per epoch over a float32 matrix-product
-throughput measured on this machine in the same run), and the slowest epoch after the first as
-a multiple of the median (a stall shows there).
+each in a fresh process of its own; on JAX also (c) the project's path with Keras' own
+step-by-step loop in place of its compiled chunks (``project-loop``), and with ``--peer``, once,
+(d) a plain PyTorch training loop of the same model as pytorch/examples writes its VAE (an
+``nn.Module``, a hand loop, RMSprop), written here. It prints the median seconds per epoch over
+the epochs after the first, the peak resident memory, the validation loss after the last epoch,
+the speed-up, the fraction of the compute floor reached (FLOPs per epoch over a float32
+matrix-product throughput measured on this machine in the same run), and the slowest epoch
+after the first as a multiple of the median (a stall shows there).
 
 With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
-project's path, one fresh process each, and reports its seconds per epoch, peak memory and the
-fraction of its own floor: the FLOPs of its networks' dense and convolutional layers (an RBM
-prior's Gibbs sampling and a discrete latent's relaxation are not counted). Fashion-MNIST
-comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
+project's path (on JAX, also with Keras' loop), one fresh process each, and reports its seconds
+per epoch, peak memory and the fraction of its own floor: the FLOPs of its networks' dense and
+convolutional layers (an RBM prior's Gibbs sampling and a discrete latent's relaxation are not
+counted). Fashion-MNIST comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
 
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --backend all --epochs 10
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --presets all --epochs 2
@@ -107,6 +110,15 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
         def on_epoch_end(self, epoch, logs=None):
             self.marks.append(time.perf_counter())
 
+    if path == "torch-peer":
+        return _torch_peer(epochs, data_path)
+    if path.endswith("-loop"):
+        # Keras' own functions: one compiled call per step, looped in Python.
+        from vae_mnist.model import VAE
+
+        VAE.make_train_function = keras.Model.make_train_function
+        VAE.make_test_function = keras.Model.make_test_function
+        path = path.removesuffix("-loop")
     preset = path.removeprefix("preset:") if path.startswith("preset:") else None
     config = preset_config(preset) if preset else vae_mnist.RunConfig()
     config = config.replace(epochs=epochs)
@@ -149,6 +161,75 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
     }
 
 
+def _torch_peer(epochs: int, data_path: str | None) -> dict:
+    """The default model as a plain PyTorch loop: ``nn.Module``, RMSprop, no Keras.
+
+    The same architecture, loss (784 · mean binary cross-entropy + KL, averaged over the
+    batch), optimizer settings (RMSprop 1e-3 with Keras' ρ = 0.9 and ε = 1e-7), batch of 100,
+    shuffling and validation on the test set every epoch.
+    """
+    import torch
+    from torch import nn
+
+    import vae_mnist
+    from vae_mnist.data import prepare_images
+
+    torch.manual_seed(1)
+    (x_train, _), (x_test, _) = vae_mnist.load_dataset("mnist", data_path)
+    train_images = torch.from_numpy(prepare_images(x_train))
+    test_images = torch.from_numpy(prepare_images(x_test))
+
+    class PlainVAE(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.hidden = nn.Linear(784, 256)
+            self.mean = nn.Linear(256, 2)
+            self.log_var = nn.Linear(256, 2)
+            self.decoder = nn.Sequential(nn.Linear(2, 256), nn.ReLU(), nn.Linear(256, 784))
+
+        def forward(self, images):
+            hidden = torch.relu(self.hidden(images))
+            mean, log_var = self.mean(hidden), self.log_var(hidden)
+            z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+            return self.decoder(z), mean, log_var
+
+    def loss_of(model, images):
+        logits, mean, log_var = model(images)
+        reconstruction = nn.functional.binary_cross_entropy_with_logits(
+            logits, images, reduction="none"
+        ).sum(dim=1)
+        kl = -0.5 * (1 + log_var - mean.square() - log_var.exp()).sum(dim=1)
+        return (reconstruction + kl).mean()
+
+    model = PlainVAE()
+    optimizer = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
+    marks, validation_loss = [time.perf_counter()], float("nan")
+    for _ in range(epochs):
+        model.train()
+        for batch in torch.randperm(len(train_images)).split(100):
+            optimizer.zero_grad()
+            loss = loss_of(model, train_images[batch])
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            losses = [loss_of(model, chunk) for chunk in test_images.split(100)]
+        validation_loss = float(torch.stack(losses).mean())
+        marks.append(time.perf_counter())
+    durations = [end - start for start, end in zip(marks, marks[1:], strict=False)]
+    return {
+        "backend": "torch",
+        "path": "torch-peer",
+        "epochs": epochs,
+        "flops_per_epoch": float("nan"),
+        "first_epoch_seconds": durations[0],
+        "median_epoch_seconds": statistics.median(durations[1:] or durations),
+        "slowest_epoch_seconds": max(durations[1:] or durations),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "val_loss": validation_loss,
+    }
+
+
 def run_worker(script: str, backend: str, path: str, options: list[str]) -> dict:
     """Run `script --worker PATH OPTIONS` in a fresh process on `backend`; its JSON result.
 
@@ -182,6 +263,11 @@ def main() -> None:
         "--presets",
         help="comma-separated presets, or all: one row per preset instead of the comparison",
     )
+    parser.add_argument(
+        "--peer",
+        action="store_true",
+        help="also time a plain PyTorch training loop of the default model (needs torch)",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.epochs < 2:
@@ -204,8 +290,11 @@ def main() -> None:
         f"{'backend':<11}{'path':<10}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
         f"{'val_loss':>10}{'speed-up':>10}{'of floor':>10}{'slowest':>9}"
     )
+    fastest = float("inf")
     for number, backend in enumerate(backends):
-        results = {path: run_worker(__file__, backend, path, options) for path in PATHS}
+        paths = (*PATHS, "project-loop") if backend == "jax" else PATHS
+        results = {path: run_worker(__file__, backend, path, options) for path in paths}
+        fastest = min(fastest, results["project"]["median_epoch_seconds"])
         floor = results["project"]["flops_per_epoch"] / throughput
         if number == 0:
             print(
@@ -215,7 +304,7 @@ def main() -> None:
             print(header)
             print("-" * len(header))
         reference_seconds = results["reference"]["median_epoch_seconds"]
-        for path in PATHS:
+        for path in paths:
             result = results[path]
             seconds = result["median_epoch_seconds"]
             print(
@@ -226,6 +315,15 @@ def main() -> None:
             )
         difference = results["project"]["val_loss"] - results["reference"]["val_loss"]
         print(f"{backend:<11}val_loss difference (project - reference): {difference:+.2f} nats")
+    if arguments.peer:
+        peer = run_worker(__file__, "torch", "torch-peer", options)
+        seconds = peer["median_epoch_seconds"]
+        print(
+            f"plain PyTorch loop (no Keras): {seconds:.3f} s/epoch, first "
+            f"{peer['first_epoch_seconds']:.2f}, val_loss {peer['val_loss']:.2f}, "
+            f"{floor / seconds:.2f} of the floor; the project's fastest path is "
+            f"{seconds / fastest:.2f}x faster"
+        )
 
 
 def _chosen_presets(parser: argparse.ArgumentParser, value: str | None) -> list[str]:
@@ -253,12 +351,15 @@ def _report_presets(
     print(header)
     print("-" * len(header))
     for backend in backends:
-        for preset in presets:
-            result = run_worker(__file__, backend, f"preset:{preset}", options)
+        # On JAX each preset also runs with Keras' own step loop, beside the compiled chunks.
+        suffixes = ("", "-loop") if backend == "jax" else ("",)
+        for preset, suffix in ((preset, suffix) for preset in presets for suffix in suffixes):
+            result = run_worker(__file__, backend, f"preset:{preset}{suffix}", options)
             seconds = result["median_epoch_seconds"]
             floor = result["flops_per_epoch"] / throughput
+            name = preset + suffix
             print(
-                f"{backend:<11}{preset:<22}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
+                f"{backend:<11}{name:<22}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
                 f"{result['peak_rss_mib']:>10.0f}{result['val_loss']:>10.2f}"
                 f"{result['flops_per_epoch'] / 1e9:>8.0f}{floor / seconds:>10.2f}",
                 flush=True,

@@ -103,6 +103,9 @@ class Posterior(Part):
     - ``representation(parameters)``: what the scatter, the principal components and the kNN
       classifier use; ``mode(parameters)``: the most probable code.
     - ``latent_metrics(parameters)``: JSON-ready numbers on how the data uses the code.
+    - ``code_layout()``: how the code is laid out for controls that set it, JSON-ready: a
+      continuous code's ``{"dimensions": D}``, a discrete code's ``{"variables": N,
+      "classes": K}``.
     - ``logged_values()``: values training logs per epoch (a temperature), by name.
     """
 
@@ -132,6 +135,9 @@ class Posterior(Part):
 
     def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
         return {}
+
+    def code_layout(self) -> dict[str, int]:
+        raise NotImplementedError(f"the {self.kind} posterior has no layout for controls")
 
     def logged_values(self) -> dict[str, TensorLike]:
         return {}

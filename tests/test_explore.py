@@ -41,6 +41,7 @@ TRAIN_IMAGES, TEST_IMAGES = 200, 40
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 # Where the browser tests also save their screenshots (the README's come from here).
 SCREENSHOT_VARIABLE = "VAE_MNIST_EXPLORE_SCREENSHOTS"
+PAGE_RUNS_VARIABLE = "VAE_MNIST_EXPLORE_RUNS"
 
 
 def tiny_data():
@@ -74,17 +75,22 @@ RUN_KINDS = {
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, trained_run) -> dict[str, Path]:
-    """The session's 2-D Gaussian run, and one run of each other kind, trained here."""
-    folders = {"gaussian": trained_run}
+def runs(tmp_path_factory, trained_run, session_npz) -> dict[str, tuple[Path, Path]]:
+    """The session's 2-D Gaussian run, and one run of each other kind trained here, each with
+    its data file."""
+    folder = tmp_path_factory.mktemp("explore-runs")
+    data = folder / "tiny.npz"
+    np.savez(data, **make_arrays(train=TRAIN_IMAGES, test=TEST_IMAGES))
+    found = {"gaussian": (trained_run, session_npz)}
     for name, changes in RUN_KINDS.items():
-        folders[name] = tmp_path_factory.mktemp("explore-runs") / name
-        train(tiny_config(**changes), tiny_data(), folders[name], verbose=0)
-    return folders
+        train(tiny_config(**changes), tiny_data(), folder / name, verbose=0)
+        found[name] = (folder / name, data)
+    return found
 
 
-def explorer_of(folder: Path, data) -> Explorer:
+def explorer_of(folder: Path, data_path: Path) -> Explorer:
     run = load_trained_run(folder)
+    data = run.config.data.load(data_path)
     _, images = model_inputs(data, run.config.data.binarize, run.config.training.seed)
     return Explorer(run, images, data[1][1])
 
@@ -109,21 +115,40 @@ class Served:
         self.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def served(runs, session_npz):
-    """A server per run kind, started once for the module."""
-    session_arrays = np.load(session_npz)
-    session_data = (
-        (session_arrays["x_train"], session_arrays["y_train"]),
-        (session_arrays["x_test"], session_arrays["y_test"]),
-    )
-    servers = {
-        name: Served(explorer_of(folder, session_data if name == "gaussian" else tiny_data()))
-        for name, folder in runs.items()
-    }
+def serve_each(found: dict[str, tuple[Path, Path]]):
+    servers = {name: Served(explorer_of(*run)) for name, run in found.items()}
     yield servers
     for server in servers.values():
         server.close()
+
+
+@pytest.fixture(scope="module")
+def served(runs):
+    """A server per run kind, started once for the module."""
+    yield from serve_each(runs)
+
+
+@pytest.fixture(scope="module")
+def page_runs(runs) -> dict[str, tuple[Path, Path]]:
+    """The runs that the browser tests open: the tiny ones, or with $VAE_MNIST_EXPLORE_RUNS
+    the trained runs of that folder, one per kind (gaussian, wide, categorical, rbm), on
+    $VAE_MNIST_DATA; so the README's screenshots were taken."""
+    folder = os.environ.get(PAGE_RUNS_VARIABLE)
+    if not folder:
+        return runs
+    data = os.environ.get("VAE_MNIST_DATA")
+    if not data:
+        pytest.skip(f"${PAGE_RUNS_VARIABLE} needs $VAE_MNIST_DATA, the runs' data")
+    return {name: (Path(folder) / name, Path(data)) for name in runs}
+
+
+@pytest.fixture(scope="module")
+def page_served(page_runs, runs, served):
+    """Servers for the browser tests: the module's, unless other runs are to be opened."""
+    if page_runs is runs:
+        yield served
+    else:
+        yield from serve_each(page_runs)
 
 
 def request(
@@ -456,15 +481,14 @@ def save_screenshot(driver, tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.browser
-def test_the_pointer_over_the_plane_decodes_each_point_live(
-    browser, trained_run, session_npz, tmp_path
-):
+def test_the_pointer_over_the_plane_decodes_each_point_live(browser, page_runs, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
 
-    process, address = start_command(trained_run, session_npz)
+    run, data = page_runs["gaussian"]
+    process, address = start_command(run, data)
     try:
         page = open_page(browser, address)
-        decoder = load_trained_run(trained_run).vae.image_decoder()
+        decoder = load_trained_run(run).vae.image_decoder()
         info = browser.execute_script("return window.explore.info")
         ranges = [info["continuous"]["ranges"][dimension] for dimension in (0, 1)]
         plane = browser.find_element("id", "plane")
@@ -486,7 +510,7 @@ def test_the_pointer_over_the_plane_decodes_each_point_live(
         ActionChains(browser).click().perform()
         page = settled_after(browser, page["decodes"] - 1)
         command = browser.find_element("id", "command").text
-        assert command.startswith(f"vae-mnist plot decode --run {trained_run} --z ")
+        assert command.startswith(f"vae-mnist plot decode --run {run} --z ")
         typed = [float(text) for text in command.split("--z ")[1].split()]
         assert typed == page["shown"]["z"]
         # The blog's nines: test images 7 and 9 shown, their reconstruction and code placed.
@@ -502,13 +526,13 @@ def test_the_pointer_over_the_plane_decodes_each_point_live(
 
 
 @pytest.mark.browser
-def test_the_sliders_of_a_wide_latent_decode_as_they_move(browser, served, tmp_path):
+def test_the_sliders_of_a_wide_latent_decode_as_they_move(browser, page_served, tmp_path):
     from selenium.webdriver.common.keys import Keys
 
-    wide = served["wide"]
+    wide = page_served["wide"]
     page = open_page(browser, wide.url + "/")
     sliders = browser.find_elements("css selector", "#sliders input[type=range]")
-    assert len(sliders) == 4
+    assert len(sliders) == wide.explorer.posterior.code_size > 2
     order = [int(slider.get_attribute("data-dimension")) for slider in sliders]
     assert order == browser.execute_script("return window.explore.info.continuous.order")
     last = sliders[-1]
@@ -517,19 +541,21 @@ def test_the_sliders_of_a_wide_latent_decode_as_they_move(browser, served, tmp_p
     page = settled_after(browser, page["decodes"])
     z = page["shown"]["z"]
     assert z[order[-1]] == pytest.approx(0.3)
-    assert [value for position, value in enumerate(z) if position != order[-1]] == [0, 0, 0]
+    assert [value for position, value in enumerate(z) if position != order[-1]] == [0] * (
+        len(z) - 1
+    )
     assert_page_shows_the_decoders_image(page, wide.decoded(np.array([z], np.float32))[0])
     save_screenshot(browser, tmp_path, "explore_wide")
 
 
 @pytest.mark.browser
-def test_the_selectors_of_a_categorical_code_decode_as_they_change(browser, served, tmp_path):
+def test_the_selectors_of_a_categorical_code_decode_as_they_change(browser, page_served, tmp_path):
     from selenium.webdriver.support.ui import Select
 
-    categorical = served["categorical"]
+    categorical = page_served["categorical"]
     page = open_page(browser, categorical.url + "/")
     selectors = browser.find_elements("css selector", "#codes select")
-    assert len(selectors) == 3
+    assert len(selectors) == categorical.explorer.posterior.variable_count
     images = []
     for variable, value in ((0, 3), (2, 1)):
         Select(selectors[variable]).select_by_value(str(value))
@@ -539,16 +565,17 @@ def test_the_selectors_of_a_categorical_code_decode_as_they_change(browser, serv
         expected = categorical.decoded(categorical.explorer.posterior.code_of(np.array([code])))
         assert_page_shows_the_decoders_image(page, expected[0])
         images.append(np.array(page["grey"]))
+    assert not np.array_equal(images[0], images[1])
     assert browser.find_element("id", "command").text.endswith(f"--code {','.join(map(str, code))}")
     save_screenshot(browser, tmp_path, "explore_categorical")
 
 
 @pytest.mark.browser
-def test_an_rbm_page_toggles_units_and_draws_gibbs_samples(browser, served, tmp_path):
-    rbm = served["rbm"]
+def test_an_rbm_page_toggles_units_and_draws_gibbs_samples(browser, page_served, tmp_path):
+    rbm = page_served["rbm"]
     page = open_page(browser, rbm.url + "/")
     toggles = browser.find_elements("css selector", "#codes input[type=checkbox]")
-    assert len(toggles) == 6
+    assert len(toggles) == rbm.explorer.posterior.variable_count
     toggles[4].click()
     page = settled_after(browser, page["decodes"])
     code = page["shown"]["code"]

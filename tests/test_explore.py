@@ -129,26 +129,26 @@ def served(runs):
 
 
 @pytest.fixture(scope="module")
-def page_runs(runs) -> dict[str, tuple[Path, Path]]:
+def page_runs(request) -> dict[str, tuple[Path, Path]]:
     """The runs that the browser tests open: the tiny ones, or with $VAE_MNIST_EXPLORE_RUNS
     the trained runs of that folder, one per kind (gaussian, wide, categorical, rbm), on
     $VAE_MNIST_DATA; so the README's screenshots were taken."""
     folder = os.environ.get(PAGE_RUNS_VARIABLE)
     if not folder:
-        return runs
+        return request.getfixturevalue("runs")
     data = os.environ.get("VAE_MNIST_DATA")
     if not data:
         pytest.skip(f"${PAGE_RUNS_VARIABLE} needs $VAE_MNIST_DATA, the runs' data")
-    return {name: (Path(folder) / name, Path(data)) for name in runs}
+    return {name: (Path(folder) / name, Path(data)) for name in ("gaussian", *RUN_KINDS)}
 
 
 @pytest.fixture(scope="module")
-def page_served(page_runs, runs, served):
+def page_served(request, page_runs):
     """Servers for the browser tests: the module's, unless other runs are to be opened."""
-    if page_runs is runs:
-        yield served
-    else:
+    if os.environ.get(PAGE_RUNS_VARIABLE):
         yield from serve_each(page_runs)
+    else:
+        yield request.getfixturevalue("served")
 
 
 def request(
@@ -188,6 +188,20 @@ def test_info_tells_the_page_what_the_parts_offer(served):
     _, categorical = request(served["categorical"].url + "/api/info")
     assert categorical["posterior"]["layout"] == {"variables": 3, "classes": 4}
     assert "continuous" not in categorical and "codes" in categorical["posterior"]["capabilities"]
+
+
+def test_the_header_holds_the_evaluated_numbers(trained_run, session_npz, tmp_path):
+    folder = tmp_path / "evaluated"
+    shutil.copytree(trained_run, folder)
+    metrics = {"negative_elbo": 160.123, "kl": 5.5, "knn_accuracy": 0.5, "iwae_samples": 1000}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    rows = explorer_of(folder, session_npz).description["metrics"]
+    assert rows == [
+        ["negative ELBO (nats)", "160.12"],
+        ["KL", "5.50"],
+        ["kNN accuracy on the latent", "0.5000"],
+        ["importance samples K", "1000"],
+    ]
 
 
 def test_a_wide_latent_orders_its_sliders_by_activity_and_planes_the_two_most_active(served):
@@ -433,30 +447,40 @@ def browser():
     os.environ["SE_OFFLINE"] = "true"
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,860"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,1000"):
         options.add_argument(argument)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     yield driver
     driver.quit()
 
 
-def settled_after(driver, decodes: int) -> dict:
-    """Wait until the page has drawn more than `decodes` decodings and asks for no other; the
-    request drawn, and the decoded canvas's grey levels."""
+PAGE_STATE = (
+    "const canvas = document.getElementById('decoded');"
+    "const data = canvas.getContext('2d').getImageData(0, 0, 28, 28).data;"
+    "return {settled: window.explore.settled, shown: window.explore.shown,"
+    " decodes: window.explore.decodes,"
+    " grey: Array.from(data).filter((_, index) => index % 4 === 0),"
+    " error: document.getElementById('error').textContent};"
+)
+
+
+def settled_after(driver, decodes: int, condition=lambda page: True) -> dict:
+    """Wait until the page has drawn more than `decodes` decodings, shows the code its controls
+    hold, and meets `condition`; then the request drawn and the decoded canvas's grey levels,
+    read at once."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 30).until(
-        lambda d: d.execute_script(
-            "return window.explore.settled && window.explore.decodes > arguments[0]", decodes
-        )
-    )
-    return driver.execute_script(
-        "const canvas = document.getElementById('decoded');"
-        "const data = canvas.getContext('2d').getImageData(0, 0, 28, 28).data;"
-        "return {shown: window.explore.shown, decodes: window.explore.decodes,"
-        " grey: Array.from(data).filter((_, index) => index % 4 === 0),"
-        " error: document.getElementById('error').textContent};"
-    )
+    found = {}
+
+    def ready(driver) -> bool:
+        page = driver.execute_script(PAGE_STATE)
+        if page["settled"] and page["decodes"] > decodes and condition(page):
+            found.update(page)
+            return True
+        return False
+
+    WebDriverWait(driver, 30).until(ready)
+    return found
 
 
 def open_page(driver, address: str) -> dict:
@@ -476,8 +500,13 @@ def save_screenshot(driver, tmp_path: Path, name: str) -> None:
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     folder = os.environ.get(SCREENSHOT_VARIABLE)
     if folder:
+        from PIL import Image
+
         Path(folder).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, Path(folder) / path.name)
+        # A palette of 256 colours keeps the repository's copy small; the page has few more.
+        with Image.open(path) as image:
+            small = image.convert("RGB").quantize(256)
+            small.save(Path(folder) / path.name, optimize=True)
 
 
 @pytest.mark.browser
@@ -492,16 +521,29 @@ def test_the_pointer_over_the_plane_decodes_each_point_live(browser, page_runs, 
         info = browser.execute_script("return window.explore.info")
         ranges = [info["continuous"]["ranges"][dimension] for dimension in (0, 1)]
         plane = browser.find_element("id", "plane")
+        # All of it in view: the pointer's offsets count from the centre of its visible part.
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", plane)
         width = browser.execute_script("return arguments[0].getBoundingClientRect().width", plane)
         images = []
         for offset in ((-120, 80), (0, 0), (150, -130)):
-            ActionChains(browser).move_to_element_with_offset(plane, *offset).perform()
-            page = settled_after(browser, page["decodes"])
+            # One move, no steps between: the page then decodes the point under the pointer.
+            ActionChains(browser, duration=0).move_to_element_with_offset(plane, *offset).perform()
+            expected = [
+                (low + high) / 2 + sign * pixels / width * (high - low)
+                for pixels, (low, high), sign in zip(offset, ranges, (1, -1), strict=True)
+            ]
+
+            def under_the_pointer(page, expected=expected) -> bool:
+                # Within two pixels (the canvas's border is one).
+                return all(
+                    abs(value - wanted) <= 2 * (high - low) / width + 0.005
+                    for value, wanted, (low, high) in zip(
+                        page["shown"]["z"], expected, ranges, strict=True
+                    )
+                )
+
+            page = settled_after(browser, page["decodes"], under_the_pointer)
             z = page["shown"]["z"]
-            # The point under the pointer (a pixel is about 0.03 here; the border adds one).
-            for value, pixels, (low, high), sign in zip(z, offset, ranges, (1, -1), strict=True):
-                expected = (low + high) / 2 + sign * pixels / width * (high - low)
-                assert abs(value - expected) < 0.1
             expected_image = plotting.predict(decoder, np.array([z], np.float32))[0]
             assert_page_shows_the_decoders_image(page, expected_image)
             images.append(np.array(page["grey"]))
@@ -538,9 +580,10 @@ def test_the_sliders_of_a_wide_latent_decode_as_they_move(browser, page_served, 
     last = sliders[-1]
     for _ in range(30):
         last.send_keys(Keys.ARROW_RIGHT)
-    page = settled_after(browser, page["decodes"])
+    page = settled_after(
+        browser, page["decodes"], lambda page: page["shown"]["z"][order[-1]] == 0.3
+    )
     z = page["shown"]["z"]
-    assert z[order[-1]] == pytest.approx(0.3)
     assert [value for position, value in enumerate(z) if position != order[-1]] == [0] * (
         len(z) - 1
     )
@@ -556,12 +599,19 @@ def test_the_selectors_of_a_categorical_code_decode_as_they_change(browser, page
     page = open_page(browser, categorical.url + "/")
     selectors = browser.find_elements("css selector", "#codes select")
     assert len(selectors) == categorical.explorer.posterior.variable_count
+    classes = categorical.explorer.posterior.classes
+    # The page starts from test image 7's code.
+    assert page["shown"]["code"] == request(categorical.url + "/api/test/7")[1]["code"]
     images = []
-    for variable, value in ((0, 3), (2, 1)):
+    for variable in (0, 2):
+        value = (page["shown"]["code"][variable] + 1) % classes
         Select(selectors[variable]).select_by_value(str(value))
-        page = settled_after(browser, page["decodes"])
+        page = settled_after(
+            browser,
+            page["decodes"],
+            lambda page, variable=variable, value=value: page["shown"]["code"][variable] == value,
+        )
         code = page["shown"]["code"]
-        assert code[variable] == value
         expected = categorical.decoded(categorical.explorer.posterior.code_of(np.array([code])))
         assert_page_shows_the_decoders_image(page, expected[0])
         images.append(np.array(page["grey"]))
@@ -576,10 +626,11 @@ def test_an_rbm_page_toggles_units_and_draws_gibbs_samples(browser, page_served,
     page = open_page(browser, rbm.url + "/")
     toggles = browser.find_elements("css selector", "#codes input[type=checkbox]")
     assert len(toggles) == rbm.explorer.posterior.variable_count
+    flipped = 1 - page["shown"]["code"][4]
     toggles[4].click()
-    page = settled_after(browser, page["decodes"])
+    page = settled_after(browser, page["decodes"], lambda page: page["shown"]["code"][4] == flipped)
     code = page["shown"]["code"]
-    assert code[4] == 1
+    assert int(toggles[4].is_selected()) == flipped
     expected = rbm.decoded(rbm.explorer.posterior.code_of(np.array([code])))[0]
     assert_page_shows_the_decoders_image(page, expected)
     browser.find_element("id", "prior-sample").click()

@@ -241,4 +241,6 @@ def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             rows.append([label.strip(), template.format(value)])
+    if rows and isinstance(metrics.get("iwae_samples"), int):
+        rows.append(["importance samples K", str(metrics["iwae_samples"])])
     return rows

@@ -16,8 +16,12 @@ const explore = {
   decodes: 0, // decodings drawn so far
   inflight: false,
   pending: false,
+  // Nothing on its way, and the image shown is that of the code the controls hold.
   get settled() {
-    return this.info !== null && !this.inflight && !this.pending;
+    return (
+      this.info !== null && !this.inflight && !this.pending &&
+      JSON.stringify(this.shown) === JSON.stringify(currentRequest())
+    );
   },
 };
 window.explore = explore;
@@ -181,7 +185,7 @@ function drawScatter(description) {
   plane.background = background;
 }
 
-function drawMark(context, x, y, text, colour, radius = 6) {
+function drawMark(context, x, y, text, colour, radius = 6, below = false) {
   const [px, py] = planeToPixel(x, y);
   context.strokeStyle = colour;
   context.lineWidth = 2;
@@ -192,7 +196,7 @@ function drawMark(context, x, y, text, colour, radius = 6) {
   if (text) {
     context.fillStyle = colour;
     context.font = "bold 12px sans-serif";
-    context.fillText(text, px + radius + 2, py - radius);
+    context.fillText(text, px + radius + 2, below ? py + radius + 10 : py - radius);
   }
 }
 
@@ -205,7 +209,7 @@ function redrawPlane() {
     drawMark(context, point[0], point[1], `test ${index}`, "#000", 5);
   }
   if (state.pinned && state.pinned.z) {
-    drawMark(context, state.pinned.z[first], state.pinned.z[second], "pinned", "#d00", 7);
+    drawMark(context, state.pinned.z[first], state.pinned.z[second], "pinned", "#d00", 7, true);
   }
   if (state.hovering) drawMark(context, state.z[first], state.z[second], "", "#333", 3);
 }
@@ -414,7 +418,12 @@ async function start() {
   element("test-random").addEventListener("click", () => showTestImage("random"));
   state.pinned = currentRequest();
   syncControls();
-  requestDecode();
+  if (offers("posterior", "continuous")) {
+    requestDecode();
+  } else {
+    // A discrete code has no prior mean to start from: start from the blog's first nine's.
+    showTestImage(info.marked.length ? info.marked[0] : 0);
+  }
 }
 
 document.addEventListener("DOMContentLoaded", start);

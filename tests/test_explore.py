@@ -273,6 +273,15 @@ MALFORMED = {
     "point of NaN": ("POST", "/api/decode", '{"z": [NaN, 1]}', 400, "not JSON"),
     "point of booleans": ("POST", "/api/decode", '{"z": [true, false]}', 400, "finite numbers"),
     "point too large": ("POST", "/api/decode", '{"z": [1e400, 0]}', 400, "finite numbers"),
+    "point beyond float32": ("POST", "/api/decode", '{"z": [1e39, 0]}', 400, "finite numbers"),
+    "point of a huge integer": (
+        "POST",
+        "/api/decode",
+        '{"z": [' + "9" * 400 + ", 0]}",
+        400,
+        "finite",
+    ),
+    "prior sample not an object": ("POST", "/api/prior_sample", "[]", 400, "JSON object"),
     "code to a continuous latent": ("POST", "/api/decode", '{"code": [1, 2]}', 400, '"z"'),
     "not JSON": ("POST", "/api/decode", "z=1,2", 400, "not JSON"),
     "not an object": ("POST", "/api/decode", "[1, 2]", 400, "JSON object"),
@@ -297,6 +306,17 @@ def test_a_malformed_request_gets_a_4xx_and_the_server_keeps_serving(served, nam
     assert "\n" not in answer["error"]
     assert request(url + "/api/info")[0] == 200
     assert post(url + "/api/decode", {"z": [0.5, 0.5]})[0] == 200
+
+
+def test_a_decoding_that_is_not_finite_is_refused(served, monkeypatch):
+    gaussian = served["gaussian"]
+
+    def overflowing(inputs, training=False):
+        return np.full((len(inputs), 784), np.nan, np.float32)
+
+    monkeypatch.setattr(gaussian.explorer, "generator", overflowing)
+    status, answer = post(gaussian.url + "/api/decode", {"z": [3e38, -3e38]})
+    assert status == 400 and "no finite image" in answer["error"]
 
 
 @pytest.mark.parametrize(

@@ -153,10 +153,14 @@ class Explorer:
         size = self.posterior.code_size
         if not isinstance(values, list) or len(values) != size:
             raise RequestError(f'"z" must be a list of {size} numbers, one per dimension')
-        if not all(_is_number(value) and math.isfinite(value) for value in values):
+        if not all(_is_number(value) for value in values):
             raise RequestError(f'"z" must hold finite numbers, got {values!r}'[:200])
-        # As `plot decode --z` reads its numbers: float32.
-        return np.array([values], dtype=np.float32)  # (1, code_size)
+        # As `plot decode --z` reads its numbers: float32, where 1e39 is no longer finite.
+        with np.errstate(over="ignore"):
+            point = np.array([[float(value) for value in values]], dtype=np.float32)
+        if not np.all(np.isfinite(point)):
+            raise RequestError(f'"z" must hold finite numbers, got {values!r}'[:200])
+        return point  # (1, code_size)
 
     def _checked_classes(self, request: dict) -> np.ndarray:
         values = request.get("code")
@@ -195,7 +199,9 @@ class Explorer:
         """
         if not self.prior.offers("sample"):
             raise RequestError(f"the {self.prior.kind} prior offers no samples", 404)
-        seed = request.get("seed") if isinstance(request, dict) else None
+        if not isinstance(request, dict):
+            raise RequestError('a prior sample request is a JSON object: {"seed": N} or {}')
+        seed = request.get("seed")
         if seed is None:
             seed = int(np.random.default_rng().integers(LARGEST_PRIOR_SEED))
         if not (_is_whole(seed) and 0 <= seed <= LARGEST_PRIOR_SEED):
@@ -212,11 +218,21 @@ class Explorer:
 
     def _decode(self, code: np.ndarray) -> np.ndarray:
         with self.lock:
-            return plotting.predict(self.generator, code)
+            image = plotting.predict(self.generator, code)
+        if not np.all(np.isfinite(image)):
+            # A point so far out that the decoder's arithmetic overflows.
+            raise RequestError("the decoder gives no finite image for this code")
+        return image
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A JSON number that is finite as a float (a 400-digit integer is not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _is_whole(value: Any) -> bool:

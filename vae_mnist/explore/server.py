@@ -98,6 +98,8 @@ class ExploreHandler(BaseHTTPRequestHandler):
     server_version = "vae-mnist-explore"
     # Keep-alive: the page's decodings reuse one connection, which saves a handshake each.
     protocol_version = "HTTP/1.1"
+    # Seconds a connection may stay silent before it is closed (the page opens another).
+    timeout = 120
 
     def setup(self) -> None:
         super().setup()

@@ -112,9 +112,11 @@ function commandFor(request) {
 }
 
 function showReadout(request) {
-  element("readout").textContent = request.z
-    ? `z = [${request.z.map(String).join(", ")}]`
-    : `code = ${request.code.join(",")}`;
+  const where = !plane.canvas ? "" : state.hovering ? " under the pointer (click to pin it)" : " pinned";
+  element("readout").replaceChildren(
+    request.z ? `z = [${request.z.map(String).join(", ")}]` : `code = ${request.code.join(",")}`,
+    make("span", { textContent: where })
+  );
   element("command").textContent = commandFor(request);
 }
 

@@ -33,6 +33,7 @@ from vae_mnist.data import model_inputs
 from vae_mnist.explore.explorer import Explorer
 from vae_mnist.explore.server import ExploreServer, is_loopback
 from vae_mnist.runs import load_trained_run
+from vae_mnist.settings import make_part
 from vae_mnist.training import train
 
 # One grey level: the page draws each pixel as round(255 · value).
@@ -166,6 +167,29 @@ def request(
 
 def post(url: str, content) -> tuple[int, dict]:
     return request(url, json.dumps(content), headers={"Content-Type": "application/json"})
+
+
+# -- what the parts tell the page --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "section, layout",
+    [
+        ({"kind": "gaussian", "dimension": 5}, {"dimensions": 5}),
+        ({"kind": "categorical", "variables": 3, "categories": 4}, {"variables": 3, "classes": 4}),
+        ({"kind": "bernoulli", "units": 6}, {"variables": 6, "classes": 2}),
+        ({"kind": "spike_exponential", "units": 7}, {"variables": 7, "classes": 2}),
+    ],
+)
+def test_each_posterior_lays_out_its_code_for_the_controls(section, layout):
+    posterior = make_part("posterior", section)
+    assert posterior.code_layout() == layout
+    if posterior.offers("codes"):
+        # A code drawn from a prior gives back its classes.
+        classes = np.random.default_rng(0).integers(0, layout["classes"], (5, layout["variables"]))
+        np.testing.assert_array_equal(
+            posterior.classes_of_code(posterior.code_of(classes)), classes
+        )
 
 
 # -- the answers, against the decoder -----------------------------------------------------------

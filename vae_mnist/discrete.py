@@ -85,10 +85,6 @@ class CodePosterior(Posterior):
         of `code_of`, for codes drawn from a prior."""
         raise NotImplementedError
 
-    def code_layout(self) -> dict[str, int]:
-        """One control per variable, each choosing one of its classes."""
-        return {"variables": self.variable_count, "classes": self.classes}
-
     def class_usage(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
         """Per variable and class, the images whose most probable class it is: ``(N, K)``."""
         classes = self.classes_of(parameters)

@@ -89,10 +89,6 @@ class GaussianPosterior(Posterior):
     def representation(self, parameters: dict) -> TensorLike:
         return parameters["z_mean"]
 
-    def code_layout(self) -> dict[str, int]:
-        """One continuous control per dimension."""
-        return {"dimensions": self.dimension}
-
     def mode(self, parameters: dict) -> TensorLike:
         return parameters["z_mean"]
 

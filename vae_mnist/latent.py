@@ -137,7 +137,13 @@ class Posterior(Part):
         return {}
 
     def code_layout(self) -> dict[str, int]:
-        raise NotImplementedError(f"the {self.kind} posterior has no layout for controls")
+        """By the capabilities: a ``continuous`` code's dimensions, or the variables and classes
+        of one with ``codes``; nothing for a code that offers neither."""
+        if self.offers("continuous"):
+            return {"dimensions": self.code_size}
+        if self.offers("codes"):
+            return {"variables": self.variable_count, "classes": self.classes}
+        return {}
 
     def logged_values(self) -> dict[str, TensorLike]:
         return {}

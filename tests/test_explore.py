@@ -32,7 +32,8 @@ from vae_mnist.config import RunConfig
 from vae_mnist.data import model_inputs
 from vae_mnist.explore.explorer import Explorer
 from vae_mnist.explore.server import ExploreServer, is_loopback
-from vae_mnist.runs import load_trained_run
+from vae_mnist.model import build_vae
+from vae_mnist.runs import RunPaths, TrainedRun, load_trained_run
 from vae_mnist.settings import make_part
 from vae_mnist.training import train
 
@@ -190,6 +191,24 @@ def test_each_posterior_lays_out_its_code_for_the_controls(section, layout):
         np.testing.assert_array_equal(
             posterior.classes_of_code(posterior.code_of(classes)), classes
         )
+
+
+def test_the_controls_start_at_the_prior_mean(served, tmp_path):
+    _, info = request(served["wide"].url + "/api/info")
+    assert info["continuous"]["prior_mean"] == [0, 0, 0, 0]
+    # A VampPrior's mean is that of its mixture, not 0: against its samples' average.
+    config = tiny_config(prior="vamp", pseudo_inputs=5, dimension=3)
+    vae = build_vae(config)
+    # The pseudo-inputs spread over [0, 1], so the components differ.
+    pseudo_inputs = vae.prior.pseudo_input_weights
+    pseudo_inputs.assign(np.random.default_rng(0).random(pseudo_inputs.shape).astype("float32"))
+    images = make_arrays(train=1, test=20)["x_test"].reshape(20, -1) / 255
+    run = TrainedRun(RunPaths(tmp_path / "unsaved"), config, vae)
+    explorer = Explorer(run, images.astype("float32"), np.zeros(20, int))
+    mean = explorer.description["continuous"]["prior_mean"]
+    samples = vae.prior_part.sample(20_000, seed=1)
+    np.testing.assert_allclose(mean, samples.mean(axis=0), atol=0.05)
+    assert np.max(np.abs(mean)) > 0.05
 
 
 # -- the answers, against the decoder -----------------------------------------------------------

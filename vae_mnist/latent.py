@@ -162,6 +162,8 @@ class Prior(Part):
       prior does not know the posterior's distribution (the model then estimates it).
     - ``log_density(z)``: log p(z), ``(..., code_size)`` → ``(...)``.
     - ``sample(count, seed)``: ``(count, code_size)`` numpy float32 codes, for the figures.
+    - ``mean()``: the mean of p(z), ``(code_size,)`` numpy float32, where known in closed form
+      (None by default): where the explore page's controls start.
     - ``training_update()``: work inside each training step (an RBM's persistent chains).
     - ``auxiliary_loss()``: a scalar added to the loss, not to the KL (zero by default).
     - ``prepare_evaluation(**options)``: work before evaluation; JSON-ready metrics.
@@ -190,6 +192,9 @@ class Prior(Part):
 
     def sample(self, count: int, seed: int) -> np.ndarray:
         raise NotImplementedError
+
+    def mean(self) -> np.ndarray | None:
+        return None
 
     def training_update(self) -> None:
         """Nothing inside the training step by default."""

@@ -35,6 +35,8 @@ PRIOR_SPAN = 3.0
 RANGE_MARGIN = 0.05
 # The scatter's coordinates are sent to this many decimals: far finer than a screen pixel.
 SCATTER_DECIMALS = 3
+# Prior samples averaged for the mean of a prior that does not know its own.
+PRIOR_MEAN_SAMPLES = 10_000
 # The largest seed of a prior sample that the page may ask for.
 LARGEST_PRIOR_SEED = 2**32 - 1
 
@@ -118,6 +120,7 @@ class Explorer:
         # Most active first; a stable sort keeps equally active dimensions in index order.
         order = [int(dimension) for dimension in np.argsort(-activity, kind="stable")]
         described: dict[str, Any] = {
+            "prior_mean": [round(float(value), 2) for value in self._prior_mean()],
             "order": order,
             "activity": [float(value) for value in activity],
             "ranges": [_value_range(z_mean[:, dimension]) for dimension in range(z_mean.shape[1])],
@@ -132,6 +135,21 @@ class Explorer:
                 "labels": [int(label) for label in self.labels],
             }
         return described
+
+    def _prior_mean(self) -> np.ndarray:
+        """Where the sliders start: the mean of the decoder's input under the model's prior.
+
+        The prior part's own mean where it knows it and is the decoder's input's prior (one
+        stochastic layer); else the average of prior samples, passed down the layers.
+        """
+        mean = self.prior.mean() if not self.run.vae.upper_layers else None
+        if mean is not None:
+            return mean
+        if self.prior.offers("sample"):
+            with self.lock:
+                samples = self.run.vae.sample_codes(PRIOR_MEAN_SAMPLES, 0)
+            return np.mean(np.asarray(samples, np.float64), axis=0)
+        return np.zeros(self.posterior.code_size)
 
     # -- what the page asks as the user moves ------------------------------------------------
 

@@ -399,7 +399,8 @@ async function start() {
   element("test-index").max = info.test_count - 1;
   if (offers("posterior", "continuous")) {
     const continuous = info.continuous;
-    state.z = new Array(info.posterior.layout.dimensions).fill(0);
+    // The prior's mean, until moved.
+    state.z = continuous.prior_mean.slice();
     if (continuous.plane) setUpPlane(continuous);
     // A 2-D latent is all plane; more (or fewer) dimensions get a slider each.
     if (info.posterior.layout.dimensions !== 2) setUpSliders(continuous);

@@ -450,6 +450,22 @@ def test_loopback_hosts_and_others():
     assert choose_host("192.168.1.2", {HOST_VARIABLE: "::1"}) == "192.168.1.2"
 
 
+def test_an_ipv6_loopback_server_serves_the_page_and_waits_for_its_run():
+    try:
+        server = ExploreServer(("::1", 0))
+    except OSError as error:
+        pytest.skip(f"no IPv6 loopback here ({error.strerror})")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://[::1]:{server.port}/", timeout=30) as response:
+            assert response.status == 200 and b"page.js" in response.read()
+        status, answer = request(f"http://[::1]:{server.port}/api/info")
+        assert status == 503 and "still loading" in answer["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def start_command(run: Path, data: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """`vae-mnist explore` in a subprocess, and the address it prints once it serves."""
     env = {key: value for key, value in os.environ.items() if key != "VAE_MNIST_DATA"}

@@ -440,6 +440,27 @@ def test_a_host_other_than_loopback_needs_to_be_typed(trained_run, monkeypatch, 
     assert "--host needs an address" in capsys.readouterr().err
 
 
+def test_the_refusals_come_before_any_backend_starts(tmp_path, trained_run):
+    # A port in use is refused before the run loads, as a missing folder is: at once.
+    script = (
+        "import socket, sys\n"
+        "from vae_mnist.cli import main\n"
+        "taken = socket.socket(); taken.bind(('127.0.0.1', 0)); taken.listen()\n"
+        "port = str(taken.getsockname()[1])\n"
+        "codes = [main(['explore', '--run', sys.argv[1]]),\n"
+        "         main(['explore', '--run', sys.argv[2], '--port', port])]\n"
+        "print(codes, 'keras' in sys.modules, 'tensorflow' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "absent"), str(trained_run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip() == "[1, 1] False False", result.stderr
+    assert "no such run folder" in result.stderr and "is in use" in result.stderr
+
+
 def test_loopback_hosts_and_others():
     for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]", "LOCALHOST"):
         assert is_loopback(host), host

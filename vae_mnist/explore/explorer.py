@@ -24,6 +24,7 @@ from vae_mnist import plotting
 from vae_mnist.backend import ops
 from vae_mnist.data import IMAGE_SIDE
 from vae_mnist.evaluation import TABLE_ROWS
+from vae_mnist.explore.server import RequestError
 from vae_mnist.latent import active_units
 from vae_mnist.runs import TrainedRun, read_metrics, read_run_info
 
@@ -39,14 +40,6 @@ SCATTER_DECIMALS = 3
 PRIOR_MEAN_SAMPLES = 10_000
 # The largest seed of a prior sample that the page may ask for.
 LARGEST_PRIOR_SEED = 2**32 - 1
-
-
-class RequestError(ValueError):
-    """A request the page (or anyone) sent that cannot be answered; `status` is its HTTP code."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -21,9 +21,10 @@ import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vae_mnist.explore.explorer import Explorer, RequestError
+if TYPE_CHECKING:
+    from vae_mnist.explore.explorer import Explorer
 
 # The page's files, by path: (file in the package's static folder, content type).
 STATIC_FILES = {
@@ -42,6 +43,14 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOOPBACK_NAMES = ("localhost",)
+
+
+class RequestError(ValueError):
+    """A request the page (or anyone) sent that cannot be answered; `status` is its HTTP code."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def is_loopback(host: str) -> bool:
@@ -136,10 +145,10 @@ class ExploreHandler(BaseHTTPRequestHandler):
 
     def _post(self) -> tuple[int, Any]:
         path = self.path.split("?", 1)[0]
-        answers = {"/api/decode": Explorer.decode, "/api/prior_sample": Explorer.prior_sample}
+        answers = {"/api/decode": "decode", "/api/prior_sample": "prior_sample"}
         if path not in answers:
             raise RequestError(f"nothing to post to at {path[:100]}", 404)
-        return HTTPStatus.OK, answers[path](self._explorer(), self._json_body())
+        return HTTPStatus.OK, getattr(self._explorer(), answers[path])(self._json_body())
 
     def _explorer(self) -> Explorer:
         if self.server.explorer is None:

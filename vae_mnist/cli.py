@@ -22,7 +22,7 @@ PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-COMMANDS = ("train", "plot", "evaluate", "compare", "presets")
+COMMANDS = ("train", "plot", "evaluate", "compare", "presets", "explore")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate": "measure a trained run on the test set",
         "compare": "compare runs: settings that differ, losses, metrics, validation curves",
         "presets": "list the named presets",
+        "explore": "serve a live page of a trained run's latent space on this machine",
     }
     adders = {
         "train": _add_train_flags,
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate": _add_evaluate_flags,
         "compare": _add_compare_flags,
         "presets": _add_presets_flags,
+        "explore": _add_explore_flags,
     }
     parser.commands = {}  # type: ignore[attr-defined]
     for name, add_flags in adders.items():
@@ -322,6 +324,35 @@ def _add_compare_flags(compare: argparse.ArgumentParser) -> None:
 def _add_presets_flags(presets: argparse.ArgumentParser) -> None:
     presets.add_argument(
         "--verbose", action="store_true", help="also each preset's paper, differences, settings"
+    )
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0..65535 (0: a free one)."""
+    parse = _number(int, minimum=0)
+    try:
+        port = parse(text)
+    except argparse.ArgumentTypeError:
+        port = None
+    if port is None or port > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}")
+    return port
+
+
+def _add_explore_flags(explore: argparse.ArgumentParser) -> None:
+    _add_run_flag(explore)
+    _add_data_flag(explore)
+    explore.add_argument(
+        "--host",
+        metavar="ADDRESS",
+        help="the address to serve the page on; one that other machines reach is served only "
+        "when given here (default: $VAE_MNIST_EXPLORE_HOST, a loopback address, else 127.0.0.1)",
+    )
+    explore.add_argument(
+        "--port",
+        type=_port,
+        metavar="N",
+        help="the port to serve the page on (default: a free one)",
     )
 
 

@@ -80,6 +80,11 @@ class CodePosterior(Posterior):
         """The decoder's input ``(batch, code_size)`` float32 for classes ``(batch, variables)``."""
         raise NotImplementedError
 
+    def classes_of_code(self, codes: np.ndarray) -> np.ndarray:
+        """The classes ``(batch, variables)`` of exact codes ``(batch, code_size)``: the inverse
+        of `code_of`, for codes drawn from a prior."""
+        raise NotImplementedError
+
     def class_usage(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
         """Per variable and class, the images whose most probable class it is: ``(N, K)``."""
         classes = self.classes_of(parameters)
@@ -265,6 +270,11 @@ class CategoricalPosterior(RelaxedPosterior):
         one_hot = np.eye(self.categories, dtype=np.float32)[classes]  # (batch, N, K)
         return one_hot.reshape(len(classes), self.code_size)
 
+    def classes_of_code(self, codes: np.ndarray) -> np.ndarray:
+        # (batch, N*K) -> (batch, N, K): each variable's one-hot, whose 1 is its class.
+        one_hot = np.asarray(codes).reshape(-1, self.variables, self.categories)
+        return np.argmax(one_hot, axis=-1)
+
 
 class BinaryPosterior(CodePosterior):
     """Independent binary units, ``q(z_i = 1 | x) = sigmoid(logit_i)``: variables of 2 classes."""
@@ -301,6 +311,9 @@ class BinaryPosterior(CodePosterior):
 
     def code_of(self, classes: np.ndarray) -> np.ndarray:
         return np.asarray(classes, dtype=np.float32).reshape(len(classes), self.units)
+
+    def classes_of_code(self, codes: np.ndarray) -> np.ndarray:
+        return (np.asarray(codes) > 0.5).astype(np.int64)
 
 
 @register

@@ -126,6 +126,9 @@ class StandardNormalPrior(Prior):
         shape = (count, self.posterior.code_size)
         return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
+    def mean(self) -> np.ndarray:
+        return np.zeros(self.posterior.code_size, np.float32)
+
     def quantiles(self, probabilities: np.ndarray) -> np.ndarray:
         """The inverse CDF of each dimension's marginal at `probabilities` (any shape)."""
         inverse = NormalDist().inv_cdf

@@ -103,6 +103,9 @@ class Posterior(Part):
     - ``representation(parameters)``: what the scatter, the principal components and the kNN
       classifier use; ``mode(parameters)``: the most probable code.
     - ``latent_metrics(parameters)``: JSON-ready numbers on how the data uses the code.
+    - ``code_layout()``: how the code is laid out for controls that set it, JSON-ready: a
+      continuous code's ``{"dimensions": D}``, a discrete code's ``{"variables": N,
+      "classes": K}``.
     - ``logged_values()``: values training logs per epoch (a temperature), by name.
     """
 
@@ -133,6 +136,15 @@ class Posterior(Part):
     def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
         return {}
 
+    def code_layout(self) -> dict[str, int]:
+        """By the capabilities: a ``continuous`` code's dimensions, or the variables and classes
+        of one with ``codes``; nothing for a code that offers neither."""
+        if self.offers("continuous"):
+            return {"dimensions": self.code_size}
+        if self.offers("codes"):
+            return {"variables": self.variable_count, "classes": self.classes}
+        return {}
+
     def logged_values(self) -> dict[str, TensorLike]:
         return {}
 
@@ -150,6 +162,8 @@ class Prior(Part):
       prior does not know the posterior's distribution (the model then estimates it).
     - ``log_density(z)``: log p(z), ``(..., code_size)`` → ``(...)``.
     - ``sample(count, seed)``: ``(count, code_size)`` numpy float32 codes, for the figures.
+    - ``mean()``: the mean of p(z), ``(code_size,)`` numpy float32, where known in closed form
+      (None by default): where the explore page's controls start.
     - ``training_update()``: work inside each training step (an RBM's persistent chains).
     - ``auxiliary_loss()``: a scalar added to the loss, not to the KL (zero by default).
     - ``prepare_evaluation(**options)``: work before evaluation; JSON-ready metrics.
@@ -178,6 +192,9 @@ class Prior(Part):
 
     def sample(self, count: int, seed: int) -> np.ndarray:
         raise NotImplementedError
+
+    def mean(self) -> np.ndarray | None:
+        return None
 
     def training_update(self) -> None:
         """Nothing inside the training step by default."""

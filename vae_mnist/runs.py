@@ -196,8 +196,8 @@ class TrainedRun:
     vae: Any
 
 
-def load_trained_run(folder: str | Path) -> TrainedRun:
-    """Load ``config.json`` and ``vae.keras`` of a finished run folder (safe mode on)."""
+def check_trained_run(folder: str | Path) -> RunPaths:
+    """The paths of a run folder that holds a trained model, or `ModelFileError`; reads none."""
     paths = RunPaths(Path(folder))
     if not paths.folder.is_dir():
         raise ModelFileError(f"{paths.folder}: no such run folder")
@@ -205,6 +205,12 @@ def load_trained_run(folder: str | Path) -> TrainedRun:
         raise ModelFileError(
             f"{paths.folder} holds no trained model (no vae.keras); train into it first"
         )
+    return paths
+
+
+def load_trained_run(folder: str | Path) -> TrainedRun:
+    """Load ``config.json`` and ``vae.keras`` of a finished run folder (safe mode on)."""
+    paths = check_trained_run(folder)
     from vae_mnist.model import load_model
 
     config = read_saved_config(paths)

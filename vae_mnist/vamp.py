@@ -76,6 +76,12 @@ class VampPrior(Prior):
         mixture = ops.logsumexp(log_q, axis=1) - math.log(self.pseudo_inputs)
         return ops.reshape(mixture, ops.shape(z)[:-1])
 
+    def mean(self) -> np.ndarray:
+        """The mixture's mean: the average of its components' means, each the posterior's most
+        probable code (a Gaussian's mean is its mode)."""
+        means = self.posterior.mode(self.components())  # (K, dimensions)
+        return np.asarray(ops.convert_to_numpy(ops.mean(means, axis=0)), np.float32)
+
     def sample(self, count: int, seed: int) -> np.ndarray:
         """Codes from the mixture: a component drawn uniformly, then z ~ q(z | u_k)."""
         chosen = np.random.default_rng(seed).integers(0, self.pseudo_inputs, count)

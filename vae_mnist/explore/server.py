@@ -1,0 +1,207 @@
+"""The explore page's web server: the page's own files, and a JSON API over an `Explorer`.
+
+    GET  /                   the page (``page.html``, ``page.js``, ``page.css`` beside it)
+    GET  /api/info           the run: its parts' capabilities, layout, scatter, header numbers
+    POST /api/decode         ``{"z": [...]}`` or ``{"code": [...]}`` -> ``{"image": [...]}``
+    GET  /api/test/<index>   a test image (or ``random``), its reconstruction and its code
+    POST /api/prior_sample   ``{"seed": N}`` or ``{}`` -> a prior sample's code and image
+
+Every file the page uses is served from here and its Content-Security-Policy allows nothing
+else, so the page works with no network. A malformed request gets a 4xx answer with a one-line
+``{"error": ...}``, and the server goes on serving. Nothing is written anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import socket
+import sys
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vae_mnist.explore.explorer import Explorer
+
+# The page's files, by path: (file in the package's static folder, content type).
+STATIC_FILES = {
+    "/": ("page.html", "text/html; charset=utf-8"),
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "/page.css": ("page.css", "text/css; charset=utf-8"),
+}
+# The largest request body read: a code of thousands of numbers fits many times over.
+LARGEST_BODY = 256 * 1024
+SECURITY_HEADERS = {
+    # Scripts, styles and requests only from this server: the page fetches nothing elsewhere.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+LOOPBACK_NAMES = ("localhost",)
+
+
+class RequestError(ValueError):
+    """A request the page (or anyone) sent that cannot be answered; `status` is its HTTP code."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) is loopback."""
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(header: str) -> str:
+    """The host name of a ``Host`` header: ``127.0.0.1:8080`` and ``[::1]:8080`` alike."""
+    match = re.fullmatch(r"(\[[^\]]*\]|[^:]*)(:\d+)?", header.strip())
+    return match.group(1) if match else header
+
+
+def _read_static(name: str) -> bytes:
+    return (resources.files("vae_mnist.explore") / "static" / name).read_bytes()
+
+
+class ExploreServer(ThreadingHTTPServer):
+    """A threaded HTTP server for one `Explorer`, set once the run is loaded.
+
+    Bound to a loopback address it answers only requests that name a loopback host, so a web
+    page elsewhere cannot reach it through a name that resolves to this machine.
+    """
+
+    daemon_threads = True
+    # Refuse a port in use rather than share it (the standard library's default is to reuse).
+    allow_reuse_address = False
+
+    def __init__(self, address: tuple[str, int], explorer: Explorer | None = None) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, ExploreHandler)
+        self.explorer = explorer
+        self.loopback_only = is_loopback(address[0])
+        self.static = {
+            path: (_read_static(name), kind) for path, (name, kind) in STATIC_FILES.items()
+        }
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+class ExploreHandler(BaseHTTPRequestHandler):
+    """Answers one connection's requests (see the module)."""
+
+    server: ExploreServer
+    server_version = "vae-mnist-explore"
+    # Keep-alive: the page's decodings reuse one connection, which saves a handshake each.
+    protocol_version = "HTTP/1.1"
+    # Seconds a connection may stay silent before it is closed (the page opens another).
+    timeout = 120
+
+    def setup(self) -> None:
+        super().setup()
+        # Send each small answer at once: with Nagle's algorithm, the answer's body would wait
+        # for the acknowledgement of its headers, which the client delays (about 40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+        self._answer(self._get)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._answer(self._get)
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer(self._post)
+
+    def _refuse_method(self) -> None:
+        self._answer(self._not_allowed)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method  # noqa: N815
+
+    def _not_allowed(self) -> tuple[int, Any]:
+        raise RequestError(f"{self.command} is not served here (GET and POST are)", 405)
+
+    def _get(self) -> tuple[int, Any]:
+        path = self.path.split("?", 1)[0]
+        if path in self.server.static:
+            return HTTPStatus.OK, self.server.static[path]
+        if path == "/api/info":
+            return HTTPStatus.OK, self._explorer().description
+        if path.startswith("/api/test/"):
+            return HTTPStatus.OK, self._explorer().test_image(path.removeprefix("/api/test/"))
+        raise RequestError(f"nothing at {path[:100]}", 404)
+
+    def _post(self) -> tuple[int, Any]:
+        path = self.path.split("?", 1)[0]
+        answers = {"/api/decode": "decode", "/api/prior_sample": "prior_sample"}
+        if path not in answers:
+            raise RequestError(f"nothing to post to at {path[:100]}", 404)
+        return HTTPStatus.OK, getattr(self._explorer(), answers[path])(self._json_body())
+
+    def _explorer(self) -> Explorer:
+        if self.server.explorer is None:
+            raise RequestError("the run is still loading; try again in a moment", 503)
+        return self.server.explorer
+
+    def _json_body(self) -> Any:
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or not length_text.isdigit():
+            raise RequestError("a POST needs a Content-Length", 411)
+        length = int(length_text)
+        if length > LARGEST_BODY:
+            raise RequestError(f"a request body of {length} bytes is too large", 413)
+        body = self.rfile.read(length)
+        try:
+            return json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as error:
+            raise RequestError(f"the request body is not JSON ({error})"[:200]) from None
+
+    def _answer(self, route) -> None:
+        """Answer by `route`, every refusal as a 4xx JSON error, anything else as a 500."""
+        try:
+            if self.server.loopback_only and not is_loopback(_host_of(self.headers["Host"] or "")):
+                raise RequestError("this server answers requests for a loopback host only", 403)
+            status, content = route()
+        except RequestError as error:
+            status, content = error.status, {"error": str(error)}
+        except Exception as error:  # A bug must not stop the server: answer it, and report it.
+            message = f"{type(error).__name__}: {error}".splitlines()[0]
+            print(
+                f"vae-mnist explore: {self.command} {self.path[:100]}: {message}", file=sys.stderr
+            )
+            status, content = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": message}
+        if isinstance(content, tuple):
+            body, kind = content
+        else:
+            body, kind = json.dumps(content, allow_nan=False).encode(), "application/json"
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        if status >= 400:
+            # A refused request may have left part of its body unread: start afresh.
+            self.close_connection = True
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the library's name)
+        """Quiet: a page that decodes as the pointer moves would fill the terminal."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")

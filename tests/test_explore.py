@@ -507,7 +507,8 @@ def start_command(run: Path, data: Path, *extra: str) -> tuple[subprocess.Popen,
 
 def stop_command(process: subprocess.Popen) -> tuple[int, str, str]:
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    # Generous: the backend's teardown at exit is slow on a loaded machine.
+    stdout, stderr = process.communicate(timeout=180)
     return process.returncode, stdout, stderr
 
 

@@ -497,6 +497,9 @@ def start_command(run: Path, data: Path, *extra: str) -> tuple[subprocess.Popen,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # Python leaves Ctrl-C ignored where it starts ignored, as under a background job's
+        # shell; the command must see it as a terminal sends it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     line = process.stdout.readline()
     if not line.startswith("serving "):
@@ -507,8 +510,7 @@ def start_command(run: Path, data: Path, *extra: str) -> tuple[subprocess.Popen,
 
 def stop_command(process: subprocess.Popen) -> tuple[int, str, str]:
     process.send_signal(signal.SIGINT)
-    # Generous: the backend's teardown at exit is slow on a loaded machine.
-    stdout, stderr = process.communicate(timeout=180)
+    stdout, stderr = process.communicate(timeout=60)
     return process.returncode, stdout, stderr
 
 

@@ -310,6 +310,7 @@ class BernoulliPosterior(RelaxedPosterior, BinaryPosterior):
 
     kind: ClassVar[str] = "bernoulli"
     description: ClassVar[str] = "binary units, binary Concrete (Maddison et al. 2017)"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_density", "relaxed_bits"})
 
     units: int = setting(200, "binary posteriors: the number of binary units", positive=True)
     straight_through: bool = _temperature_settings()["straight_through"]
@@ -335,6 +336,15 @@ class BernoulliPosterior(RelaxedPosterior, BinaryPosterior):
     def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
         """log q(z|x) of exact bits ``(batch, N)``."""
         return bernoulli_log_probability(z, parameters["logits"])
+
+    def relaxed_log_probability(self, zeta: TensorLike, parameters: dict) -> TensorLike:
+        """GumBolt's proxy of log q(z|x) at a relaxed sample ζ in [0, 1]^N, ``(batch,)``.
+
+        The bits' log-probability ``Σ_u [z_u l_u - softplus(l_u)]`` is linear in each bit, and
+        it is evaluated at ζ in place of z (Khoshaman & Amin 2018); as the temperature falls, ζ
+        tends to the bits and this to log q(z|x). It is not the density of ζ.
+        """
+        return bernoulli_log_probability(zeta, parameters["logits"])
 
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """Exact bits z ~ q(z|x) ``(batch, samples, N)`` and log q(z|x)."""

@@ -436,3 +436,22 @@ def _tiny_npz(folder):
     path = folder / "tiny.npz"
     np.savez(path, **make_arrays(train=100, test=30))
     return path
+
+
+def test_the_largest_rbm_trains_a_step_and_estimates_its_log_z(tmp_path):
+    """2 × 128 units: the chains' gradient (no enumeration), the AIS refresh, AIS in evaluation."""
+    config = GUMBOLT.replace(
+        units=256, halves=(128, 128), log_partition_gradient="auto", ais_runs=10, ais_steps=50
+    )
+    vae = build_vae(config)
+    prior = vae.prior_part
+    assert not prior.exact_gradient and len(prior.callbacks()) == 1
+    assert not prior.exact_log_partition_possible()
+    result = train(config, data_of(train=100, test=20), tmp_path / "run", verbose=0)
+    assert math.isfinite(result["history"][-1]["val_loss"])
+    trained = load_model(tmp_path / "run" / "vae.keras").prior_part
+    metrics = trained.prepare_evaluation(log_partition="auto")
+    assert metrics["log_partition_method"] == "ais"
+    assert metrics["log_partition_standard_error"] > 0.0
+    # Near W = 0 log Z is about 256 log 2 (the biases moved a little in training).
+    assert abs(metrics["log_partition"] - 256 * math.log(2.0)) < 2.0

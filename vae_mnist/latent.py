@@ -25,6 +25,8 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
 ``relaxed_bits``   (a posterior) binary units whose training sample ζ in [0, 1]^N tends to the
                    bits as its temperature falls, and whose bits' log-probability, linear in
                    each bit, extends to ζ (`relaxed_log_probability`): what GumBolt needs.
+``hierarchical``   (a posterior) units in groups, each conditioned on the groups before it: no
+                   factorial distribution, so no closed-form KL.
 ``relaxed_energy`` (a prior) a Boltzmann prior whose energy the training step evaluates at the
                    posterior's relaxed sample (GumBolt, Khoshaman & Amin 2018): it gives the
                    training KL, or each sample's log-ratio for the IWAE objective, from ζ

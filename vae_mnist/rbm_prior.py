@@ -140,6 +140,11 @@ class RBMPrior(Prior):
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "codes", "a binary posterior")
+        if self.relaxation == "closed_form" and posterior.offers("hierarchical"):
+            raise ConfigError(
+                f"the rbm prior's relaxation closed_form needs a factorial posterior, and the "
+                f"{posterior.kind} posterior is hierarchical (use --relaxation gumbolt)"
+            )
         if self.relaxation == "gumbolt" and not posterior.offers("relaxed_bits"):
             raise ConfigError(
                 f"the rbm prior's relaxation gumbolt evaluates its energy at relaxed bits, "
@@ -247,7 +252,9 @@ class RBMPrior(Prior):
     ) -> TensorLike:
         """GumBolt's KL term at the posterior's relaxed training sample ζ, ``(batch,)`` nats.
 
-        With ``sample_estimate`` (each sample's weight, for the importance-weighted bound)::
+        With ``sample_estimate`` (each sample's weight, for the importance-weighted bound), or
+        for a posterior that is not factorial (a hierarchical one, whose logits l depend on
+        the earlier groups' ζ)::
 
             log q̃(ζ|x) + E(ζ) + log Z,   log q̃(ζ|x) = Σ_u [ζ_u l_u - softplus(l_u)],
 
@@ -257,10 +264,11 @@ class RBMPrior(Prior):
         """
         first, second = self._halves_of(zeta)
         energy = rbm_energy(first, second, *self._weights())
-        if sample_estimate:
+        distribution = self.posterior.distribution(parameters)
+        if sample_estimate or not isinstance(distribution, FactorialBernoulli):
             log_q = self.posterior.relaxed_log_probability(zeta, parameters)
         else:
-            log_q = -bernoulli_entropy(self.posterior.distribution(parameters).logits)
+            log_q = -bernoulli_entropy(distribution.logits)
         return log_q + energy + self.current_log_partition()
 
     def auxiliary_loss(self) -> TensorLike:

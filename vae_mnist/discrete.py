@@ -38,7 +38,7 @@ from vae_mnist.latent import (
     TensorLike,
     require_posterior,
 )
-from vae_mnist.rbm import spike_and_exponential_inverse_cdf
+from vae_mnist.rbm import overlapping_exponential_inverse_cdf, spike_and_exponential_inverse_cdf
 from vae_mnist.relaxations import (
     annealed_temperature,
     bernoulli_log_probability,
@@ -323,6 +323,7 @@ class BernoulliPosterior(RelaxedPosterior, BinaryPosterior):
 
     kind: ClassVar[str] = "bernoulli"
     description: ClassVar[str] = "binary units, binary Concrete (Maddison et al. 2017)"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_density", "relaxed_bits"})
 
     units: int = setting(200, "binary posteriors: the number of binary units", positive=True)
     straight_through: bool = _temperature_settings()["straight_through"]
@@ -349,6 +350,15 @@ class BernoulliPosterior(RelaxedPosterior, BinaryPosterior):
         """log q(z|x) of exact bits ``(batch, N)``."""
         return bernoulli_log_probability(z, parameters["logits"])
 
+    def relaxed_log_probability(self, zeta: TensorLike, parameters: dict) -> TensorLike:
+        """GumBolt's proxy of log q(z|x) at a relaxed sample ζ in [0, 1]^N, ``(batch,)``.
+
+        The bits' log-probability ``Σ_u [z_u l_u - softplus(l_u)]`` is linear in each bit, and
+        it is evaluated at ζ in place of z (Khoshaman & Amin 2018); as the temperature falls, ζ
+        tends to the bits and this to log q(z|x). It is not the density of ζ.
+        """
+        return bernoulli_log_probability(zeta, parameters["logits"])
+
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """Exact bits z ~ q(z|x) ``(batch, samples, N)`` and log q(z|x)."""
         logits = parameters["logits"]
@@ -371,15 +381,19 @@ class SpikeExponentialPosterior(BinaryPosterior):
 
     units: int = setting(200, "binary posteriors: the number of binary units", positive=True)
     sharpness: float = setting(
-        8.0, "spike_exponential posterior: β, the sharpness of the exponential", positive=True
+        8.0, "smoothed binary posteriors: β, the sharpness of the exponentials", positive=True
     )
+
+    def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:
+        """ζ by the mixture's inverse CDF at ρ = `uniform`, q = q(z = 1 | x) (or the bits)."""
+        return spike_and_exponential_inverse_cdf(q, uniform, self.sharpness)
 
     def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
         probabilities = ops.sigmoid(parameters["logits"])
         uniform = noise.uniform(
             ops.shape(probabilities), dtype=probabilities.dtype, seed=self.seed_generator
         )
-        return spike_and_exponential_inverse_cdf(probabilities, uniform, self.sharpness)
+        return self.smooth(probabilities, uniform)
 
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """Binary z ~ q(z|x) ``(batch, samples, N)`` and log q(z|x) ``(batch, samples)``.
@@ -400,7 +414,7 @@ class SpikeExponentialPosterior(BinaryPosterior):
     def decoder_input(self, z: TensorLike, seed: Any) -> TensorLike:
         """ζ ~ r(ζ | z) for binary z: the mixture's inverse CDF with q = z is exactly that."""
         uniform = noise.uniform(ops.shape(z), dtype=z.dtype, seed=seed)
-        return spike_and_exponential_inverse_cdf(z, uniform, self.sharpness)
+        return self.smooth(z, uniform)
 
     def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
         """Per-unit usage over the given images, and the units whose posterior varies."""
@@ -411,6 +425,24 @@ class SpikeExponentialPosterior(BinaryPosterior):
             "unit_usage": [float(value) for value in np.mean(logits > 0.0, axis=0)],
             "mean_posterior_probability": [float(value) for value in probabilities.mean(axis=0)],
         }
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class OverlappingExponentialPosterior(SpikeExponentialPosterior):
+    """N binary units smoothed by DVAE++'s overlapping exponentials (Vahdat et al. 2018).
+
+    As the spike-and-exponential, with the spike at 0 replaced by the mirror of the exponential
+    at 1, so that both states have a density on [0, 1] and every draw carries a gradient to q
+    (`vae_mnist.rbm.overlapping_exponential_inverse_cdf`). The decoder sees ζ in training and
+    evaluation alike.
+    """
+
+    kind: ClassVar[str] = "overlapping_exponential"
+    description: ClassVar[str] = "binary units, overlapping exponentials (DVAE++, Vahdat 2018)"
+
+    def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:
+        return overlapping_exponential_inverse_cdf(q, uniform, self.sharpness)
 
 
 # A unit counts as used where its posterior probability varies across the test set by more

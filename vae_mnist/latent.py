@@ -22,6 +22,15 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
 ``relaxed_density`` a relaxed sample's density in the logits' space (a posterior), or the relaxed
                    uniform prior's (a prior): the IWAE objective on a relaxed posterior.
 ``partition_function`` a normalising constant that evaluation computes (an RBM's log Z).
+``relaxed_bits``   (a posterior) binary units whose training sample ζ in [0, 1]^N tends to the
+                   bits as its temperature falls, and whose bits' log-probability, linear in
+                   each bit, extends to ζ (`relaxed_log_probability`): what GumBolt needs.
+``hierarchical``   (a posterior) units in groups, each conditioned on the groups before it: no
+                   factorial distribution, so no closed-form KL.
+``relaxed_energy`` (a prior) a Boltzmann prior whose energy the training step evaluates at the
+                   posterior's relaxed sample (GumBolt, Khoshaman & Amin 2018): it gives the
+                   training KL, or each sample's log-ratio for the IWAE objective, from ζ
+                   (`relaxed_divergence`).
 """
 
 from __future__ import annotations
@@ -166,7 +175,10 @@ class Prior(Part):
       (None by default): where the explore page's controls start.
     - ``training_update()``: work inside each training step (an RBM's persistent chains).
     - ``auxiliary_loss()``: a scalar added to the loss, not to the KL (zero by default).
+    - ``callbacks()``: Keras callbacks it needs during training (an RBM's log Z refresh).
     - ``prepare_evaluation(**options)``: work before evaluation; JSON-ready metrics.
+    - ``relaxed_divergence(zeta, parameters, sample_estimate)``: with ``relaxed_energy``, the
+      training KL (or each sample's log-ratio) at the posterior's relaxed sample.
     """
 
     family: ClassVar[str] = "prior"
@@ -201,6 +213,9 @@ class Prior(Part):
 
     def auxiliary_loss(self) -> TensorLike:
         return 0.0
+
+    def callbacks(self) -> list:
+        return []
 
     def prepare_evaluation(self, **options: Any) -> dict[str, Any]:
         return {}

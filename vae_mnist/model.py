@@ -179,7 +179,14 @@ class VAE(keras.Model):
             self.objective.part.needs_log_weights
             and not posterior.offers("density")
             and posterior.offers("relaxed_density")
+            and not self.relaxes_prior_energy
         )
+
+    @property
+    def relaxes_prior_energy(self) -> bool:
+        """Whether training evaluates the prior's energy at the top layer's relaxed sample
+        (GumBolt): the prior then gives that layer's KL term from the sample."""
+        return self.prior.part.offers("relaxed_energy")
 
     @property
     def posterior_part(self) -> Part:
@@ -258,12 +265,18 @@ class VAE(keras.Model):
         else:
             z = self.posterior.part.sample(parameters, training=training)
         outputs["z"] = z
-        code = z
+        code, top_parameters = z, parameters
         for number, layer in enumerate(self.upper_layers, start=2):
-            upper = self._upper_parameters(layer, code)
-            code = layer.posterior.part.sample(upper, training=training)
-            outputs.update({f"layer_{number}/{name}": value for name, value in upper.items()})
+            top_parameters = self._upper_parameters(layer, code)
+            code = layer.posterior.part.sample(top_parameters, training=training)
+            outputs.update(
+                {f"layer_{number}/{name}": value for name, value in top_parameters.items()}
+            )
             outputs[f"z_{number}"] = code
+        if training and self.relaxes_prior_energy:
+            outputs["relaxed_kl"] = self.prior.part.relaxed_divergence(
+                code, top_parameters, sample_estimate=self.objective.part.needs_log_weights
+            )
         decoded = self.decode(z)
         return {
             **outputs,
@@ -285,10 +298,17 @@ class VAE(keras.Model):
 
     def kl_terms(self, y_pred: dict, analytic: bool = True):
         """The KL term per image: ``Σ_layers log q - log p`` at the samples, or in closed form
-        for the top layer where the prior knows the posterior's distribution and `analytic`."""
+        for the top layer where the prior knows the posterior's distribution and `analytic`, or
+        GumBolt's term at the relaxed sample where the training step gave it (``relaxed_kl``)."""
         layers = self._layer_outputs(y_pred)
         top, top_parameters, top_z = layers[-1]
-        kl = self.prior.part.kl_divergence(top.distribution(top_parameters)) if analytic else None
+        if "relaxed_kl" in y_pred:
+            # GumBolt's term at the relaxed sample, as the objective needs it.
+            kl = y_pred["relaxed_kl"]
+        elif analytic:
+            kl = self.prior.part.kl_divergence(top.distribution(top_parameters))
+        else:
+            kl = None
         if kl is None and "relaxed_log_ratio" in y_pred:
             kl = y_pred["relaxed_log_ratio"]
         elif kl is None:

@@ -148,6 +148,9 @@ class IWAEObjective(Objective):
             return
         if posterior.offers("relaxed_density") and prior.offers("relaxed_density"):
             return
+        if prior.offers("relaxed_energy"):
+            # GumBolt: the prior weighs the relaxed sample by its proxy log-ratio.
+            return
         raise ConfigError(
             f"the iwae objective weighs samples by their density, which the {posterior.kind} "
             f"posterior with the {prior.kind} prior does not give; use --objective elbo"

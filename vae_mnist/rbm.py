@@ -206,6 +206,53 @@ def spike_and_exponential_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: flo
     return np.where(zeta < 0.0, 0.0, values)
 
 
+def overlapping_exponential_inverse_cdf(
+    q: TensorLike, uniform: TensorLike, beta: float | TensorLike
+) -> TensorLike:
+    """Smoothed latents ζ: the inverse CDF of DVAE++'s ``(1 - q)·r0 + q·r1`` at ρ.
+
+    Vahdat et al.'s (DVAE++, ICML 2018) overlapping exponentials on [0, 1]:
+    ``r0(ζ) = β e^(-βζ) / (1 - e^(-β))`` (a unit that is off) and its mirror
+    ``r1(ζ) = β e^(β(ζ - 1)) / (1 - e^(-β))`` (on). With ``x = e^(-βζ)``, ``b = e^(-β)`` and
+    ``c = 1 - b``, the mixture's CDF equals ρ where x solves the quadratic::
+
+        (1 - q) x² + B x - q b = 0,    B = ρ c - (1 - q) + q b,
+
+    whose root in [b, 1] is ``x = 2 q b / (B + D)`` for B >= 0 and ``(D - B) / (2 (1 - q))``
+    for B < 0, ``D = sqrt(B² + 4 (1 - q) q b)`` (each form free of cancellation where it is
+    used); then ``ζ = -log(x) / β``. Unlike the spike, both branches have a density, so ζ
+    moves with q everywhere and ``dζ/dq`` is finite for q in [0, 1]: the unused form sees a
+    safe denominator, so its value cannot make the gradient NaN.
+
+    Args:
+        q: q(z = 1 | x), any shape, values in [0, 1].
+        uniform: ρ ~ U(0, 1), the same shape as q.
+        beta: β > 0, a number or a scalar tensor.
+
+    Returns:
+        ζ in [0, 1], the same shape as q (no reduction).
+    """
+    q, uniform, beta = _float_tensors(q, uniform, beta)
+    b = ops.exp(-beta)
+    c = -ops.expm1(-beta)
+    linear = uniform * c - (1.0 - q) + q * b
+    root = ops.sqrt(ops.square(linear) + 4.0 * (1.0 - q) * q * b)
+    positive = linear >= 0.0
+    first = 2.0 * q * b / ops.where(positive, linear + root, ops.ones_like(q))
+    second = (root - linear) / ops.where(positive, ops.ones_like(q), 2.0 * (1.0 - q))
+    x = ops.clip(ops.where(positive, first, second), b, 1.0)
+    return -ops.log(x) / beta
+
+
+def overlapping_exponential_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: float) -> np.ndarray:
+    """CDF of ``(1 - q)·r0 + q·r1`` (see `overlapping_exponential_inverse_cdf`), in numpy:
+    ``[(1 - q)(1 - e^(-βζ)) + q (e^(β(ζ - 1)) - e^(-β))] / (1 - e^(-β))`` on [0, 1]."""
+    zeta = np.clip(np.asarray(zeta, dtype=np.float64), 0.0, 1.0)
+    off = (1.0 - q) * -np.expm1(-beta * zeta)
+    on = q * (np.exp(beta * (zeta - 1.0)) - np.exp(-beta))
+    return (off + on) / -np.expm1(-beta)
+
+
 def _softplus(values: np.ndarray) -> np.ndarray:
     """``log(1 + e^x)`` without overflow."""
     return np.logaddexp(0.0, values)

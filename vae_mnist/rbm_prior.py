@@ -3,20 +3,29 @@
 The kind ``rbm``: the code's units split into two halves, ``p(z) = exp(-E(z)) / Z`` with
 ``E(z) = -a1·z1 - a2·z2 - z1ᵀ W z2``, whose biases and coupling are weights learned with the
 rest of the VAE. It pairs with a binary posterior (``spike_exponential``, Rolfe's smoothing, or
-``bernoulli``); for a factorial q the KL is ``KL(q ‖ p) = -H(q) + E_q[E(z)] + log Z``, the
-entropy and the expected energy in closed form. The gradient of log Z, ``E_p[-∂E/∂θ]``, comes
-from persistent block Gibbs chains of the prior (non-trainable variables advanced
-`gibbs_sweeps` sweeps per training step and saved with the model, so a resumed run keeps
-them), or, with ``log_partition_gradient = "exact"`` and a half small enough to enumerate in
-every step, from the enumerated log Z itself.
+``bernoulli``). How training relaxes the prior's term is its ``relaxation``:
 
-Which log Z the loss *shows* (its value carries no gradient, except with ``exact``): where the
-smaller half has at most `IN_GRAPH_EXACT_UNITS` units, the exact log Z of the current
-parameters, enumerated inside the step; otherwise the value in the variable ``log_partition``:
-that of the last `prepare_evaluation` (exact or AIS), ``(n1 + n2) log 2`` before any.
-Evaluation calls `prepare_evaluation` first, which computes log Z in numpy (exactly where the
-smaller half has at most `EXACT_LOG_PARTITION_UNITS` units, else by annealed importance
-sampling) and uses that value from then on.
+- ``closed_form`` (Rolfe 2017): for a factorial q, ``KL(q ‖ p) = -H(q) + E_q[E(z)] + log Z``,
+  the entropy and the expected energy in closed form, whatever the decoder sees;
+- ``gumbolt`` (Khoshaman & Amin 2018): the energy at the posterior's relaxed sample ζ (a
+  posterior that offers ``relaxed_bits``: the binary Concrete of ``bernoulli``),
+  ``-H(q) + E(ζ) + log Z`` for the ELBO and ``log q̃(ζ|x) + E(ζ) + log Z`` per sample for the
+  importance-weighted objective, with the discrete log Z. Validation and evaluation take exact
+  bits either way.
+
+The gradient of log Z, ``E_p[-∂E/∂θ]``, comes from persistent block Gibbs chains of the prior
+(non-trainable variables advanced `gibbs_sweeps` sweeps per training step and saved with the
+model, so a resumed run keeps them), or, with ``log_partition_gradient`` ``exact`` (or
+``auto``) and a half small enough to enumerate in every step, from the enumerated log Z itself.
+
+Which log Z the loss *shows* (its value carries no gradient, except with the exact gradient):
+where the smaller half has at most `IN_GRAPH_EXACT_UNITS` units, the exact log Z of the current
+parameters, enumerated inside the step; otherwise the value in the variable ``log_partition``,
+which a callback refreshes by annealed importance sampling (`ais_runs` runs of `ais_steps`
+steps) at the start of every epoch and before every validation, so the logged loss and KL are
+the negative ELBO and the KL at every size. Evaluation calls `prepare_evaluation` first, which
+computes log Z in numpy (exactly where the smaller half has at most `EXACT_LOG_PARTITION_UNITS`
+units, else by AIS, with its standard error) and uses that value from then on.
 """
 
 from __future__ import annotations
@@ -45,9 +54,8 @@ from vae_mnist.settings import ConfigError, UsageError, register, setting
 IN_GRAPH_EXACT_UNITS = 16
 # An RBM half is enumerated exactly for log Z up to this many units (2^20 states).
 EXACT_LOG_PARTITION_UNITS = 20
-# Annealed importance sampling for evaluation: independent runs and annealing steps.
-AIS_CHAINS = 100
-AIS_STEPS = 10_000
+# The largest half: Rolfe's and Khoshaman & Amin's largest RBMs have 2 x 128 units.
+MAX_HALF_UNITS = 128
 # Block Gibbs sweeps from random states before a prior sample is decoded, for figures.
 PRIOR_SAMPLE_GIBBS_STEPS = 1000
 LOG_PARTITION_METHODS = ("auto", "exact", "ais")
@@ -82,19 +90,67 @@ class RBMPrior(Prior):
     log_partition_gradient: str = setting(
         "chains",
         "rbm prior: the gradient of log Z from the persistent chains, or exact (enumerated "
-        f"inside the step; a half of at most {IN_GRAPH_EXACT_UNITS} units)",
-        choices=("chains", "exact"),
+        f"inside the step; a half of at most {IN_GRAPH_EXACT_UNITS} units), or auto (exact "
+        "where it can be, chains otherwise)",
+        choices=("chains", "exact", "auto"),
+    )
+    relaxation: str = setting(
+        "closed_form",
+        "rbm prior: its term in training, closed_form (E_q[E(z)] for a factorial q, Rolfe "
+        "2017) or gumbolt (the energy at the posterior's relaxed sample, Khoshaman & Amin "
+        "2018; a bernoulli posterior; trains with --objective iwae too)",
+        choices=("closed_form", "gumbolt"),
+    )
+    ais_runs: int = setting(
+        100, "rbm prior: annealed importance sampling runs for log Z", minimum=2
+    )
+    ais_steps: int = setting(
+        10_000, "rbm prior: annealing steps of each AIS run for log Z", positive=True
     )
 
     def check(self) -> None:
+        if max(self.halves) > MAX_HALF_UNITS:
+            raise ConfigError(
+                f"halves {self.halves[0]},{self.halves[1]}: a half has at most "
+                f"{MAX_HALF_UNITS} units"
+            )
         if self.log_partition_gradient == "exact" and min(self.halves) > IN_GRAPH_EXACT_UNITS:
             raise ConfigError(
                 f"log_partition_gradient exact enumerates the smaller RBM half in every step, "
                 f"which has {min(self.halves)} units: more than {IN_GRAPH_EXACT_UNITS}; use chains"
             )
 
+    @property
+    def exact_gradient(self) -> bool:
+        """Whether log Z's gradient is the enumerated one (else the persistent chains')."""
+        if self.log_partition_gradient == "auto":
+            return min(self.halves) <= IN_GRAPH_EXACT_UNITS
+        return self.log_partition_gradient == "exact"
+
+    @property
+    def enumerates_in_step(self) -> bool:
+        """Whether the training step enumerates log Z (else it reads `log_partition`)."""
+        return min(self.halves) <= IN_GRAPH_EXACT_UNITS
+
+    def offers(self, capability: str) -> bool:
+        # The GumBolt relaxation is a setting, so this capability is the instance's.
+        if capability == "relaxed_energy":
+            return self.relaxation == "gumbolt"
+        return super().offers(capability)
+
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "codes", "a binary posterior")
+        if self.relaxation == "closed_form" and posterior.offers("hierarchical"):
+            raise ConfigError(
+                f"the rbm prior's relaxation closed_form needs a factorial posterior, and the "
+                f"{posterior.kind} posterior is hierarchical (use --relaxation gumbolt)"
+            )
+        if self.relaxation == "gumbolt" and not posterior.offers("relaxed_bits"):
+            raise ConfigError(
+                f"the rbm prior's relaxation gumbolt evaluates its energy at relaxed bits, "
+                f"which the {posterior.kind} posterior does not give (use --posterior "
+                "bernoulli, or --relaxation closed_form)"
+            )
         if posterior.classes != 2 or posterior.code_size != sum(self.halves):
             raise ConfigError(
                 f"the rbm prior's halves {self.halves[0]} + {self.halves[1]} need "
@@ -173,9 +229,9 @@ class RBMPrior(Prior):
         """The log Z that the KL term and log p(z) add (see the module)."""
         if self.evaluation_log_partition is not None:
             return ops.convert_to_tensor(self.evaluation_log_partition, dtype=self.bias1.dtype)
-        if self.log_partition_gradient == "exact":
+        if self.exact_gradient:
             return enumerated_log_partition(*self._weights())
-        if min(self.halves) <= IN_GRAPH_EXACT_UNITS:
+        if self.enumerates_in_step:
             return ops.stop_gradient(enumerated_log_partition(*self._weights()))
         return ops.convert_to_tensor(self.log_partition)
 
@@ -191,6 +247,30 @@ class RBMPrior(Prior):
         expected_energy = expected_rbm_energy(first, second, *self._weights())
         return -bernoulli_entropy(logits) + expected_energy + self.current_log_partition()
 
+    def relaxed_divergence(
+        self, zeta: TensorLike, parameters: dict, sample_estimate: bool
+    ) -> TensorLike:
+        """GumBolt's KL term at the posterior's relaxed training sample ζ, ``(batch,)`` nats.
+
+        With ``sample_estimate`` (each sample's weight, for the importance-weighted bound), or
+        for a posterior that is not factorial (a hierarchical one, whose logits l depend on
+        the earlier groups' ζ)::
+
+            log q̃(ζ|x) + E(ζ) + log Z,   log q̃(ζ|x) = Σ_u [ζ_u l_u - softplus(l_u)],
+
+        and otherwise (the ELBO) the entropy in closed form, ``-H(q) + E(ζ) + log Z``. Both
+        tend to the discrete terms as ζ tends to the bits; log Z is the discrete one, its
+        gradient from the chains (`auxiliary_loss`) or the enumeration.
+        """
+        first, second = self._halves_of(zeta)
+        energy = rbm_energy(first, second, *self._weights())
+        distribution = self.posterior.distribution(parameters)
+        if sample_estimate or not isinstance(distribution, FactorialBernoulli):
+            log_q = self.posterior.relaxed_log_probability(zeta, parameters)
+        else:
+            log_q = -bernoulli_entropy(distribution.logits)
+        return log_q + energy + self.current_log_partition()
+
     def auxiliary_loss(self) -> TensorLike:
         """A term of value zero whose gradient is that of log Z: ``E_p[-∂E/∂θ]``.
 
@@ -199,7 +279,7 @@ class RBMPrior(Prior):
         without gradient, so the logged loss stays the negative ELBO. With the exact gradient
         the KL term's log Z carries it, and this term is zero.
         """
-        if self.log_partition_gradient == "exact":
+        if self.exact_gradient:
             return ops.zeros((), dtype=self.bias1.dtype)
         first = ops.stop_gradient(ops.convert_to_tensor(self.chain_first))
         second = ops.stop_gradient(ops.convert_to_tensor(self.chain_second))
@@ -244,11 +324,25 @@ class RBMPrior(Prior):
                 "--log-partition ais or auto"
             )
 
+    def annealed_log_partition(self, seed: Any = 0) -> tuple[float, float]:
+        """log Z of the current parameters by AIS (`ais_runs` runs of `ais_steps` steps), and
+        its standard error, in numpy."""
+        return annealed_importance_sampling_log_partition(
+            *self.numpy_weights(),
+            chains=self.ais_runs,
+            steps=self.ais_steps,
+            rng=np.random.default_rng(seed),
+        )
+
+    def callbacks(self) -> list:
+        """Where the step does not enumerate log Z, a callback that refreshes the logged one."""
+        return [] if self.enumerates_in_step else [_log_partition_refresh(self)]
+
     def prepare_evaluation(self, log_partition: str = "auto", seed: int = 0, **options) -> dict:
         """Compute log Z in numpy and use it from now on; return it as metrics.
 
         ``exact`` enumerates the smaller half, ``ais`` runs annealed importance sampling
-        (`AIS_CHAINS` runs of `AIS_STEPS` steps), ``auto`` is exact where possible.
+        (`ais_runs` runs of `ais_steps` steps), ``auto`` is exact where possible.
         """
         self.check_evaluation(log_partition)
         weights = self.numpy_weights()
@@ -258,9 +352,7 @@ class RBMPrior(Prior):
             value = exact_log_partition(*weights, max_enumerated_units=EXACT_LOG_PARTITION_UNITS)
             method, error = "exact", 0.0
         else:
-            value, error = annealed_importance_sampling_log_partition(
-                *weights, chains=AIS_CHAINS, steps=AIS_STEPS, rng=np.random.default_rng(seed)
-            )
+            value, error = self.annealed_log_partition(seed)
             method = "ais"
         self.attach(evaluation_log_partition=float(value))
         self.log_partition.assign(float(value))
@@ -269,3 +361,34 @@ class RBMPrior(Prior):
             "log_partition_method": method,
             "log_partition_standard_error": float(error),
         }
+
+
+def _log_partition_refresh(prior: RBMPrior) -> Any:
+    """A Keras callback that sets the prior's ``log_partition`` to an AIS estimate of the
+    current parameters' log Z at the start of each epoch and before each validation, so that
+    the loss and KL that training logs use a log Z at most one epoch old (with a large RBM the
+    step cannot enumerate it). It skips a refresh where no training step ran since the last
+    (an epoch's start right after the previous validation). Each estimate is seeded by the
+    epoch, so runs repeat."""
+
+    class LogPartitionRefresh(keras.callbacks.Callback):
+        epoch = 0
+        stale = True
+
+        def refresh(self, stream: int) -> None:
+            if self.stale:
+                value, _ = prior.annealed_log_partition(seed=(self.epoch, stream))
+                prior.log_partition.assign(value)
+                self.stale = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self.refresh(0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.stale = True
+
+        def on_test_begin(self, logs=None):
+            self.refresh(1)
+
+    return LogPartitionRefresh()

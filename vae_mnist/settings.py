@@ -224,6 +224,7 @@ BUILTIN_KIND_MODULES = (
     "vae_mnist.networks",
     "vae_mnist.gaussian",
     "vae_mnist.discrete",
+    "vae_mnist.hierarchical",
     "vae_mnist.rbm_prior",
     "vae_mnist.vamp",
     "vae_mnist.likelihoods",

@@ -291,6 +291,7 @@ def train(
                     validation_data=x_test,
                     validation_batch_size=training.batch_size,
                     callbacks=[
+                        *vae.prior.part.callbacks(),
                         *vae.objective.part.callbacks(),
                         recorder,
                         *([progress] if progress else []),

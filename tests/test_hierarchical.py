@@ -1,0 +1,160 @@
+"""The hierarchical approximating posterior: a normalised q(z|x) that its exact sampler draws
+from, GumBolt's proxy at the bits, the refusals, and its preset."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from keras import ops
+from test_gumbolt import GUMBOLT, data_of, numpy
+
+from vae_mnist.hierarchical import HierarchicalBernoulliPosterior, group_mask
+from vae_mnist.model import PartLayer, build_vae, load_model, save_model
+from vae_mnist.rbm_prior import RBMPrior
+from vae_mnist.settings import ConfigError
+from vae_mnist.training import train
+
+
+def hierarchical_posterior(units: int = 4, groups: int = 2, seed: int = 0, scale: float = 2.0):
+    """A hierarchical posterior whose coupling of the groups is strong and random."""
+    posterior = PartLayer(HierarchicalBernoulliPosterior(units=units, groups=groups), seed).part
+    rng = np.random.default_rng(seed)
+    posterior.group_coupling.assign(rng.normal(0, scale, (units, units)).astype("float32"))
+    return posterior
+
+
+def every_code(units: int) -> np.ndarray:
+    return np.array(list(itertools.product((0.0, 1.0), repeat=units)), dtype="float32")
+
+
+def test_the_mask_lets_a_group_see_only_the_groups_before_it():
+    mask = group_mask(6, 3)
+    # Rows: the conditioning unit j; columns: the conditioned unit i.
+    assert mask[0:2, 0:2].sum() == 0 and mask[0:2, 2:6].all()
+    assert mask[2:4, 0:4].sum() == 0 and mask[2:4, 4:6].all()
+    assert mask[4:6].sum() == 0
+
+
+def test_q_is_normalised_and_the_exact_sampler_draws_from_it():
+    posterior = hierarchical_posterior(seed=1)
+    logits = np.array([[0.3, -1.0, 0.5, 1.2]], "float32")
+    parameters = {"logits": ops.convert_to_tensor(logits)}
+    codes = every_code(4)
+    one = {"logits": ops.convert_to_tensor(np.tile(logits, (16, 1)))}
+    probabilities = np.exp(numpy(posterior.log_density(codes, one)))
+    assert probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+    # Not factorial: the second group's marginal depends on the first group's bits.
+    marginal = probabilities.reshape(4, 4)
+    conditional = marginal / marginal.sum(axis=1, keepdims=True)
+    assert np.abs(conditional[0] - conditional[3]).max() > 0.1
+    samples = 40_000
+    bits, log_q = posterior.sample_exact(parameters, samples, 5)
+    bits, log_q = numpy(bits)[0], numpy(log_q)[0]
+    indices = bits.astype(int) @ (2 ** np.arange(3, -1, -1))
+    frequencies = np.bincount(indices, minlength=16) / samples
+    assert 0.5 * np.abs(frequencies - probabilities).sum() < 0.02
+    np.testing.assert_allclose(log_q, np.log(probabilities[indices]), rtol=1e-4, atol=1e-4)
+
+
+def test_the_relaxed_sample_tends_to_the_exact_sampler_as_the_temperature_falls():
+    posterior = PartLayer(
+        HierarchicalBernoulliPosterior(units=4, groups=2, temperature=0.01, temperature_min=0.01),
+        2,
+    ).part
+    posterior.group_coupling.assign(np.full((4, 4), 3.0, "float32"))
+    logits = np.tile(np.array([[0.0, 0.0, -2.0, -2.0]], "float32"), (20_000, 1))
+    zeta = numpy(posterior.sample({"logits": ops.convert_to_tensor(logits)}, training=True))
+    assert np.mean(np.minimum(zeta, 1 - zeta) < 0.01) > 0.95
+    bits = np.round(zeta)
+    # The second group's units are on with sigmoid(-2 + 3 · (bits on in the first group)).
+    for on in range(3):
+        rows = bits[:, :2].sum(1) == on
+        expected = 1.0 / (1.0 + math.exp(-(-2.0 + 3.0 * on)))
+        assert bits[rows, 2:].mean() == pytest.approx(expected, abs=0.03)
+
+
+def test_gumbolt_with_a_hierarchical_posterior_gives_the_discrete_term_at_bits():
+    posterior = hierarchical_posterior(units=5 * 2, groups=2, seed=3)
+    prior = PartLayer(RBMPrior(halves=(5, 5), chains=4, relaxation="gumbolt"), 3, posterior).part
+    rng = np.random.default_rng(4)
+    parameters = {"logits": ops.convert_to_tensor(rng.normal(0, 1, (3, 10)).astype("float32"))}
+    bits = (rng.random((3, 10)) < 0.5).astype("float32")
+    expected = numpy(posterior.log_density(bits, parameters)) - numpy(prior.log_density(bits))
+    for sample_estimate in (True, False):
+        term = prior.relaxed_divergence(bits, parameters, sample_estimate=sample_estimate)
+        np.testing.assert_allclose(numpy(term), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_the_hierarchical_posterior_refuses_what_it_cannot_do():
+    with pytest.raises(ConfigError, match="10 units do not split into 3 equal groups"):
+        HierarchicalBernoulliPosterior(units=10, groups=3)
+    with pytest.raises(ConfigError, match="closed_form needs a factorial posterior"):
+        GUMBOLT.replace(posterior="hierarchical_bernoulli", groups=7, relaxation="closed_form")
+    with pytest.raises(ConfigError, match="iwae objective weighs samples"):
+        GUMBOLT.replace(posterior="hierarchical_bernoulli", groups=1, prior="uniform").replace(
+            objective="iwae"
+        )
+
+
+def test_the_hierarchical_preset_builds_saves_reloads_trains_and_evaluates(tmp_path):
+    from vae_mnist.data import model_inputs
+    from vae_mnist.evaluation import evaluate_run
+    from vae_mnist.presets import load_preset, preset_config
+
+    config = preset_config(
+        "gumbolt2018-hierarchical",
+        epochs=1,
+        batch_size=50,
+        steps_per_execution=1,
+        jit_compile=False,
+        ais_runs=20,
+        ais_steps=200,
+    )
+    a, b = load_preset("gumbolt2018").config.to_dict(), load_preset(config.preset).config.to_dict()
+    assert {name for name in {*a, *b} if a[name] != b[name]} == {"posterior", "preset"}
+    vae = build_vae(config)
+    vae.posterior_part.group_coupling.assign(
+        np.random.default_rng(0).normal(0, 1, (64, 64)).astype("float32")
+    )
+    images = np.random.default_rng(0).random((5, 784)).astype("float32")
+    save_model(vae, tmp_path / "vae.keras")
+    loaded = load_model(tmp_path / "vae.keras")
+    before, after = vae(images, training=False), loaded(images, training=False)
+    for key in ("logits", "z", "reconstruction"):
+        np.testing.assert_allclose(numpy(after[key]), numpy(before[key]), atol=1e-6)
+    data = data_of(train=100, test=20)
+    result = train(config, data, tmp_path / "run", verbose=0)
+    assert math.isfinite(result["history"][-1]["loss"])
+    trained = load_model(tmp_path / "run" / "vae.keras")
+    # Training moved the coupling of the groups away from its zero start.
+    assert np.abs(numpy(trained.posterior_part.group_coupling)).max() > 0.0
+    inputs = model_inputs(data, config.data.binarize, config.training.seed)
+    metrics = evaluate_run(
+        trained, inputs[0], data[0][1], inputs[1], data[1][1], samples=4, neighbours=3
+    )
+    assert math.isfinite(metrics["iwae_negative_log_likelihood"])
+    assert metrics["log_partition_method"] == "ais"
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (("--relaxation", "closed_form"), "closed_form needs a factorial posterior"),
+        (("--groups", "5"), "64 units do not split into 5 equal groups"),
+        (("--groups", "0"), "--groups"),
+    ],
+)
+def test_train_refuses_a_bad_hierarchy_in_one_line(tmp_path, flags, message):
+    from test_dvae import run_command
+
+    folder = tmp_path / "run"
+    result = run_command(
+        "train", "--preset", "gumbolt2018-hierarchical", "--out", str(folder), *flags
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not folder.exists()

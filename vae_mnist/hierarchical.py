@@ -1,0 +1,154 @@
+"""A hierarchical approximating posterior over binary units (after Rolfe 2017, section 3).
+
+The kind ``hierarchical_bernoulli``: the N units fall into G equal groups, and each group is
+conditioned on the groups before it, ``q(z|x) = Π_g q(z_g | x, ζ_<g)``, with
+
+    q(z_g,i = 1 | x, ζ_<g) = sigmoid(a_g,i(x) + Σ_{j in groups before g} V_ji ζ_j),
+
+where a(x) are the encoder's N logits and V a learned coupling of the units, used only from a
+group to the groups after it (a strictly block-triangular mask), zero at the start, so the
+posterior starts factorial. In training each group is drawn by the binary Concrete relaxation
+given the relaxed ζ of the groups before it (as `bernoulli`, at its annealed temperature);
+outside training the groups are drawn as exact bits given the bits before them.
+
+The posterior is not factorial, so no prior has its KL in closed form: the model takes the
+sample estimate ``log q(z|x) - log p(z)``, and with the RBM prior's GumBolt relaxation each
+group's Bernoulli log-probability is evaluated at ζ (``relaxed_bits``). Rolfe conditions each
+group through a neural network of x and ζ_<g; here the condition is linear in ζ_<g, added to
+the encoder's logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vae_mnist import noise
+from vae_mnist.backend import ops
+from vae_mnist.discrete import BernoulliPosterior
+from vae_mnist.latent import TensorLike
+from vae_mnist.relaxations import bernoulli_log_probability, binary_concrete_sample
+from vae_mnist.settings import ConfigError, register, setting
+
+
+def group_mask(units: int, groups: int) -> np.ndarray:
+    """``(units, units)`` float32: 1 where unit j's group comes before unit i's (row j, column
+    i), so ``code @ (V · mask)`` gives each unit the weighted sum of the earlier groups only."""
+    group = np.arange(units) // (units // groups)
+    return (group[:, None] < group[None, :]).astype("float32")
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class HierarchicalBernoulliPosterior(BernoulliPosterior):
+    """Binary units in groups, each conditioned on the groups before it (see the module)."""
+
+    kind: ClassVar[str] = "hierarchical_bernoulli"
+    description: ClassVar[str] = "binary units in groups, each conditioned on those before"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_bits", "hierarchical"})
+
+    groups: int = setting(
+        2,
+        "hierarchical_bernoulli posterior: groups of units, each conditioned on those before",
+        positive=True,
+    )
+
+    def check(self) -> None:
+        super().check()
+        if self.units % self.groups:
+            raise ConfigError(
+                f"the hierarchical_bernoulli posterior's {self.units} units do not split into "
+                f"{self.groups} equal groups"
+            )
+
+    def create_state(self, host: Any, seed: int | None) -> None:
+        super().create_state(host, seed)
+        host.group_coupling = host.add_weight(
+            shape=(self.units, self.units), initializer="zeros", name="group_coupling"
+        )
+        self.attach(group_coupling=host.group_coupling, mask=group_mask(self.units, self.groups))
+
+    @property
+    def group_size(self) -> int:
+        return self.units // self.groups
+
+    def conditional_logits(self, parameters: dict, code: TensorLike) -> TensorLike:
+        """Each unit's logit given the code's earlier groups, ``(..., N)`` for a code
+        ``(..., N)``: ``a(x) + code @ (V · mask)``. A group's logits do not depend on its own
+        or later groups, so one product serves every group of a complete code."""
+        coupling = ops.convert_to_tensor(self.group_coupling) * self.mask
+        logits = parameters["logits"]
+        code = ops.cast(code, logits.dtype)
+        if len(ops.shape(code)) == 3:
+            # (batch, N) -> (batch, 1, N), to broadcast over the samples.
+            logits = ops.expand_dims(logits, 1)
+        return logits + ops.matmul(code, coupling)
+
+    def _draw_in_order(
+        self, parameters: dict, shape: tuple, draw: Callable[[TensorLike, slice], TensorLike]
+    ) -> TensorLike:
+        """A code ``shape`` drawn group by group, `draw(logits of group g, its columns)` given
+        the groups already drawn (the later ones held at zero, which their mask ignores)."""
+        size, groups = self.group_size, []
+        dtype = parameters["logits"].dtype
+        for index in range(self.groups):
+            rest = ops.zeros((*shape[:-1], self.units - index * size), dtype=dtype)
+            code = ops.concatenate([*groups, rest], axis=-1)
+            columns = slice(index * size, (index + 1) * size)
+            groups.append(draw(self.conditional_logits(parameters, code)[..., columns], columns))
+        return ops.concatenate(groups, axis=-1)
+
+    def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
+        """ζ ``(batch, N)``: each group's binary Concrete given the earlier groups' ζ."""
+
+        def draw(logits: TensorLike, columns: slice) -> TensorLike:
+            return binary_concrete_sample(
+                logits, temperature, self.seed_generator, self.straight_through
+            )
+
+        return self._draw_in_order(parameters, tuple(ops.shape(parameters["logits"])), draw)
+
+    def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
+        """Exact bits z ~ q(z|x) ``(batch, samples, N)``, group by group, and log q(z|x)."""
+        batch = ops.shape(parameters["logits"])[0]
+        shape = (batch, samples, self.units)
+        # One draw for every group: an int seed gives each call the same noise.
+        uniform = noise.uniform(shape, dtype=parameters["logits"].dtype, seed=seed)
+
+        def draw(logits: TensorLike, columns: slice) -> TensorLike:
+            return ops.cast(uniform[..., columns] < ops.sigmoid(logits), logits.dtype)
+
+        bits = self._draw_in_order(parameters, shape, draw)
+        return bits, self.log_density(bits, parameters)
+
+    def distribution(self, parameters: dict) -> None:
+        """None: the posterior is not factorial, so no prior has its KL in closed form."""
+        return None
+
+    def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
+        """``log q(z|x) = Σ_g Σ_i [z_gi l_gi - softplus(l_gi)]``, l given z's earlier groups;
+        z ``(batch, N)`` or ``(batch, samples, N)`` → its leading shape."""
+        return bernoulli_log_probability(z, self.conditional_logits(parameters, z))
+
+    def relaxed_log_probability(self, zeta: TensorLike, parameters: dict) -> TensorLike:
+        """GumBolt's proxy: `log_density`'s formula, linear in each bit, at the relaxed ζ."""
+        return self.log_density(zeta, parameters)
+
+    def mode(self, parameters: dict) -> TensorLike:
+        """Each group's more probable bits given the earlier groups' mode, ``(batch, N)``."""
+
+        def draw(logits: TensorLike, columns: slice) -> TensorLike:
+            return ops.cast(ops.greater(logits, 0.0), logits.dtype)
+
+        return self._draw_in_order(parameters, tuple(ops.shape(parameters["logits"])), draw)
+
+    def representation(self, parameters: dict) -> TensorLike:
+        """q(z_i = 1 | x, mode of the earlier groups) of every unit, ``(batch, N)``."""
+        return ops.sigmoid(self.conditional_logits(parameters, self.mode(parameters)))
+
+    def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
+        logits = {"logits": ops.convert_to_tensor(np.asarray(parameters["logits"], "float32"))}
+        return np.asarray(ops.convert_to_numpy(self.mode(logits))).astype(np.int64)

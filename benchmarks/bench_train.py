@@ -6,8 +6,8 @@ In one run, on the same data and hyperparameters, each backend trains
 (b) the project's own path, `vae_mnist.training.train` with the default `RunConfig`
     (checkpointing and history writing included),
 
-each in a fresh process of its own; on JAX also (c) the project's path with Keras' own
-step-by-step loop in place of its compiled chunks (``project-loop``), and with ``--peer``, once,
+each in a fresh process of its own; on JAX also (c) the project's path with each call's steps
+as one compiled scan (``--compiled-chunks``, ``project-chunks``), and with ``--peer``, once,
 (d) a plain PyTorch training loop of the same model as pytorch/examples writes its VAE (an
 ``nn.Module``, a hand loop, RMSprop), written here. It prints the median seconds per epoch over
 the epochs after the first, the peak resident memory, the validation loss after the last epoch,
@@ -16,7 +16,7 @@ matrix-product throughput measured on this machine in the same run), and the slo
 after the first as a multiple of the median (a stall shows there).
 
 With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
-project's path (on JAX, also with Keras' loop), one fresh process each, and reports its seconds
+project's path (on JAX, also in compiled chunks), one fresh process each, and reports its seconds
 per epoch, peak memory and the fraction of its own floor: the FLOPs of its networks' dense and
 convolutional layers (an RBM prior's Gibbs sampling and a discrete latent's relaxation are not
 counted). Fashion-MNIST comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
@@ -112,16 +112,12 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
 
     if path == "torch-peer":
         return _torch_peer(epochs, data_path)
-    if path.endswith("-loop"):
-        # Keras' own functions: one compiled call per step, looped in Python.
-        from vae_mnist.model import VAE
-
-        VAE.make_train_function = keras.Model.make_train_function
-        VAE.make_test_function = keras.Model.make_test_function
-        path = path.removesuffix("-loop")
+    # "-chunks": each call's steps as one compiled scan, in place of Keras' step loop.
+    chunks = path.endswith("-chunks")
+    path = path.removesuffix("-chunks")
     preset = path.removeprefix("preset:") if path.startswith("preset:") else None
     config = preset_config(preset) if preset else vae_mnist.RunConfig()
-    config = config.replace(epochs=epochs)
+    config = config.replace(epochs=epochs, compiled_chunks=chunks)
     dataset = config.data.dataset
     data = vae_mnist.load_dataset(dataset, data_path if dataset == "mnist" else None)
     (x_train, _), (x_test, _) = data
@@ -292,7 +288,7 @@ def main() -> None:
     )
     fastest = float("inf")
     for number, backend in enumerate(backends):
-        paths = (*PATHS, "project-loop") if backend == "jax" else PATHS
+        paths = (*PATHS, "project-chunks") if backend == "jax" else PATHS
         results = {path: run_worker(__file__, backend, path, options) for path in paths}
         fastest = min(fastest, results["project"]["median_epoch_seconds"])
         floor = results["project"]["flops_per_epoch"] / throughput
@@ -351,8 +347,8 @@ def _report_presets(
     print(header)
     print("-" * len(header))
     for backend in backends:
-        # On JAX each preset also runs with Keras' own step loop, beside the compiled chunks.
-        suffixes = ("", "-loop") if backend == "jax" else ("",)
+        # On JAX each preset also runs in compiled chunks, beside Keras' own step loop.
+        suffixes = ("", "-chunks") if backend == "jax" else ("",)
         for preset, suffix in ((preset, suffix) for preset in presets for suffix in suffixes):
             result = run_worker(__file__, backend, f"preset:{preset}{suffix}", options)
             seconds = result["median_epoch_seconds"]

@@ -388,16 +388,17 @@ def test_steps_per_execution_does_not_change_the_numbers(tmp_path):
     # 300 images in batches of 50: 6 steps, so chunks of 4 leave a partial chunk of 2. On JAX
     # a chunk is one compiled scan over its steps; it must give the step-by-step numbers.
     histories = []
-    for steps in (1, 4):
-        folder = tmp_path / f"steps_{steps}"
-        train(SMALL.replace(steps_per_execution=steps), _data(), folder, verbose=0)
+    for steps, chunks in ((1, False), (4, False), (4, True)):
+        folder = tmp_path / f"steps_{steps}_{chunks}"
+        config = SMALL.replace(steps_per_execution=steps, compiled_chunks=chunks)
+        train(config, _data(), folder, verbose=0)
         histories.append((folder / "history.csv").read_text())
-    assert histories[0] == histories[1]
+    assert histories[0] == histories[1] == histories[2]
 
 
 def test_ctrl_c_stops_at_the_end_of_a_chunk(tmp_path, capsys):
     folder = tmp_path / "run"
-    config = SMALL.replace(epochs=3, steps_per_execution=4)
+    config = SMALL.replace(epochs=3, steps_per_execution=4, compiled_chunks=True)
     with pytest.raises(KeyboardInterrupt) as stopped:
         train(config, _data(), folder, verbose=0, callbacks=[_SignalAt(epoch=1, step=4)])
     # The signal comes after the first chunk (steps 1 to 4); the recorder, called before it,

@@ -6,6 +6,9 @@ costs as much as the arithmetic. Here the chunk's batches are stacked on the hos
 and the step runs inside `jax.lax.scan`, so one chunk is one call. The step is Keras' own
 (`train_step` or `test_step`, stateless on JAX), so the arithmetic, the random streams and the
 metrics are those of the loop; callbacks still run at chunk boundaries, as Keras calls them.
+
+It is a training setting (`--compiled-chunks`), off by default: on the 2-core CPU machine it
+has not yet been measured faster than Keras' loop (README, Speed).
 """
 
 from __future__ import annotations
@@ -39,25 +42,52 @@ def chunked(step: Callable, steps: int) -> Callable:
         return step(state, keras.tree.map_structure(lambda value: value[-1], stacked))
 
     # The state is donated, as Keras donates it to its own compiled step.
-    compiled = jax.jit(run, donate_argnums=0)
+    return _ChunkRunner(jax.jit(run, donate_argnums=0), steps)
 
-    def iterator_function(state: Any, iterator: Iterator) -> tuple[Any, Any]:
-        batches = list(itertools.islice(iterator, steps))
+
+class _ChunkRunner:
+    """Feeds a compiled chunk function from Keras' batch iterator, one chunk ahead.
+
+    JAX returns from a compiled call before the arithmetic ends, so the next chunk's batches
+    are gathered and stacked on the host while this one runs, as Keras' step loop overlaps
+    each step's batch with the step before it.
+    """
+
+    def __init__(self, compiled: Callable, steps: int) -> None:
+        self.compiled = compiled
+        self.steps = steps
+        self.ahead: tuple[Iterator, Any] | None = None
+
+    def _stack(self, iterator: Iterator) -> Any:
+        batches = list(itertools.islice(iterator, self.steps))
         if not batches:
-            raise StopIteration
+            return None
         # A tuple of (batch, ...) arrays per step -> one (chunk, batch, ...) array per entry.
-        stacked = keras.tree.map_structure(
+        return keras.tree.map_structure(
             lambda *values: None if values[0] is None else np.stack(values), *batches
         )
-        return compiled(state, stacked)
 
-    return iterator_function
+    def __call__(self, state: Any, iterator: Iterator) -> tuple[Any, Any]:
+        ahead, self.ahead = self.ahead, None
+        stacked = None
+        if ahead is not None and ahead[0] is iterator:
+            stacked = ahead[1]
+        if stacked is None:
+            # Nothing gathered ahead from this iterator: a new epoch, or the first call.
+            stacked = self._stack(iterator)
+        if stacked is None:
+            raise StopIteration
+        result = self.compiled(state, stacked)
+        self.ahead = (iterator, self._stack(iterator))
+        return result
 
 
 def compiles_chunks(model: Any) -> bool:
-    """Whether `model` trains in compiled chunks: JAX, compiled, more than one step a call."""
+    """Whether `model` trains in compiled chunks: asked for, on JAX, compiled, more than one
+    step a call."""
     return (
-        keras.backend.backend() == "jax"
+        model.run_config.training.compiled_chunks
+        and keras.backend.backend() == "jax"
         and bool(model.jit_compile)
         and not model.run_eagerly
         and model.steps_per_execution > 1

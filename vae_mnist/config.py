@@ -64,6 +64,11 @@ class TrainingConfig(Settings):
         100, "training steps run per call into the compiled graph (speed only)", positive=True
     )
     jit_compile: bool = setting(True, "compile the training step with XLA (speed only)")
+    compiled_chunks: bool = setting(
+        False,
+        "JAX: run each call's steps as one compiled scan, not Keras' step loop (speed only; "
+        "the same numbers)",
+    )
     snapshot_every: int = setting(
         0, "save a decoder snapshot every N epochs for the manifold animation (0: none)"
     )

@@ -289,8 +289,10 @@ def test_training_a_large_rbm_logs_the_kl_with_a_current_log_z(tmp_path):
     result = train(config, data_of(), tmp_path / "run", verbose=0)
     vae = load_model(tmp_path / "run" / "vae.keras")
     exact = exact_log_partition(*vae.prior_part.numpy_weights())
-    assert abs(exact - 34 * math.log(2.0)) > 0.5
-    assert float(numpy(vae.prior_part.log_partition)) == pytest.approx(exact, abs=0.1)
+    # The weights moved log Z well away from where it started (by 0.26 on PyTorch, more on
+    # the others), so the refreshed value below cannot be the initial one.
+    assert abs(exact - 34 * math.log(2.0)) > 0.2
+    assert float(numpy(vae.prior_part.log_partition)) == pytest.approx(exact, abs=0.05)
     assert all(math.isfinite(row["val_kl_loss"]) for row in result["history"])
 
 

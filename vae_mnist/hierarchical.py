@@ -79,8 +79,11 @@ class HierarchicalBernoulliPosterior(BernoulliPosterior):
         """Each unit's logit given the code's earlier groups, ``(..., N)`` for a code
         ``(..., N)``: ``a(x) + code @ (V · mask)``. A group's logits do not depend on its own
         or later groups, so one product serves every group of a complete code."""
-        coupling = ops.convert_to_tensor(self.group_coupling) * self.mask
-        logits = parameters["logits"]
+        coupling = ops.convert_to_tensor(self.group_coupling)
+        # The mask as a tensor: PyTorch does not multiply a tensor that needs gradients by a
+        # numpy array.
+        coupling = coupling * ops.convert_to_tensor(self.mask, dtype=coupling.dtype)
+        logits = ops.convert_to_tensor(parameters["logits"])
         code = ops.cast(code, logits.dtype)
         if len(ops.shape(code)) == 3:
             # (batch, N) -> (batch, 1, N), to broadcast over the samples.
@@ -93,6 +96,8 @@ class HierarchicalBernoulliPosterior(BernoulliPosterior):
         """A code ``shape`` drawn group by group, `draw(logits of group g, its columns)` given
         the groups already drawn (the later ones held at zero, which their mask ignores)."""
         size, groups = self.group_size, []
+        # Numpy parameters too (evaluation's), as tensors: PyTorch mixes no numpy arrays.
+        parameters = {"logits": ops.convert_to_tensor(parameters["logits"])}
         dtype = parameters["logits"].dtype
         for index in range(self.groups):
             rest = ops.zeros((*shape[:-1], self.units - index * size), dtype=dtype)

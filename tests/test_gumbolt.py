@@ -296,6 +296,17 @@ def test_training_a_large_rbm_logs_the_kl_with_a_current_log_z(tmp_path):
     assert all(math.isfinite(row["val_kl_loss"]) for row in result["history"])
 
 
+def assert_reloads_to_the_same_outputs(vae, path) -> None:
+    """`vae` saved to `path` reloads in safe mode with its configuration and its outputs."""
+    images = np.random.default_rng(0).random((5, 784)).astype("float32")
+    save_model(vae, path)
+    loaded = load_model(path)
+    assert loaded.run_config == vae.run_config
+    before, after = vae(images, training=False), loaded(images, training=False)
+    for key in ("logits", "z", "reconstruction"):
+        np.testing.assert_allclose(numpy(after[key]), numpy(before[key]), atol=1e-6)
+
+
 # -- the presets and their twins -------------------------------------------------------------
 
 
@@ -317,13 +328,7 @@ def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp
         name, epochs=1, batch_size=50, steps_per_execution=1, jit_compile=False, **changes
     )
     vae = build_vae(config)
-    images = np.random.default_rng(0).random((5, 784)).astype("float32")
-    save_model(vae, tmp_path / "vae.keras")
-    loaded = load_model(tmp_path / "vae.keras")
-    assert loaded.run_config == vae.run_config
-    before, after = vae(images, training=False), loaded(images, training=False)
-    for key in ("logits", "z", "reconstruction"):
-        np.testing.assert_allclose(numpy(after[key]), numpy(before[key]), atol=1e-6)
+    assert_reloads_to_the_same_outputs(vae, tmp_path / "vae.keras")
     data = data_of(train=100, test=20)
     result = train(config, data, tmp_path / "run", verbose=0)
     assert math.isfinite(result["history"][-1]["loss"])

@@ -163,6 +163,20 @@ def test_decoder_input_is_the_smoothing_of_binary_codes():
     assert abs(zeta[z == 1.0].mean() - (1 / (1 - math.exp(-5.0)) - 0.2)) < 0.03
 
 
+def test_prior_samples_are_decoded_from_smoothed_codes_not_from_the_bits():
+    """Issue 17: the decoder sees a prior sample as it sees a posterior one, ζ ~ r(ζ | z)."""
+    vae = build_vae(TINY)
+    bits = vae.prior_part.sample(300, seed=4)
+    codes = vae.sample_codes(300, seed=4)
+    assert codes.shape == bits.shape == (300, 7)
+    assert np.all(codes[bits == 0.0] == 0.0)
+    on = codes[bits == 1.0]
+    assert on.size > 100 and np.all((on > 0.0) & (on <= 1.0))
+    # The exponential with sharpness β has mean 1/(1 - e^-β) - 1/β, short of the bit's 1.
+    beta = vae.posterior_part.sharpness
+    assert abs(on.mean() - (1 / (1 - math.exp(-beta)) - 1 / beta)) < 0.03
+
+
 def test_auxiliary_loss_is_zero_in_value_and_ais_agrees_with_exact():
     _, prior = random_parts(2, 4, seed=5)
     assert abs(float(numpy(prior.auxiliary_loss()))) < 1e-6

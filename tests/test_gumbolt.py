@@ -317,6 +317,8 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
         ("gumbolt2018", {**SHORT_AIS, "objective": "iwae", "importance_samples": 2}),
         ("gumbolt2018-factorial", {}),
         ("dvae2017-factorial", {}),
+        ("dvaepp2018-factorial", {}),
+        ("gumbolt2018-hierarchical-factorial", {}),
     ],
 )
 def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp_path):
@@ -345,7 +347,12 @@ def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp
 
 @pytest.mark.parametrize(
     "first, second",
-    [("dvae2017", "dvae2017-factorial"), ("gumbolt2018", "gumbolt2018-factorial")],
+    [
+        ("dvae2017", "dvae2017-factorial"),
+        ("gumbolt2018", "gumbolt2018-factorial"),
+        ("dvaepp2018", "dvaepp2018-factorial"),
+        ("gumbolt2018-hierarchical", "gumbolt2018-hierarchical-factorial"),
+    ],
 )
 def test_each_twin_differs_from_its_preset_only_in_the_prior(first, second):
     from vae_mnist.presets import load_preset
@@ -365,6 +372,7 @@ def test_presets_verbose_names_each_ones_paper_and_what_differs():
         ("gumbolt2018", "Khoshaman & Amin"),
         ("gumbolt2018-factorial", "Khoshaman & Amin"),
         ("dvae2017-factorial", "Rolfe"),
+        ("dvaepp2018-factorial", "Vahdat"),
     ):
         block = result.stdout.split(f"\n{name} ", 1)[1].split("settings:", 1)[0]
         assert f"paper: {paper}" in block

@@ -385,12 +385,18 @@ class VAE(keras.Model):
         return reconstruction, log_ratio if analytic is None else analytic
 
     def sample_codes(self, count: int, seed: int):
-        """Codes z₁ ``(count, code_size)`` numpy float32 drawn from the model's prior.
+        """Codes z₁ ``(count, code_size)`` numpy float32 drawn from the model's prior, as the
+        decoder sees them.
 
-        The top layer's from the prior part; each layer below from its conditional prior
-        p(z_i | z_{i+1}), drawn as its posterior kind draws from such parameters.
+        The top layer's from the prior part, passed through its posterior's `decoder_input`
+        (a smoothed binary code is decoded from ζ ~ r(ζ|z), as in training, not from the bits);
+        each layer below from its conditional prior p(z_i | z_{i+1}), drawn as its posterior
+        kind draws from such parameters.
         """
         code = self.prior.part.sample(count, seed)
+        code = ops.convert_to_numpy(
+            self.top_posterior_part.decoder_input(ops.convert_to_tensor(code), seed)
+        )
         for index in reversed(range(len(self.upper_layers))):
             lower = self.layer_posteriors[index]
             parameters = self.conditional_prior(index, ops.convert_to_tensor(code))

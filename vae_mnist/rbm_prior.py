@@ -299,8 +299,8 @@ class RBMPrior(Prior):
         """Binary z ``(count, n1 + n2)`` by block Gibbs sampling, numpy float32.
 
         Each of `count` independent chains runs `PRIOR_SAMPLE_GIBBS_STEPS` sweeps from a random
-        state. The binary z is fed to the decoder as ζ: a unit that is on gives ζ = 1, the mode
-        of r(ζ | z = 1).
+        state. The model decodes them through the posterior's `decoder_input`, so a smoothed
+        posterior's decoder sees ζ ~ r(ζ | z), not the bits (`VAE.sample_codes`).
         """
         first, second = gibbs_sample_numpy(
             *self.numpy_weights(), count, PRIOR_SAMPLE_GIBBS_STEPS, np.random.default_rng(seed)

@@ -88,6 +88,37 @@ def test_gumbolt_with_a_hierarchical_posterior_gives_the_discrete_term_at_bits()
         np.testing.assert_allclose(numpy(term), expected, rtol=1e-5, atol=1e-4)
 
 
+def test_the_kl_from_a_small_rbm_matches_brute_force_over_every_code():
+    """KL(q(z|x) || p(z)) as the model estimates it outside training (exact samples of the
+    hierarchical q, log q - log p at each) against the sum over all 16 codes, with q and p
+    written out here in numpy: q by the groups' sigmoids, p by the RBM's energy and its Z."""
+    posterior = hierarchical_posterior(units=4, groups=2, seed=6)
+    prior = PartLayer(RBMPrior(halves=(2, 2), chains=4, relaxation="gumbolt"), 6, posterior).part
+    rng = np.random.default_rng(7)
+    bias1, bias2, coupling = (
+        rng.normal(0, 1.5, shape).astype("float32") for shape in (2, 2, (2, 2))
+    )
+    for weight, value in zip((prior.bias1, prior.bias2, prior.coupling), (bias1, bias2, coupling)):
+        weight.assign(value)
+    logits = np.array([[0.4, -0.8, 1.1, -0.3]], "float32")
+    codes = every_code(4)
+    # q by hand: the second group's logits gain V's rows of the first group's units that are on.
+    group_coupling = numpy(posterior.group_coupling) * group_mask(4, 2)
+    conditional = 1.0 / (1.0 + np.exp(-(logits + codes @ group_coupling)))
+    q = np.prod(np.where(codes == 1.0, conditional, 1.0 - conditional), axis=1)
+    negative_energy = codes[:, :2] @ bias1 + codes[:, 2:] @ bias2
+    negative_energy += np.sum((codes[:, :2] @ coupling) * codes[:, 2:], axis=1)
+    log_p = negative_energy - np.log(np.sum(np.exp(negative_energy)))
+    brute_force = float(np.sum(q * (np.log(q) - log_p)))
+    assert brute_force > 0.1
+    samples = 40_000
+    parameters = {"logits": ops.convert_to_tensor(logits)}
+    bits, log_q = posterior.sample_exact(parameters, samples, 8)
+    log_ratio = numpy(log_q)[0] - numpy(prior.log_density(bits))[0]
+    standard_error = log_ratio.std() / math.sqrt(samples)
+    assert abs(log_ratio.mean() - brute_force) < 4 * standard_error + 1e-3
+
+
 def test_the_hierarchical_posterior_refuses_what_it_cannot_do():
     with pytest.raises(ConfigError, match="10 units do not split into 3 equal groups"):
         HierarchicalBernoulliPosterior(units=10, groups=3)

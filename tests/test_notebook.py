@@ -1,4 +1,4 @@
-"""The blog walkthrough notebook runs from top to bottom on a short run (issue 12)."""
+"""The notebooks run from top to bottom on a short run."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ pytest.importorskip("ipykernel")
 
 NOTEBOOK = REPOSITORY / "notebooks" / "blog_walkthrough.ipynb"
 DISCRETE_NOTEBOOK = REPOSITORY / "notebooks" / "discrete_walkthrough.ipynb"
+RBM_NOTEBOOK = REPOSITORY / "notebooks" / "rbm_prior_walkthrough.ipynb"
 KERNEL_NAME = "vae-mnist-test"
 
 
@@ -87,3 +88,16 @@ def test_the_discrete_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
     assert "classes used per variable: [" in text
     # Binarized images, the relaxation, the curves, the code grid, the usage, the samples.
     assert images == 6
+
+
+@pytest.mark.slow
+def test_the_rbm_prior_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
+    run_folder, outputs = execute_on_a_short_run(RBM_NOTEBOOK, tmp_path, monkeypatch)
+    assert (run_folder / "vae.keras").is_file()
+    images, text = images_and_text(outputs)
+    assert "the probabilities sum to 1.000000" in text
+    assert "log Z by AIS: " in text and "W[" in text
+    assert "the pairs' correlations under prior and posterior agree" in text
+    assert "units that vary in this image's code: " in text
+    # The curves, the coupling, the Gibbs chains, the fit of the prior, the posterior's coupling.
+    assert images == 5

@@ -98,7 +98,8 @@ def test_the_kl_from_a_small_rbm_matches_brute_force_over_every_code():
     bias1, bias2, coupling = (
         rng.normal(0, 1.5, shape).astype("float32") for shape in (2, 2, (2, 2))
     )
-    for weight, value in zip((prior.bias1, prior.bias2, prior.coupling), (bias1, bias2, coupling)):
+    weights = (prior.bias1, prior.bias2, prior.coupling)
+    for weight, value in zip(weights, (bias1, bias2, coupling), strict=True):
         weight.assign(value)
     logits = np.array([[0.4, -0.8, 1.1, -0.3]], "float32")
     codes = every_code(4)

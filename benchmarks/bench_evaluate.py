@@ -26,7 +26,7 @@ import math
 import sys
 import time
 
-from bench_train import BACKENDS, matmul_throughput, run_worker
+from bench_train import add_backend_argument, chosen_backends, matmul_throughput, run_worker
 
 PATHS = ("reference", "project")
 
@@ -83,12 +83,7 @@ def _run_worker(backend: str, path: str, arguments: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--backend",
-        choices=(*BACKENDS, "all"),
-        default="tensorflow",
-        help="Keras backend to measure, or all three (default: tensorflow)",
-    )
+    add_backend_argument(parser)
     parser.add_argument("--images", type=int, default=2000, help="test images (default: 2000)")
     parser.add_argument("--samples", type=int, default=1000, help="K per image (default: 1000)")
     parser.add_argument(
@@ -103,7 +98,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    backends = BACKENDS if arguments.backend == "all" else (arguments.backend,)
+    backends = chosen_backends(arguments)
     throughput = matmul_throughput()
     flops = decoder_flops_per_point() * arguments.images * arguments.samples
     floor = flops / throughput

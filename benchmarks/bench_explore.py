@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench_train import BACKENDS, run_worker
+from bench_train import add_backend_argument, chosen_backends, run_worker
 
 WARM_UP = 20
 # The budget for one update of the page, on 2 cores.
@@ -115,12 +115,7 @@ def _decoder_input(explorer, body: dict):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--backend",
-        choices=(*BACKENDS, "all"),
-        default="tensorflow",
-        help="Keras backend to measure, or all three (default: tensorflow)",
-    )
+    add_backend_argument(parser)
     parser.add_argument(
         "--presets", default="keras2017", help="comma-separated presets (default: keras2017)"
     )
@@ -134,7 +129,7 @@ def main() -> None:
     if arguments.worker:
         print(json.dumps(_worker(arguments.worker, arguments.requests)))
         return
-    backends = BACKENDS if arguments.backend == "all" else (arguments.backend,)
+    backends = chosen_backends(arguments)
     print(f"command: python benchmarks/bench_explore.py {' '.join(sys.argv[1:])}")
     header = (
         f"{'preset':<12}{'backend':<12}{'decoder ms':>12}{'p95':>8}"

@@ -226,6 +226,21 @@ def _torch_peer(epochs: int, data_path: str | None) -> dict:
     }
 
 
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """The benchmarks' one `--backend` option: a Keras backend, or all three in turn."""
+    parser.add_argument(
+        "--backend",
+        choices=(*BACKENDS, "all"),
+        default="tensorflow",
+        help="Keras backend to measure, or all three (default: tensorflow)",
+    )
+
+
+def chosen_backends(arguments: argparse.Namespace) -> tuple[str, ...]:
+    """The backends `--backend` names, in the order the tables list them."""
+    return BACKENDS if arguments.backend == "all" else (arguments.backend,)
+
+
 def run_worker(script: str, backend: str, path: str, options: list[str]) -> dict:
     """Run `script --worker PATH OPTIONS` in a fresh process on `backend`; its JSON result.
 
@@ -245,12 +260,7 @@ def run_worker(script: str, backend: str, path: str, options: list[str]) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--backend",
-        choices=(*BACKENDS, "all"),
-        default="tensorflow",
-        help="Keras backend to measure, or all three (default: tensorflow)",
-    )
+    add_backend_argument(parser)
     parser.add_argument("--epochs", type=int, default=10, help="epochs per training (default: 10)")
     parser.add_argument(
         "--data", help="local MNIST .npz or IDX folder (default: $VAE_MNIST_DATA or download)"
@@ -273,7 +283,7 @@ def main() -> None:
         return
     presets = _chosen_presets(parser, arguments.presets)
 
-    backends = BACKENDS if arguments.backend == "all" else (arguments.backend,)
+    backends = chosen_backends(arguments)
     throughput = matmul_throughput()
     print(f"command: python benchmarks/bench_train.py {' '.join(sys.argv[1:])}")
     print(f"throughput: {throughput / 1e9:.0f} GFLOP/s (float32 4096² matrix product, numpy)")

@@ -319,6 +319,8 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
         ("dvae2017-factorial", {}),
         ("dvaepp2018-factorial", {}),
         ("gumbolt2018-hierarchical-factorial", {}),
+        ("dvaepp2018-hierarchical", SHORT_AIS),
+        ("dvaepp2018-hierarchical-factorial", {}),
     ],
 )
 def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp_path):
@@ -352,6 +354,7 @@ def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp
         ("gumbolt2018", "gumbolt2018-factorial"),
         ("dvaepp2018", "dvaepp2018-factorial"),
         ("gumbolt2018-hierarchical", "gumbolt2018-hierarchical-factorial"),
+        ("dvaepp2018-hierarchical", "dvaepp2018-hierarchical-factorial"),
     ],
 )
 def test_each_twin_differs_from_its_preset_only_in_the_prior(first, second):

@@ -11,7 +11,12 @@ import pytest
 from keras import ops
 from test_gumbolt import GUMBOLT, assert_reloads_to_the_same_outputs, data_of, numpy
 
-from vae_mnist.hierarchical import HierarchicalBernoulliPosterior, group_mask
+from vae_mnist.hierarchical import (
+    HierarchicalBernoulliPosterior,
+    HierarchicalOverlappingExponentialPosterior,
+    group_mask,
+)
+from vae_mnist.latent import FactorialBernoulli
 from vae_mnist.model import PartLayer, build_vae, load_model
 from vae_mnist.rbm_prior import RBMPrior
 from vae_mnist.settings import ConfigError
@@ -185,3 +190,88 @@ def test_train_refuses_a_bad_hierarchy_in_one_line(tmp_path, flags, message):
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not folder.exists()
+
+
+# -- DVAE++'s smoothing in groups: hierarchical_overlapping_exponential --------------------------
+
+
+def overlapping_in_groups(units: int = 4, groups: int = 2, seed: int = 0):
+    posterior = PartLayer(
+        HierarchicalOverlappingExponentialPosterior(units=units, groups=groups, sharpness=5.0),
+        seed,
+    ).part
+    rng = np.random.default_rng(seed)
+    posterior.group_coupling.assign(rng.normal(0, 2.0, (units, units)).astype("float32"))
+    return posterior
+
+
+def small_rbm(posterior, seed: int):
+    prior = PartLayer(RBMPrior(halves=(2, 2), chains=4), seed, posterior).part
+    rng = np.random.default_rng(seed)
+    for weight, shape in ((prior.bias1, 2), (prior.bias2, 2), (prior.coupling, (2, 2))):
+        weight.assign(rng.normal(0, 1.5, shape).astype("float32"))
+    return prior
+
+
+def test_in_one_group_the_kl_is_the_factorial_closed_form():
+    posterior = overlapping_in_groups(units=4, groups=1, seed=2)
+    prior = small_rbm(posterior, 2)
+    logits = ops.convert_to_tensor(np.array([[0.4, -0.8, 1.1, -0.3]] * 3, "float32"))
+    zeta = posterior.sample({"logits": logits}, training=True)
+    given = prior.kl_divergence(posterior.distribution_given({"logits": logits}, zeta))
+    closed_form = prior.kl_divergence(FactorialBernoulli(logits))
+    np.testing.assert_allclose(numpy(given), numpy(closed_form), rtol=1e-6)
+
+
+def test_the_expected_bits_are_the_bits_posterior_given_the_smoothing():
+    """E[z | ζ] = q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), with r the overlapping exponentials."""
+    posterior = overlapping_in_groups()
+    logits = np.array([-1.5, 0.0, 0.7, 2.0], "float32")
+    zeta = np.array([0.1, 0.5, 0.3, 0.95], "float32")
+    beta, q = 5.0, 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    on, off = np.exp(beta * (zeta - 1.0)), np.exp(-beta * zeta)  # r(ζ|1), r(ζ|0) up to a factor
+    expected = q * on / (q * on + (1.0 - q) * off)
+    np.testing.assert_allclose(numpy(posterior.expected_bits(logits, zeta)), expected, rtol=1e-5)
+
+
+def test_the_training_kl_and_the_exact_samples_estimate_the_same_kl():
+    """Two unbiased estimates of KL(q(z, ζ|x) ‖ p(z) r(ζ|z)): the training step's (entropy and
+    expected energy given each sample ζ) and evaluation's (log q(z|x, ζ) - log p(z) at exact
+    samples). They agree within their standard errors, and both exceed zero."""
+    posterior = overlapping_in_groups(seed=6)
+    prior = small_rbm(posterior, 6)
+    samples = 40_000
+    logits = np.array([[0.4, -0.8, 1.1, -0.3]], "float32")
+    batch = {"logits": ops.convert_to_tensor(np.repeat(logits, samples, axis=0))}
+    zeta = posterior.sample(batch, training=True)
+    training = numpy(prior.kl_divergence(posterior.distribution_given(batch, zeta)))
+    bits, log_q = posterior.sample_exact({"logits": ops.convert_to_tensor(logits)}, samples, 8)
+    exact = numpy(log_q)[0] - numpy(prior.log_density(bits))[0]
+    error = math.hypot(training.std(), exact.std()) / math.sqrt(samples)
+    assert exact.mean() > 0.05
+    assert abs(training.mean() - exact.mean()) < 4 * error
+    # The training estimate, analytic within each sample, has the smaller variance.
+    assert training.std() < exact.std()
+
+
+def test_exact_samples_follow_each_groups_conditional_on_the_smoothing():
+    posterior = overlapping_in_groups(seed=3)
+    logits = np.array([[0.3, -1.0, 0.5, 1.2]], "float32")
+    bits, log_q = posterior.sample_exact({"logits": ops.convert_to_tensor(logits)}, 30_000, 4)
+    bits, log_q = numpy(bits)[0], numpy(log_q)[0]
+    # The first group sees nothing before it: its units are on with sigmoid(a).
+    first = 1.0 / (1.0 + np.exp(-logits[0, :2]))
+    np.testing.assert_allclose(bits[:, :2].mean(axis=0), first, atol=0.015)
+    assert set(np.unique(bits)) <= {0.0, 1.0}
+    assert np.all(log_q <= 0.0) and np.all(np.isfinite(log_q))
+
+
+def test_the_rbm_takes_the_closed_form_kl_of_smoothed_groups_and_refuses_gumbolt():
+    config = GUMBOLT.replace(
+        posterior="hierarchical_overlapping_exponential", groups=7, relaxation="closed_form"
+    )
+    assert config.posterior.kind == "hierarchical_overlapping_exponential"
+    with pytest.raises(ConfigError, match="does not give"):
+        config.replace(relaxation="gumbolt")
+    with pytest.raises(ConfigError, match="iwae objective weighs samples"):
+        config.replace(objective="iwae")

@@ -16,6 +16,16 @@ sample estimate ``log q(z|x) - log p(z)``, and with the RBM prior's GumBolt rela
 group's Bernoulli log-probability is evaluated at ζ (``relaxed_bits``). Rolfe conditions each
 group through a neural network of x and ζ_<g; here the condition is linear in ζ_<g, added to
 the encoder's logits.
+
+The kind ``hierarchical_overlapping_exponential`` groups DVAE++'s smoothed units the same way
+(Vahdat et al. 2018, with Rolfe's hierarchy): each group's bits z_g ~ q(z_g | x, ζ_<g), each
+smoothed by the overlapping exponentials r(ζ|z), the next group conditioned on ζ. Given the whole
+sample ζ the bits are independent, ``E[z_i | ζ] = sigmoid(l_i + β(2ζ_i - 1))``, so a prior whose
+energy is linear in each unit takes its KL as ``-Σ_g H(q(z_g | x, ζ_<g)) + E(E[z|ζ]) + log Z``,
+exact in expectation and differentiable through ζ (``expected_bits``). Outside training,
+evaluation draws (z, ζ) group by group and weighs z by ``log q(z|x, ζ) = Σ_g log q(z_g | x,
+ζ_<g)``; the decoder sees a fresh ζ' ~ r(ζ'|z), a valid importance weight of p(x) (ζ is an
+auxiliary variable whose density r(ζ|z) cancels).
 """
 
 from __future__ import annotations
@@ -28,8 +38,8 @@ import numpy as np
 
 from vae_mnist import noise
 from vae_mnist.backend import ops
-from vae_mnist.discrete import BernoulliPosterior
-from vae_mnist.latent import TensorLike
+from vae_mnist.discrete import BernoulliPosterior, OverlappingExponentialPosterior
+from vae_mnist.latent import FactorialBernoulli, TensorLike
 from vae_mnist.relaxations import bernoulli_log_probability, binary_concrete_sample
 from vae_mnist.settings import ConfigError, register, setting
 
@@ -41,26 +51,24 @@ def group_mask(units: int, groups: int) -> np.ndarray:
     return (group[:, None] < group[None, :]).astype("float32")
 
 
-@register
-@dataclasses.dataclass(frozen=True)
-class HierarchicalBernoulliPosterior(BernoulliPosterior):
-    """Binary units in groups, each conditioned on the groups before it (see the module)."""
-
-    kind: ClassVar[str] = "hierarchical_bernoulli"
-    description: ClassVar[str] = "binary units in groups, each conditioned on those before"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_bits", "hierarchical"})
-
-    groups: int = setting(
+def groups_setting() -> Any:
+    """The hierarchical kinds' one `groups` setting (a field of each)."""
+    return setting(
         2,
-        "hierarchical_bernoulli posterior: groups of units, each conditioned on those before",
+        "hierarchical posteriors: groups of units, each conditioned on those before",
         positive=True,
     )
+
+
+class GroupedUnits:
+    """What the hierarchical kinds share: the groups, the learned coupling V of each unit to
+    the earlier groups' units, the conditional logits, and drawing group by group."""
 
     def check(self) -> None:
         super().check()
         if self.units % self.groups:
             raise ConfigError(
-                f"the hierarchical_bernoulli posterior's {self.units} units do not split into "
+                f"the {self.kind} posterior's {self.units} units do not split into "
                 f"{self.groups} equal groups"
             )
 
@@ -106,6 +114,34 @@ class HierarchicalBernoulliPosterior(BernoulliPosterior):
             groups.append(draw(self.conditional_logits(parameters, code)[..., columns], columns))
         return ops.concatenate(groups, axis=-1)
 
+    def mode(self, parameters: dict) -> TensorLike:
+        """Each group's more probable bits given the earlier groups' mode, ``(batch, N)``."""
+
+        def draw(logits: TensorLike, columns: slice) -> TensorLike:
+            return ops.cast(ops.greater(logits, 0.0), logits.dtype)
+
+        return self._draw_in_order(parameters, tuple(ops.shape(parameters["logits"])), draw)
+
+    def representation(self, parameters: dict) -> TensorLike:
+        """q(z_i = 1 | x, mode of the earlier groups) of every unit, ``(batch, N)``."""
+        return ops.sigmoid(self.conditional_logits(parameters, self.mode(parameters)))
+
+    def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
+        logits = {"logits": ops.convert_to_tensor(np.asarray(parameters["logits"], "float32"))}
+        return np.asarray(ops.convert_to_numpy(self.mode(logits))).astype(np.int64)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class HierarchicalBernoulliPosterior(GroupedUnits, BernoulliPosterior):
+    """Binary units in groups, each conditioned on the groups before it (see the module)."""
+
+    kind: ClassVar[str] = "hierarchical_bernoulli"
+    description: ClassVar[str] = "binary units in groups, each conditioned on those before"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_bits", "hierarchical"})
+
+    groups: int = groups_setting()
+
     def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
         """ζ ``(batch, N)``: each group's binary Concrete given the earlier groups' ζ."""
 
@@ -142,18 +178,74 @@ class HierarchicalBernoulliPosterior(BernoulliPosterior):
         """GumBolt's proxy: `log_density`'s formula, linear in each bit, at the relaxed ζ."""
         return self.log_density(zeta, parameters)
 
-    def mode(self, parameters: dict) -> TensorLike:
-        """Each group's more probable bits given the earlier groups' mode, ``(batch, N)``."""
 
-        def draw(logits: TensorLike, columns: slice) -> TensorLike:
-            return ops.cast(ops.greater(logits, 0.0), logits.dtype)
+@register
+@dataclasses.dataclass(frozen=True)
+class HierarchicalOverlappingExponentialPosterior(GroupedUnits, OverlappingExponentialPosterior):
+    """DVAE++'s smoothed units in groups, each conditioned on the ζ of those before (see the
+    module)."""
 
-        return self._draw_in_order(parameters, tuple(ops.shape(parameters["logits"])), draw)
+    kind: ClassVar[str] = "hierarchical_overlapping_exponential"
+    description: ClassVar[str] = (
+        "overlapping exponentials in groups, each conditioned on those before"
+    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "hierarchical", "expected_bits"})
 
-    def representation(self, parameters: dict) -> TensorLike:
-        """q(z_i = 1 | x, mode of the earlier groups) of every unit, ``(batch, N)``."""
-        return ops.sigmoid(self.conditional_logits(parameters, self.mode(parameters)))
+    groups: int = groups_setting()
 
-    def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
-        logits = {"logits": ops.convert_to_tensor(np.asarray(parameters["logits"], "float32"))}
-        return np.asarray(ops.convert_to_numpy(self.mode(logits))).astype(np.int64)
+    def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
+        """ζ ``(batch, N)``: each group smoothed given the earlier groups' ζ, by the mixture's
+        inverse CDF (in training and outside it, as the factorial kind)."""
+        logits = ops.convert_to_tensor(parameters["logits"])
+        uniform = noise.uniform(ops.shape(logits), dtype=logits.dtype, seed=self.seed_generator)
+
+        def draw(group_logits: TensorLike, columns: slice) -> TensorLike:
+            return self.smooth(ops.sigmoid(group_logits), uniform[..., columns])
+
+        return self._draw_in_order(parameters, tuple(ops.shape(logits)), draw)
+
+    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> TensorLike:
+        """``E[z | ζ] = sigmoid(l + β(2ζ - 1))``: q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), as
+        ``r(ζ|1) / r(ζ|0) = e^(β(2ζ - 1))`` for the overlapping exponentials."""
+        return ops.sigmoid(logits + self.sharpness * (2.0 * zeta - 1.0))
+
+    def distribution(self, parameters: dict) -> None:
+        """None: q(z|x) alone is not factorial; `distribution_given` a sample is."""
+        return None
+
+    def distribution_given(self, parameters: dict, z: TensorLike) -> FactorialBernoulli:
+        """Each unit's logit given the sample's earlier groups, and its expected bit for a
+        prior's KL: E[z | ζ] in every group but the last, whose ζ conditions nothing, so that
+        its bits' expectation q itself may stand in (the lower-variance choice of DVAE++)."""
+        logits = self.conditional_logits(parameters, z)
+        last = self.units - self.group_size
+        expectations = ops.concatenate(
+            [
+                self.expected_bits(logits[..., :last], z[..., :last]),
+                ops.sigmoid(logits[..., last:]),
+            ],
+            axis=-1,
+        )
+        return FactorialBernoulli(logits, expectations)
+
+    def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
+        """Bits z ``(batch, samples, N)`` drawn group by group, each group given the smoothed ζ
+        of the groups before it, and ``log q(z | x, ζ) = Σ_g log q(z_g | x, ζ_<g)``."""
+        logits = ops.convert_to_tensor(parameters["logits"])
+        batch = ops.shape(logits)[0]
+        shape = (batch, samples, self.units)
+        # One draw for the bits and one for their smoothing, side by side: (..., 2N).
+        uniform = noise.uniform((*shape[:-1], 2 * self.units), dtype=logits.dtype, seed=seed)
+        bits = []
+
+        def draw(group_logits: TensorLike, columns: slice) -> TensorLike:
+            group_bits = ops.cast(uniform[..., columns] < ops.sigmoid(group_logits), logits.dtype)
+            bits.append(group_bits)
+            smoothing = uniform[..., self.units :][..., columns]
+            # The mixture's inverse CDF at q = the bit is r(ζ | z) itself.
+            return self.smooth(group_bits, smoothing)
+
+        zeta = self._draw_in_order(parameters, shape, draw)
+        bits = ops.concatenate(bits, axis=-1)
+        log_q = bernoulli_log_probability(bits, self.conditional_logits(parameters, zeta))
+        return bits, log_q

@@ -27,6 +27,10 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
                    each bit, extends to ζ (`relaxed_log_probability`): what GumBolt needs.
 ``hierarchical``   (a posterior) units in groups, each conditioned on the groups before it: no
                    factorial distribution, so no closed-form KL.
+``expected_bits``  (a posterior) binary units in groups, each smoothed (ζ ~ r(ζ|z)) and
+                   conditioned on the ζ of the groups before it, that give with each training
+                   sample the units' conditional logits and E[z | ζ] (`distribution_given`), so
+                   a prior's KL is ``-H + E(E[z|ζ]) + log Z``: exact in expectation (DVAE++).
 ``relaxed_energy`` (a prior) a Boltzmann prior whose energy the training step evaluates at the
                    posterior's relaxed sample (GumBolt, Khoshaman & Amin 2018): it gives the
                    training KL, or each sample's log-ratio for the IWAE objective, from ζ
@@ -73,9 +77,16 @@ class Categorical:
 
 @dataclasses.dataclass(frozen=True)
 class FactorialBernoulli:
-    """Independent bits with ``q(z_i = 1) = sigmoid(logit_i)``; logits ``(batch, units)``."""
+    """Independent bits with ``q(z_i = 1) = sigmoid(logit_i)``; logits ``(batch, units)``.
+
+    A hierarchical posterior gives one of these per training sample: each unit's logit given the
+    sampled ζ of the groups before it, and in `expectations` the bits' expected values given the
+    sample (``E[z | ζ]``, ``(batch, units)``), which stand for the bits in a prior's expected
+    energy. None means sigmoid(logits), the bits' expectation under q itself.
+    """
 
     logits: TensorLike
+    expectations: TensorLike | None = None
 
 
 def gaussian_log_density(z: TensorLike, mean: TensorLike, log_var: TensorLike) -> TensorLike:
@@ -141,6 +152,12 @@ class Posterior(Part):
 
     def decoder_input(self, z: TensorLike, seed: Any) -> TensorLike:
         return z
+
+    def distribution_given(self, parameters: dict, z: TensorLike) -> Any:
+        """The distribution for a prior's closed-form KL, given the training sample z: the
+        `distribution` of the parameters, except for a posterior whose units are conditioned on
+        the sample itself (``expected_bits``)."""
+        return self.distribution(parameters)
 
     def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
         return {}

@@ -306,7 +306,7 @@ class VAE(keras.Model):
             # GumBolt's term at the relaxed sample, as the objective needs it.
             kl = y_pred["relaxed_kl"]
         elif analytic:
-            kl = self.prior.part.kl_divergence(top.distribution(top_parameters))
+            kl = self.prior.part.kl_divergence(top.distribution_given(top_parameters, top_z))
         else:
             kl = None
         if kl is None and "relaxed_log_ratio" in y_pred:

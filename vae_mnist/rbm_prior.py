@@ -140,7 +140,8 @@ class RBMPrior(Prior):
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "codes", "a binary posterior")
-        if self.relaxation == "closed_form" and posterior.offers("hierarchical"):
+        hierarchical = posterior.offers("hierarchical") and not posterior.offers("expected_bits")
+        if self.relaxation == "closed_form" and hierarchical:
             raise ConfigError(
                 f"the rbm prior's relaxation closed_form needs a factorial posterior, and the "
                 f"{posterior.kind} posterior is hierarchical (use --relaxation gumbolt)"
@@ -238,12 +239,18 @@ class RBMPrior(Prior):
     def kl_divergence(self, distribution: Any) -> TensorLike | None:
         """``KL(q ‖ p) = -H(q) + E_q[E(z)] + log Z`` per row, ``(batch,)`` nats, for a factorial q.
 
-        The gradient of log Z is not here but in `auxiliary_loss`.
+        E_q[E(z)] is E at the bits' expectations: sigmoid(logits) for a factorial q, or, for a
+        hierarchical one, E[z | ζ] given its training sample, whose expectation over ζ is
+        E_q[E(z)] (the units are independent given ζ, and E is linear in each unit). The
+        gradient of log Z is not here but in `auxiliary_loss`.
         """
         if not isinstance(distribution, FactorialBernoulli):
             return None
         logits = distribution.logits
-        first, second = self._halves_of(ops.sigmoid(logits))
+        expectations = distribution.expectations
+        if expectations is None:
+            expectations = ops.sigmoid(logits)
+        first, second = self._halves_of(expectations)
         expected_energy = expected_rbm_energy(first, second, *self._weights())
         return -bernoulli_entropy(logits) + expected_energy + self.current_log_partition()
 

@@ -22,7 +22,9 @@ The kind ``hierarchical_overlapping_exponential`` groups DVAE++'s smoothed units
 smoothed by the overlapping exponentials r(ζ|z), the next group conditioned on ζ. Given the whole
 sample ζ the bits are independent, ``E[z_i | ζ] = sigmoid(l_i + β(2ζ_i - 1))``, so a prior whose
 energy is linear in each unit takes its KL as ``-Σ_g H(q(z_g | x, ζ_<g)) + E(E[z|ζ]) + log Z``,
-exact in expectation and differentiable through ζ (``expected_bits``). Outside training,
+exact in expectation and differentiable through ζ (``expected_bits``). The last group's ζ
+conditions nothing, so its bits' expectation q itself stands in for E[z|ζ] there, with less
+variance (as DVAE++ does). Outside training,
 evaluation draws (z, ζ) group by group and weighs z by ``log q(z|x, ζ) = Σ_g log q(z_g | x,
 ζ_<g)``; the decoder sees a fresh ζ' ~ r(ζ'|z), a valid importance weight of p(x) (ζ is an
 auxiliary variable whose density r(ζ|z) cancels).

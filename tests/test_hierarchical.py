@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from keras import ops
 from test_gumbolt import GUMBOLT, assert_reloads_to_the_same_outputs, data_of, numpy
+from test_relaxations import gradients
 
 from vae_mnist.hierarchical import (
     HierarchicalBernoulliPosterior,
     HierarchicalOverlappingExponentialPosterior,
+    HierarchicalSpikeExponentialPosterior,
     group_mask,
 )
 from vae_mnist.latent import FactorialBernoulli
@@ -195,11 +197,9 @@ def test_train_refuses_a_bad_hierarchy_in_one_line(tmp_path, flags, message):
 # -- DVAE++'s smoothing in groups: hierarchical_overlapping_exponential --------------------------
 
 
-def overlapping_in_groups(units: int = 4, groups: int = 2, seed: int = 0):
-    posterior = PartLayer(
-        HierarchicalOverlappingExponentialPosterior(units=units, groups=groups, sharpness=5.0),
-        seed,
-    ).part
+def overlapping_in_groups(units: int = 4, groups: int = 2, seed: int = 0, kind=None):
+    kind = kind or HierarchicalOverlappingExponentialPosterior
+    posterior = PartLayer(kind(units=units, groups=groups, sharpness=5.0), seed).part
     rng = np.random.default_rng(seed)
     posterior.group_coupling.assign(rng.normal(0, 2.0, (units, units)).astype("float32"))
     return posterior
@@ -231,14 +231,19 @@ def test_the_expected_bits_are_the_bits_posterior_given_the_smoothing():
     beta, q = 5.0, 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
     on, off = np.exp(beta * (zeta - 1.0)), np.exp(-beta * zeta)  # r(ζ|1), r(ζ|0) up to a factor
     expected = q * on / (q * on + (1.0 - q) * off)
-    np.testing.assert_allclose(numpy(posterior.expected_bits(logits, zeta)), expected, rtol=1e-5)
+    bits, boundary = posterior.expected_bits(logits, zeta)
+    assert boundary is None
+    np.testing.assert_allclose(numpy(bits), expected, rtol=1e-5)
 
 
-def test_the_training_kl_and_the_exact_samples_estimate_the_same_kl():
+@pytest.mark.parametrize(
+    "kind", [HierarchicalOverlappingExponentialPosterior, HierarchicalSpikeExponentialPosterior]
+)
+def test_the_training_kl_and_the_exact_samples_estimate_the_same_kl(kind):
     """Two unbiased estimates of KL(q(z, ζ|x) ‖ p(z) r(ζ|z)): the training step's (entropy and
     expected energy given each sample ζ) and evaluation's (log q(z|x, ζ) - log p(z) at exact
     samples). They agree within their standard errors, and both exceed zero."""
-    posterior = overlapping_in_groups(seed=6)
+    posterior = overlapping_in_groups(seed=6, kind=kind)
     prior = small_rbm(posterior, 6)
     samples = 40_000
     logits = np.array([[0.4, -0.8, 1.1, -0.3]], "float32")
@@ -275,3 +280,68 @@ def test_the_rbm_takes_the_closed_form_kl_of_smoothed_groups_and_refuses_gumbolt
         config.replace(relaxation="gumbolt")
     with pytest.raises(ConfigError, match="iwae objective weighs samples"):
         config.replace(objective="iwae")
+
+
+def spike_and_exponential_kl(a1, a2, shift, bias1, bias2, coupling, beta, points=20_001):
+    """KL(q(z, ζ|x) ‖ p(z) r(ζ|z)) of one unit in each of two groups and halves, by quadrature:
+    z1 ~ Bernoulli(σ(a1)), ζ1 = 0 or ~ β e^(βζ)/(e^β - 1), z2 ~ Bernoulli(σ(a2 + shift·ζ1)),
+    p(z) ∝ exp(b1 z1 + b2 z2 + w z1 z2). Given ζ1 the z2 terms are -H(q2) - q2 (b2 + w z1)."""
+
+    def sigmoid(value):
+        return 1.0 / (1.0 + np.exp(-value))
+
+    def entropy(q):
+        return -(q * np.log(q) + (1.0 - q) * np.log(1.0 - q))
+
+    states = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], float)
+    log_z = np.log(np.sum(np.exp(states @ [bias1, bias2] + coupling * states[:, 0] * states[:, 1])))
+    zeta = np.linspace(0.0, 1.0, points)
+    density = beta * np.exp(beta * zeta) / np.expm1(beta)
+    q1, kl = sigmoid(a1), 0.0
+    for z1, probability in ((0.0, 1.0 - q1), (1.0, q1)):
+        if z1 == 0.0:
+            q2 = sigmoid(a2)
+            inner = -entropy(q2) - q2 * bias2
+        else:
+            q2 = sigmoid(a2 + shift * zeta)
+            inner = np.trapezoid((-entropy(q2) - q2 * (bias2 + coupling)) * density, zeta)
+        kl += probability * (np.log(probability) - bias1 * z1 + log_z + inner)
+    return kl
+
+
+@pytest.mark.parametrize("coupling", [3.0, -2.0])
+def test_rolfes_gradient_of_the_kl_matches_the_exact_one(coupling):
+    """The spike-and-exponential bits are steps in the noise: without the boundary term the
+    pathwise gradient misses the step's move. With it (Rolfe's Eq. 12), the mean gradient of the
+    training KL with respect to the encoder's logits is the exact KL's, by quadrature."""
+    posterior = overlapping_in_groups(units=2, groups=2, kind=HierarchicalSpikeExponentialPosterior)
+    shift = 1.5
+    posterior.group_coupling.assign(np.array([[0.0, shift], [0.0, 0.0]], "float32"))
+    prior = PartLayer(RBMPrior(halves=(1, 1), chains=4), 0, posterior).part
+    bias1, bias2 = 0.3, -0.4
+    prior.bias1.assign(np.array([bias1], "float32"))
+    prior.bias2.assign(np.array([bias2], "float32"))
+    prior.coupling.assign(np.array([[coupling]], "float32"))
+    logits = np.array([0.2, -0.5], "float32")
+    samples = 200_000
+    uniform = np.random.default_rng(9).random((samples, 2)).astype("float32")
+
+    def mean_kl(shared_logits):
+        # (units,) -> (samples, units): every row the same logits, the noise fixed above.
+        parameters = {"logits": ops.tile(ops.expand_dims(shared_logits, 0), (samples, 1))}
+
+        def draw(group_logits, columns):
+            noise = ops.convert_to_tensor(uniform[:, columns])
+            return posterior.smooth(ops.sigmoid(group_logits), noise)
+
+        zeta = posterior._draw_in_order(parameters, (samples, 2), draw)
+        return ops.mean(prior.kl_divergence(posterior.distribution_given(parameters, zeta)))
+
+    (gradient,) = gradients(mean_kl, logits)
+    step = 1e-4
+    exact = []
+    for unit in range(2):
+        moved = [logits.astype(np.float64) + sign * step * np.eye(2)[unit] for sign in (1, -1)]
+        values = [spike_and_exponential_kl(*a, shift, bias1, bias2, coupling, 5.0) for a in moved]
+        exact.append((values[0] - values[1]) / (2 * step))
+    np.testing.assert_allclose(gradient, exact, atol=0.01)

@@ -40,7 +40,11 @@ import numpy as np
 
 from vae_mnist import noise
 from vae_mnist.backend import ops
-from vae_mnist.discrete import BernoulliPosterior, OverlappingExponentialPosterior
+from vae_mnist.discrete import (
+    BernoulliPosterior,
+    OverlappingExponentialPosterior,
+    SpikeExponentialPosterior,
+)
 from vae_mnist.latent import FactorialBernoulli, TensorLike
 from vae_mnist.relaxations import bernoulli_log_probability, binary_concrete_sample
 from vae_mnist.settings import ConfigError, register, setting
@@ -181,23 +185,14 @@ class HierarchicalBernoulliPosterior(GroupedUnits, BernoulliPosterior):
         return self.log_density(zeta, parameters)
 
 
-@register
-@dataclasses.dataclass(frozen=True)
-class HierarchicalOverlappingExponentialPosterior(GroupedUnits, OverlappingExponentialPosterior):
-    """DVAE++'s smoothed units in groups, each conditioned on the ζ of those before (see the
-    module)."""
-
-    kind: ClassVar[str] = "hierarchical_overlapping_exponential"
-    description: ClassVar[str] = (
-        "overlapping exponentials in groups, each conditioned on those before"
-    )
-    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "hierarchical", "expected_bits"})
-
-    groups: int = groups_setting()
+class SmoothedGroups(GroupedUnits):
+    """Smoothed binary units in groups (see the module): each group's bits z_g given the ζ of
+    the groups before it, smoothed by the kind's `smooth`; the KL for a prior from the
+    conditional logits and the bits' expectations given the sample (`expected_bits`)."""
 
     def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
         """ζ ``(batch, N)``: each group smoothed given the earlier groups' ζ, by the mixture's
-        inverse CDF (in training and outside it, as the factorial kind)."""
+        inverse CDF (in training and outside it, as the factorial kinds)."""
         logits = ops.convert_to_tensor(parameters["logits"])
         uniform = noise.uniform(ops.shape(logits), dtype=logits.dtype, seed=self.seed_generator)
 
@@ -206,29 +201,21 @@ class HierarchicalOverlappingExponentialPosterior(GroupedUnits, OverlappingExpon
 
         return self._draw_in_order(parameters, tuple(ops.shape(logits)), draw)
 
-    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> TensorLike:
-        """``E[z | ζ] = sigmoid(l + β(2ζ - 1))``: q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), as
-        ``r(ζ|1) / r(ζ|0) = e^(β(2ζ - 1))`` for the overlapping exponentials."""
-        return ops.sigmoid(logits + self.sharpness * (2.0 * zeta - 1.0))
-
     def distribution(self, parameters: dict) -> None:
         """None: q(z|x) alone is not factorial; `distribution_given` a sample is."""
         return None
 
     def distribution_given(self, parameters: dict, z: TensorLike) -> FactorialBernoulli:
         """Each unit's logit given the sample's earlier groups, and its expected bit for a
-        prior's KL: E[z | ζ] in every group but the last, whose ζ conditions nothing, so that
-        its bits' expectation q itself may stand in (the lower-variance choice of DVAE++)."""
+        prior's KL: the kind's `expected_bits` in every group but the last, whose ζ conditions
+        nothing, so that its bits' expectation q itself stands in, with less variance."""
         logits = self.conditional_logits(parameters, z)
         last = self.units - self.group_size
-        expectations = ops.concatenate(
-            [
-                self.expected_bits(logits[..., :last], z[..., :last]),
-                ops.sigmoid(logits[..., last:]),
-            ],
-            axis=-1,
-        )
-        return FactorialBernoulli(logits, expectations)
+        earlier, boundary = self.expected_bits(logits[..., :last], z[..., :last])
+        expectations = ops.concatenate([earlier, ops.sigmoid(logits[..., last:])], axis=-1)
+        if boundary is not None:
+            boundary = ops.concatenate([boundary, ops.zeros_like(logits[..., last:])], axis=-1)
+        return FactorialBernoulli(logits, expectations, boundary)
 
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """Bits z ``(batch, samples, N)`` drawn group by group, each group given the smoothed ζ
@@ -251,3 +238,52 @@ class HierarchicalOverlappingExponentialPosterior(GroupedUnits, OverlappingExpon
         bits = ops.concatenate(bits, axis=-1)
         log_q = bernoulli_log_probability(bits, self.conditional_logits(parameters, zeta))
         return bits, log_q
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExponentialPosterior):
+    """DVAE++'s smoothed units in groups, each conditioned on the ζ of those before (see the
+    module)."""
+
+    kind: ClassVar[str] = "hierarchical_overlapping_exponential"
+    description: ClassVar[str] = (
+        "overlapping exponentials in groups, each conditioned on those before"
+    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "hierarchical", "expected_bits"})
+
+    groups: int = groups_setting()
+
+    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, None]:
+        """``E[z | ζ] = sigmoid(l + β(2ζ - 1))``: q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), as
+        ``r(ζ|1) / r(ζ|0) = e^(β(2ζ - 1))`` for the overlapping exponentials. Smooth in ζ, so
+        no boundary term."""
+        return ops.sigmoid(logits + self.sharpness * (2.0 * zeta - 1.0)), None
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class HierarchicalSpikeExponentialPosterior(SmoothedGroups, SpikeExponentialPosterior):
+    """Rolfe's smoothed units in groups, each conditioned on the ζ of those before (see the
+    module)."""
+
+    kind: ClassVar[str] = "hierarchical_spike_exponential"
+    description: ClassVar[str] = (
+        "spike-and-exponential units in groups, each conditioned on those before (Rolfe 2017)"
+    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "hierarchical", "expected_bits"})
+
+    groups: int = groups_setting()
+
+    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, TensorLike]:
+        """``E[z | ζ]`` is the bit itself, 1 where ζ > 0: a step in the noise, with no pathwise
+        gradient. Its expectation's gradient is the jump at the step, ∂q times the energy's
+        change there, where ζ = 0 as for an unset bit; so the boundary weights
+        ``(1 - z) / (1 - q)`` (without gradient) average it over the unset bits (Rolfe 2017,
+        Eq. 12)."""
+        bits = ops.cast(ops.greater(zeta, 0.0), logits.dtype)
+        # q below 1 - 1e-3, so that a nearly certain unit's rare unset draw is not weighed
+        # without bound.
+        probabilities = ops.minimum(ops.sigmoid(logits), 1.0 - 1e-3)
+        boundary = ops.stop_gradient((1.0 - bits) / (1.0 - probabilities))
+        return bits, boundary

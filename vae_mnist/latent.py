@@ -82,11 +82,15 @@ class FactorialBernoulli:
     A hierarchical posterior gives one of these per training sample: each unit's logit given the
     sampled ζ of the groups before it, and in `expectations` the bits' expected values given the
     sample (``E[z | ζ]``, ``(batch, units)``), which stand for the bits in a prior's expected
-    energy. None means sigmoid(logits), the bits' expectation under q itself.
+    energy. None means sigmoid(logits), the bits' expectation under q itself. Where an
+    expectation is a step in the sampling noise (a spike-and-exponential bit), the
+    `boundary_weights` ``(batch, units)`` weigh the gradient of that step (Rolfe's Eq. 12; see
+    `vae_mnist.rbm_prior.RBMPrior.kl_divergence`).
     """
 
     logits: TensorLike
     expectations: TensorLike | None = None
+    boundary_weights: TensorLike | None = None
 
 
 def gaussian_log_density(z: TensorLike, mean: TensorLike, log_var: TensorLike) -> TensorLike:

@@ -252,7 +252,34 @@ class RBMPrior(Prior):
             expectations = ops.sigmoid(logits)
         first, second = self._halves_of(expectations)
         expected_energy = expected_rbm_energy(first, second, *self._weights())
+        if distribution.boundary_weights is not None:
+            expected_energy = expected_energy + self._boundary_term(distribution, first, second)
         return -bernoulli_entropy(logits) + expected_energy + self.current_log_partition()
+
+    def _boundary_term(
+        self, distribution: FactorialBernoulli, first: TensorLike, second: TensorLike
+    ) -> TensorLike:
+        """Zero in value; its gradient is that of the bits' steps in the sampling noise.
+
+        A bit z_i = 1[ρ_i > 1 - q_i] moves its step as q_i moves, and at the step the energy
+        jumps by its slope ``∂E/∂z_i = -a_i - (W z_other)_i`` (E is linear in z_i), evaluated
+        where ζ_i = 0, as for an unset bit. So ``∂E_q[E]/∂φ`` gains ``E[(1 - z_i)/(1 - q_i)
+        ∂E/∂z_i] ∂q_i/∂φ``: the boundary weights times the slope, without gradient, times
+        ``q - stop_gradient(q)`` (Rolfe 2017, Eq. 12).
+        """
+        bias1, bias2, coupling = self._weights()
+        # (batch, n2) @ (n2, n1) -> (batch, n1), and (batch, n1) @ (n1, n2) -> (batch, n2):
+        # each half's slope given the other half.
+        slope = ops.concatenate(
+            [
+                -bias1 - ops.matmul(second, ops.transpose(coupling)),
+                -bias2 - ops.matmul(first, coupling),
+            ],
+            axis=-1,
+        )
+        probabilities = ops.sigmoid(distribution.logits)
+        weight = ops.stop_gradient(distribution.boundary_weights * slope)
+        return ops.sum(weight * (probabilities - ops.stop_gradient(probabilities)), axis=-1)
 
     def relaxed_divergence(
         self, zeta: TensorLike, parameters: dict, sample_estimate: bool

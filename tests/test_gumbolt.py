@@ -321,6 +321,8 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
         ("gumbolt2018-hierarchical-factorial", {}),
         ("dvaepp2018-hierarchical", SHORT_AIS),
         ("dvaepp2018-hierarchical-factorial", {}),
+        ("dvae2017-hierarchical", SHORT_AIS),
+        ("dvae2017-hierarchical-factorial", {}),
     ],
 )
 def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp_path):
@@ -355,6 +357,7 @@ def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp
         ("dvaepp2018", "dvaepp2018-factorial"),
         ("gumbolt2018-hierarchical", "gumbolt2018-hierarchical-factorial"),
         ("dvaepp2018-hierarchical", "dvaepp2018-hierarchical-factorial"),
+        ("dvae2017-hierarchical", "dvae2017-hierarchical-factorial"),
     ],
 )
 def test_each_twin_differs_from_its_preset_only_in_the_prior(first, second):
@@ -376,6 +379,8 @@ def test_presets_verbose_names_each_ones_paper_and_what_differs():
         ("gumbolt2018-factorial", "Khoshaman & Amin"),
         ("dvae2017-factorial", "Rolfe"),
         ("dvaepp2018-factorial", "Vahdat"),
+        ("dvae2017-hierarchical", "Rolfe"),
+        ("dvae2017-hierarchical-factorial", "Rolfe"),
     ):
         block = result.stdout.split(f"\n{name} ", 1)[1].split("settings:", 1)[0]
         assert f"paper: {paper}" in block

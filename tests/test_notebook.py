@@ -96,6 +96,7 @@ def test_the_rbm_prior_notebook_runs_on_a_short_run(tmp_path, monkeypatch):
     assert (run_folder / "vae.keras").is_file()
     images, text = images_and_text(outputs)
     assert "the probabilities sum to 1.000000" in text
+    assert "the coupled pair is on together with probability 0.81" in text
     assert "log Z by AIS: " in text and "W[" in text
     assert "the pairs' correlations under prior and posterior agree" in text
     assert "units that vary in this image's code: " in text

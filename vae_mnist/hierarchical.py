@@ -190,6 +190,8 @@ class SmoothedGroups(GroupedUnits):
     the groups before it, smoothed by the kind's `smooth`; the KL for a prior from the
     conditional logits and the bits' expectations given the sample (`expected_bits`)."""
 
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "hierarchical", "expected_bits"})
+
     def sample(self, parameters: dict, training: bool | None = None) -> TensorLike:
         """ζ ``(batch, N)``: each group smoothed given the earlier groups' ζ, by the mixture's
         inverse CDF (in training and outside it, as the factorial kinds)."""
@@ -250,8 +252,6 @@ class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExp
     description: ClassVar[str] = (
         "overlapping exponentials in groups, each conditioned on those before"
     )
-    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "hierarchical", "expected_bits"})
-
     groups: int = groups_setting()
 
     def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, None]:
@@ -271,8 +271,6 @@ class HierarchicalSpikeExponentialPosterior(SmoothedGroups, SpikeExponentialPost
     description: ClassVar[str] = (
         "spike-and-exponential units in groups, each conditioned on those before (Rolfe 2017)"
     )
-    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "hierarchical", "expected_bits"})
-
     groups: int = groups_setting()
 
     def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, TensorLike]:

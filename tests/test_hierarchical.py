@@ -21,6 +21,7 @@ from vae_mnist.hierarchical import (
 from vae_mnist.latent import FactorialBernoulli
 from vae_mnist.model import PartLayer, build_vae, load_model
 from vae_mnist.rbm_prior import RBMPrior
+from vae_mnist.relaxations import bernoulli_log_probability
 from vae_mnist.settings import ConfigError
 from vae_mnist.training import train
 
@@ -345,3 +346,25 @@ def test_rolfes_gradient_of_the_kl_matches_the_exact_one(coupling):
         values = [spike_and_exponential_kl(*a, shift, bias1, bias2, coupling, 5.0) for a in moved]
         exact.append((values[0] - values[1]) / (2 * step))
     np.testing.assert_allclose(gradient, exact, atol=0.01)
+
+
+@pytest.mark.parametrize(
+    "kind", [HierarchicalOverlappingExponentialPosterior, HierarchicalSpikeExponentialPosterior]
+)
+def test_evaluation_decodes_the_smoothing_its_groups_were_conditioned_on(kind):
+    """(z, ζ) from one draw of q(z, ζ | x): log q is the bits' given that ζ, and the decoder is
+    given that same ζ (for the spike, ζ > 0 exactly where a bit is set)."""
+    posterior = overlapping_in_groups(units=6, groups=3, seed=4, kind=kind)
+    parameters = {
+        "logits": ops.convert_to_tensor(np.array([[0.5, -1.0, 0.2, 1.5, -0.3, 0.0]] * 2, "float32"))
+    }
+    bits, log_q, zeta = (numpy(value) for value in posterior.exact_sample(parameters, 500, 3))
+    assert bits.shape == zeta.shape == (2, 500, 6)
+    conditional = posterior.conditional_logits(parameters, ops.convert_to_tensor(zeta))
+    np.testing.assert_allclose(
+        log_q, numpy(bernoulli_log_probability(bits, conditional)), rtol=1e-5, atol=1e-5
+    )
+    if kind is HierarchicalSpikeExponentialPosterior:
+        np.testing.assert_array_equal(zeta > 0, bits == 1)
+    same_bits, _ = posterior.sample_exact(parameters, 500, 3)
+    np.testing.assert_array_equal(numpy(same_bits), bits)

@@ -24,10 +24,12 @@ sample ζ the bits are independent, ``E[z_i | ζ] = sigmoid(l_i + β(2ζ_i - 1))
 energy is linear in each unit takes its KL as ``-Σ_g H(q(z_g | x, ζ_<g)) + E(E[z|ζ]) + log Z``,
 exact in expectation and differentiable through ζ (``expected_bits``). The last group's ζ
 conditions nothing, so its bits' expectation q itself stands in for E[z|ζ] there, with less
-variance (as DVAE++ does). Outside training,
-evaluation draws (z, ζ) group by group and weighs z by ``log q(z|x, ζ) = Σ_g log q(z_g | x,
-ζ_<g)``; the decoder sees a fresh ζ' ~ r(ζ'|z), a valid importance weight of p(x) (ζ is an
-auxiliary variable whose density r(ζ|z) cancels).
+variance (as DVAE++ does). Outside training, evaluation draws (z, ζ) group by group and weighs
+z by ``log q(z|x, ζ) = Σ_g log q(z_g | x, ζ_<g)``, the decoder seeing that ζ, so that each
+(z, ζ) is a draw of training's own q(z, ζ | x) and the weight ``log p(x|ζ) + log p(z) -
+log q(z | x, ζ)`` (r(ζ|z) cancels) bounds the model that training fits. (A fresh
+ζ' ~ r(ζ'|z) for the decoder gives a valid but looser bound: it loses how ζ placed the later
+groups.)
 """
 
 from __future__ import annotations
@@ -220,8 +222,15 @@ class SmoothedGroups(GroupedUnits):
         return FactorialBernoulli(logits, expectations, boundary)
 
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
+        """`exact_sample`'s bits and log q(z | x, ζ)."""
+        bits, log_q, _ = self.exact_sample(parameters, samples, seed)
+        return bits, log_q
+
+    def exact_sample(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any, Any]:
         """Bits z ``(batch, samples, N)`` drawn group by group, each group given the smoothed ζ
-        of the groups before it, and ``log q(z | x, ζ) = Σ_g log q(z_g | x, ζ_<g)``."""
+        of the groups before it, ``log q(z | x, ζ) = Σ_g log q(z_g | x, ζ_<g)``, and that ζ
+        ``(batch, samples, N)``, which the decoder sees: (z, ζ) is a draw of the training
+        sample's joint q(z, ζ | x), so the weight is a bound of training's own model."""
         logits = ops.convert_to_tensor(parameters["logits"])
         batch = ops.shape(logits)[0]
         shape = (batch, samples, self.units)
@@ -239,7 +248,7 @@ class SmoothedGroups(GroupedUnits):
         zeta = self._draw_in_order(parameters, shape, draw)
         bits = ops.concatenate(bits, axis=-1)
         log_q = bernoulli_log_probability(bits, self.conditional_logits(parameters, zeta))
-        return bits, log_q
+        return bits, log_q, zeta
 
 
 @register

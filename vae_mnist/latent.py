@@ -124,6 +124,9 @@ class Posterior(Part):
       log q(z|x) ``(batch, samples)``, for the importance-weighted bound.
     - ``decoder_input(z, seed)``: what the decoder sees for an exact sample (z itself, except
       where training's decoder sees a smoothed code).
+    - ``exact_sample(parameters, samples, seed)``: `sample_exact`'s pair and the decoder's
+      input ``(batch, samples, code_size)`` where the draw made it (a hierarchy of smoothed
+      groups decodes the ζ its groups were conditioned on), else None: `decoder_input` then.
     - ``representation(parameters)``: what the scatter, the principal components and the kNN
       classifier use; ``mode(parameters)``: the most probable code.
     - ``latent_metrics(parameters)``: JSON-ready numbers on how the data uses the code.
@@ -156,6 +159,12 @@ class Posterior(Part):
 
     def decoder_input(self, z: TensorLike, seed: Any) -> TensorLike:
         return z
+
+    def exact_sample(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any, Any]:
+        """`sample_exact`'s z and log q(z|x), and None: the decoder's input is `decoder_input`
+        of z."""
+        z, log_q = self.sample_exact(parameters, samples, seed)
+        return z, log_q, None
 
     def distribution_given(self, parameters: dict, z: TensorLike) -> Any:
         """The distribution for a prior's closed-form KL, given the training sample z: the

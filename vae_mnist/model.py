@@ -342,15 +342,15 @@ class VAE(keras.Model):
     def exact_terms(self, images, samples: int, seed: Any):
         """``-log p(x|z)`` and ``log q(z|x) - log p(z)`` for K exact posterior samples per image.
 
-        Every layer draws exactly; what the decoder sees for z₁ is the posterior's
-        `decoder_input` (z itself, or a smoothed ζ ~ r(ζ|z), whose density cancels from the
-        weight, being in both the model and the proposal). Each ``(batch * K,)``, the samples of
-        an image side by side.
+        Every layer draws exactly; what the decoder sees for z₁ is the ζ the posterior drew
+        with it (a hierarchy of smoothed groups), or else its `decoder_input` (z itself, or a
+        smoothed ζ ~ r(ζ|z)); the density of ζ given z cancels from the weight, being in both
+        the model and the proposal. Each ``(batch * K,)``, the samples of an image side by side.
         """
         images = ops.convert_to_tensor(images)
         batch = ops.shape(images)[0]
         parameters = self.encode(images)
-        z, log_q = self.posterior.part.sample_exact(parameters, samples, seed)
+        z, log_q, drawn_input = self.posterior.part.exact_sample(parameters, samples, seed)
         # (batch, K, code) -> (batch*K, code) for the networks above and below.
         codes = [ops.reshape(z, (batch * samples, -1))]
         log_ratio = ops.reshape(log_q, (batch * samples,))
@@ -364,7 +364,12 @@ class VAE(keras.Model):
             prior_parameters = self.conditional_prior(index, codes[index + 1])
             log_ratio = log_ratio - lower.log_density(codes[index], prior_parameters)
         log_ratio = log_ratio - self.prior.part.log_density(codes[-1])
-        decoded = self.decode(self.posterior.part.decoder_input(codes[0], seed))
+        if drawn_input is None:
+            decoder_input = self.posterior.part.decoder_input(codes[0], seed)
+        else:
+            # (batch, K, code) -> (batch*K, code), as the codes.
+            decoder_input = ops.reshape(drawn_input, (batch * samples, -1))
+        decoded = self.decode(decoder_input)
         # (batch, pixels) -> (batch*K, pixels): each image once per sample.
         targets = ops.repeat(images, samples, axis=0) if samples > 1 else images
         return self.likelihood.negative_log_likelihood(targets, decoded), log_ratio, parameters

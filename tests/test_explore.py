@@ -589,6 +589,20 @@ def settled_after(driver, decodes: int, condition=lambda page: True) -> dict:
     return found
 
 
+def text_becomes(driver, element_id: str, condition) -> bool:
+    """Wait (as `settled_after`, up to 30 s) until the element's text meets `condition`."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(driver, 30).until(
+            lambda driver: condition(driver.find_element("id", element_id).text)
+        )
+    except TimeoutException:
+        return False
+    return True
+
+
 def open_page(driver, address: str) -> dict:
     driver.get(address)
     return settled_after(driver, 0)
@@ -666,7 +680,8 @@ def test_the_pointer_over_the_plane_decodes_each_point_live(browser, page_runs, 
         browser.find_element("id", "test-index").send_keys("9")
         browser.find_element("css selector", "#test-form button[type=submit]").click()
         page = settled_after(browser, page["decodes"])
-        assert browser.find_element("id", "test-command").text.endswith("--index 9")
+        # The command line is written after its request answers: wait for it, as for a decode.
+        assert text_becomes(browser, "test-command", lambda text: text.endswith("--index 9"))
         save_screenshot(browser, tmp_path, "explore_gaussian")
     finally:
         returncode, _, stderr = stop_command(process)

@@ -391,16 +391,19 @@ class VAE(keras.Model):
 
     def sample_codes(self, count: int, seed: int):
         """Codes z₁ ``(count, code_size)`` numpy float32 drawn from the model's prior, as the
-        decoder sees them.
+        decoder sees them: `decoder_codes` of the prior part's draw."""
+        return self.decoder_codes(self.prior.part.sample(count, seed), seed)
 
-        The top layer's from the prior part, passed through its posterior's `decoder_input`
-        (a smoothed binary code is decoded from ζ ~ r(ζ|z), as in training, not from the bits);
-        each layer below from its conditional prior p(z_i | z_{i+1}), drawn as its posterior
-        kind draws from such parameters.
+    def decoder_codes(self, top_code, seed: int):
+        """What the decoder sees, numpy float32, for codes of the top layer drawn from the prior.
+
+        The top code passes through its posterior's `decoder_input` (a smoothed binary code is
+        decoded from ζ ~ r(ζ|z), as in training, not from the bits); each layer below is drawn
+        from its conditional prior p(z_i | z_{i+1}), as its posterior kind draws from such
+        parameters.
         """
-        code = self.prior.part.sample(count, seed)
         code = ops.convert_to_numpy(
-            self.top_posterior_part.decoder_input(ops.convert_to_tensor(code), seed)
+            self.top_posterior_part.decoder_input(ops.convert_to_tensor(top_code), seed)
         )
         for index in reversed(range(len(self.upper_layers))):
             lower = self.layer_posteriors[index]

@@ -217,13 +217,14 @@ class Explorer:
             seed = int(np.random.default_rng().integers(LARGEST_PRIOR_SEED))
         if not (_is_whole(seed) and 0 <= seed <= LARGEST_PRIOR_SEED):
             raise RequestError(f'"seed" must be a whole number 0..{LARGEST_PRIOR_SEED}')
+        vae = self.run.vae
         with self.lock:
-            # What the decoder sees (a smoothed code's ζ), and what the controls show: the
-            # prior's own draw under the same seed (its bits), where the model has one layer.
-            code = np.asarray(self.run.vae.sample_codes(1, seed), np.float32)
-            shown = code if self.run.vae.upper_layers else self.prior.sample(1, seed)
-        image = _pixels(self._decode(code)[0])
-        return {"seed": seed, "image": image, **self._placed(np.asarray(shown, np.float32))}
+            # One draw of the prior: what the decoder sees (a smoothed code's ζ), and what the
+            # controls show (the drawn bits), where the model has one layer.
+            drawn = self.prior.sample(1, seed)
+            code = np.asarray(vae.decoder_codes(drawn, seed), np.float32)
+        shown = code if vae.upper_layers else np.asarray(drawn, np.float32)
+        return {"seed": seed, "image": _pixels(self._decode(code)[0]), **self._placed(shown)}
 
     def _placed(self, code: np.ndarray) -> dict[str, Any]:
         """A decoder input ``(1, code_size)`` as the controls hold it: ``z`` or ``code``."""

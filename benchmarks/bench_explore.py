@@ -12,7 +12,7 @@ times, over the same random codes,
 after a warm-up of a few calls each. It prints the median and the 95th percentile of each in
 milliseconds, and the round trip's median over the decoder's (what HTTP and JSON add).
 
-    python benchmarks/bench_explore.py --backend all --presets keras2017,gumbel2017,dvae2017
+    python benchmarks/bench_explore.py --backend all --presets keras2017,gumbel2017,dvae2017-small
 """
 
 from __future__ import annotations

@@ -472,7 +472,7 @@ def test_coupling_figure_refused_for_a_gaussian_run(tmp_path):
 )
 def test_train_refuses_bad_rbm_settings(tmp_path, flags, message):
     folder = tmp_path / "run"
-    result = run_command("train", "--preset", "dvae2017", "--out", str(folder), *flags)
+    result = run_command("train", "--preset", "dvae2017-small", "--out", str(folder), *flags)
     assert result.returncode != 0
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -316,13 +316,13 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
         ("gumbolt2018", SHORT_AIS),
         ("gumbolt2018", {**SHORT_AIS, "objective": "iwae", "importance_samples": 2}),
         ("gumbolt2018-factorial", {}),
-        ("dvae2017-factorial", {}),
+        ("dvae2017-small-factorial", {}),
         ("dvaepp2018-factorial", {}),
         ("gumbolt2018-hierarchical-factorial", {}),
         ("dvaepp2018-hierarchical", SHORT_AIS),
         ("dvaepp2018-hierarchical-factorial", {}),
-        ("dvae2017-hierarchical", SHORT_AIS),
-        ("dvae2017-hierarchical-factorial", {}),
+        ("dvae2017", SHORT_AIS),
+        ("dvae2017-factorial", {}),
     ],
 )
 def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp_path):
@@ -352,12 +352,12 @@ def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp
 @pytest.mark.parametrize(
     "first, second",
     [
-        ("dvae2017", "dvae2017-factorial"),
+        ("dvae2017-small", "dvae2017-small-factorial"),
         ("gumbolt2018", "gumbolt2018-factorial"),
         ("dvaepp2018", "dvaepp2018-factorial"),
         ("gumbolt2018-hierarchical", "gumbolt2018-hierarchical-factorial"),
         ("dvaepp2018-hierarchical", "dvaepp2018-hierarchical-factorial"),
-        ("dvae2017-hierarchical", "dvae2017-hierarchical-factorial"),
+        ("dvae2017", "dvae2017-factorial"),
     ],
 )
 def test_each_twin_differs_from_its_preset_only_in_the_prior(first, second):
@@ -377,10 +377,10 @@ def test_presets_verbose_names_each_ones_paper_and_what_differs():
     for name, paper in (
         ("gumbolt2018", "Khoshaman & Amin"),
         ("gumbolt2018-factorial", "Khoshaman & Amin"),
-        ("dvae2017-factorial", "Rolfe"),
+        ("dvae2017-small-factorial", "Rolfe"),
         ("dvaepp2018-factorial", "Vahdat"),
-        ("dvae2017-hierarchical", "Rolfe"),
-        ("dvae2017-hierarchical-factorial", "Rolfe"),
+        ("dvae2017", "Rolfe"),
+        ("dvae2017-factorial", "Rolfe"),
     ):
         block = result.stdout.split(f"\n{name} ", 1)[1].split("settings:", 1)[0]
         assert f"paper: {paper}" in block

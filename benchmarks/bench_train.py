@@ -6,8 +6,9 @@ In one run, on the same data and hyperparameters, each backend trains
 (b) the project's own path, `vae_mnist.training.train` with the default `RunConfig`
     (checkpointing and history writing included),
 
-each in a fresh process of its own; on JAX also (c) the project's path with each call's steps
-as one compiled scan (``--compiled-chunks``, ``project-chunks``), and with ``--peer``, once,
+each in a fresh process of its own; on JAX, where (b) runs each call's steps as one compiled
+scan (the default ``--compiled-chunks``), also (c) Keras' own step loop (``project-loop``,
+``--no-compiled-chunks``), and with ``--peer``, once,
 (d) a plain PyTorch training loop of the same model as pytorch/examples writes its VAE (an
 ``nn.Module``, a hand loop, RMSprop), written here. It prints the median seconds per epoch over
 the epochs after the first, the peak resident memory, the validation loss after the last epoch,
@@ -16,7 +17,7 @@ matrix-product throughput measured on this machine in the same run), and the slo
 after the first as a multiple of the median (a stall shows there).
 
 With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
-project's path (on JAX, also in compiled chunks), one fresh process each, and reports its seconds
+project's path (on JAX, also in Keras' step loop), one fresh process each, and reports its seconds
 per epoch, peak memory and the fraction of its own floor: the FLOPs of its networks' dense and
 convolutional layers (an RBM prior's Gibbs sampling and a discrete latent's relaxation are not
 counted). Fashion-MNIST comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
@@ -112,9 +113,9 @@ def _worker(path: str, epochs: int, data_path: str | None) -> dict:
 
     if path == "torch-peer":
         return _torch_peer(epochs, data_path)
-    # "-chunks": each call's steps as one compiled scan, in place of Keras' step loop.
-    chunks = path.endswith("-chunks")
-    path = path.removesuffix("-chunks")
+    # "-loop": Keras' step loop, in place of the default compiled scan of each call's steps.
+    chunks = not path.endswith("-loop")
+    path = path.removesuffix("-loop")
     preset = path.removeprefix("preset:") if path.startswith("preset:") else None
     config = preset_config(preset) if preset else vae_mnist.RunConfig()
     config = config.replace(epochs=epochs, compiled_chunks=chunks)
@@ -298,9 +299,9 @@ def main() -> None:
     )
     fastest = float("inf")
     for number, backend in enumerate(backends):
-        paths = (*PATHS, "project-chunks") if backend == "jax" else PATHS
+        paths = (*PATHS, "project-loop") if backend == "jax" else PATHS
         results = {path: run_worker(__file__, backend, path, options) for path in paths}
-        # The project's fastest path: its loop, or its compiled chunks where the backend has them.
+        # The project's fastest path: its default, or Keras' step loop where the backend has both.
         project_paths = [path for path in paths if path.startswith("project")]
         fastest = min(fastest, *(results[path]["median_epoch_seconds"] for path in project_paths))
         floor = results["project"]["flops_per_epoch"] / throughput
@@ -359,8 +360,8 @@ def _report_presets(
     print(header)
     print("-" * len(header))
     for backend in backends:
-        # On JAX each preset also runs in compiled chunks, beside Keras' own step loop.
-        suffixes = ("", "-chunks") if backend == "jax" else ("",)
+        # On JAX each preset also runs in Keras' own step loop, beside the compiled chunks.
+        suffixes = ("", "-loop") if backend == "jax" else ("",)
         for preset, suffix in ((preset, suffix) for preset in presets for suffix in suffixes):
             result = run_worker(__file__, backend, f"preset:{preset}{suffix}", options)
             seconds = result["median_epoch_seconds"]

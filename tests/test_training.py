@@ -47,8 +47,18 @@ def slow_npz(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
-def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how):
+# One step per call, and the default of 100 (on JAX, a compiled chunk of 100 steps per call).
+@pytest.mark.parametrize(
+    "how, steps",
+    [
+        (signal.SIGKILL, 1),
+        (signal.SIGTERM, 1),
+        (signal.SIGINT, 1),
+        (signal.SIGKILL, 100),
+        (signal.SIGINT, 100),
+    ],
+)
+def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how, steps):
     folder = tmp_path / "run"
     command = [
         sys.executable,
@@ -63,7 +73,7 @@ def test_interrupted_run_continues_where_it_stopped(tmp_path, slow_npz, how):
         "8",
         "--quiet",
         "--steps-per-execution",
-        "1",
+        str(steps),
         "--batch-size",
         "10",
     ]
@@ -408,3 +418,18 @@ def test_ctrl_c_stops_at_the_end_of_a_chunk(tmp_path, capsys):
     assert message.endswith(" of 6 in epoch 2; that epoch is discarded")
     assert 4 < int(message.split()[3]) <= 6
     assert json.loads((folder / "run.json").read_text())["completed_epochs"] == 1
+
+
+def test_the_default_run_trains_in_compiled_chunks_on_jax_only():
+    from vae_mnist.chunks import compiles_chunks
+    from vae_mnist.model import build_vae
+    from vae_mnist.training import compile_vae
+
+    config = RunConfig()
+    assert config.training.compiled_chunks
+    vae = build_vae(config)
+    compile_vae(vae, config, steps_per_epoch=600)
+    assert compiles_chunks(vae) == (keras.backend.backend() == "jax")
+    vae = build_vae(config.replace(compiled_chunks=False))
+    compile_vae(vae, config.replace(compiled_chunks=False), steps_per_epoch=600)
+    assert not compiles_chunks(vae)

@@ -7,8 +7,8 @@ and the step runs inside `jax.lax.scan`, so one chunk is one call. The step is K
 (`train_step` or `test_step`, stateless on JAX), so the arithmetic, the random streams and the
 metrics are those of the loop; callbacks still run at chunk boundaries, as Keras calls them.
 
-It is a training setting (`--compiled-chunks`), off by default: on the 2-core CPU machine it
-has not yet been measured faster than Keras' loop (README, Speed).
+It is a training setting (`--compiled-chunks`, on by default; `--no-compiled-chunks` gives
+Keras' loop). The two give the same numbers; README (Speed) has what each costs.
 """
 
 from __future__ import annotations

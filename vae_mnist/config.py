@@ -65,7 +65,7 @@ class TrainingConfig(Settings):
     )
     jit_compile: bool = setting(True, "compile the training step with XLA (speed only)")
     compiled_chunks: bool = setting(
-        False,
+        True,
         "JAX: run each call's steps as one compiled scan, not Keras' step loop (speed only; "
         "the same numbers)",
     )

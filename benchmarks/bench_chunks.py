@@ -1,4 +1,4 @@
-"""Compiled chunks against Keras' step loop on JAX: CPU seconds and wall seconds per epoch.
+"""Compiled chunks against Keras' step loop (JAX or TensorFlow): CPU and wall seconds per epoch.
 
 Each measurement trains one preset with `vae_mnist.training.train` in a fresh process, with
 `compiled_chunks` on or off, the two alternating; it prints, per epoch after the first, the
@@ -6,7 +6,7 @@ process's CPU time (user and system, all threads) and the wall time. On a machin
 other work the wall time depends on the scheduler's share, while the CPU time measures the
 work itself; on an idle machine the two tell the same story.
 
-    KERAS_BACKEND=jax python benchmarks/bench_chunks.py --data ../shared/data/mnist.npz \\
+    python benchmarks/bench_chunks.py --data ../shared/data/mnist.npz --backend tensorflow \\
         --presets keras2017,iwae2015 --epochs 4 --repeats 2
 """
 
@@ -55,6 +55,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per training (default: 4)")
     parser.add_argument("--repeats", type=int, default=2, help="pairs per preset (default: 2)")
     parser.add_argument("--data", help="local MNIST .npz or IDX folder")
+    parser.add_argument(
+        "--backend", choices=("jax", "tensorflow"), default="jax", help="(default: jax)"
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.epochs < 2:
@@ -64,7 +67,8 @@ def main() -> None:
         print(json.dumps(_worker(preset, chunks, arguments.epochs, arguments.data)))
         return
     print(f"command: python benchmarks/bench_chunks.py {' '.join(sys.argv[1:])}")
-    print(f"{'preset':<12}{'path':<8}{'cpu s/epoch':>13}{'wall s/epoch':>14}{'val_loss':>11}")
+    print(f"backend: {arguments.backend}")
+    print(f"{'preset':<24}{'path':<8}{'cpu s/epoch':>13}{'wall s/epoch':>14}{'val_loss':>11}")
     options = ["--epochs", str(arguments.epochs)]
     options += ["--data", arguments.data] if arguments.data else []
     for preset in arguments.presets.split(","):
@@ -75,13 +79,13 @@ def main() -> None:
                     command,
                     capture_output=True,
                     text=True,
-                    env={**os.environ, "KERAS_BACKEND": "jax"},
+                    env={**os.environ, "KERAS_BACKEND": arguments.backend},
                 )
                 if result.returncode != 0:
                     raise SystemExit(f"{preset} {path} failed:\n{result.stderr[-2000:]}")
                 row = json.loads(result.stdout.strip().splitlines()[-1])
                 print(
-                    f"{preset:<12}{path:<8}{row['cpu']:>13.2f}{row['wall']:>14.2f}"
+                    f"{preset:<24}{path:<8}{row['cpu']:>13.2f}{row['wall']:>14.2f}"
                     f"{row['val_loss']:>11.4f}",
                     flush=True,
                 )

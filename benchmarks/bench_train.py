@@ -6,9 +6,9 @@ In one run, on the same data and hyperparameters, each backend trains
 (b) the project's own path, `vae_mnist.training.train` with the default `RunConfig`
     (checkpointing and history writing included),
 
-each in a fresh process of its own; on JAX, where (b) runs each call's steps as one compiled
-scan (the default ``--compiled-chunks``), also (c) Keras' own step loop (``project-loop``,
-``--no-compiled-chunks``), and with ``--peer``, once,
+each in a fresh process of its own; on JAX and TensorFlow, where (b) runs each call's steps as
+one compiled program (the default ``--compiled-chunks``), also (c) Keras' own step loop
+(``project-loop``, ``--no-compiled-chunks``), and with ``--peer``, once,
 (d) a plain PyTorch training loop of the same model as pytorch/examples writes its VAE (an
 ``nn.Module``, a hand loop, RMSprop), written here. It prints the median seconds per epoch over
 the epochs after the first, the peak resident memory, the validation loss after the last epoch,
@@ -17,10 +17,10 @@ matrix-product throughput measured on this machine in the same run), and the slo
 after the first as a multiple of the median (a stall shows there).
 
 With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
-project's path (on JAX, also in Keras' step loop), one fresh process each, and reports its seconds
-per epoch, peak memory and the fraction of its own floor: the FLOPs of its networks' dense and
-convolutional layers (an RBM prior's Gibbs sampling and a discrete latent's relaxation are not
-counted). Fashion-MNIST comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
+project's path (on JAX and TensorFlow, also in Keras' step loop), one fresh process each, and
+reports its seconds per epoch, peak memory and the fraction of its own floor: the FLOPs of its
+networks' dense and convolutional layers (an RBM prior's Gibbs sampling and a discrete latent's
+relaxation are not counted). Fashion-MNIST comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
 
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --backend all --epochs 10
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --presets all --epochs 2
@@ -39,6 +39,8 @@ import tempfile
 import time
 
 BACKENDS = ("tensorflow", "jax", "torch")
+# The backends whose default path runs compiled chunks, where Keras' loop is timed beside it.
+CHUNKED_BACKENDS = ("tensorflow", "jax")
 PATHS = ("reference", "project")
 
 
@@ -299,7 +301,7 @@ def main() -> None:
     )
     fastest = float("inf")
     for number, backend in enumerate(backends):
-        paths = (*PATHS, "project-loop") if backend == "jax" else PATHS
+        paths = (*PATHS, "project-loop") if backend in CHUNKED_BACKENDS else PATHS
         results = {path: run_worker(__file__, backend, path, options) for path in paths}
         # The project's fastest path: its default, or Keras' step loop where the backend has both.
         project_paths = [path for path in paths if path.startswith("project")]
@@ -360,8 +362,8 @@ def _report_presets(
     print(header)
     print("-" * len(header))
     for backend in backends:
-        # On JAX each preset also runs in Keras' own step loop, beside the compiled chunks.
-        suffixes = ("", "-loop") if backend == "jax" else ("",)
+        # Where the chunks are the default, each preset also runs in Keras' own step loop.
+        suffixes = ("", "-loop") if backend in CHUNKED_BACKENDS else ("",)
         for preset, suffix in ((preset, suffix) for preset in presets for suffix in suffixes):
             result = run_worker(__file__, backend, f"preset:{preset}{suffix}", options)
             seconds = result["median_epoch_seconds"]

@@ -1,11 +1,13 @@
-"""Compiled chunks of steps on JAX: `steps_per_execution` steps as one XLA program.
+"""Compiled chunks of steps: `steps_per_execution` training steps as one XLA program.
 
 Keras' JAX trainer runs `steps_per_execution` as a Python loop around the compiled step, so
 every step pays a dispatch and a copy of its batch; at small batches (Burda et al.'s 20) that
-costs as much as the arithmetic. Here the chunk's batches are stacked on the host, copied once,
-and the step runs inside `jax.lax.scan`, so one chunk is one call. The step is Keras' own
-(`train_step` or `test_step`, stateless on JAX), so the arithmetic, the random streams and the
-metrics are those of the loop; callbacks still run at chunk boundaries, as Keras calls them.
+costs as much as the arithmetic. Its TensorFlow trainer loops in the graph, but launches each
+step's XLA program separately and pulls each batch from `tf.data` between them. Here the chunk's
+batches are stacked, copied once, and the steps run inside one compiled loop (`jax.lax.scan`,
+or a `tf.while_loop` under XLA), so one chunk is one call. The step is Keras' own (`train_step`
+or `test_step`), so the arithmetic, the random streams and the metrics are those of the loop;
+callbacks still run at chunk boundaries, as Keras calls them.
 
 It is a training setting (`--compiled-chunks`, on by default; `--no-compiled-chunks` gives
 Keras' loop). The two give the same numbers; README (Speed) has what each costs.
@@ -25,10 +27,14 @@ from vae_mnist.backend import keras
 def chunked(step: Callable, steps: int) -> Callable:
     """A Keras iterator function running up to `steps` calls of `step` as one compiled program.
 
-    `step(state, data) -> (logs, state)` is a stateless Keras step; the result takes the
-    trainer's `(state, iterator)` and returns the last step's logs and the final state, raising
-    `StopIteration` when the iterator has nothing left, as Keras' own iterator functions do.
+    On JAX, `step(state, data) -> (logs, state)` is a stateless Keras step, and the result takes
+    the trainer's `(state, iterator)` and returns the last step's logs and the final state; on
+    TensorFlow, `step(data) -> logs` updates the model's variables, and the result takes the
+    iterator and returns the last step's logs. Either raises `StopIteration` when the iterator
+    has nothing left, as Keras' own iterator functions do.
     """
+    if keras.backend.backend() == "tensorflow":
+        return _TensorFlowChunkRunner(step, steps)
     import jax
 
     def run(state: Any, stacked: Any) -> tuple[Any, Any]:
@@ -82,12 +88,75 @@ class _ChunkRunner:
         return result
 
 
+class _TensorFlowChunkRunner:
+    """Runs up to `steps` of Keras' TensorFlow steps as one XLA program.
+
+    TensorFlow runs eagerly between calls, so one graph call first gathers the chunk's batches
+    from the iterator (a graph loop, as Keras' own, not a Python call per batch), then one XLA
+    call runs the steps on them.
+    """
+
+    def __init__(self, step: Callable, steps: int) -> None:
+        import tensorflow as tf
+
+        self.step = step
+        self.steps = steps
+        self.gather = tf.function(self._gather)
+        self.compiled = tf.function(self._run, jit_compile=True)
+
+    def _gather(self, iterator: Any) -> tuple[Any, Any]:
+        """Up to `steps` batches from `iterator`, stacked: (count, a (count, batch, ...) array
+        per entry of the batch's structure)."""
+        import tensorflow as tf
+
+        specs = keras.tree.flatten(iterator.element_spec)
+        arrays = [tf.TensorArray(spec.dtype, size=0, dynamic_size=True) for spec in specs]
+
+        def more(count, optional, arrays):
+            return tf.logical_and(count < self.steps, optional.has_value())
+
+        def body(count, optional, arrays):
+            values = keras.tree.flatten(optional.get_value())
+            arrays = [array.write(count, value) for array, value in zip(arrays, values)]
+            # The last batch of a chunk is not followed by a pull: it would be lost.
+            optional = tf.cond(
+                count + 1 < self.steps, iterator.get_next_as_optional, lambda: optional
+            )
+            return count + 1, optional, arrays
+
+        first = (tf.constant(0), iterator.get_next_as_optional(), arrays)
+        count, _, arrays = tf.while_loop(more, body, first)
+        stacked = [array.stack() for array in arrays]
+        return count, keras.tree.pack_sequence_as(iterator.element_spec, stacked)
+
+    def _run(self, stacked: Any) -> Any:
+        import tensorflow as tf
+
+        def batch(index):
+            return keras.tree.map_structure(lambda value: value[index], stacked)
+
+        def body(index):
+            self.step(batch(index))
+            return (index + 1,)
+
+        # (chunk, batch, ...): all but the last batch in the loop; the last one gives the logs.
+        last = tf.shape(keras.tree.flatten(stacked)[0])[0] - 1
+        (index,) = tf.while_loop(lambda index: index < last, body, (tf.constant(0),))
+        return self.step(batch(index))
+
+    def __call__(self, iterator: Any) -> Any:
+        count, stacked = self.gather(iterator)
+        if int(count) == 0:
+            raise StopIteration
+        return self.compiled(stacked)
+
+
 def compiles_chunks(model: Any) -> bool:
-    """Whether `model` trains in compiled chunks: asked for, on JAX, compiled, more than one
-    step a call."""
+    """Whether `model` trains in compiled chunks: asked for, on JAX or TensorFlow, compiled,
+    more than one step a call."""
     return (
         model.run_config.training.compiled_chunks
-        and keras.backend.backend() == "jax"
+        and keras.backend.backend() in ("jax", "tensorflow")
         and bool(model.jit_compile)
         and not model.run_eagerly
         and model.steps_per_execution > 1

@@ -368,3 +368,61 @@ def test_evaluation_decodes_the_smoothing_its_groups_were_conditioned_on(kind):
         np.testing.assert_array_equal(zeta > 0, bits == 1)
     same_bits, _ = posterior.sample_exact(parameters, 500, 3)
     np.testing.assert_array_equal(numpy(same_bits), bits)
+
+
+# -- the conditioning network of the earlier groups (conditional_units) ----------------------
+
+
+@pytest.mark.parametrize(
+    "kind", [HierarchicalBernoulliPosterior, HierarchicalSpikeExponentialPosterior]
+)
+def test_the_conditioning_network_lets_each_group_see_only_the_groups_before_it(kind):
+    units, groups = 6, 3
+    posterior = PartLayer(kind(units=units, groups=groups, conditional_units=8), 0).part
+    rng = np.random.default_rng(0)
+    # The output layer starts at zero (the linear posterior); give it weights to test.
+    posterior.conditional_output.assign(rng.normal(0, 1, (8, units)).astype("float32"))
+    parameters = {"logits": ops.convert_to_tensor(np.zeros((1, units), "float32"))}
+    code = rng.random((1, units)).astype("float32")
+    before = numpy(posterior.conditional_logits(parameters, code))
+    for group in range(groups):
+        columns = slice(2 * group, 2 * group + 2)
+        later = code.copy()
+        later[:, 2 * group :] = rng.random((1, units - 2 * group))
+        after = numpy(posterior.conditional_logits(parameters, later))
+        # A group's logits ignore its own and the later groups' units ...
+        np.testing.assert_allclose(after[:, columns], before[:, columns], atol=1e-6)
+        if group < groups - 1:
+            # ... and follow the units of the groups before the next one.
+            later_columns = slice(2 * group + 2, units)
+            assert np.abs(after[:, later_columns] - before[:, later_columns]).max() > 1e-3
+
+
+def test_the_conditioning_network_starts_at_zero_and_reloads(tmp_path):
+    config = GUMBOLT.replace(
+        posterior="hierarchical_bernoulli", units=8, halves=(4, 4), groups=4, conditional_units=16
+    )
+    vae = build_vae(config)
+    parameters = {"logits": ops.convert_to_tensor(np.zeros((2, 8), "float32"))}
+    code = np.random.default_rng(0).random((2, 8)).astype("float32")
+    # At the start the network adds nothing: the posterior is the linear one.
+    np.testing.assert_allclose(numpy(vae.posterior_part.conditional_logits(parameters, code)), 0)
+    vae.posterior_part.conditional_output.assign(
+        np.random.default_rng(1).normal(0, 1, (16, 8)).astype("float32")
+    )
+    assert_reloads_to_the_same_outputs(vae, tmp_path / "vae.keras")
+    data = data_of(train=100, test=20)
+    result = train(config.replace(epochs=1), data, tmp_path / "run", verbose=0)
+    assert math.isfinite(result["history"][-1]["loss"])
+    trained = load_model(tmp_path / "run" / "vae.keras")
+    # Training moved the network's output layer away from its zero start.
+    assert np.abs(numpy(trained.posterior_part.conditional_output)).max() > 0.0
+
+
+def test_conditional_units_are_refused_where_they_do_not_apply(tmp_path):
+    from conftest import run_command
+
+    result = run_command("train", "--conditional-units", "8", "--out", str(tmp_path / "run"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "--conditional-units" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

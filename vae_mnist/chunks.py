@@ -117,7 +117,9 @@ class _TensorFlowChunkRunner:
 
         def body(count, optional, arrays):
             values = keras.tree.flatten(optional.get_value())
-            arrays = [array.write(count, value) for array, value in zip(arrays, values)]
+            arrays = [
+                array.write(count, value) for array, value in zip(arrays, values, strict=True)
+            ]
             # The last batch of a chunk is not followed by a pull: it would be lost.
             optional = tf.cond(
                 count + 1 < self.steps, iterator.get_next_as_optional, lambda: optional

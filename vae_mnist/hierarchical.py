@@ -15,7 +15,9 @@ The posterior is not factorial, so no prior has its KL in closed form: the model
 sample estimate ``log q(z|x) - log p(z)``, and with the RBM prior's GumBolt relaxation each
 group's Bernoulli log-probability is evaluated at ζ (``relaxed_bits``). Rolfe conditions each
 group through a neural network of x and ζ_<g; here the condition is linear in ζ_<g, added to
-the encoder's logits.
+the encoder's logits, and with ``conditional_units`` H > 0 also a network of ζ_<g: one hidden
+layer of H ReLU units, masked as in MADE (Germain et al. 2015) so that each group sees only the
+groups before it, its output added to the logits (zero at the start).
 
 The kind ``hierarchical_overlapping_exponential`` groups DVAE++'s smoothed units the same way
 (Vahdat et al. 2018, with Rolfe's hierarchy): each group's bits z_g ~ q(z_g | x, ζ_<g), each
@@ -41,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vae_mnist import noise
-from vae_mnist.backend import ops
+from vae_mnist.backend import keras, ops
 from vae_mnist.discrete import (
     BernoulliPosterior,
     OverlappingExponentialPosterior,
@@ -57,6 +59,31 @@ def group_mask(units: int, groups: int) -> np.ndarray:
     i), so ``code @ (V · mask)`` gives each unit the weighted sum of the earlier groups only."""
     group = np.arange(units) // (units // groups)
     return (group[:, None] < group[None, :]).astype("float32")
+
+
+def made_masks(units: int, groups: int, hidden: int) -> tuple[np.ndarray, np.ndarray]:
+    """The masks of a one-hidden-layer network from a code to its groups' logits, in which a
+    group's outputs depend on the earlier groups only: ``(units, hidden)`` and ``(hidden,
+    units)`` float32.
+
+    Hidden unit h takes the degree m = h mod (G - 1); it reads the units of groups 0 to m and
+    feeds those of groups m + 1 and later, so every path into group g starts in a group < g.
+    """
+    group = np.arange(units) // (units // groups)
+    degree = np.arange(hidden) % max(groups - 1, 1)
+    reads = group[:, None] <= degree[None, :]
+    feeds = degree[:, None] < group[None, :]
+    return reads.astype("float32"), feeds.astype("float32")
+
+
+def conditional_units_setting() -> Any:
+    """The hierarchical kinds' `conditional_units` setting (a field of each)."""
+    return setting(
+        0,
+        "hierarchical posteriors: hidden ReLU units of a network of the earlier groups added to "
+        "each group's logits (0: the linear condition alone)",
+        minimum=0,
+    )
 
 
 def groups_setting() -> Any:
@@ -86,6 +113,28 @@ class GroupedUnits:
             shape=(self.units, self.units), initializer="zeros", name="group_coupling"
         )
         self.attach(group_coupling=host.group_coupling, mask=group_mask(self.units, self.groups))
+        if self.conditional_units:
+            reads, feeds = made_masks(self.units, self.groups, self.conditional_units)
+            host.conditional_hidden = host.add_weight(
+                shape=(self.units, self.conditional_units),
+                initializer=keras.initializers.GlorotUniform(seed=seed),
+                name="conditional_hidden",
+            )
+            host.conditional_hidden_bias = host.add_weight(
+                shape=(self.conditional_units,), initializer="zeros", name="conditional_hidden_bias"
+            )
+            # Zero at the start, so the posterior starts as the linear one (factorial).
+            host.conditional_output = host.add_weight(
+                shape=(self.conditional_units, self.units),
+                initializer="zeros",
+                name="conditional_output",
+            )
+            self.attach(
+                conditional_hidden=host.conditional_hidden,
+                conditional_hidden_bias=host.conditional_hidden_bias,
+                conditional_output=host.conditional_output,
+                conditional_masks=(reads, feeds),
+            )
 
     @property
     def group_size(self) -> int:
@@ -104,7 +153,21 @@ class GroupedUnits:
         if len(ops.shape(code)) == 3:
             # (batch, N) -> (batch, 1, N), to broadcast over the samples.
             logits = ops.expand_dims(logits, 1)
-        return logits + ops.matmul(code, coupling)
+        logits = logits + ops.matmul(code, coupling)
+        if self.conditional_units:
+            logits = logits + self._conditional_network(code)
+        return logits
+
+    def _conditional_network(self, code: TensorLike) -> TensorLike:
+        """The masked network's logits ``(..., N)`` from the code ``(..., N)``."""
+        reads, feeds = (
+            ops.convert_to_tensor(mask, dtype=code.dtype) for mask in self.conditional_masks
+        )
+        hidden = ops.relu(
+            ops.matmul(code, ops.convert_to_tensor(self.conditional_hidden) * reads)
+            + ops.convert_to_tensor(self.conditional_hidden_bias)
+        )
+        return ops.matmul(hidden, ops.convert_to_tensor(self.conditional_output) * feeds)
 
     def _draw_in_order(
         self, parameters: dict, shape: tuple, draw: Callable[[TensorLike, slice], TensorLike]
@@ -149,6 +212,7 @@ class HierarchicalBernoulliPosterior(GroupedUnits, BernoulliPosterior):
     capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_bits", "hierarchical"})
 
     groups: int = groups_setting()
+    conditional_units: int = conditional_units_setting()
 
     def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
         """ζ ``(batch, N)``: each group's binary Concrete given the earlier groups' ζ."""
@@ -262,6 +326,7 @@ class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExp
         "overlapping exponentials in groups, each conditioned on those before"
     )
     groups: int = groups_setting()
+    conditional_units: int = conditional_units_setting()
 
     def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, None]:
         """``E[z | ζ] = sigmoid(l + β(2ζ - 1))``: q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), as
@@ -281,6 +346,7 @@ class HierarchicalSpikeExponentialPosterior(SmoothedGroups, SpikeExponentialPost
         "spike-and-exponential units in groups, each conditioned on those before (Rolfe 2017)"
     )
     groups: int = groups_setting()
+    conditional_units: int = conditional_units_setting()
 
     def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, TensorLike]:
         """``E[z | ζ]`` is the bit itself, 1 where ζ > 0: a step in the noise, with no pathwise

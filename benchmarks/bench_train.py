@@ -277,6 +277,12 @@ def main() -> None:
         action="store_true",
         help="also time a plain PyTorch training loop of the default model (needs torch)",
     )
+    parser.add_argument(
+        "--loop",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --presets: also time Keras' step loop where the chunks are the default",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.epochs < 2:
@@ -293,7 +299,7 @@ def main() -> None:
     options = ["--epochs", str(arguments.epochs)]
     options += ["--data", arguments.data] if arguments.data else []
     if presets:
-        _report_presets(backends, presets, options, throughput)
+        _report_presets(backends, presets, options, throughput, arguments.loop)
         return
     header = (
         f"{'backend':<11}{'path':<10}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
@@ -352,7 +358,11 @@ def _chosen_presets(parser: argparse.ArgumentParser, value: str | None) -> list[
 
 
 def _report_presets(
-    backends: tuple[str, ...], presets: list[str], options: list[str], throughput: float
+    backends: tuple[str, ...],
+    presets: list[str],
+    options: list[str],
+    throughput: float,
+    loop: bool,
 ) -> None:
     """One row per preset and backend: the project's path, against each preset's own floor."""
     header = (
@@ -363,7 +373,7 @@ def _report_presets(
     print("-" * len(header))
     for backend in backends:
         # Where the chunks are the default, each preset also runs in Keras' own step loop.
-        suffixes = ("", "-loop") if backend in CHUNKED_BACKENDS else ("",)
+        suffixes = ("", "-loop") if loop and backend in CHUNKED_BACKENDS else ("",)
         for preset, suffix in ((preset, suffix) for preset in presets for suffix in suffixes):
             result = run_worker(__file__, backend, f"preset:{preset}{suffix}", options)
             seconds = result["median_epoch_seconds"]

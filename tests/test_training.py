@@ -394,13 +394,18 @@ def test_ctrl_c_while_the_last_epoch_is_validated_lets_the_run_finish(tmp_path):
     assert (folder / "vae.keras").is_file()
 
 
-def test_steps_per_execution_does_not_change_the_numbers(tmp_path):
-    # 300 images in batches of 50: 6 steps, so chunks of 4 leave a partial chunk of 2. On JAX
-    # a chunk is one compiled scan over its steps; it must give the step-by-step numbers.
+@pytest.mark.parametrize("batch_size", [50, 64])
+def test_steps_per_execution_does_not_change_the_numbers(tmp_path, batch_size):
+    # 300 images in batches of 50: 6 steps, so chunks of 4 leave a partial chunk of 2; in
+    # batches of 64, the fifth batch has 44 images, in a chunk with full ones. On JAX and
+    # TensorFlow a chunk is one compiled loop over its steps; it must give the step-by-step
+    # numbers.
     histories = []
     for steps, chunks in ((1, False), (4, False), (4, True)):
         folder = tmp_path / f"steps_{steps}_{chunks}"
-        config = SMALL.replace(steps_per_execution=steps, compiled_chunks=chunks)
+        config = SMALL.replace(
+            steps_per_execution=steps, compiled_chunks=chunks, batch_size=batch_size
+        )
         train(config, _data(), folder, verbose=0)
         histories.append((folder / "history.csv").read_text())
     assert histories[0] == histories[1] == histories[2]

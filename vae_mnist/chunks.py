@@ -51,6 +51,32 @@ def chunked(step: Callable, steps: int) -> Callable:
     return _ChunkRunner(jax.jit(run, donate_argnums=0), steps)
 
 
+def _stacked_runs(batches: list) -> list:
+    """The batches as stacked runs of one shape each: ``(chunk, batch, ...)`` arrays per entry
+    of a batch's structure. An epoch's last batch may be smaller than the rest, and arrays of
+    two shapes do not stack, so it runs as a chunk of its own."""
+    runs: list[tuple[list, list]] = []
+    for batch in batches:
+        shape = [tuple(value.shape) for value in keras.tree.flatten(batch) if value is not None]
+        if runs and runs[-1][0] == shape:
+            runs[-1][1].append(batch)
+        else:
+            runs.append((shape, [batch]))
+    stack = _stack_function()
+    return [
+        keras.tree.map_structure(lambda *values: None if values[0] is None else stack(values), *run)
+        for _, run in runs
+    ]
+
+
+def _stack_function() -> Callable:
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.stack
+    return np.stack
+
+
 class _ChunkRunner:
     """Feeds a compiled chunk function from Keras' batch iterator, one chunk ahead.
 
@@ -62,28 +88,24 @@ class _ChunkRunner:
     def __init__(self, compiled: Callable, steps: int) -> None:
         self.compiled = compiled
         self.steps = steps
-        self.ahead: tuple[Iterator, Any] | None = None
+        self.ahead: tuple[Iterator, list] | None = None
 
-    def _stack(self, iterator: Iterator) -> Any:
-        batches = list(itertools.islice(iterator, self.steps))
-        if not batches:
-            return None
-        # A tuple of (batch, ...) arrays per step -> one (chunk, batch, ...) array per entry.
-        return keras.tree.map_structure(
-            lambda *values: None if values[0] is None else np.stack(values), *batches
-        )
+    def _stack(self, iterator: Iterator) -> list:
+        return _stacked_runs(list(itertools.islice(iterator, self.steps)))
 
     def __call__(self, state: Any, iterator: Iterator) -> tuple[Any, Any]:
         ahead, self.ahead = self.ahead, None
-        stacked = None
+        runs = []
         if ahead is not None and ahead[0] is iterator:
-            stacked = ahead[1]
-        if stacked is None:
+            runs = ahead[1]
+        if not runs:
             # Nothing gathered ahead from this iterator: a new epoch, or the first call.
-            stacked = self._stack(iterator)
-        if stacked is None:
+            runs = self._stack(iterator)
+        if not runs:
             raise StopIteration
-        result = self.compiled(state, stacked)
+        for stacked in runs:
+            result = self.compiled(state, stacked)
+            state = result[1]
         self.ahead = (iterator, self._stack(iterator))
         return result
 
@@ -91,9 +113,8 @@ class _ChunkRunner:
 class _TensorFlowChunkRunner:
     """Runs up to `steps` of Keras' TensorFlow steps as one XLA program.
 
-    TensorFlow runs eagerly between calls, so one graph call first gathers the chunk's batches
-    from the iterator (a graph loop, as Keras' own, not a Python call per batch), then one XLA
-    call runs the steps on them.
+    TensorFlow runs eagerly between calls, so the chunk's batches are pulled from the iterator
+    and stacked before the call, then one XLA call runs the steps on them.
     """
 
     def __init__(self, step: Callable, steps: int) -> None:
@@ -101,35 +122,7 @@ class _TensorFlowChunkRunner:
 
         self.step = step
         self.steps = steps
-        self.gather = tf.function(self._gather)
         self.compiled = tf.function(self._run, jit_compile=True)
-
-    def _gather(self, iterator: Any) -> tuple[Any, Any]:
-        """Up to `steps` batches from `iterator`, stacked: (count, a (count, batch, ...) array
-        per entry of the batch's structure)."""
-        import tensorflow as tf
-
-        specs = keras.tree.flatten(iterator.element_spec)
-        arrays = [tf.TensorArray(spec.dtype, size=0, dynamic_size=True) for spec in specs]
-
-        def more(count, optional, arrays):
-            return tf.logical_and(count < self.steps, optional.has_value())
-
-        def body(count, optional, arrays):
-            values = keras.tree.flatten(optional.get_value())
-            arrays = [
-                array.write(count, value) for array, value in zip(arrays, values, strict=True)
-            ]
-            # The last batch of a chunk is not followed by a pull: it would be lost.
-            optional = tf.cond(
-                count + 1 < self.steps, iterator.get_next_as_optional, lambda: optional
-            )
-            return count + 1, optional, arrays
-
-        first = (tf.constant(0), iterator.get_next_as_optional(), arrays)
-        count, _, arrays = tf.while_loop(more, body, first)
-        stacked = [array.stack() for array in arrays]
-        return count, keras.tree.pack_sequence_as(iterator.element_spec, stacked)
 
     def _run(self, stacked: Any) -> Any:
         import tensorflow as tf
@@ -147,10 +140,17 @@ class _TensorFlowChunkRunner:
         return self.step(batch(index))
 
     def __call__(self, iterator: Any) -> Any:
-        count, stacked = self.gather(iterator)
-        if int(count) == 0:
+        batches = []
+        for _ in range(self.steps):
+            optional = iterator.get_next_as_optional()
+            if not optional.has_value():
+                break
+            batches.append(optional.get_value())
+        if not batches:
             raise StopIteration
-        return self.compiled(stacked)
+        for stacked in _stacked_runs(batches):
+            logs = self.compiled(stacked)
+        return logs
 
 
 def compiles_chunks(model: Any) -> bool:

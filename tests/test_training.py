@@ -47,7 +47,8 @@ def slow_npz(tmp_path_factory) -> Path:
     return path
 
 
-# One step per call, and the default of 100 (on JAX, a compiled chunk of 100 steps per call).
+# One step per call, and the default of 100 (on JAX and TensorFlow, a compiled chunk of 100
+# steps per call).
 @pytest.mark.parametrize(
     "how, steps",
     [

@@ -51,10 +51,10 @@ def chunked(step: Callable, steps: int) -> Callable:
     return _ChunkRunner(jax.jit(run, donate_argnums=0), steps)
 
 
-def _stacked_runs(batches: list) -> list:
-    """The batches as stacked runs of one shape each: ``(chunk, batch, ...)`` arrays per entry
-    of a batch's structure. An epoch's last batch may be smaller than the rest, and arrays of
-    two shapes do not stack, so it runs as a chunk of its own."""
+def _stacked_runs(batches: list, stack: Callable) -> list:
+    """The batches as runs of one shape each, stacked by `stack`: ``(chunk, batch, ...)``
+    arrays per entry of a batch's structure. An epoch's last batch may be smaller than the
+    rest, and arrays of two shapes do not stack, so it runs as a chunk of its own."""
     runs: list[tuple[list, list]] = []
     for batch in batches:
         shape = [tuple(value.shape) for value in keras.tree.flatten(batch) if value is not None]
@@ -62,19 +62,10 @@ def _stacked_runs(batches: list) -> list:
             runs[-1][1].append(batch)
         else:
             runs.append((shape, [batch]))
-    stack = _stack_function()
     return [
         keras.tree.map_structure(lambda *values: None if values[0] is None else stack(values), *run)
         for _, run in runs
     ]
-
-
-def _stack_function() -> Callable:
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.stack
-    return np.stack
 
 
 class _ChunkRunner:
@@ -91,7 +82,7 @@ class _ChunkRunner:
         self.ahead: tuple[Iterator, list] | None = None
 
     def _stack(self, iterator: Iterator) -> list:
-        return _stacked_runs(list(itertools.islice(iterator, self.steps)))
+        return _stacked_runs(list(itertools.islice(iterator, self.steps)), np.stack)
 
     def __call__(self, state: Any, iterator: Iterator) -> tuple[Any, Any]:
         ahead, self.ahead = self.ahead, None
@@ -140,6 +131,8 @@ class _TensorFlowChunkRunner:
         return self.step(batch(index))
 
     def __call__(self, iterator: Any) -> Any:
+        import tensorflow as tf
+
         batches = []
         for _ in range(self.steps):
             optional = iterator.get_next_as_optional()
@@ -148,7 +141,7 @@ class _TensorFlowChunkRunner:
             batches.append(optional.get_value())
         if not batches:
             raise StopIteration
-        for stacked in _stacked_runs(batches):
+        for stacked in _stacked_runs(batches, tf.stack):
             logs = self.compiled(stacked)
         return logs
 

@@ -179,6 +179,95 @@ def test_unfinished_run_with_other_settings_needs_restart(tmp_path):
     assert info["completed_epochs"] == 1 and history_epochs(folder) == [1]
 
 
+# Extending a finished run: the papers' schedules in stages, and a lower learning rate at the end.
+
+
+def test_extending_a_finished_run_matches_resuming_an_interrupted_one(tmp_path):
+    finished = tmp_path / "finished"
+    train(SMALL.replace(epochs=1), _data(), finished, verbose=0)
+    (finished / "metrics.json").write_text("{}")
+    info = train(SMALL.replace(epochs=3), _data(), finished, verbose=0, extend=True)
+    assert info["status"] == "finished" and history_epochs(finished) == [1, 2, 3]
+    assert not (finished / "checkpoint").exists()
+    assert not (finished / "metrics.json").exists(), "metrics of the replaced model must go"
+    # An interrupted run continues from the model saved after its epoch 1, reseeded there:
+    # so does the extension, from the finished model of the same epoch.
+    interrupted = tmp_path / "interrupted"
+    _unfinished_run(interrupted)
+    resumed = train(SMALL.replace(epochs=3), _data(), interrupted, verbose=0)
+    assert info["history"] == resumed["history"]
+    assert load_model(finished / "vae.keras").count_params() > 0
+
+
+def test_extending_may_lower_the_learning_rate(tmp_path):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    train(SMALL.replace(epochs=2, learning_rate=1e-4), _data(), folder, verbose=0, extend=True)
+    vae = load_model(folder / "vae.keras")
+    assert float(vae.optimizer.learning_rate.numpy()) == pytest.approx(1e-4)
+    assert json.loads((folder / "config.json").read_text())["optimizer"]["learning_rate"] == 1e-4
+
+
+def test_an_interrupted_extension_keeps_the_finished_model_and_continues(tmp_path):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    finished_model = (folder / "vae.keras").read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            SMALL.replace(epochs=3),
+            _data(),
+            folder,
+            verbose=0,
+            extend=True,
+            callbacks=[_InterruptAfterFirstEpoch()],
+        )
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "training" and info["completed_epochs"] == 2
+    assert (folder / "vae.keras").read_bytes() == finished_model
+    assert (folder / info["checkpoint"]).is_file()
+    info = train(SMALL.replace(epochs=3), _data(), folder, verbose=0, extend=True)
+    assert info["completed_epochs"] == 3 and history_epochs(folder) == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "changes, options, message",
+    [
+        ({"epochs": 1}, {}, r"finished run of 1 epochs; --extend needs --epochs above 1"),
+        ({"epochs": 2, "dimension": 3}, {}, r"other settings: dimension 2 .saved. against 3"),
+        ({"epochs": 2}, {"overwrite": True}, r"cannot be combined with --overwrite or --restart"),
+        ({"epochs": 2}, {"restart": True}, r"cannot be combined with --overwrite or --restart"),
+    ],
+)
+def test_extend_refuses_what_it_cannot_do_and_changes_nothing(tmp_path, changes, options, message):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    before = folder_state(folder)
+    with pytest.raises(RunError, match=message):
+        train(SMALL.replace(**changes), _data(), folder, verbose=0, extend=True, **options)
+    assert folder_state(folder) == before
+
+
+def test_extend_needs_a_run(tmp_path):
+    with pytest.raises(RunError, match="holds no trained run to extend"):
+        train(SMALL, _data(), tmp_path / "run", verbose=0, extend=True)
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_extend_through_the_command_line(tmp_path, session_npz):
+    folder = tmp_path / "run"
+    common = ["--data", str(session_npz), "--out", str(folder), "--hidden-layers", "32", "--quiet"]
+    assert run_command("train", *common, "--epochs", "1").returncode == 0
+    again = run_command("train", *common, "--epochs", "2")
+    assert again.returncode != 0 and "holds a finished run" in again.stderr
+    extended = run_command("train", *common, "--epochs", "2", "--extend")
+    assert extended.returncode == 0, extended.stderr
+    assert f"extending the run in {folder} after epoch 1 to epoch 2" in extended.stderr
+    assert history_epochs(folder) == [1, 2]
+    nothing = run_command("train", *common[:2], "--out", str(tmp_path / "none"), "--extend")
+    assert nothing.returncode != 0 and "Traceback" not in nothing.stderr
+    assert nothing.stderr.strip().splitlines()[-1].endswith("holds no trained run to extend")
+
+
 def test_same_seed_same_history_and_decoded_images(tmp_path):
     results = []
     for name in ("first", "second"):

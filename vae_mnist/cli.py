@@ -204,6 +204,12 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start an unfinished run over instead of continuing it",
     )
+    train.add_argument(
+        "--extend",
+        action="store_true",
+        help="continue a finished run from its model and optimizer state to a larger --epochs "
+        "(--learning-rate may change too); its model is replaced when the longer run finishes",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
         "--tensorboard",

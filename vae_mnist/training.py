@@ -126,7 +126,9 @@ class _EpochRecorder(keras.callbacks.Callback):
         # run.json is the commit point: until it names the new checkpoint, the old one rules.
         write_run_info(self.paths, self.info)
         atomic_write_text(self.paths.history, history_csv_text(self.info["history"]))
-        if previous and previous != self.info["checkpoint"]:
+        # An extended run's first "checkpoint" is its finished model, which stays until the
+        # longer run finishes.
+        if previous and previous != self.info["checkpoint"] and previous != self.paths.vae.name:
             with contextlib.suppress(FileNotFoundError):
                 (self.paths.folder / previous).unlink()
 
@@ -207,15 +209,18 @@ def _flag_value(value: Any) -> str:
 
 
 def decide_resume(
-    paths: RunPaths, config: RunConfig, overwrite: bool, restart: bool
+    paths: RunPaths, config: RunConfig, overwrite: bool, restart: bool, extend: bool = False
 ) -> dict[str, Any] | None:
     """The progress record of the unfinished run to continue, or None to start afresh.
 
     The one place that decides: a finished run (or a model without a record) is replaced only
-    with `overwrite`; an unfinished run is continued when its saved settings match `config`
-    but for what a resumed run may change, and started over with `restart` (or `overwrite`).
+    with `overwrite`, and continued to more epochs only with `extend`; an unfinished run is
+    continued when its saved settings match `config` but for what a resumed run may change,
+    and started over with `restart` (or `overwrite`).
     """
     info = read_run_info(paths)
+    if extend:
+        return _extension(paths, config, info, overwrite or restart)
     if info is not None and info["status"] == "finished" and not overwrite:
         raise RunError(
             f"{paths.folder} holds a finished run; replace it (--overwrite, or overwrite=True "
@@ -239,6 +244,36 @@ def decide_resume(
     return info if info.get("checkpoint") is not None else None
 
 
+def _extension(
+    paths: RunPaths, config: RunConfig, info: dict[str, Any] | None, starting_over: bool
+) -> dict[str, Any]:
+    """The progress record that continues a finished run (or an interrupted extension of one)
+    from its saved model and optimizer state to `config`'s larger epoch count."""
+    if starting_over:
+        raise RunError(
+            "--extend continues a run, so it cannot be combined with --overwrite or --restart"
+        )
+    if info is None or (info["status"] == "training" and info.get("checkpoint") is None):
+        raise RunError(f"{paths.folder} holds no trained run to extend")
+    saved = read_saved_config(paths)
+    differing = settings_that_differ(saved, config)
+    if differing:
+        raise RunError(
+            f"{paths.folder} holds a run with other settings: "
+            f"{describe_differences(saved, config, differing)}; extend it with the saved settings"
+        )
+    completed = int(info["completed_epochs"])
+    if info["status"] == "training":
+        return info
+    if config.training.epochs <= completed:
+        raise RunError(
+            f"{paths.folder} holds a finished run of {completed} epochs; --extend needs "
+            f"--epochs above {completed}"
+        )
+    # The finished model is saved with its optimizer, so it is the checkpoint to continue from.
+    return {**info, "status": "training", "checkpoint": paths.vae.name}
+
+
 def train(
     config: RunConfig,
     data: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
@@ -246,6 +281,7 @@ def train(
     *,
     overwrite: bool = False,
     restart: bool = False,
+    extend: bool = False,
     verbose: int | str = "auto",
     callbacks: list[keras.callbacks.Callback] | None = None,
 ) -> dict[str, Any]:
@@ -257,13 +293,16 @@ def train(
         out_dir: the run folder.
         overwrite: replace a finished run in `out_dir`.
         restart: discard an unfinished run in `out_dir` instead of continuing it.
+        extend: continue the finished run in `out_dir` from its model and optimizer state to
+            `config`'s larger epoch count (its model is replaced when the longer run finishes).
         verbose: 0 shows nothing; 1 or "auto" Keras' progress bar on a terminal or in a
             notebook, and one plain line per epoch elsewhere (a log file); 2 one line per epoch.
         callbacks: more Keras callbacks, called after the one that saves each epoch.
 
     Raises:
-        RunError: the folder holds a finished run (and `overwrite` is off), or an unfinished
-            run with other settings (and `restart` is off).
+        RunError: the folder holds a finished run (and `overwrite` and `extend` are off), or
+            a run with other settings (and `restart` is off), or `extend` finds nothing to
+            extend.
         TrainingDivergedError: the loss became NaN or infinite.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the folder keeps every finished epoch, and an
             epoch cut short is discarded (standard error says where it stopped). A signal
@@ -272,7 +311,7 @@ def train(
     paths = RunPaths(check_writable_folder(out_dir))
     remove_stale_temporaries(paths.folder)
     remove_stale_temporaries(paths.checkpoints)
-    info = decide_resume(paths, config, overwrite, restart)
+    info = decide_resume(paths, config, overwrite, restart, extend)
     vae, info = _start(paths, config, info, len(data[0][0]))
     training = config.training
     x_train, x_test = model_inputs(data, config.data.binarize, training.seed)

@@ -27,14 +27,16 @@ def resolve_config(arguments: argparse.Namespace, folder: Path) -> tuple[RunConf
     """The configuration to train with, and the epochs an unfinished run already finished.
 
     A new run starts from its preset (``keras2017`` unless ``--preset`` names another) and the
-    flags; an unfinished run starts from its saved settings, and `train` decides whether the
-    flags let it continue (`vae_mnist.training.decide_resume`).
+    flags; an unfinished run (or a finished one with ``--extend``) starts from its saved
+    settings, and `train` decides whether the flags let it continue
+    (`vae_mnist.training.decide_resume`).
     """
     changes = flag_changes(arguments)
     info = None
     if not (arguments.restart or arguments.overwrite) and folder.is_dir():
         info = read_run_info(RunPaths(folder))
-    if info is None or info.get("status") != "training":
+    continuing = ("training", "finished") if arguments.extend else ("training",)
+    if info is None or info.get("status") not in continuing:
         return preset_config(arguments.preset or DEFAULT_PRESET, **changes), 0
     saved = read_saved_config(RunPaths(folder))
     base = preset_config(arguments.preset) if arguments.preset else saved
@@ -51,13 +53,17 @@ def run(arguments: argparse.Namespace, program: str) -> None:
     from vae_mnist.training import decide_resume, train
 
     # Say "continuing" only where the run will continue: `decide_resume` refuses other settings.
-    if completed and decide_resume(
-        RunPaths(folder), config, arguments.overwrite, arguments.restart
-    ):
-        print(
-            f"{program}: continuing the unfinished run in {folder} after epoch {completed}",
-            file=sys.stderr,
+    resumed = completed and decide_resume(
+        RunPaths(folder), config, arguments.overwrite, arguments.restart, arguments.extend
+    )
+    if resumed:
+        action = (
+            f"extending the run in {folder} after epoch {completed} "
+            f"to epoch {config.training.epochs}"
+            if arguments.extend
+            else f"continuing the unfinished run in {folder} after epoch {completed}"
         )
+        print(f"{program}: {action}", file=sys.stderr)
 
     result = train(
         config,
@@ -65,6 +71,7 @@ def run(arguments: argparse.Namespace, program: str) -> None:
         folder,
         overwrite=arguments.overwrite,
         restart=arguments.restart,
+        extend=arguments.extend,
         verbose=0 if arguments.quiet else "auto",
         callbacks=tensorboard_callbacks(folder, config) if arguments.tensorboard else None,
     )

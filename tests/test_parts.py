@@ -699,6 +699,28 @@ def test_the_vamp_prior_is_the_mixture_of_the_posteriors_at_its_pseudo_inputs():
     assert any(variable is prior.weights for variable in vae.trainable_variables)
 
 
+@pytest.mark.parametrize("narrowest", [1.0, 0.05])
+def test_the_gaussian_pairwise_density_matches_the_broadcast_one(narrowest):
+    from vae_mnist.latent import gaussian_pairwise_log_density
+
+    # Trained posteriors' scales: means within a few units, deviations down to `narrowest`, and
+    # codes near the components (where the expanded square cancels most).
+    rng = np.random.default_rng(5)
+    mean = rng.uniform(-3, 3, (50, 40))
+    log_var = 2 * np.log(rng.uniform(narrowest, 1.0, (50, 40)))
+    z = mean[:20] + np.exp(0.5 * log_var[:20]) * rng.standard_normal((20, 40))
+    squared = (z[:, None, :] - mean[None]) ** 2 / np.exp(log_var[None])
+    expected = -0.5 * np.sum(np.log(2 * np.pi) + log_var[None] + squared, axis=-1)
+    got = keras.ops.convert_to_numpy(
+        gaussian_pairwise_log_density(*(value.astype(np.float32) for value in (z, mean, log_var)))
+    )
+    assert got.shape == (20, 50)
+    # Rounding in float32 only: far below a nat where it decides anything (the near pairs).
+    near = np.arange(20), np.arange(20)
+    np.testing.assert_allclose(got[near], expected[near], atol=2e-3)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=2e-3)
+
+
 def test_the_vamp_prior_trains_saves_reloads_and_samples(tmp_path):
     from vae_mnist.model import load_model, save_model
 

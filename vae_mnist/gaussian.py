@@ -25,6 +25,7 @@ from vae_mnist.latent import (
     TensorLike,
     active_units,
     gaussian_log_density,
+    gaussian_pairwise_log_density,
     require_posterior,
 )
 from vae_mnist.settings import register, setting
@@ -78,6 +79,10 @@ class GaussianPosterior(Posterior):
         for _ in range(len(ops.shape(z)) - len(ops.shape(z_mean))):
             z_mean, z_log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
         return gaussian_log_density(z, z_mean, z_log_var)
+
+    def pairwise_log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
+        """log N(z_i; μ_k, σ_k²) for every pair, by `gaussian_pairwise_log_density`."""
+        return gaussian_pairwise_log_density(z, *_tensors(parameters))
 
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """z ~ q(z|x) = N(μ, σ²) (unit noise, the true posterior), and log q(z|x)."""

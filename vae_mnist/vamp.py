@@ -68,11 +68,9 @@ class VampPrior(Prior):
 
     def log_density(self, z: TensorLike) -> TensorLike:
         """``log p(z) = logsumexp_k log q(z | u_k) - log K``, z ``(..., d)`` → ``(...)``."""
-        size = ops.shape(z)[-1]
-        # (..., d) -> (n, 1, d) against each component's (1, K, d): (n, K) log-densities.
-        flat = ops.reshape(z, (-1, 1, size))
-        components = {name: ops.expand_dims(value, 0) for name, value in self.components().items()}
-        log_q = self.posterior.log_density(flat, components)
+        # (..., d) -> (n, d), whose (n, K) log-densities the posterior gives.
+        flat = ops.reshape(z, (-1, ops.shape(z)[-1]))
+        log_q = self.posterior.pairwise_log_density(flat, self.components())
         mixture = ops.logsumexp(log_q, axis=1) - math.log(self.pseudo_inputs)
         return ops.reshape(mixture, ops.shape(z)[:-1])
 

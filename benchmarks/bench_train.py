@@ -19,8 +19,10 @@ after the first as a multiple of the median (a stall shows there).
 With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
 project's path (on JAX and TensorFlow, also in Keras' step loop), one fresh process each, and
 reports its seconds per epoch, peak memory and the fraction of its own floor: the FLOPs of its
-networks' dense and convolutional layers (an RBM prior's Gibbs sampling and a discrete latent's
-relaxation are not counted). Fashion-MNIST comes from ``$VAE_MNIST_FASHION_DATA`` or a download.
+networks' dense and convolutional layers, the decoder's once per sample of z (an RBM prior's Gibbs
+sampling, a discrete latent's relaxation, the VampPrior's pass of its pseudo-inputs through the
+encoder and the upper layers of a stack are not counted). Fashion-MNIST comes from
+``$VAE_MNIST_FASHION_DATA`` or a download.
 
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --backend all --epochs 10
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --presets all --epochs 2
@@ -70,11 +72,13 @@ def training_flops_per_epoch(vae, images: int, validation_images: int) -> float:
 
     Backward costs as much again as forward for each gradient a layer needs: of its weights,
     and of its inputs, except for the encoder's first layer, whose input is the data. So a
-    training step costs three forwards less one of the first layer.
+    training step costs three forwards less one of the first layer. The decoder runs once for
+    each sample of z that the objective draws per image (K for the importance-weighted bound,
+    in training and validation alike).
     """
     encoder = [layer_flops_per_image(layer) for layer in vae.encoder.layers]
     decoder = [layer_flops_per_image(layer) for layer in vae.decoder.layers]
-    forward = sum(encoder) + sum(decoder)
+    forward = sum(encoder) + vae.objective.part.importance_samples * sum(decoder)
     first = next((flops for flops in encoder if flops), 0.0)
     return (3 * forward - first) * images + forward * validation_images
 

@@ -528,3 +528,9 @@ def test_the_default_run_trains_in_compiled_chunks_on_jax_and_tensorflow():
     vae = build_vae(config.replace(compiled_chunks=False))
     compile_vae(vae, config.replace(compiled_chunks=False), steps_per_epoch=600)
     assert not compiles_chunks(vae)
+    # The convolutional network trains in Keras' loop: XLA's CPU convolutions inside a
+    # compiled loop were many times slower.
+    conv = config.replace(network="conv")
+    vae = build_vae(conv)
+    compile_vae(vae, conv, steps_per_epoch=600)
+    assert conv.training.compiled_chunks and not compiles_chunks(vae)

@@ -147,10 +147,11 @@ class _TensorFlowChunkRunner:
 
 
 def compiles_chunks(model: Any) -> bool:
-    """Whether `model` trains in compiled chunks: asked for, on JAX or TensorFlow, compiled,
-    more than one step a call."""
+    """Whether `model` trains in compiled chunks: asked for, offered by its network, on JAX or
+    TensorFlow, compiled, more than one step a call."""
     return (
         model.run_config.training.compiled_chunks
+        and model.run_config.network.offers("compiled_chunks")
         and keras.backend.backend() in ("jax", "tensorflow")
         and bool(model.jit_compile)
         and not model.run_eagerly

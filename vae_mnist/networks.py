@@ -155,6 +155,8 @@ class Network(Part):
 
     family: ClassVar[str] = "network"
     architecture: ClassVar[str]
+    # ``compiled_chunks``: its steps run faster as one compiled loop (`vae_mnist.chunks`).
+    capabilities: ClassVar[frozenset[str]] = frozenset({"compiled_chunks"})
 
     hidden_layers: tuple[int, ...] = setting(
         (256,), "units of the hidden layers, encoder order (comma list, e.g. 256,128)"
@@ -197,6 +199,9 @@ class ConvNetwork(Network):
     kind: ClassVar[str] = "conv"
     architecture: ClassVar[str] = "conv"
     description: ClassVar[str] = "two stride-2 convolutions (32, 64), then dense layers"
+    # Inside a compiled loop, XLA's CPU convolutions ran many times slower than step by step
+    # (README, Speed), so this network trains in Keras' loop.
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def check_data(self, data: Any) -> None:
         image_side(data.pixels)

@@ -19,9 +19,9 @@ after the first as a multiple of the median (a stall shows there).
 With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
 project's path (on JAX and TensorFlow, also in Keras' step loop), one fresh process each, and
 reports its seconds per epoch, peak memory and the fraction of its own floor: the FLOPs of its
-networks' dense and convolutional layers, the decoder's once per sample of z (an RBM prior's Gibbs
-sampling, a discrete latent's relaxation, the VampPrior's pass of its pseudo-inputs through the
-encoder and the upper layers of a stack are not counted). Fashion-MNIST comes from
+networks' dense and convolutional layers, the decoder's once per sample of z, the encoder's also
+for the VampPrior's pseudo-inputs at every step (an RBM prior's Gibbs sampling, a discrete
+latent's relaxation and the upper layers of a stack are not counted). Fashion-MNIST comes from
 ``$VAE_MNIST_FASHION_DATA`` or a download.
 
     python benchmarks/bench_train.py --data ../shared/data/mnist.npz --backend all --epochs 10
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -74,13 +75,19 @@ def training_flops_per_epoch(vae, images: int, validation_images: int) -> float:
     and of its inputs, except for the encoder's first layer, whose input is the data. So a
     training step costs three forwards less one of the first layer. The decoder runs once for
     each sample of z that the objective draws per image (K for the importance-weighted bound,
-    in training and validation alike).
+    in training and validation alike), and the encoder once more per step for each image of
+    the prior's own (the VampPrior's pseudo-inputs, weights, so all three passes count).
     """
     encoder = [layer_flops_per_image(layer) for layer in vae.encoder.layers]
     decoder = [layer_flops_per_image(layer) for layer in vae.decoder.layers]
     forward = sum(encoder) + vae.objective.part.importance_samples * sum(decoder)
     first = next((flops for flops in encoder if flops), 0.0)
-    return (3 * forward - first) * images + forward * validation_images
+    batch_size = vae.run_config.training.batch_size
+    prior_images = vae.prior_part.encoded_images_per_step() * sum(encoder)
+    prior = prior_images * (
+        3 * math.ceil(images / batch_size) + math.ceil(validation_images / batch_size)
+    )
+    return (3 * forward - first) * images + forward * validation_images + prior
 
 
 def matmul_throughput(size: int = 4096, repeats: int = 3) -> float:

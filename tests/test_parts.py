@@ -683,6 +683,8 @@ def _vamp_vae(pseudo_inputs: int = 5):
 
 
 def test_the_vamp_prior_is_the_mixture_of_the_posteriors_at_its_pseudo_inputs():
+    from vae_mnist.model import build_vae
+
     config, vae = _vamp_vae()
     prior = vae.prior_part
     pseudo = np.clip(keras.ops.convert_to_numpy(prior.weights), 0.0, 1.0)
@@ -697,6 +699,10 @@ def test_the_vamp_prior_is_the_mixture_of_the_posteriors_at_its_pseudo_inputs():
     # Its pseudo-inputs start near 0.05 and are weights that training moves.
     assert abs(float(np.mean(keras.ops.convert_to_numpy(prior.weights))) - 0.05) < 0.01
     assert any(variable is prior.weights for variable in vae.trainable_variables)
+    # Its pseudo-inputs pass through the encoder at every step, work that a floor counts.
+    assert prior.encoded_images_per_step() == 5
+    standard = build_vae(config.replace(prior="standard_normal")).prior_part
+    assert standard.encoded_images_per_step() == 0
 
 
 @pytest.mark.parametrize("narrowest", [1.0, 0.05])

@@ -268,6 +268,11 @@ class Prior(Part):
     def mean(self) -> np.ndarray | None:
         return None
 
+    def encoded_images_per_step(self) -> int:
+        """Images of its own that the prior passes through the encoder at every step (none by
+        default), work that a compute floor must count."""
+        return 0
+
     def training_update(self) -> None:
         """Nothing inside the training step by default."""
 

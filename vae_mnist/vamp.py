@@ -74,6 +74,10 @@ class VampPrior(Prior):
         mixture = ops.logsumexp(log_q, axis=1) - math.log(self.pseudo_inputs)
         return ops.reshape(mixture, ops.shape(z)[:-1])
 
+    def encoded_images_per_step(self) -> int:
+        """Its K pseudo-inputs, encoded at every step."""
+        return self.pseudo_inputs
+
     def mean(self) -> np.ndarray:
         """The mixture's mean: the average of its components' means, each the posterior's most
         probable code (a Gaussian's mean is its mode)."""

@@ -66,8 +66,8 @@ class TrainingConfig(Settings):
     jit_compile: bool = setting(True, "compile the training step with XLA (speed only)")
     compiled_chunks: bool = setting(
         True,
-        "JAX and TensorFlow: run each call's steps as one compiled program, not Keras' step "
-        "loop (speed only; the same numbers)",
+        "JAX and TensorFlow, dense networks: run each call's steps as one compiled program, not "
+        "Keras' step loop (speed only; the same numbers)",
     )
     snapshot_every: int = setting(
         0, "save a decoder snapshot every N epochs for the manifold animation (0: none)"

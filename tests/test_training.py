@@ -109,13 +109,15 @@ class _InterruptAfterFirstEpoch(keras.callbacks.Callback):
         raise KeyboardInterrupt
 
 
-def _unfinished_run(folder: Path) -> None:
+def _unfinished_run(folder: Path, extend: bool = False) -> None:
+    """A run of 3 epochs interrupted after its first (with `extend`, its first new one)."""
     with pytest.raises(KeyboardInterrupt):
         train(
             SMALL.replace(epochs=3),
             _data(),
             folder,
             verbose=0,
+            extend=extend,
             callbacks=[_InterruptAfterFirstEpoch()],
         )
 
@@ -212,15 +214,7 @@ def test_an_interrupted_extension_keeps_the_finished_model_and_continues(tmp_pat
     folder = tmp_path / "run"
     train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
     finished_model = (folder / "vae.keras").read_bytes()
-    with pytest.raises(KeyboardInterrupt):
-        train(
-            SMALL.replace(epochs=3),
-            _data(),
-            folder,
-            verbose=0,
-            extend=True,
-            callbacks=[_InterruptAfterFirstEpoch()],
-        )
+    _unfinished_run(folder, extend=True)
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "training" and info["completed_epochs"] == 2
     assert (folder / "vae.keras").read_bytes() == finished_model

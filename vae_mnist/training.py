@@ -233,15 +233,26 @@ def decide_resume(
         )
     if info is None or info["status"] != "training" or restart or overwrite:
         return None
+    _check_saved_settings(
+        paths,
+        config,
+        "an unfinished run",
+        "run it with the saved settings to continue, or start over (--restart, or restart=True "
+        "from Python)",
+    )
+    return info if info.get("checkpoint") is not None else None
+
+
+def _check_saved_settings(paths: RunPaths, config: RunConfig, what: str, remedy: str) -> None:
+    """Refuse `config` where it differs from the saved run's settings in more than a resumed
+    run may change."""
     saved = read_saved_config(paths)
     differing = settings_that_differ(saved, config)
     if differing:
         raise RunError(
-            f"{paths.folder} holds an unfinished run with other settings: "
-            f"{describe_differences(saved, config, differing)}; run it with the saved "
-            "settings to continue, or start over (--restart, or restart=True from Python)"
+            f"{paths.folder} holds {what} with other settings: "
+            f"{describe_differences(saved, config, differing)}; {remedy}"
         )
-    return info if info.get("checkpoint") is not None else None
 
 
 def _extension(
@@ -255,13 +266,7 @@ def _extension(
         )
     if info is None or (info["status"] == "training" and info.get("checkpoint") is None):
         raise RunError(f"{paths.folder} holds no trained run to extend")
-    saved = read_saved_config(paths)
-    differing = settings_that_differ(saved, config)
-    if differing:
-        raise RunError(
-            f"{paths.folder} holds a run with other settings: "
-            f"{describe_differences(saved, config, differing)}; extend it with the saved settings"
-        )
+    _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
     completed = int(info["completed_epochs"])
     if info["status"] == "training":
         return info

@@ -83,8 +83,9 @@ def training_flops_per_epoch(vae, images: int, validation_images: int) -> float:
     forward = sum(encoder) + vae.objective.part.importance_samples * sum(decoder)
     first = next((flops for flops in encoder if flops), 0.0)
     batch_size = vae.run_config.training.batch_size
-    prior_images = vae.prior_part.encoded_images_per_step() * sum(encoder)
-    prior = prior_images * (
+    # One forward pass of the prior's own images through the encoder.
+    prior_forward = vae.prior_part.encoded_images_per_step() * sum(encoder)
+    prior = prior_forward * (
         3 * math.ceil(images / batch_size) + math.ceil(validation_images / batch_size)
     )
     return (3 * forward - first) * images + forward * validation_images + prior

@@ -244,7 +244,7 @@ def test_extend_refuses_what_it_cannot_do_and_changes_nothing(tmp_path, changes,
 def test_extend_needs_a_run(tmp_path):
     with pytest.raises(RunError, match="holds no trained run to extend"):
         train(SMALL, _data(), tmp_path / "run", verbose=0, extend=True)
-    assert not (tmp_path / "run" / "run.json").exists()
+    assert not (tmp_path / "run").exists(), "a refusal creates no folder"
 
 
 def test_extend_through_the_command_line(tmp_path, session_npz):
@@ -260,6 +260,7 @@ def test_extend_through_the_command_line(tmp_path, session_npz):
     nothing = run_command("train", *common[:2], "--out", str(tmp_path / "none"), "--extend")
     assert nothing.returncode != 0 and "Traceback" not in nothing.stderr
     assert nothing.stderr.strip().splitlines()[-1].endswith("holds no trained run to extend")
+    assert not (tmp_path / "none").exists()
 
 
 def test_same_seed_same_history_and_decoded_images(tmp_path):

@@ -267,9 +267,9 @@ def _extension(
     if info is None or (info["status"] == "training" and info.get("checkpoint") is None):
         raise RunError(f"{paths.folder} holds no trained run to extend")
     _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
-    completed = int(info["completed_epochs"])
     if info["status"] == "training":
         return info
+    completed = int(info["completed_epochs"])
     if config.training.epochs <= completed:
         raise RunError(
             f"{paths.folder} holds a finished run of {completed} epochs; --extend needs "
@@ -313,10 +313,12 @@ def train(
             epoch cut short is discarded (standard error says where it stopped). A signal
             that comes while the last epoch is validated lets the run finish.
     """
-    paths = RunPaths(check_writable_folder(out_dir))
+    paths = RunPaths(Path(out_dir))
+    # Decide before creating the folder, so that a refusal leaves nothing behind.
+    info = decide_resume(paths, config, overwrite, restart, extend)
+    check_writable_folder(paths.folder)
     remove_stale_temporaries(paths.folder)
     remove_stale_temporaries(paths.checkpoints)
-    info = decide_resume(paths, config, overwrite, restart, extend)
     vae, info = _start(paths, config, info, len(data[0][0]))
     training = config.training
     x_train, x_test = model_inputs(data, config.data.binarize, training.seed)

@@ -19,6 +19,7 @@ from tests.conftest import folder_state, make_arrays
 from vae_mnist.cli import main
 from vae_mnist.config import RunConfig
 from vae_mnist.discrete import BernoulliPosterior, CategoricalPosterior, UniformPrior
+from vae_mnist.errors import RunError
 from vae_mnist.evaluation import (
     evaluate_run,
     importance_log_weights,
@@ -308,6 +309,26 @@ def test_a_resumed_run_continues_the_temperature_schedule(categorical_run):
     assert "val_temperature" not in history
     vae = load_model(folder / "vae.keras")
     assert int(numpy(vae.posterior_part.step)) == 2 * STEPS_PER_EPOCH
+
+
+def test_an_extension_may_relax_differently_but_not_change_the_code(tmp_path):
+    folder = tmp_path / "run"
+    train(tiny_config("bernoulli"), tiny_data(), folder, verbose=0)
+    floor = 0.5
+    later = tiny_config("bernoulli", epochs=2).replace(
+        temperature_min=floor, temperature_rate=0.0, straight_through=True
+    )
+    info = train(later, tiny_data(), folder, verbose=0, extend=True)
+    # The second epoch relaxes at the new schedule: no decay, so τ stays at its start of 1.
+    assert info["history"][1]["temperature"] == pytest.approx(1.0)
+    assert info["history"][0]["temperature"] < 0.9
+    vae = load_model(folder / "vae.keras")
+    assert vae.posterior_part.straight_through and vae.posterior_part.temperature_min == floor
+    saved = json.loads((folder / "config.json").read_text())["posterior"]
+    assert saved["straight_through"] and saved["temperature_rate"] == 0.0
+    assert int(numpy(vae.posterior_part.step)) == 2 * STEPS_PER_EPOCH
+    with pytest.raises(RunError, match=r"units 6 .saved. against 8"):
+        train(later.replace(epochs=3, units=8), tiny_data(), folder, verbose=0, extend=True)
 
 
 def test_the_gaussian_runs_history_columns_are_unchanged(tmp_path):

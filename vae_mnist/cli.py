@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from vae_mnist import __version__
 from vae_mnist.errors import REPORTED
 from vae_mnist.figures import FIGURES
-from vae_mnist.flags import ALIASES, kind_choices, setting_flags
+from vae_mnist.flags import ALIASES, kind_choices, resumable_flags, setting_flags
 from vae_mnist.settings import default_of, field_type
 
 PROGRAM = "vae-mnist"
@@ -208,7 +208,9 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
         "--extend",
         action="store_true",
         help="continue a finished run from its model and optimizer state to a larger --epochs "
-        "(--learning-rate may change too); its model is replaced when the longer run finishes",
+        "(--learning-rate may change too, and the kinds' schedule settings: "
+        f"{', '.join('--' + name.replace('_', '-') for name in resumable_flags())}); its model "
+        "is replaced when the longer run finishes",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(

@@ -142,6 +142,13 @@ class RunConfig:
     def top_posterior(self) -> Part:
         return self.posteriors[-1]
 
+    def parts(self) -> list[Part]:
+        """Every part: the sections' kinds, then the upper layers' posteriors."""
+        return [
+            *(getattr(self, name) for name in PART_SECTIONS),
+            *(layer.posterior for layer in self.upper_layers),
+        ]
+
     def sections(self) -> dict[str, Settings]:
         """The part sections and the training section, by name."""
         return {name: getattr(self, name) for name in (*PART_SECTIONS, "training")}

@@ -113,6 +113,13 @@ class RelaxedPosterior(CodePosterior):
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_density"})
     logged_metrics: ClassVar[tuple[str, ...]] = ("temperature",)
+    # A later stage of training may relax differently (a lower floor, or exact bits forward).
+    resumable_settings: ClassVar[tuple[str, ...]] = (
+        "straight_through",
+        "temperature",
+        "temperature_min",
+        "temperature_rate",
+    )
 
     def check(self) -> None:
         if self.temperature_min > self.temperature:

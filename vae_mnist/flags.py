@@ -50,6 +50,17 @@ def setting_flags() -> dict[str, Flag]:
     return {name: Flag(name, fields[name], tuple(owners[name])) for name in fields}
 
 
+def resumable_flags() -> tuple[str, ...]:
+    """The settings of any kind that a continued run may change, by flag name, in order."""
+    names = {
+        name
+        for family in FAMILIES
+        for cls in kinds(family).values()
+        for name in cls.resumable_settings
+    }
+    return tuple(sorted(names))
+
+
 def kind_choices() -> dict[str, tuple[str, ...]]:
     """Each kind flag's choices, by flag name."""
     return {flag: tuple(kinds(family)) for family, flag in KIND_FLAGS.items()}

@@ -165,6 +165,16 @@ class VAE(keras.Model):
         self.upper_posteriors = [layer.posterior for layer in layers]
         return layers
 
+    def continue_with(self, config: RunConfig) -> None:
+        """Take from `config` what a continued run may change (each part's resumable
+        settings, the epochs, the learning rate) before training traces its step again, so
+        that the model saved at the end holds the configuration it last trained with."""
+        hosted = [*self.layer_posteriors, self.prior.part, self.objective.part, self.likelihood]
+        configured = [*config.posteriors, config.prior, config.objective, config.likelihood]
+        for part, wanted in zip(hosted, configured, strict=True):
+            part.continue_with(wanted)
+        self.run_config = config
+
     @property
     def training_only_metrics(self) -> tuple[str, ...]:
         """Logged names that describe training only: their validation copies are not recorded."""

@@ -159,6 +159,9 @@ class Part(Settings):
     kind: ClassVar[str]
     description: ClassVar[str] = ""
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    # The settings a continued run (resumed, or extended with `train --extend`) may change, as
+    # it may change the learning rate: a schedule's later stages, not the model's structure.
+    resumable_settings: ClassVar[tuple[str, ...]] = ()
 
     def attach(self, **state: Any) -> None:
         """Keep references to the variables that the hosting layer made (the part is frozen)."""
@@ -167,6 +170,12 @@ class Part(Settings):
 
     def offers(self, capability: str) -> bool:
         return capability in self.capabilities
+
+    def continue_with(self, configured: Part) -> None:
+        """Take `configured`'s values of the resumable settings: this part is the loaded
+        model's, frozen and holding the model's variables, so it is changed in place."""
+        for name in self.resumable_settings:
+            object.__setattr__(self, name, getattr(configured, name))
 
     def get_config(self) -> dict[str, Any]:
         """This part's section of ``config.json``: its kind, then its settings."""

@@ -179,7 +179,8 @@ class _StopRequest:
 
 
 # A resumed run may change these: the epoch count, and the learning rate (to continue more
-# gently after a divergence). Everything else must match to continue.
+# gently after a divergence), besides each part's own `resumable_settings`. Everything else
+# must match to continue.
 RESUMABLE_CHANGES = ("epochs", "learning_rate")
 
 
@@ -187,10 +188,15 @@ def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
     """The settings by flag name, other than the ones a resumed run may change, that differ."""
     saved_values, wanted_values = flat_settings(saved), flat_settings(wanted)
     names = list(dict.fromkeys([*saved_values, *wanted_values]))
+    # A part of another kind differs in its kind, which is never resumable.
+    resumable = {
+        *RESUMABLE_CHANGES,
+        *(name for part in wanted.parts() for name in part.resumable_settings),
+    }
     return [
         name
         for name in names
-        if name not in RESUMABLE_CHANGES and saved_values.get(name) != wanted_values.get(name)
+        if name not in resumable and saved_values.get(name) != wanted_values.get(name)
     ]
 
 
@@ -387,6 +393,7 @@ def _start(
     keras.utils.set_random_seed(training.seed + completed)
     if resume:
         vae = load_model(paths.folder / info["checkpoint"], config)
+        vae.continue_with(config)
         if config.optimizer.resumes_with_new_learning_rate:
             vae.optimizer.learning_rate.assign(config.optimizer.learning_rate)
     else:

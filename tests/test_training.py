@@ -28,7 +28,7 @@ def history_epochs(folder: Path) -> list[int]:
         return [int(row["epoch"]) for row in csv.DictReader(stream)]
 
 
-def _wait_for_epochs(folder: Path, count: int, process: subprocess.Popen, timeout: float = 120):
+def _wait_for_epochs(folder: Path, count: int, process: subprocess.Popen, timeout: float = 600):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stderr.read()
@@ -36,6 +36,9 @@ def _wait_for_epochs(folder: Path, count: int, process: subprocess.Popen, timeou
         if history.exists() and len(history.read_text().splitlines()) > count:
             return
         time.sleep(0.05)
+    # A training left running would slow every test after this one.
+    process.kill()
+    process.wait()
     raise AssertionError("training made no progress")
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from vae_mnist import __version__
 from vae_mnist.errors import REPORTED
 from vae_mnist.figures import FIGURES
-from vae_mnist.flags import ALIASES, kind_choices, resumable_flags, setting_flags
+from vae_mnist.flags import ALIASES, kind_choices, option, resumable_flags, setting_flags
 from vae_mnist.settings import default_of, field_type
 
 PROGRAM = "vae-mnist"
@@ -105,12 +105,11 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             help=f"the {flag} kind ({', '.join(choices)})",
         )
     for name, flag in setting_flags().items():
-        _add_setting_flag(parser, f"--{name.replace('_', '-')}", name, flag)
+        _add_setting_flag(parser, option(name), name, flag)
     # Earlier names of settings, still accepted and hidden from the help.
     flags = setting_flags()
     for old, name in ALIASES.items():
-        option = f"--{old.replace('_', '-')}"
-        _add_setting_flag(parser, option, name, flags[name], help_text=argparse.SUPPRESS)
+        _add_setting_flag(parser, option(old), name, flags[name], help_text=argparse.SUPPRESS)
 
 
 def _add_setting_flag(
@@ -209,7 +208,7 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
         action="store_true",
         help="continue a finished run from its model and optimizer state to a larger --epochs "
         "(--learning-rate may change too, and the kinds' schedule settings: "
-        f"{', '.join('--' + name.replace('_', '-') for name in resumable_flags())}); its model "
+        f"{', '.join(option(name) for name in resumable_flags())}); its model "
         "is replaced when the longer run finishes",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")

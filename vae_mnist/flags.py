@@ -50,6 +50,11 @@ def setting_flags() -> dict[str, Flag]:
     return {name: Flag(name, fields[name], tuple(owners[name])) for name in fields}
 
 
+def option(name: str) -> str:
+    """A setting's command-line option: ``hidden_layers`` is ``--hidden-layers``."""
+    return f"--{name.replace('_', '-')}"
+
+
 def resumable_flags() -> tuple[str, ...]:
     """The settings of any kind that a continued run may change, by flag name, in order."""
     names = {
@@ -107,7 +112,7 @@ def _section_of(values: dict[str, Any], name: str) -> str:
     family = flag.owners[0][0]
     owners = " and of ".join(f"the {kind} {family}" for family, kind in flag.owners)
     raise ConfigError(
-        f"--{name.replace('_', '-')} is a setting of {owners}, and this run's {family} is "
+        f"{option(name)} is a setting of {owners}, and this run's {family} is "
         f"{values[family]['kind']}"
     )
 

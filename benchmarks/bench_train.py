@@ -12,9 +12,11 @@ one compiled program (the default ``--compiled-chunks``), also (c) Keras' own st
 (d) a plain PyTorch training loop of the same model as pytorch/examples writes its VAE (an
 ``nn.Module``, a hand loop, RMSprop), written here. It prints the median seconds per epoch over
 the epochs after the first, the peak resident memory, the validation loss after the last epoch,
-the speed-up, the fraction of the compute floor reached (FLOPs per epoch over a float32
-matrix-product throughput measured on this machine in the same run), and the slowest epoch
-after the first as a multiple of the median (a stall shows there).
+the speed-up, the fraction of the compute floor reached, and the slowest epoch after the first
+as a multiple of the median (a stall shows there). The floor is the FLOPs per epoch over a
+float32 matrix-product throughput that each row measures in its own process, before and after
+its training (the faster of the two), since a machine's product speed can move between the
+rows of one run (README's Speed section gives this project's machines).
 
 With ``--presets``, it instead trains each named preset of the family (or ``all``) on the
 project's path (on JAX and TensorFlow, also in Keras' step loop), one fresh process each, and
@@ -108,7 +110,16 @@ def matmul_throughput(size: int = 4096, repeats: int = 3) -> float:
 
 
 def _worker(path: str, epochs: int, data_path: str | None) -> dict:
-    """Train one path (reference, project or preset:NAME) here and return its measurements."""
+    """Train one path here and return its measurements, with the matrix-product throughput
+    measured around them (the faster of before and after)."""
+    throughput_before = matmul_throughput()
+    measurements = _train_path(path, epochs, data_path)
+    measurements["throughput"] = max(throughput_before, matmul_throughput())
+    return measurements
+
+
+def _train_path(path: str, epochs: int, data_path: str | None) -> dict:
+    """Train one path (reference, project, preset:NAME or torch-peer); its measurements."""
     import keras
 
     import vae_mnist
@@ -305,17 +316,19 @@ def main() -> None:
     presets = _chosen_presets(parser, arguments.presets)
 
     backends = chosen_backends(arguments)
-    throughput = matmul_throughput()
     print(f"command: python benchmarks/bench_train.py {' '.join(sys.argv[1:])}")
-    print(f"throughput: {throughput / 1e9:.0f} GFLOP/s (float32 4096² matrix product, numpy)")
+    print(
+        "GFLOP/s: each row's float32 4096² matrix product (numpy), the faster of before and "
+        "after its training; of floor: FLOPs per epoch / that throughput / s per epoch"
+    )
     options = ["--epochs", str(arguments.epochs)]
     options += ["--data", arguments.data] if arguments.data else []
     if presets:
-        _report_presets(backends, presets, options, throughput, arguments.loop)
+        _report_presets(backends, presets, options, arguments.loop)
         return
     header = (
-        f"{'backend':<11}{'path':<10}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
-        f"{'val_loss':>10}{'speed-up':>10}{'of floor':>10}{'slowest':>9}"
+        f"{'backend':<11}{'path':<14}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
+        f"{'val_loss':>10}{'speed-up':>10}{'GFLOP/s':>9}{'of floor':>10}{'slowest':>9}"
     )
     fastest = float("inf")
     for number, backend in enumerate(backends):
@@ -324,12 +337,9 @@ def main() -> None:
         # The project's fastest path: its default, or Keras' step loop where the backend has both.
         project_paths = [path for path in paths if path.startswith("project")]
         fastest = min(fastest, *(results[path]["median_epoch_seconds"] for path in project_paths))
-        floor = results["project"]["flops_per_epoch"] / throughput
+        flops = results["project"]["flops_per_epoch"]
         if number == 0:
-            print(
-                f"floor: {results['project']['flops_per_epoch'] / 1e9:.0f} GFLOP per epoch "
-                f"= {floor:.2f} s per epoch"
-            )
+            print(f"floor: {flops / 1e9:.0f} GFLOP per epoch")
             print(header)
             print("-" * len(header))
         reference_seconds = results["reference"]["median_epoch_seconds"]
@@ -337,10 +347,12 @@ def main() -> None:
             result = results[path]
             seconds = result["median_epoch_seconds"]
             print(
-                f"{backend:<11}{path:<10}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
+                f"{backend:<11}{path:<14}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
                 f"{result['peak_rss_mib']:>10.0f}{result['val_loss']:>10.2f}"
-                f"{reference_seconds / seconds:>9.2f}x{floor / seconds:>10.2f}"
-                f"{result['slowest_epoch_seconds'] / seconds:>8.2f}x"
+                f"{reference_seconds / seconds:>9.2f}x{result['throughput'] / 1e9:>9.0f}"
+                f"{_of_floor(flops, result):>10.2f}"
+                f"{result['slowest_epoch_seconds'] / seconds:>8.2f}x",
+                flush=True,
             )
         difference = results["project"]["val_loss"] - results["reference"]["val_loss"]
         print(f"{backend:<11}val_loss difference (project - reference): {difference:+.2f} nats")
@@ -350,9 +362,15 @@ def main() -> None:
         print(
             f"plain PyTorch loop (no Keras): {seconds:.3f} s/epoch, first "
             f"{peer['first_epoch_seconds']:.2f}, val_loss {peer['val_loss']:.2f}, "
-            f"{floor / seconds:.2f} of the floor; the project's fastest path is "
-            f"{seconds / fastest:.2f}x faster"
+            f"{_of_floor(flops, peer):.2f} of the floor at {peer['throughput'] / 1e9:.0f} "
+            f"GFLOP/s; the project's fastest path is {seconds / fastest:.2f}x faster"
         )
+
+
+def _of_floor(flops_per_epoch: float, result: dict) -> float:
+    """The fraction of the compute floor a row reached: its floor (the FLOPs per epoch over its
+    own measured throughput) over its median seconds per epoch."""
+    return flops_per_epoch / result["throughput"] / result["median_epoch_seconds"]
 
 
 def _chosen_presets(parser: argparse.ArgumentParser, value: str | None) -> list[str]:
@@ -373,13 +391,12 @@ def _report_presets(
     backends: tuple[str, ...],
     presets: list[str],
     options: list[str],
-    throughput: float,
     loop: bool,
 ) -> None:
     """One row per preset and backend: the project's path, against each preset's own floor."""
     header = (
-        f"{'backend':<11}{'preset':<22}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
-        f"{'val_loss':>10}{'GFLOP':>8}{'of floor':>10}"
+        f"{'backend':<11}{'preset':<30}{'s/epoch':>9}{'first':>8}{'peak MiB':>10}"
+        f"{'val_loss':>10}{'GFLOP':>8}{'GFLOP/s':>9}{'of floor':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -389,12 +406,12 @@ def _report_presets(
         for preset, suffix in ((preset, suffix) for preset in presets for suffix in suffixes):
             result = run_worker(__file__, backend, f"preset:{preset}{suffix}", options)
             seconds = result["median_epoch_seconds"]
-            floor = result["flops_per_epoch"] / throughput
             name = preset + suffix
             print(
-                f"{backend:<11}{name:<22}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
+                f"{backend:<11}{name:<30}{seconds:>9.3f}{result['first_epoch_seconds']:>8.2f}"
                 f"{result['peak_rss_mib']:>10.0f}{result['val_loss']:>10.2f}"
-                f"{result['flops_per_epoch'] / 1e9:>8.0f}{floor / seconds:>10.2f}",
+                f"{result['flops_per_epoch'] / 1e9:>8.0f}{result['throughput'] / 1e9:>9.0f}"
+                f"{_of_floor(result['flops_per_epoch'], result):>10.2f}",
                 flush=True,
             )
 

@@ -303,7 +303,7 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
     loaded = load_model(path)
     assert loaded.run_config == vae.run_config
     before, after = vae(images, training=False), loaded(images, training=False)
-    for key in ("logits", "z", "reconstruction"):
+    for key in (*vae.latent_heads, "z", "reconstruction"):
         np.testing.assert_allclose(numpy(after[key]), numpy(before[key]), atol=1e-6)
 
 
@@ -323,6 +323,8 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
         ("dvaepp2018-hierarchical-factorial", {}),
         ("dvae2017", SHORT_AIS),
         ("dvae2017-factorial", {}),
+        ("gumbolt2018-continuous", SHORT_AIS),
+        ("gumbolt2018-continuous-factorial", {}),
     ],
 )
 def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp_path):
@@ -358,6 +360,7 @@ def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp
         ("gumbolt2018-hierarchical", "gumbolt2018-hierarchical-factorial"),
         ("dvaepp2018-hierarchical", "dvaepp2018-hierarchical-factorial"),
         ("dvae2017", "dvae2017-factorial"),
+        ("gumbolt2018-continuous", "gumbolt2018-continuous-factorial"),
     ],
 )
 def test_each_twin_differs_from_its_preset_only_in_the_prior(first, second):
@@ -367,8 +370,9 @@ def test_each_twin_differs_from_its_preset_only_in_the_prior(first, second):
     differing = {section for section in {*a, *b} if a.get(section) != b.get(section)}
     assert differing == {"prior", "preset"}
     assert a["prior"]["kind"] == "rbm" and b["prior"]["kind"] == "uniform"
-    # The same number of binary units under either prior.
-    assert sum(a["prior"]["halves"]) == b["posterior"]["units"]
+    # The same number of binary units under either prior, in the top layer.
+    top = (b.get("upper_layers") or [b])[-1]["posterior"]
+    assert sum(a["prior"]["halves"]) == top["units"]
 
 
 def test_presets_verbose_names_each_ones_paper_and_what_differs():
@@ -381,10 +385,97 @@ def test_presets_verbose_names_each_ones_paper_and_what_differs():
         ("dvaepp2018-factorial", "Vahdat"),
         ("dvae2017", "Rolfe"),
         ("dvae2017-factorial", "Rolfe"),
+        ("gumbolt2018-continuous", "Rolfe"),
+        ("gumbolt2018-continuous-factorial", "Rolfe"),
     ):
         block = result.stdout.split(f"\n{name} ", 1)[1].split("settings:", 1)[0]
         assert f"paper: {paper}" in block
         assert "differs:" in block and "prior" in block
+
+
+# -- a continuous layer below the RBM (Rolfe's full model) ------------------------------------
+
+
+def continuous_below_rbm(
+    top_posterior: dict | None = None, relaxation: str = "gumbolt"
+) -> RunConfig:
+    """x → 3 Gaussian units → 4 binary units in 2 groups under a 2 + 2 RBM (GumBolt)."""
+    config = GUMBOLT.replace(halves=(2, 2), units=4).to_dict()
+    config["posterior"] = {"kind": "gaussian", "dimension": 3}
+    config["prior"]["relaxation"] = relaxation
+    config["upper_layers"] = [
+        {
+            "network": {"kind": "mlp", "hidden_layers": [6], "activation": "relu"},
+            "posterior": top_posterior
+            or {"kind": "hierarchical_bernoulli", "units": 4, "groups": 2},
+        }
+    ]
+    return RunConfig.from_dict(config)
+
+
+def _gaussian_log_density(z, mean, log_var):
+    return -0.5 * np.sum(np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
+
+
+def test_the_log_weights_below_an_rbm_are_the_hand_computed_sum(monkeypatch):
+    """log p(x|z₁) + log p(z₁|z₂) - E(z₂) - log Z - log q(z₁|x) - log q(z₂|z₁), the RBM's terms
+    and the Gaussians' by hand in numpy, with z₁ at its mean (no Gaussian noise) and the bits
+    z₂ those the top posterior draws under the same seed."""
+    from vae_mnist import gaussian
+
+    monkeypatch.setattr(gaussian.noise, "normal", lambda shape, **_: ops.zeros(shape))
+    vae = build_vae(continuous_below_rbm())
+    images = (np.random.default_rng(2).random((6, 784)) > 0.5).astype("float32")
+    log_weights = numpy(vae.log_weights(images, 1, 7))[:, 0]
+
+    mean_1, log_var_1 = (numpy(value) for value in vae.encoder(images))
+    upper = vae.upper_layers[0]
+    top = upper.posterior.part
+    parameters = dict(zip(top.head_sizes(), [upper.encoder(mean_1.astype("float32"))], strict=True))
+    bits, log_q_2 = (numpy(value)[:, 0] for value in top.sample_exact(parameters, 1, 7))
+    assert set(np.unique(bits)) <= {0.0, 1.0}
+    prior_mean, prior_log_var = (
+        numpy(value) for value in upper.prior_network(bits.astype("float32"))
+    )
+    bias1, bias2, coupling = vae.prior_part.numpy_weights()
+    log_p_2 = (
+        bits[:, :2] @ bias1
+        + bits[:, 2:] @ bias2
+        + np.sum((bits[:, :2] @ coupling) * bits[:, 2:], 1)
+    ) - exact_log_partition(bias1, bias2, coupling)
+    probabilities = np.clip(numpy(vae.decoder(mean_1.astype("float32"))), 1e-7, 1 - 1e-7)
+    log_likelihood = np.sum(
+        images * np.log(probabilities) + (1 - images) * np.log(1 - probabilities), axis=1
+    )
+    expected = (
+        log_likelihood
+        + _gaussian_log_density(mean_1, prior_mean, prior_log_var)
+        + log_p_2
+        - _gaussian_log_density(mean_1, mean_1, log_var_1)
+        - log_q_2
+    )
+    np.testing.assert_allclose(log_weights, expected, rtol=1e-4, atol=1e-3)
+
+
+def test_a_continuous_layer_below_the_rbm_trains_with_the_relaxed_energy(tmp_path):
+    config = continuous_below_rbm()
+    vae = build_vae(config)
+    images = np.random.default_rng(0).random((8, 784)).astype("float32")
+    outputs = vae(images, training=True)
+    # The RBM's term comes from the top layer's relaxed sample, and the decoder reads z₁.
+    assert "relaxed_kl" in outputs and outputs["z_2"].shape == (8, 4)
+    assert not set(np.unique(numpy(outputs["z_2"]))) <= {0.0, 1.0}
+    assert outputs["z"].shape == (8, 3)
+    result = train(config, data_of(train=100, test=20), tmp_path / "run", verbose=0)
+    assert all(math.isfinite(row["val_loss"]) for row in result["history"])
+    assert_reloads_to_the_same_outputs(
+        load_model(tmp_path / "run" / "vae.keras"), tmp_path / "again.keras"
+    )
+
+
+def test_the_top_of_a_stack_needs_a_density_or_relaxed_bits():
+    with pytest.raises(ConfigError, match="top of a stack of layers needs a posterior with a "):
+        continuous_below_rbm({"kind": "spike_exponential", "units": 4}, "closed_form")
 
 
 # -- one-line refusals ------------------------------------------------------------------------

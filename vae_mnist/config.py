@@ -127,10 +127,14 @@ class RunConfig:
                     f"a layer below another has a conditional Gaussian prior, so its posterior "
                     f"must be continuous with a density, and the {lower.kind} posterior is not"
                 )
-        if self.upper_layers and not self.top_posterior.offers("density"):
+        # The top layer's KL term is the sample estimate log q - log p where no prior has it in
+        # closed form, so its posterior needs log q of the training sample: a density, or binary
+        # units whose log-probability extends to their relaxed sample (as GumBolt takes it).
+        top = self.top_posterior
+        if self.upper_layers and not (top.offers("density") or top.offers("relaxed_bits")):
             raise ConfigError(
-                f"the top of a stack of layers needs a posterior with a density, and the "
-                f"{self.top_posterior.kind} posterior has none"
+                f"the top of a stack of layers needs a posterior with a density or relaxed "
+                f"binary units, and the {top.kind} posterior has neither"
             )
 
     @property

@@ -362,6 +362,11 @@ def exact_log_partition(
     return _log_sum_exp(np.array(chunk_log_sums))
 
 
+# Where an AIS step's change of the other half's activations stays below this, the marginals'
+# difference is taken from the Gibbs sweep's probabilities (exp of it is far from overflow).
+LARGEST_AIS_SHIFT = 30.0
+
+
 def annealed_importance_sampling_log_partition(
     bias1: np.ndarray,
     bias2: np.ndarray,
@@ -406,21 +411,34 @@ def annealed_importance_sampling_log_partition(
     if betas[0] != 0.0 or betas[-1] != 1.0 or np.any(np.diff(betas) <= 0.0):
         raise ValueError("The AIS schedule `betas` must increase from 0 to 1.")
 
-    def log_marginal(states: np.ndarray, beta: float) -> np.ndarray:
-        return _marginal_log_weight(states, state_bias, other_bias, beta * coupling)
-
     base_log_partition = float(np.sum(_softplus(state_bias)) + np.sum(_softplus(other_bias)))
     # Exact draws from the base, where the units are independent.
     states = (rng.random((chains, state_bias.size)) < _sigmoid(state_bias)).astype(np.float64)
     log_weights = np.zeros(chains)
-    for previous_beta, beta in zip(betas[:-1], betas[1:], strict=True):
-        log_weights += log_marginal(states, beta) - log_marginal(states, previous_beta)
-        if beta < 1.0:
-            # Block Gibbs under p_β: the other half given the state, then the state back.
-            other_probabilities = _sigmoid(other_bias + beta * (states @ coupling))
-            others = (rng.random(other_probabilities.shape) < other_probabilities).astype(float)
-            state_probabilities = _sigmoid(state_bias + beta * (others @ coupling.T))
-            states = (rng.random(states.shape) < state_probabilities).astype(np.float64)
+    coupling_transposed = np.ascontiguousarray(coupling.T)
+    # The loop runs thousands of times on small arrays, so each step does few operations: the
+    # state's projection serves both β's marginals and the Gibbs sweep, and the marginals'
+    # difference comes from the sweep's probabilities p = sigmoid(a) at the new β, as
+    # softplus(a) - softplus(a - Δ) = -log1p(p · expm1(-Δ)) with Δ = (β - β_prev) · projection
+    # (the state's own bias term cancels between them), without cancellation when Δ is small.
+    # A sigmoid of a very negative input overflows exp to inf, which gives the right 0.
+    with np.errstate(over="ignore"):
+        for previous_beta, beta in zip(betas[:-1], betas[1:], strict=True):
+            projection = states @ coupling  # (chains, n_other)
+            activation = other_bias + beta * projection
+            other_probabilities = 1.0 / (1.0 + np.exp(-activation))
+            shift = (previous_beta - beta) * projection
+            if np.max(np.abs(shift)) < LARGEST_AIS_SHIFT:
+                log_weights -= np.sum(np.log1p(other_probabilities * np.expm1(shift)), axis=-1)
+            else:
+                # A coarse schedule on large weights: exp(shift) could overflow.
+                log_weights += np.sum(_softplus(activation) - _softplus(activation + shift), -1)
+            if beta < 1.0:
+                # Block Gibbs under p_β: the other half given the state, then the state back.
+                others = rng.random(activation.shape) < other_probabilities
+                state_activation = state_bias + beta * (others @ coupling_transposed)
+                state_probabilities = 1.0 / (1.0 + np.exp(-state_activation))
+                states = (rng.random(states.shape) < state_probabilities).astype(np.float64)
     log_mean_weight = _log_sum_exp(log_weights) - math.log(chains)
     scaled_weights = np.exp(log_weights - np.max(log_weights))
     standard_error = float(

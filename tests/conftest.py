@@ -28,6 +28,11 @@ def make_arrays(train: int = 300, test: int = 100, seed: int = 0) -> dict[str, n
     return arrays
 
 
+def gaussian_log_density(z, mean, log_var):
+    """log N(z; mean, exp(log_var)) summed over the last axis, in numpy: the tests' reference."""
+    return -0.5 * np.sum(np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
+
+
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
         struct.pack(">I", size) for size in array.shape

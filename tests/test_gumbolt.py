@@ -10,7 +10,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import make_arrays
+from conftest import gaussian_log_density, make_arrays
 from keras import ops
 from test_dvae import run_command
 from test_relaxations import gradients
@@ -413,10 +413,6 @@ def continuous_below_rbm(
     return RunConfig.from_dict(config)
 
 
-def _gaussian_log_density(z, mean, log_var):
-    return -0.5 * np.sum(np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
-
-
 def test_the_log_weights_below_an_rbm_are_the_hand_computed_sum(monkeypatch):
     """log p(x|z₁) + log p(z₁|z₂) - E(z₂) - log Z - log q(z₁|x) - log q(z₂|z₁), the RBM's terms
     and the Gaussians' by hand in numpy, with z₁ at its mean (no Gaussian noise) and the bits
@@ -449,9 +445,9 @@ def test_the_log_weights_below_an_rbm_are_the_hand_computed_sum(monkeypatch):
     )
     expected = (
         log_likelihood
-        + _gaussian_log_density(mean_1, prior_mean, prior_log_var)
+        + gaussian_log_density(mean_1, prior_mean, prior_log_var)
         + log_p_2
-        - _gaussian_log_density(mean_1, mean_1, log_var_1)
+        - gaussian_log_density(mean_1, mean_1, log_var_1)
         - log_q_2
     )
     np.testing.assert_allclose(log_weights, expected, rtol=1e-4, atol=1e-3)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import keras
 import numpy as np
 import pytest
-from conftest import REPOSITORY, folder_state, make_arrays, run_command
+from conftest import REPOSITORY, folder_state, gaussian_log_density, make_arrays, run_command
 
 import vae_mnist
 from vae_mnist import Posterior, Prior, RunConfig, register, setting
@@ -576,10 +576,6 @@ def test_two_stochastic_layers_train_evaluate_and_reload(tmp_path):
     )
 
 
-def _gaussian_log_density(z, mean, log_var):
-    return -0.5 * np.sum(np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
-
-
 def test_two_layer_log_weights_are_the_hand_computed_sum(monkeypatch):
     """log p(x|z₁) + log p(z₁|z₂) + log p(z₂) - log q(z₁|x) - log q(z₂|z₁), by hand in numpy,
     with the posterior's noise at zero so that every z is its layer's mean."""
@@ -604,10 +600,10 @@ def test_two_layer_log_weights_are_the_hand_computed_sum(monkeypatch):
     zeros = np.zeros_like(mean_2)
     expected = (
         log_likelihood
-        + _gaussian_log_density(mean_1, prior_mean, prior_log_var)
-        + _gaussian_log_density(mean_2, zeros, zeros)
-        - _gaussian_log_density(mean_1, mean_1, log_var_1)
-        - _gaussian_log_density(mean_2, mean_2, log_var_2)
+        + gaussian_log_density(mean_1, prior_mean, prior_log_var)
+        + gaussian_log_density(mean_2, zeros, zeros)
+        - gaussian_log_density(mean_1, mean_1, log_var_1)
+        - gaussian_log_density(mean_2, mean_2, log_var_2)
     )
     np.testing.assert_allclose(log_weights, expected, rtol=1e-4, atol=1e-3)
 

@@ -33,6 +33,15 @@ def gaussian_log_density(z, mean, log_var):
     return -0.5 * np.sum(np.log(2 * np.pi) + log_var + (z - mean) ** 2 / np.exp(log_var), axis=-1)
 
 
+def set_rbm_weights(prior, bias1, bias2, coupling) -> None:
+    """Give an RBM prior these weights, and refresh its logged log Z as training's callback
+    does after the weights move (the step enumerates it only for the exact gradient)."""
+    weights = (prior.bias1, prior.bias2, prior.coupling)
+    for weight, value in zip(weights, (bias1, bias2, coupling), strict=True):
+        weight.assign(np.asarray(value, "float32"))
+    prior.log_partition.assign(prior.refreshed_log_partition(0))
+
+
 def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> Path:
     header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
         struct.pack(">I", size) for size in array.shape

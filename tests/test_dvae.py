@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import folder_state, make_arrays
+from conftest import folder_state, make_arrays, set_rbm_weights
 from keras import ops
 
 from vae_mnist.cli import main
@@ -101,9 +101,12 @@ def random_parts(
     """A small RBM prior whose parameters are far from their initial values, and its posterior."""
     posterior, prior = make_parts(first, second, seed, **prior_settings)
     rng = np.random.default_rng(seed)
-    prior.bias1.assign(rng.normal(0.0, 1.0, first).astype("float32"))
-    prior.bias2.assign(rng.normal(0.0, 1.0, second).astype("float32"))
-    prior.coupling.assign(rng.normal(0.0, 1.0, (first, second)).astype("float32"))
+    set_rbm_weights(
+        prior,
+        rng.normal(0.0, 1.0, first),
+        rng.normal(0.0, 1.0, second),
+        rng.normal(0.0, 1.0, (first, second)),
+    )
     return posterior, prior
 
 
@@ -131,8 +134,8 @@ def test_kl_matches_brute_force_over_every_code():
     q = np.prod(np.where(codes[None] == 1.0, on, off), axis=-1)
     brute_force = np.sum(q * (np.log(q) - log_prior[None]), axis=1)
     np.testing.assert_allclose(kl, brute_force, rtol=1e-4, atol=1e-4)
-    # The prior's log Z (enumerated in keras.ops) is the exact one; after prepare_evaluation it
-    # is the numpy value, and the KL does not change.
+    # The prior's refreshed log Z is the exact one; after prepare_evaluation it is the numpy
+    # value, and the KL does not change.
     np.testing.assert_allclose(numpy(prior.current_log_partition()), log_z, rtol=1e-5)
     prepared = prior.prepare_evaluation(log_partition="exact")
     assert prepared["log_partition_method"] == "exact"

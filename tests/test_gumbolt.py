@@ -10,7 +10,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import gaussian_log_density, make_arrays
+from conftest import gaussian_log_density, make_arrays, set_rbm_weights
 from keras import ops
 from test_dvae import run_command
 from test_relaxations import gradients
@@ -68,9 +68,12 @@ def gumbolt_parts(
     settings = dict(halves=(first, second), chains=4, relaxation="gumbolt", **prior_settings)
     prior = PartLayer(RBMPrior(**settings), seed, posterior.part).part
     rng = np.random.default_rng(seed)
-    prior.bias1.assign(rng.normal(0.0, 1.0, first).astype("float32"))
-    prior.bias2.assign(rng.normal(0.0, 1.0, second).astype("float32"))
-    prior.coupling.assign(rng.normal(0.0, 1.0, (first, second)).astype("float32"))
+    set_rbm_weights(
+        prior,
+        rng.normal(0.0, 1.0, first),
+        rng.normal(0.0, 1.0, second),
+        rng.normal(0.0, 1.0, (first, second)),
+    )
     return posterior.part, prior
 
 
@@ -257,9 +260,18 @@ def test_the_persistent_chains_give_the_gradient_of_log_z():
         assert np.all(np.abs(chain_gradient - exact_gradient) < 5 * standard_error + 1e-3)
 
 
-def test_a_large_rbm_refreshes_its_logged_log_z_and_a_small_one_enumerates():
-    assert build_vae(GUMBOLT).prior_part.callbacks() == []
-    config = GUMBOLT.replace(units=34, halves=(17, 17), ais_runs=50, ais_steps=300)
+def test_the_logged_log_z_is_refreshed_unless_the_step_enumerates_it_for_its_gradient():
+    assert build_vae(GUMBOLT.replace(log_partition_gradient="exact")).prior_part.callbacks() == []
+    # A half of at most 16 units with the chains' gradient: the refresh enumerates in numpy.
+    small = build_vae(GUMBOLT).prior_part
+    (callback,) = small.callbacks()
+    set_rbm_weights(small, [0.5, -1.0, 2.0], [1.0, 0.0, -0.5, 0.3], np.full((3, 4), 0.7))
+    small.log_partition.assign(0.0)
+    callback.on_epoch_begin(0)
+    exact = exact_log_partition(*small.numpy_weights())
+    assert float(numpy(small.log_partition)) == pytest.approx(exact, rel=1e-6)
+    # A larger one: by AIS of `ais_refresh_steps` steps.
+    config = GUMBOLT.replace(units=34, halves=(17, 17), ais_runs=50, ais_refresh_steps=300)
     vae = build_vae(config)
     prior = vae.prior_part
     (callback,) = prior.callbacks()
@@ -269,6 +281,10 @@ def test_a_large_rbm_refreshes_its_logged_log_z_and_a_small_one_enumerates():
     prior.coupling.assign(rng.normal(0, 0.2, (17, 17)).astype("float32"))
     exact = exact_log_partition(*prior.numpy_weights())
     assert abs(float(numpy(prior.log_partition)) - exact) > 1.0
+    # The refresh anneals over `ais_refresh_steps`, not evaluation's `ais_steps`.
+    refreshed = prior.refreshed_log_partition(3)
+    assert refreshed == prior.annealed_log_partition(3, steps=300)[0]
+    assert refreshed != prior.annealed_log_partition(3)[0]
     callback.on_epoch_begin(0)
     assert float(numpy(prior.log_partition)) == pytest.approx(exact, abs=0.1)
     # No training step since: the validation that follows keeps the value.
@@ -284,7 +300,7 @@ def test_training_a_large_rbm_logs_the_kl_with_a_current_log_z(tmp_path):
     """With halves above the step's enumeration, train() refreshes log Z by AIS, so the saved
     model's log Z is that of its final weights, far from the initial (n1 + n2) log 2."""
     config = GUMBOLT.replace(
-        units=34, halves=(17, 17), ais_runs=50, ais_steps=300, learning_rate=0.05, epochs=2
+        units=34, halves=(17, 17), ais_runs=50, ais_refresh_steps=300, learning_rate=0.05, epochs=2
     )
     result = train(config, data_of(), tmp_path / "run", verbose=0)
     vae = load_model(tmp_path / "run" / "vae.keras")
@@ -491,6 +507,7 @@ def test_the_top_of_a_stack_needs_a_density_or_relaxed_bits():
         (("--ais-runs", "1"), "ais_runs must be at least 2, got 1"),
         (("--ais-steps", "0"), "--ais-steps: expected a positive whole number"),
         (("--ais-steps", "-5"), "--ais-steps"),
+        (("--ais-refresh-steps", "0"), "--ais-refresh-steps: expected a positive whole number"),
         (("--log-partition-gradient", "sometimes"), "--log-partition-gradient"),
     ],
 )

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import set_rbm_weights
 from keras import ops
 from test_gumbolt import GUMBOLT, assert_reloads_to_the_same_outputs, data_of, numpy
 from test_relaxations import gradients
@@ -106,9 +107,7 @@ def test_the_kl_from_a_small_rbm_matches_brute_force_over_every_code():
     bias1, bias2, coupling = (
         rng.normal(0, 1.5, shape).astype("float32") for shape in (2, 2, (2, 2))
     )
-    weights = (prior.bias1, prior.bias2, prior.coupling)
-    for weight, value in zip(weights, (bias1, bias2, coupling), strict=True):
-        weight.assign(value)
+    set_rbm_weights(prior, bias1, bias2, coupling)
     logits = np.array([[0.4, -0.8, 1.1, -0.3]], "float32")
     codes = every_code(4)
     # q by hand: the second group's logits gain V's rows of the first group's units that are on.
@@ -209,8 +208,7 @@ def overlapping_in_groups(units: int = 4, groups: int = 2, seed: int = 0, kind=N
 def small_rbm(posterior, seed: int):
     prior = PartLayer(RBMPrior(halves=(2, 2), chains=4), seed, posterior).part
     rng = np.random.default_rng(seed)
-    for weight, shape in ((prior.bias1, 2), (prior.bias2, 2), (prior.coupling, (2, 2))):
-        weight.assign(rng.normal(0, 1.5, shape).astype("float32"))
+    set_rbm_weights(prior, *(rng.normal(0, 1.5, shape) for shape in (2, 2, (2, 2))))
     return prior
 
 
@@ -320,9 +318,7 @@ def test_rolfes_gradient_of_the_kl_matches_the_exact_one(coupling):
     posterior.group_coupling.assign(np.array([[0.0, shift], [0.0, 0.0]], "float32"))
     prior = PartLayer(RBMPrior(halves=(1, 1), chains=4), 0, posterior).part
     bias1, bias2 = 0.3, -0.4
-    prior.bias1.assign(np.array([bias1], "float32"))
-    prior.bias2.assign(np.array([bias2], "float32"))
-    prior.coupling.assign(np.array([[coupling]], "float32"))
+    set_rbm_weights(prior, [bias1], [bias2], [[coupling]])
     logits = np.array([0.2, -0.5], "float32")
     samples = 200_000
     uniform = np.random.default_rng(9).random((samples, 2)).astype("float32")

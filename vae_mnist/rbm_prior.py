@@ -19,13 +19,16 @@ model, so a resumed run keeps them), or, with ``log_partition_gradient`` ``exact
 ``auto``) and a half small enough to enumerate in every step, from the enumerated log Z itself.
 
 Which log Z the loss *shows* (its value carries no gradient, except with the exact gradient):
-where the smaller half has at most `IN_GRAPH_EXACT_UNITS` units, the exact log Z of the current
-parameters, enumerated inside the step; otherwise the value in the variable ``log_partition``,
-which a callback refreshes by annealed importance sampling (`ais_runs` runs of `ais_steps`
-steps) at the start of every epoch and before every validation, so the logged loss and KL are
-the negative ELBO and the KL at every size. Evaluation calls `prepare_evaluation` first, which
-computes log Z in numpy (exactly where the smaller half has at most `EXACT_LOG_PARTITION_UNITS`
-units, else by AIS, with its standard error) and uses that value from then on.
+with the exact gradient, the log Z of the current parameters, enumerated inside the step;
+otherwise the value in the variable ``log_partition``, which a callback refreshes at the start
+of every epoch and before every validation, so the logged loss and KL are the negative ELBO
+and the KL at every size. The refresh enumerates in numpy where the smaller half has at most
+`IN_GRAPH_EXACT_UNITS` units, and otherwise runs annealed importance sampling (`ais_runs` runs
+of `ais_refresh_steps` steps): the value carries no gradient, so a shorter annealing than
+evaluation's `ais_steps` serves it, its error far below the epoch-to-epoch noise of the logged
+loss. Evaluation calls `prepare_evaluation` first, which computes log Z in numpy (exactly where
+the smaller half has at most `EXACT_LOG_PARTITION_UNITS` units, else by AIS of `ais_steps`
+steps, with its standard error) and uses that value from then on.
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ from vae_mnist.rbm import (
 )
 from vae_mnist.settings import ConfigError, UsageError, register, setting
 
-# The training step may enumerate an RBM half of up to this many units (2^16 states per step).
+# The training step, or the refresh of its logged log Z, may enumerate an RBM half of up to
+# this many units (2^16 states).
 IN_GRAPH_EXACT_UNITS = 16
 # An RBM half is enumerated exactly for log Z up to this many units (2^20 states).
 EXACT_LOG_PARTITION_UNITS = 20
@@ -107,6 +111,12 @@ class RBMPrior(Prior):
     ais_steps: int = setting(
         10_000, "rbm prior: annealing steps of each AIS run for log Z", positive=True
     )
+    ais_refresh_steps: int = setting(
+        1_000,
+        "rbm prior: annealing steps of the AIS estimate of log Z that training's logged loss "
+        "uses, refreshed each epoch (evaluation uses --ais-steps)",
+        positive=True,
+    )
 
     def check(self) -> None:
         if max(self.halves) > MAX_HALF_UNITS:
@@ -126,11 +136,6 @@ class RBMPrior(Prior):
         if self.log_partition_gradient == "auto":
             return min(self.halves) <= IN_GRAPH_EXACT_UNITS
         return self.log_partition_gradient == "exact"
-
-    @property
-    def enumerates_in_step(self) -> bool:
-        """Whether the training step enumerates log Z (else it reads `log_partition`)."""
-        return min(self.halves) <= IN_GRAPH_EXACT_UNITS
 
     def offers(self, capability: str) -> bool:
         # The GumBolt relaxation is a setting, so this capability is the instance's.
@@ -232,8 +237,6 @@ class RBMPrior(Prior):
             return ops.convert_to_tensor(self.evaluation_log_partition, dtype=self.bias1.dtype)
         if self.exact_gradient:
             return enumerated_log_partition(*self._weights())
-        if self.enumerates_in_step:
-            return ops.stop_gradient(enumerated_log_partition(*self._weights()))
         return ops.convert_to_tensor(self.log_partition)
 
     def kl_divergence(self, distribution: Any) -> TensorLike | None:
@@ -358,19 +361,28 @@ class RBMPrior(Prior):
                 "--log-partition ais or auto"
             )
 
-    def annealed_log_partition(self, seed: Any = 0) -> tuple[float, float]:
-        """log Z of the current parameters by AIS (`ais_runs` runs of `ais_steps` steps), and
-        its standard error, in numpy."""
+    def annealed_log_partition(
+        self, seed: Any = 0, steps: int | None = None
+    ) -> tuple[float, float]:
+        """log Z of the current parameters by AIS (`ais_runs` runs of `steps` steps, by
+        default `ais_steps`), and its standard error, in numpy."""
         return annealed_importance_sampling_log_partition(
             *self.numpy_weights(),
             chains=self.ais_runs,
-            steps=self.ais_steps,
+            steps=self.ais_steps if steps is None else steps,
             rng=np.random.default_rng(seed),
         )
 
+    def refreshed_log_partition(self, seed: Any) -> float:
+        """The logged log Z of the current parameters, in numpy: enumerated where the smaller
+        half has at most `IN_GRAPH_EXACT_UNITS` units, else by AIS of `ais_refresh_steps`."""
+        if min(self.halves) <= IN_GRAPH_EXACT_UNITS:
+            return exact_log_partition(*self.numpy_weights())
+        return self.annealed_log_partition(seed, steps=self.ais_refresh_steps)[0]
+
     def callbacks(self) -> list:
         """Where the step does not enumerate log Z, a callback that refreshes the logged one."""
-        return [] if self.enumerates_in_step else [_log_partition_refresh(self)]
+        return [] if self.exact_gradient else [_log_partition_refresh(self)]
 
     def prepare_evaluation(self, log_partition: str = "auto", seed: int = 0, **options) -> dict:
         """Compute log Z in numpy and use it from now on; return it as metrics.
@@ -398,12 +410,12 @@ class RBMPrior(Prior):
 
 
 def _log_partition_refresh(prior: RBMPrior) -> Any:
-    """A Keras callback that sets the prior's ``log_partition`` to an AIS estimate of the
-    current parameters' log Z at the start of each epoch and before each validation, so that
-    the loss and KL that training logs use a log Z at most one epoch old (with a large RBM the
-    step cannot enumerate it). It skips a refresh where no training step ran since the last
-    (an epoch's start right after the previous validation). Each estimate is seeded by the
-    epoch, so runs repeat."""
+    """A Keras callback that sets the prior's ``log_partition`` to the current parameters' log Z
+    (`RBMPrior.refreshed_log_partition`) at the start of each epoch and before each
+    validation, so that the loss and KL that training logs use a log Z at most one epoch old
+    (the step enumerates it only where its gradient needs it). It skips a refresh where no
+    training step ran since the last (an epoch's start right after the previous validation).
+    Each estimate is seeded by the epoch, so runs repeat."""
 
     class LogPartitionRefresh(keras.callbacks.Callback):
         epoch = 0
@@ -411,8 +423,7 @@ def _log_partition_refresh(prior: RBMPrior) -> Any:
 
         def refresh(self, stream: int) -> None:
             if self.stale:
-                value, _ = prior.annealed_log_partition(seed=(self.epoch, stream))
-                prior.log_partition.assign(value)
+                prior.log_partition.assign(prior.refreshed_log_partition((self.epoch, stream)))
                 self.stale = False
 
         def on_epoch_begin(self, epoch, logs=None):

@@ -311,11 +311,27 @@ def test_a_saved_rbm_model_loads_after_the_readmes_import(tmp_path):
     assert result.stdout.strip() == "SpikeExponentialPosterior RBMPrior"
 
 
+def test_a_small_rbm_reloads_with_the_log_z_of_its_weights(tmp_path):
+    """A run saved while the step enumerated the logged log Z kept the starting value in the
+    variable; loading brings it to the weights' exact log Z (by the refresh's enumeration)."""
+    vae = build_vae(TINY)
+    prior = vae.prior_part
+    rng = np.random.default_rng(5)
+    prior.bias1.assign(rng.normal(0, 1, 3).astype("float32"))
+    prior.coupling.assign(rng.normal(0, 1, (3, 4)).astype("float32"))
+    exact = exact_log_partition(*prior.numpy_weights())
+    assert abs(float(numpy(prior.log_partition)) - exact) > 0.1
+    save_model(vae, tmp_path / "vae.keras")
+    loaded = load_model(tmp_path / "vae.keras").prior_part
+    assert float(numpy(loaded.log_partition)) == pytest.approx(exact, rel=1e-6)
+
+
 def test_save_load_gives_identical_outputs_and_state(tmp_path):
     vae = build_vae(TINY)
     prior = vae.prior_part
     rng = np.random.default_rng(0)
-    prior.coupling.assign(rng.normal(0, 1, (3, 4)).astype("float32"))
+    coupling = rng.normal(0, 1, (3, 4))
+    set_rbm_weights(prior, numpy(prior.bias1), numpy(prior.bias2), coupling)
     prior.chain_first.assign((rng.random((6, 3)) < 0.5).astype("float32"))
     images = rng.random((5, 784)).astype("float32")
     save_model(vae, tmp_path / "vae.keras")

@@ -294,6 +294,15 @@ def test_an_unfinished_version_2_run_continues(tmp_path):
     assert json.loads((copy / "config.json").read_text())["version"] == 3
 
 
+def test_a_version_2_rbm_loads_with_the_log_z_of_its_weights():
+    from vae_mnist.rbm import exact_log_partition
+    from vae_mnist.runs import load_trained_run
+
+    prior = load_trained_run(FIXTURES / "run_v2_rbm").vae.prior_part
+    exact = exact_log_partition(*prior.numpy_weights())
+    assert float(_numpy(prior.log_partition)) == pytest.approx(exact, rel=1e-6)
+
+
 def test_a_version_2_rbm_configuration_converts():
     config = RunConfig.load(FIXTURES / "run_v2_rbm" / "config.json")
     assert config.posterior.get_config() == {

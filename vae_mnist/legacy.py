@@ -100,6 +100,8 @@ def load_legacy_vae(path: str | Path, config: RunConfig):
         vae.load_weights(merged)
     for variable, value in zip(targets, latent, strict=True):
         variable.assign(value)
+    for layer in (vae.posterior, vae.prior):
+        layer.part.variables_loaded()
     return vae
 
 

@@ -75,6 +75,10 @@ class PartLayer(keras.layers.Layer):
         part.create_state(self, seed, *state_arguments)
         self.built = True
 
+    def load_own_variables(self, store: Any) -> None:
+        super().load_own_variables(store)
+        self.part.variables_loaded()
+
 
 def _as_list(outputs: Any) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]

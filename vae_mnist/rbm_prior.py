@@ -380,6 +380,13 @@ class RBMPrior(Prior):
             return exact_log_partition(*self.numpy_weights())
         return self.annealed_log_partition(seed, steps=self.ais_refresh_steps)[0]
 
+    def variables_loaded(self) -> None:
+        """A small RBM's logged log Z, enumerated, for a model saved before the refresh was
+        its source (until then its step enumerated the value, and the variable kept the
+        starting (n1 + n2) log 2). Exact and cheap, so every load may do it."""
+        if not self.exact_gradient and min(self.halves) <= IN_GRAPH_EXACT_UNITS:
+            self.log_partition.assign(self.refreshed_log_partition(0))
+
     def callbacks(self) -> list:
         """Where the step does not enumerate log Z, a callback that refreshes the logged one."""
         return [] if self.exact_gradient else [_log_partition_refresh(self)]

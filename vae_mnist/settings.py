@@ -171,6 +171,10 @@ class Part(Settings):
     def offers(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    def variables_loaded(self) -> None:
+        """After a saved model's variables are loaded into this part's host: nothing by
+        default (a part may bring state derived from its weights up to date)."""
+
     def continue_with(self, configured: Part) -> None:
         """Take `configured`'s values of the resumable settings: this part is the loaded
         model's, frozen and holding the model's variables, so it is changed in place."""

@@ -17,6 +17,7 @@ from test_relaxations import gradients
 
 from vae_mnist.config import RunConfig
 from vae_mnist.discrete import BernoulliPosterior, SpikeExponentialPosterior
+from vae_mnist.errors import RunError
 from vae_mnist.model import PartLayer, build_vae, load_model, save_model
 from vae_mnist.rbm import (
     annealed_importance_sampling_log_partition,
@@ -28,7 +29,7 @@ from vae_mnist.rbm import (
 from vae_mnist.rbm_prior import RBMPrior
 from vae_mnist.relaxations import binary_concrete_sample
 from vae_mnist.settings import ConfigError
-from vae_mnist.training import train
+from vae_mnist.training import settings_that_differ, train
 
 GUMBOLT = RunConfig().replace(
     posterior="bernoulli",
@@ -488,6 +489,42 @@ def test_a_continuous_layer_below_the_rbm_trains_with_the_relaxed_energy(tmp_pat
 def test_the_top_of_a_stack_needs_a_density_or_relaxed_bits():
     with pytest.raises(ConfigError, match="top of a stack of layers needs a posterior with a "):
         continuous_below_rbm({"kind": "spike_exponential", "units": 4}, "closed_form")
+
+
+def test_a_flag_sets_the_one_upper_layers_part_that_has_its_setting():
+    config = continuous_below_rbm().replace(temperature_min=0.25, groups=4, dimension=5)
+    top = config.upper_layers[0].posterior
+    assert (top.temperature_min, top.groups) == (0.25, 4)
+    # A setting that the first layer's part has stays the first layer's.
+    assert (config.posterior.kind, config.posterior.dimension) == ("gaussian", 5)
+
+
+def test_a_flag_that_two_upper_layers_have_is_refused():
+    """No stack of today's kinds has two upper parts with a setting the first layer lacks, so
+    the sections are given as `apply_changes` sees them."""
+    from vae_mnist.flags import _settings_holding
+
+    values = continuous_below_rbm().to_dict()
+    values["upper_layers"] = values["upper_layers"] * 2
+    with pytest.raises(ConfigError, match="setting of 2 of this run's upper"):
+        _settings_holding(values, "temperature_min")
+    assert _settings_holding(values, "dimension") is values["posterior"]
+
+
+def test_an_extension_may_change_an_upper_layers_resumable_settings_only(tmp_path):
+    config = continuous_below_rbm()
+    folder = tmp_path / "run"
+    train(config, data_of(train=100, test=20), folder, verbose=0)
+    later = config.replace(epochs=2, temperature_min=0.25)
+    assert settings_that_differ(config, later) == []
+    assert settings_that_differ(config, config.replace(groups=4)) == ["layer 2's groups"]
+    train(later, data_of(train=100, test=20), folder, verbose=0, extend=True)
+    vae = load_model(folder / "vae.keras")
+    assert vae.top_posterior_part.temperature_min == 0.25
+    saved = json.loads((folder / "config.json").read_text())["upper_layers"][0]["posterior"]
+    assert saved["temperature_min"] == 0.25
+    with pytest.raises(RunError, match="layer 2's groups 2 .saved. against 4"):
+        train(config.replace(epochs=3, groups=4), data_of(), folder, verbose=0, extend=True)
 
 
 # -- one-line refusals ------------------------------------------------------------------------

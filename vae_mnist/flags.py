@@ -81,7 +81,7 @@ def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
     for flag in [name for name in changes if name in families]:
         _switch_kind(values, families[flag], changes.pop(flag))
     for name, value in changes.items():
-        values[_section_of(values, name)][name] = list(value) if isinstance(value, tuple) else value
+        _settings_holding(values, name)[name] = list(value) if isinstance(value, tuple) else value
     return RunConfig.from_dict(values)
 
 
@@ -98,17 +98,36 @@ def _switch_kind(values: dict[str, Any], family: str, kind: Any) -> None:
     values[family] = {"kind": kind, **kept}
 
 
-def _section_of(values: dict[str, Any], name: str) -> str:
-    """The section whose current kind has the setting `name`; `ConfigError` naming the kinds."""
+def _has_setting(family: str, section: dict[str, Any], name: str) -> bool:
+    return name in {field.name for field in kinds(family)[section["kind"]].settings()}
+
+
+def _settings_holding(values: dict[str, Any], name: str) -> dict[str, Any]:
+    """The section of `values` whose kind has the setting `name`: the training's, the first
+    layer's parts', or else the one part of an upper layer that has it; `ConfigError` naming
+    the kinds that have it otherwise."""
     if name in {field.name for field in dataclasses.fields(TrainingConfig)}:
-        return "training"
+        return values["training"]
     for section in PART_SECTIONS:
-        cls = kinds(section)[values[section]["kind"]]
-        if name in {field.name for field in cls.settings()}:
-            return section
+        if _has_setting(section, values[section], name):
+            return values[section]
+    # An upper layer's network and posterior are sections of the same families.
+    upper = [
+        layer[family]
+        for layer in values.get("upper_layers", [])
+        for family in ("network", "posterior")
+        if _has_setting(family, layer[family], name)
+    ]
+    if len(upper) == 1:
+        return upper[0]
     flag = setting_flags().get(name)
     if flag is None:
         raise ConfigError(f"unknown setting {name!r}")
+    if upper:
+        raise ConfigError(
+            f"{option(name)} is a setting of {len(upper)} of this run's upper layers' parts, "
+            "which a flag cannot tell apart: set it in upper_layers of a preset file"
+        )
     family = flag.owners[0][0]
     owners = " and of ".join(f"the {kind} {family}" for family, kind in flag.owners)
     raise ConfigError(

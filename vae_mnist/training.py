@@ -186,7 +186,7 @@ RESUMABLE_CHANGES = ("epochs", "learning_rate")
 
 def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
     """The settings by flag name, other than the ones a resumed run may change, that differ."""
-    saved_values, wanted_values = flat_settings(saved), flat_settings(wanted)
+    saved_values, wanted_values = _compared_settings(saved), _compared_settings(wanted)
     names = list(dict.fromkeys([*saved_values, *wanted_values]))
     # A part of another kind differs in its kind, which is never resumable.
     resumable = {
@@ -200,9 +200,28 @@ def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
     ]
 
 
+def _compared_settings(config: RunConfig) -> dict[str, Any]:
+    """Every setting by flag name; the upper layers' one by one (`_fixed_upper_settings`)."""
+    values = flat_settings(config)
+    values.pop("upper_layers", None)
+    return {**values, **_fixed_upper_settings(config)}
+
+
+def _fixed_upper_settings(config: RunConfig) -> dict[str, Any]:
+    """The upper layers' settings other than their parts' resumable ones, each named by its
+    layer (the first upper layer is layer 2): ``layer 2's groups``, ``layer 2's posterior``."""
+    flat: dict[str, Any] = {}
+    for number, layer in enumerate(config.upper_layers, start=2):
+        for family, part in (("network", layer.network), ("posterior", layer.posterior)):
+            for name, value in part.get_config().items():
+                if name not in part.resumable_settings:
+                    flat[f"layer {number}'s {family if name == 'kind' else name}"] = value
+    return flat
+
+
 def describe_differences(saved: RunConfig, wanted: RunConfig, names: list[str]) -> str:
     """``batch_size 100 (saved) against 50`` for each name, joined by commas."""
-    saved_values, wanted_values = flat_settings(saved), flat_settings(wanted)
+    saved_values, wanted_values = _compared_settings(saved), _compared_settings(wanted)
     return ", ".join(
         f"{name} {_flag_value(saved_values.get(name, '-'))} (saved) against "
         f"{_flag_value(wanted_values.get(name, '-'))}"

@@ -133,9 +133,9 @@ def test_the_hierarchical_posterior_refuses_what_it_cannot_do():
     with pytest.raises(ConfigError, match="closed_form needs a factorial posterior"):
         GUMBOLT.replace(posterior="hierarchical_bernoulli", groups=7, relaxation="closed_form")
     with pytest.raises(ConfigError, match="iwae objective weighs samples"):
-        GUMBOLT.replace(posterior="hierarchical_bernoulli", groups=1, prior="uniform").replace(
-            objective="iwae"
-        )
+        GUMBOLT.replace(
+            posterior="hierarchical_overlapping_exponential", groups=1, prior="uniform"
+        ).replace(objective="iwae")
 
 
 def test_the_hierarchical_preset_builds_saves_reloads_trains_and_evaluates(tmp_path):

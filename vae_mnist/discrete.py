@@ -464,7 +464,9 @@ class UniformPrior(Prior):
 
     kind: ClassVar[str] = "uniform"
     description: ClassVar[str] = "uniform over the codes of a discrete posterior"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "relaxed_density"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"sample", "relaxed_density", "relaxed_bits"}
+    )
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "codes", "a discrete posterior")

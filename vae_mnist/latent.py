@@ -24,7 +24,10 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
 ``partition_function`` a normalising constant that evaluation computes (an RBM's log Z).
 ``relaxed_bits``   (a posterior) binary units whose training sample ζ in [0, 1]^N tends to the
                    bits as its temperature falls, and whose bits' log-probability, linear in
-                   each bit, extends to ζ (`relaxed_log_probability`): what GumBolt needs.
+                   each bit, extends to ζ (`relaxed_log_probability`): what GumBolt needs;
+                   (a prior) a log p(z) of such bits that holds at ζ too (the uniform prior's
+                   constant), so that ``log q̃(ζ|x) - log p(ζ)`` weighs a relaxed sample for
+                   the IWAE objective as GumBolt's Boltzmann prior weighs it.
 ``hierarchical``   (a posterior) units in groups, each conditioned on the groups before it: no
                    factorial distribution, so no closed-form KL.
 ``expected_bits``  (a posterior) binary units in groups, each smoothed (ζ ~ r(ζ|z)) and

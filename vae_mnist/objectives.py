@@ -151,6 +151,10 @@ class IWAEObjective(Objective):
         if prior.offers("relaxed_energy"):
             # GumBolt: the prior weighs the relaxed sample by its proxy log-ratio.
             return
+        if posterior.offers("relaxed_bits") and prior.offers("relaxed_bits"):
+            # The same proxy with a prior whose log-probability holds at the relaxed bits
+            # (a Boltzmann prior's factorial twin), so that the twin trains as its RBM does.
+            return
         raise ConfigError(
             f"the iwae objective weighs samples by their density, which the {posterior.kind} "
             f"posterior with the {prior.kind} prior does not give; use --objective elbo"

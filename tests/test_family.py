@@ -146,6 +146,50 @@ def test_optimizers_and_the_iwae_schedule():
     assert rate(10**7) == pytest.approx(1e-3 * 10 ** (-1))
 
 
+def test_the_stages_schedule_holds_each_rate_from_its_epoch():
+    part = optimizers.Adam(
+        learning_rate=1e-3,
+        learning_rate_schedule="stages",
+        stage_epochs=(2, 5),
+        stage_learning_rates=(3e-4, 1e-4),
+    )
+    schedule = part.schedule(steps_per_epoch=10)
+    rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    # Epochs 1-2 (steps 0-19) at 1e-3, epochs 3-5 at 3e-4, and 1e-4 from epoch 6 on.
+    assert rate(0) == pytest.approx(1e-3) and rate(19) == pytest.approx(1e-3)
+    assert rate(20) == pytest.approx(3e-4) and rate(49) == pytest.approx(3e-4)
+    assert rate(50) == pytest.approx(1e-4) and rate(10**7) == pytest.approx(1e-4)
+    assert part.get_config()["stage_learning_rates"] == [3e-4, 1e-4]
+    assert not part.resumes_with_new_learning_rate
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"stage_epochs": (5,), "stage_learning_rates": (1e-4,)}, "this run's is constant"),
+        ({"learning_rate_schedule": "stages"}, "needs stage_epochs"),
+        (
+            {"learning_rate_schedule": "stages", "stage_epochs": (5,)},
+            r"stage_epochs \(1\) and stage_learning_rates \(0\)",
+        ),
+        (
+            {
+                "learning_rate_schedule": "stages",
+                "stage_epochs": (5, 5),
+                "stage_learning_rates": (1e-4, 1e-5),
+            },
+            "stage_epochs must increase",
+        ),
+        ({"stage_learning_rates": (1e-4, 0.0)}, "list of positive numbers"),
+        ({"stage_learning_rates": ("fast",)}, "list of positive numbers"),
+        ({"stage_epochs": (2.5,)}, "list of positive whole numbers"),
+    ],
+)
+def test_the_stages_schedule_refuses_settings_that_do_not_fit(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        optimizers.Adam(**changes)
+
+
 def test_replace_routes_flat_settings_to_their_sections():
     config = RunConfig().replace(dimension=5, batch_size=7, binarize="static", preset="x")
     assert config.posterior.dimension == 5 and config.training.batch_size == 7

@@ -213,6 +213,24 @@ def test_extending_may_lower_the_learning_rate(tmp_path):
     assert json.loads((folder / "config.json").read_text())["optimizer"]["learning_rate"] == 1e-4
 
 
+def test_a_staged_schedule_survives_an_interruption_and_ends_at_its_last_rate(tmp_path):
+    staged = SMALL.replace(
+        epochs=3,
+        learning_rate_schedule="stages",
+        stage_epochs=(1, 2),
+        stage_learning_rates=(3e-4, 1e-4),
+    )
+    folder = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(staged, _data(), folder, verbose=0, callbacks=[_InterruptAfterFirstEpoch()])
+    info = train(staged, _data(), folder, verbose=0)
+    assert info["status"] == "finished" and history_epochs(folder) == [1, 2, 3]
+    optimizer = load_model(folder / "vae.keras").optimizer
+    # 300 images in batches of 50: 18 steps, so the saved schedule is past both boundaries.
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 18
+    assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(1e-4)
+
+
 def test_an_interrupted_extension_keeps_the_finished_model_and_continues(tmp_path):
     folder = tmp_path / "run"
     train(SMALL.replace(epochs=1), _data(), folder, verbose=0)

@@ -70,6 +70,17 @@ def _whole_number_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _number_list(text: str) -> tuple[float, ...]:
+    """``3e-4,1e-4`` → ``(0.0003, 0.0001)``; anything but positive numbers is refused."""
+    parse = _number(float, positive=True)
+    try:
+        return tuple(parse(item) for item in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected positive numbers separated by commas, got {text!r}"
+        ) from None
+
+
 def _class_list(text: str) -> list[int]:
     """``3,1,4`` → ``[3, 1, 4]``; anything but non-negative whole numbers is refused."""
     parse = _number(int, minimum=0)
@@ -118,7 +129,7 @@ def _add_setting_flag(
     field = flag.field
     default = default_of(field)
     if isinstance(default, tuple):
-        default = ",".join(str(item) for item in default)
+        default = ",".join(str(item) for item in default) or "none"
     if help_text is None:
         help_text = f"{field.metadata['help']} [{flag.describe_owners()}; default: {default}]"
     kind = field_type(field)
@@ -132,6 +143,10 @@ def _add_setting_flag(
     elif kind == "list":
         parser.add_argument(
             option, dest=name, type=_whole_number_list, default=None, metavar="N,N", help=help_text
+        )
+    elif kind == "numbers":
+        parser.add_argument(
+            option, dest=name, type=_number_list, default=None, metavar="X,X", help=help_text
         )
     else:
         number = int if kind == "int" else float

@@ -6,11 +6,11 @@ import dataclasses
 from typing import Any, ClassVar
 
 from vae_mnist.backend import keras
-from vae_mnist.settings import Part, register, setting
+from vae_mnist.settings import ConfigError, Part, register, setting
 
 # Burda et al. (2015) train 3^i epochs at learning rate 1e-3 · 10^(-i/7), for i = 0..7.
 IWAE_SCHEDULE_STAGES = 8
-LEARNING_RATE_SCHEDULES = ("constant", "iwae")
+LEARNING_RATE_SCHEDULES = ("constant", "iwae", "stages")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,25 +29,62 @@ class Optimizer(Part):
     )
     learning_rate_schedule: str = setting(
         "constant",
-        "constant, or iwae: Burda et al.'s 3^i epochs at learning_rate * 10^(-i/7), i = 0..7",
+        "constant; iwae: Burda et al.'s 3^i epochs at learning_rate * 10^(-i/7), i = 0..7; or "
+        "stages: learning_rate until the first of stage_epochs, then each of "
+        "stage_learning_rates in turn",
         choices=LEARNING_RATE_SCHEDULES,
     )
+    stage_epochs: tuple[int, ...] = setting(
+        (),
+        "the stages schedule: the epoch counts after which each later stage begins, e.g. 200,500",
+        may_be_empty=True,
+    )
+    stage_learning_rates: tuple[float, ...] = setting(
+        (),
+        "the stages schedule: the learning rate of each later stage, e.g. 3e-4,1e-4",
+        may_be_empty=True,
+    )
+
+    def check(self) -> None:
+        staged = self.learning_rate_schedule == "stages"
+        if not staged and (self.stage_epochs or self.stage_learning_rates):
+            raise ConfigError(
+                "stage_epochs and stage_learning_rates are settings of the stages "
+                f"learning_rate_schedule, and this run's is {self.learning_rate_schedule}"
+            )
+        if staged and not self.stage_epochs:
+            raise ConfigError("the stages learning_rate_schedule needs stage_epochs, e.g. 200,500")
+        if len(self.stage_epochs) != len(self.stage_learning_rates):
+            raise ConfigError(
+                f"stage_epochs ({len(self.stage_epochs)}) and stage_learning_rates "
+                f"({len(self.stage_learning_rates)}) must have one value per later stage"
+            )
+        if list(self.stage_epochs) != sorted(set(self.stage_epochs)):
+            raise ConfigError(f"stage_epochs must increase, got {list(self.stage_epochs)}")
 
     def schedule(self, steps_per_epoch: int) -> Any:
         """The learning rate, or its schedule by optimizer step.
 
         ``iwae``: stage i (i = 0..7) lasts 3^i epochs at ``learning_rate · 10^(-i/7)``; the last
-        rate holds after the 3,280 epochs of the schedule.
+        rate holds after the 3,280 epochs of the schedule. ``stages``: ``learning_rate`` for the
+        first ``stage_epochs[0]`` epochs, then ``stage_learning_rates[i]`` from epoch
+        ``stage_epochs[i]`` on.
         """
         if self.learning_rate_schedule == "constant":
             return self.learning_rate
-        boundaries, epochs = [], 0
-        for stage in range(IWAE_SCHEDULE_STAGES - 1):
-            epochs += 3**stage
-            boundaries.append(epochs * steps_per_epoch)
-        values = [
-            self.learning_rate * 10.0 ** (-stage / 7.0) for stage in range(IWAE_SCHEDULE_STAGES)
-        ]
+        if self.learning_rate_schedule == "stages":
+            epochs, values = self.stage_epochs, [self.learning_rate, *self.stage_learning_rates]
+        else:
+            epochs = [
+                sum(3**i for i in range(stage + 1)) for stage in range(IWAE_SCHEDULE_STAGES - 1)
+            ]
+            values = [
+                self.learning_rate * 10.0 ** (-stage / 7.0) for stage in range(IWAE_SCHEDULE_STAGES)
+            ]
+        # Keras' piecewise schedule keeps a value up to and including its boundary, and the
+        # optimizer reads it at the count of steps already taken: so a stage that begins after
+        # `epoch` epochs has its boundary at that epoch's last step.
+        boundaries = [epoch * steps_per_epoch - 1 for epoch in epochs]
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
     def build(self, steps_per_epoch: int) -> Any:

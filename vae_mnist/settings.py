@@ -36,7 +36,7 @@ def setting(default: Any, help_text: str, **checks: Any) -> Any:
 
     ``positive=True`` refuses zero and negatives, ``signed=True`` allows negatives,
     ``choices=(...)`` lists the allowed words, ``minimum=N`` and ``maximum=N`` bound a number,
-    ``length=N`` fixes the length of a list.
+    ``length=N`` fixes the length of a list and ``may_be_empty=True`` allows an empty one.
     """
     metadata = {"help": help_text, **checks}
     if isinstance(default, tuple):
@@ -45,9 +45,12 @@ def setting(default: Any, help_text: str, **checks: Any) -> Any:
 
 
 def field_type(field: dataclasses.Field) -> str:
-    """``bool``, ``str``, ``int``, ``float`` or ``list`` (of positive whole numbers)."""
+    """``bool``, ``str``, ``int``, ``float``, ``list`` (of positive whole numbers) or
+    ``numbers`` (a list of positive numbers)."""
     kind = field.type if isinstance(field.type, str) else field.type.__name__
-    return "list" if kind.startswith("tuple") else kind
+    if kind.startswith("tuple"):
+        return "numbers" if "float" in kind else "list"
+    return kind
 
 
 def default_of(field: dataclasses.Field) -> Any:
@@ -69,8 +72,8 @@ def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
             wanted = f" (choose from {', '.join(choices)})" if choices else ""
             raise ConfigError(f"unknown {name} {value!r}{wanted}")
         return value
-    if kind == "list":
-        return _check_whole_number_list(name, value, checks.get("length"))
+    if kind in ("list", "numbers"):
+        return _check_list(name, value, kind == "list", checks)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value):
@@ -88,20 +91,23 @@ def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
     return int(value) if kind == "int" else float(value)
 
 
-def _check_whole_number_list(name: str, value: Any, length: int | None) -> tuple[int, ...]:
+def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> tuple:
+    """`value` as a tuple of positive numbers (whole ones where `whole`), or `ConfigError`."""
     items = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not items or any(
+    if any(
         isinstance(item, bool)
         or not isinstance(item, (int, float))
         or not math.isfinite(item)
-        or not float(item).is_integer()
+        or (whole and not float(item).is_integer())
         or item <= 0
         for item in items
-    ):
-        raise ConfigError(f"{name} must be a list of positive whole numbers, got {value!r}")
+    ) or not (items or checks.get("may_be_empty")):
+        wanted = "positive whole numbers" if whole else "positive numbers"
+        raise ConfigError(f"{name} must be a list of {wanted}, got {value!r}")
+    length = checks.get("length")
     if length is not None and len(items) != length:
         raise ConfigError(f"{name} needs {length} numbers, got {len(items)} ({value!r})")
-    return tuple(int(item) for item in items)
+    return tuple(int(item) if whole else float(item) for item in items)
 
 
 class Settings:

@@ -260,6 +260,15 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
         (["--variables", "3"], "this run's posterior is gaussian"),
         (["--minimum-std", "0"], "--minimum-std: expected a positive number"),
         (["--minimum-std", "abc"], "--minimum-std: expected a positive number"),
+        (
+            ["--learning-rate-schedule", "stages", "--stage-epochs", "2"],
+            "stage_epochs (1) and stage_learning_rates (0) must have one value per later stage",
+        ),
+        (
+            ["--stage-epochs", "2", "--stage-learning-rates", "1e-4"],
+            "settings of the stages learning_rate_schedule, and this run's is constant",
+        ),
+        (["--stage-learning-rates", "1e-4,0"], "expected positive numbers separated by commas"),
     ],
 )
 def test_bad_choices_on_the_command_line_are_one_line(tmp_path, session_npz, arguments, message):

@@ -59,37 +59,24 @@ def _number(kind: type, positive: bool = False, minimum: float | None = None):
     return parse
 
 
-def _whole_number_list(text: str) -> tuple[int, ...]:
-    """``256,128`` → ``(256, 128)``; anything but positive whole numbers is refused."""
-    parse = _number(int, positive=True)
-    try:
-        return tuple(parse(item) for item in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected positive whole numbers separated by commas, got {text!r}"
-        ) from None
+def _comma_list(parse, wanted: str):
+    """An argparse type for numbers separated by commas, each read by `parse`: ``3,1,4`` →
+    ``(3, 1, 4)``; one bad item refuses the list, naming what it wanted."""
+
+    def parse_list(text: str) -> tuple:
+        try:
+            return tuple(parse(item) for item in text.split(","))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected {wanted} separated by commas, got {text!r}"
+            ) from None
+
+    return parse_list
 
 
-def _number_list(text: str) -> tuple[float, ...]:
-    """``3e-4,1e-4`` → ``(0.0003, 0.0001)``; anything but positive numbers is refused."""
-    parse = _number(float, positive=True)
-    try:
-        return tuple(parse(item) for item in text.split(","))
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected positive numbers separated by commas, got {text!r}"
-        ) from None
-
-
-def _class_list(text: str) -> list[int]:
-    """``3,1,4`` → ``[3, 1, 4]``; anything but non-negative whole numbers is refused."""
-    parse = _number(int, minimum=0)
-    try:
-        return [parse(item) for item in text.split(",")]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(
-            f"expected class numbers (0, 1, ...) separated by commas, got {text!r}"
-        ) from None
+_whole_number_list = _comma_list(_number(int, positive=True), "positive whole numbers")
+_number_list = _comma_list(_number(float, positive=True), "positive numbers")
+_class_list = _comma_list(_number(int, minimum=0), "class numbers (0, 1, ...)")
 
 
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:

@@ -231,6 +231,26 @@ def test_a_staged_schedule_survives_an_interruption_and_ends_at_its_last_rate(tm
     assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(1e-4)
 
 
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        {"learning_rate_schedule": "iwae"},
+        {"learning_rate_schedule": "stages", "stage_epochs": (1,), "stage_learning_rates": (3e-4,)},
+    ],
+)
+def test_a_scheduled_run_refuses_a_new_learning_rate_when_extended(tmp_path, schedule):
+    # Its optimizer keeps the saved schedule, so the new rate would be written and never used.
+    scheduled = SMALL.replace(epochs=1, **schedule)
+    folder = tmp_path / "run"
+    train(scheduled, _data(), folder, verbose=0)
+    before = folder_state(folder)
+    with pytest.raises(RunError, match=r"learning_rate 0.001 .saved. against 0.0001; .*schedule"):
+        train(scheduled.replace(epochs=2, learning_rate=1e-4), _data(), folder, extend=True)
+    assert folder_state(folder) == before
+    info = train(scheduled.replace(epochs=2), _data(), folder, verbose=0, extend=True)
+    assert info["completed_epochs"] == 2
+
+
 def test_an_interrupted_extension_keeps_the_finished_model_and_continues(tmp_path):
     folder = tmp_path / "run"
     train(SMALL.replace(epochs=1), _data(), folder, verbose=0)

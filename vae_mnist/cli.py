@@ -209,7 +209,8 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
         "--extend",
         action="store_true",
         help="continue a finished run from its model and optimizer state to a larger --epochs "
-        "(--learning-rate may change too, and the kinds' schedule settings: "
+        "(--learning-rate may change too, under a constant schedule, and the kinds' schedule "
+        "settings: "
         f"{', '.join(option(name) for name in resumable_flags())}); its model "
         "is replaced when the longer run finishes",
     )

@@ -178,10 +178,10 @@ class _StopRequest:
                 signal.signal(number, handler)
 
 
-# A resumed run may change these: the epoch count, and the learning rate (to continue more
-# gently after a divergence), besides each part's own `resumable_settings`. Everything else
-# must match to continue.
-RESUMABLE_CHANGES = ("epochs", "learning_rate")
+# A resumed run may change its epoch count, besides each part's own `resumable_settings`, and
+# its learning rate (to continue more gently after a divergence) where the optimizer takes a
+# new one. Everything else must match to continue.
+RESUMABLE_CHANGES = ("epochs",)
 
 
 def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
@@ -193,6 +193,10 @@ def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
         *RESUMABLE_CHANGES,
         *(name for part in wanted.parts() for name in part.resumable_settings),
     }
+    # A scheduled run's optimizer keeps the schedule it was saved with, so a new learning rate
+    # would be written into config.json without ever being used.
+    if wanted.optimizer.resumes_with_new_learning_rate:
+        resumable.add("learning_rate")
     return [
         name
         for name in names
@@ -273,6 +277,8 @@ def _check_saved_settings(paths: RunPaths, config: RunConfig, what: str, remedy:
     run may change."""
     saved = read_saved_config(paths)
     differing = settings_that_differ(saved, config)
+    if "learning_rate" in differing:
+        remedy += " (a run with a learning-rate schedule keeps the rates it was saved with)"
     if differing:
         raise RunError(
             f"{paths.folder} holds {what} with other settings: "

@@ -8,6 +8,8 @@ Kinds:
   2017);
 - the ``spike_exponential`` posterior: N binary units smoothed by Rolfe's (2017)
   spike-and-exponential mixture, whose decoder sees the smoothed ζ in training and evaluation;
+- the ``overlapping_exponential`` and ``power_function`` posteriors: the same units smoothed by
+  DVAE++'s overlapping exponentials and DVAE#'s power functions (Vahdat et al. 2018);
 - the ``uniform`` prior: every code of a discrete posterior equally likely.
 
 The two relaxed posteriors anneal their temperature ``τ = max(τ_min, τ₀ · exp(-r · step))``,
@@ -38,7 +40,11 @@ from vae_mnist.latent import (
     TensorLike,
     require_posterior,
 )
-from vae_mnist.rbm import overlapping_exponential_inverse_cdf, spike_and_exponential_inverse_cdf
+from vae_mnist.rbm import (
+    overlapping_exponential_inverse_cdf,
+    power_function_smoothing,
+    spike_and_exponential_inverse_cdf,
+)
 from vae_mnist.relaxations import (
     annealed_temperature,
     bernoulli_log_probability,
@@ -450,6 +456,25 @@ class OverlappingExponentialPosterior(SpikeExponentialPosterior):
 
     def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:
         return overlapping_exponential_inverse_cdf(q, uniform, self.sharpness)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class PowerFunctionPosterior(SpikeExponentialPosterior):
+    """N binary units smoothed by DVAE#'s power functions (Vahdat, Andriyash & Macready 2018).
+
+    As the overlapping exponentials, with ``r0(ζ) = ζ^(1/β - 1) / β`` for a unit that is off
+    and its mirror for one that is on: sharper at the ends for the same β, and a mixture whose
+    CDF has no closed-form inverse, so ζ is drawn state by state and its gradient in q is the
+    implicit one (`vae_mnist.rbm.power_function_smoothing`). The decoder sees ζ in training and
+    evaluation alike.
+    """
+
+    kind: ClassVar[str] = "power_function"
+    description: ClassVar[str] = "binary units, power-function smoothing (DVAE#, Vahdat 2018)"
+
+    def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:
+        return power_function_smoothing(q, uniform, self.sharpness)
 
 
 # A unit counts as used where its posterior probability varies across the test set by more

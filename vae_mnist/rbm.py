@@ -253,6 +253,74 @@ def overlapping_exponential_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: f
     return (off + on) / -np.expm1(-beta)
 
 
+# Where a power function's draw underflows, its distance from the state's end is held at this
+# floor: far below anything float32 resolves next to 1, and small enough that r's pole there,
+# a^(1/β - 1), stays finite in float32 for every β.
+POWER_FUNCTION_FLOOR = 1e-30
+
+
+def power_function_smoothing(
+    q: TensorLike, uniform: TensorLike, beta: float | TensorLike
+) -> TensorLike:
+    """Smoothed latents ζ from DVAE#'s power functions, with the implicit gradient in q.
+
+    Vahdat, Andriyash & Macready (DVAE#, NeurIPS 2018) smooth a unit that is off by
+    ``r0(ζ) = λ ζ^(λ - 1)`` on [0, 1], λ = 1/β (a Beta(λ, 1) density, whose mass gathers at 0
+    as β grows), and a unit that is on by its mirror ``r1(ζ) = r0(1 - ζ)``. The mixture
+    ``(1 - q)·r0 + q·r1`` has the CDF ``F(ζ) = (1 - q) ζ^λ + q (1 - (1 - ζ)^λ)``, which has no
+    closed-form inverse, so ζ is drawn in two parts from the one uniform ρ: the state
+    ``z = [ρ >= 1 - q]``, then ρ rescaled within the state's share of [0, 1] (uniform again,
+    given z) raised to the power β, which is the distance of ζ from 0 (off) or from 1 (on).
+    The gradient is the implicit one (Figurnov et al. 2018, DVAE#'s section 3.4): with ρ held
+    fixed, ``F(ζ; q) = ρ`` gives
+
+        dζ/dq = -(∂F/∂q) / (∂F/∂ζ) = (ζ^λ + (1 - ζ)^λ - 1) / ((1 - q) r0(ζ) + q r1(ζ)),
+
+    so ``ζ = stop_gradient(ζ) + stop_gradient(dζ/dq) · (q - stop_gradient(q))``: its value is
+    the draw, its gradient that slope. Every draw carries a gradient to q, as with DVAE++'s
+    overlapping exponentials. Distances below `POWER_FUNCTION_FLOOR` are held there.
+
+    Args:
+        q: q(z = 1 | x), any shape, values in [0, 1].
+        uniform: ρ ~ U(0, 1), the same shape as q, below 1 as ``keras.random.uniform`` draws.
+        beta: β > 0, a number or a scalar tensor.
+
+    Returns:
+        ζ in [0, 1], the same shape as q (no reduction).
+    """
+    q, uniform, beta = _float_tensors(q, uniform, beta)
+    fixed_q = ops.stop_gradient(q)
+    off_share = 1.0 - fixed_q
+    is_on = uniform >= off_share
+    # ρ rescaled within its state's share; the unused share's denominator is kept at 1, so
+    # that q = 0 or 1 never divides by zero.
+    share = ops.where(is_on, fixed_q, off_share)
+    start = ops.where(is_on, off_share, ops.zeros_like(q))
+    safe_share = ops.where(share > 0.0, share, ops.ones_like(q))
+    within = ops.clip((uniform - start) / safe_share, 0.0, 1.0)
+    distance = ops.clip(ops.power(within, beta), POWER_FUNCTION_FLOOR, 1.0)
+    zeta = ops.where(is_on, 1.0 - distance, distance)
+    # The CDF and density at ζ, from ζ's distances to 0 and to 1 (the nearer one exact).
+    from_zero = ops.maximum(ops.where(is_on, 1.0 - distance, distance), POWER_FUNCTION_FLOOR)
+    from_one = ops.maximum(ops.where(is_on, distance, 1.0 - distance), POWER_FUNCTION_FLOOR)
+    power = 1.0 / beta
+    log_zero, log_one = ops.log(from_zero), ops.log(from_one)
+    cdf_difference = ops.exp(power * log_zero) + ops.exp(power * log_one) - 1.0
+    density = power * (
+        off_share * ops.exp((power - 1.0) * log_zero) + fixed_q * ops.exp((power - 1.0) * log_one)
+    )
+    slope = ops.stop_gradient(cdf_difference / ops.maximum(density, POWER_FUNCTION_FLOOR))
+    return ops.stop_gradient(zeta) + slope * (q - fixed_q)
+
+
+def power_function_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: float) -> np.ndarray:
+    """CDF of ``(1 - q)·r0 + q·r1`` (see `power_function_smoothing`), in numpy:
+    ``(1 - q) ζ^(1/β) + q (1 - (1 - ζ)^(1/β))`` on [0, 1]."""
+    zeta = np.clip(np.asarray(zeta, dtype=np.float64), 0.0, 1.0)
+    power = 1.0 / beta
+    return (1.0 - q) * zeta**power + q * (1.0 - (1.0 - zeta) ** power)
+
+
 def _softplus(values: np.ndarray) -> np.ndarray:
     """``log(1 + e^x)`` without overflow."""
     return np.logaddexp(0.0, values)

@@ -339,6 +339,8 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
         ("gumbolt2018-hierarchical-factorial", {}),
         ("dvaepp2018-hierarchical", SHORT_AIS),
         ("dvaepp2018-hierarchical-factorial", {}),
+        ("dvaesharp2018-hierarchical", SHORT_AIS),
+        ("dvaesharp2018-hierarchical-factorial", {}),
         ("dvae2017", SHORT_AIS),
         ("dvae2017-factorial", {}),
         ("gumbolt2018-continuous", SHORT_AIS),
@@ -379,6 +381,7 @@ def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp
         ("dvaesharp2018", "dvaesharp2018-factorial"),
         ("gumbolt2018-hierarchical", "gumbolt2018-hierarchical-factorial"),
         ("dvaepp2018-hierarchical", "dvaepp2018-hierarchical-factorial"),
+        ("dvaesharp2018-hierarchical", "dvaesharp2018-hierarchical-factorial"),
         ("dvae2017", "dvae2017-factorial"),
         ("gumbolt2018-continuous", "gumbolt2018-continuous-factorial"),
     ],
@@ -405,6 +408,7 @@ def test_presets_verbose_names_each_ones_paper_and_what_differs():
         ("dvaepp2018-factorial", "Vahdat"),
         ("dvaesharp2018", "Vahdat"),
         ("dvaesharp2018-factorial", "Vahdat"),
+        ("dvaesharp2018-hierarchical", "Vahdat"),
         ("dvae2017", "Rolfe"),
         ("dvae2017-factorial", "Rolfe"),
         ("gumbolt2018-continuous", "Rolfe"),
@@ -435,14 +439,23 @@ def continuous_below_rbm(
     return RunConfig.from_dict(config)
 
 
-def test_the_log_weights_below_an_rbm_are_the_hand_computed_sum(monkeypatch):
+SMOOTHED_TOP = {"kind": "hierarchical_power_function", "units": 4, "groups": 2, "sharpness": 5.0}
+
+
+@pytest.mark.parametrize(
+    ("top_posterior", "relaxation"), [(None, "gumbolt"), (SMOOTHED_TOP, "closed_form")]
+)
+def test_the_log_weights_below_an_rbm_are_the_hand_computed_sum(
+    top_posterior, relaxation, monkeypatch
+):
     """log p(x|z₁) + log p(z₁|z₂) - E(z₂) - log Z - log q(z₁|x) - log q(z₂|z₁), the RBM's terms
     and the Gaussians' by hand in numpy, with z₁ at its mean (no Gaussian noise) and the bits
-    z₂ those the top posterior draws under the same seed."""
+    z₂ those the top posterior draws under the same seed. Smoothed units at the top condition
+    p(z₁|·) on the ζ drawn with their bits, as in training, and the RBM weighs the bits."""
     from vae_mnist import gaussian
 
     monkeypatch.setattr(gaussian.noise, "normal", lambda shape, **_: ops.zeros(shape))
-    vae = build_vae(continuous_below_rbm())
+    vae = build_vae(continuous_below_rbm(top_posterior, relaxation))
     images = (np.random.default_rng(2).random((6, 784)) > 0.5).astype("float32")
     log_weights = numpy(vae.log_weights(images, 1, 7))[:, 0]
 
@@ -450,10 +463,13 @@ def test_the_log_weights_below_an_rbm_are_the_hand_computed_sum(monkeypatch):
     upper = vae.upper_layers[0]
     top = upper.posterior.part
     parameters = dict(zip(top.head_sizes(), [upper.encoder(mean_1.astype("float32"))], strict=True))
-    bits, log_q_2 = (numpy(value)[:, 0] for value in top.sample_exact(parameters, 1, 7))
+    bits, log_q_2, smoothed = top.exact_sample(parameters, 1, 7)
+    bits, log_q_2 = numpy(bits)[:, 0], numpy(log_q_2)[:, 0]
     assert set(np.unique(bits)) <= {0.0, 1.0}
+    condition = bits if smoothed is None else numpy(smoothed)[:, 0]
+    assert (smoothed is None) == (top_posterior is None)
     prior_mean, prior_log_var = (
-        numpy(value) for value in upper.prior_network(bits.astype("float32"))
+        numpy(value) for value in upper.prior_network(condition.astype("float32"))
     )
     bias1, bias2, coupling = vae.prior_part.numpy_weights()
     log_p_2 = (
@@ -522,6 +538,21 @@ def test_the_factorial_twin_weighs_a_relaxed_sample_as_its_rbm_with_no_coupling(
     )
     # The weights differ from sample to sample: no closed form stands in.
     assert np.ptp(numpy(rbm_term)) > 0.1
+
+
+def test_smoothed_units_in_groups_at_the_top_train_with_the_closed_form_kl(tmp_path):
+    config = continuous_below_rbm(SMOOTHED_TOP, "closed_form")
+    vae = build_vae(config)
+    images = np.random.default_rng(0).random((8, 784)).astype("float32")
+    outputs = vae(images, training=True)
+    # No relaxed energy: the KL is the groups' entropies and the RBM at E[z|ζ].
+    assert "relaxed_kl" not in outputs and outputs["z_2"].shape == (8, 4)
+    assert np.all(np.isfinite(numpy(vae.kl_terms(outputs))))
+    result = train(config, data_of(train=100, test=20), tmp_path / "run", verbose=0)
+    assert all(math.isfinite(row["val_loss"]) for row in result["history"])
+    assert_reloads_to_the_same_outputs(
+        load_model(tmp_path / "run" / "vae.keras"), tmp_path / "again.keras"
+    )
 
 
 def test_the_top_of_a_stack_needs_a_density_or_relaxed_bits():

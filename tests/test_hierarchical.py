@@ -16,6 +16,7 @@ from test_relaxations import gradients
 from vae_mnist.hierarchical import (
     HierarchicalBernoulliPosterior,
     HierarchicalOverlappingExponentialPosterior,
+    HierarchicalPowerFunctionPosterior,
     HierarchicalSpikeExponentialPosterior,
     group_mask,
 )
@@ -235,8 +236,33 @@ def test_the_expected_bits_are_the_bits_posterior_given_the_smoothing():
     np.testing.assert_allclose(numpy(bits), expected, rtol=1e-5)
 
 
+def test_the_power_functions_expected_bits_are_the_bits_posterior_given_the_smoothing():
+    """E[z | ζ] = q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), r(ζ|0) = ζ^(1/β - 1) / β, at every
+    ζ, including one that rounds to 1 in float32, where the gradient must stay finite."""
+    posterior = overlapping_in_groups(kind=HierarchicalPowerFunctionPosterior)
+    logits = np.array([-1.5, 0.0, 0.7, 2.0], "float32")
+    zeta = np.array([0.1, 0.5, 0.3, 0.95], "float32")
+    power, q = 1.0 / 5.0, 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    on, off = (1.0 - zeta) ** (power - 1.0), zeta ** (power - 1.0)
+    expected = q * on / (q * on + (1.0 - q) * off)
+    bits, boundary = posterior.expected_bits(logits, zeta)
+    assert boundary is None
+    np.testing.assert_allclose(numpy(bits), expected, rtol=1e-5)
+
+    def total(values):
+        return ops.sum(posterior.expected_bits(ops.convert_to_tensor(logits), values)[0])
+
+    (gradient,) = gradients(total, np.array([0.0, 1e-9, 0.5, 1.0], "float32"))
+    assert np.all(np.isfinite(gradient))
+
+
 @pytest.mark.parametrize(
-    "kind", [HierarchicalOverlappingExponentialPosterior, HierarchicalSpikeExponentialPosterior]
+    "kind",
+    [
+        HierarchicalOverlappingExponentialPosterior,
+        HierarchicalSpikeExponentialPosterior,
+        HierarchicalPowerFunctionPosterior,
+    ],
 )
 def test_the_training_kl_and_the_exact_samples_estimate_the_same_kl(kind):
     """Two unbiased estimates of KL(q(z, ζ|x) ‖ p(z) r(ζ|z)): the training step's (entropy and
@@ -345,7 +371,12 @@ def test_rolfes_gradient_of_the_kl_matches_the_exact_one(coupling):
 
 
 @pytest.mark.parametrize(
-    "kind", [HierarchicalOverlappingExponentialPosterior, HierarchicalSpikeExponentialPosterior]
+    "kind",
+    [
+        HierarchicalOverlappingExponentialPosterior,
+        HierarchicalSpikeExponentialPosterior,
+        HierarchicalPowerFunctionPosterior,
+    ],
 )
 def test_evaluation_decodes_the_smoothing_its_groups_were_conditioned_on(kind):
     """(z, ζ) from one draw of q(z, ζ | x): log q is the bits' given that ζ, and the decoder is

@@ -129,12 +129,15 @@ class RunConfig:
                 )
         # The top layer's KL term is the sample estimate log q - log p where no prior has it in
         # closed form, so its posterior needs log q of the training sample: a density, or binary
-        # units whose log-probability extends to their relaxed sample (as GumBolt takes it).
+        # units whose log-probability extends to their relaxed sample (as GumBolt takes it), or
+        # smoothed units in groups, whose KL given the sample is closed-form (expected_bits).
         top = self.top_posterior
-        if self.upper_layers and not (top.offers("density") or top.offers("relaxed_bits")):
+        capable = ("density", "relaxed_bits", "expected_bits")
+        if self.upper_layers and not any(top.offers(capability) for capability in capable):
             raise ConfigError(
-                f"the top of a stack of layers needs a posterior with a density or relaxed "
-                f"binary units, and the {top.kind} posterior has neither"
+                f"the top of a stack of layers needs a posterior with a density, relaxed "
+                f"binary units or smoothed units in groups, and the {top.kind} posterior has "
+                f"none of these"
             )
 
     @property

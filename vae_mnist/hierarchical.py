@@ -19,10 +19,12 @@ the encoder's logits, and with ``conditional_units`` H > 0 also a network of ζ_
 layer of H ReLU units, masked as in MADE (Germain et al. 2015) so that each group sees only the
 groups before it, its output added to the logits (zero at the start).
 
-The kind ``hierarchical_overlapping_exponential`` groups DVAE++'s smoothed units the same way
-(Vahdat et al. 2018, with Rolfe's hierarchy): each group's bits z_g ~ q(z_g | x, ζ_<g), each
-smoothed by the overlapping exponentials r(ζ|z), the next group conditioned on ζ. Given the whole
-sample ζ the bits are independent, ``E[z_i | ζ] = sigmoid(l_i + β(2ζ_i - 1))``, so a prior whose
+The kinds ``hierarchical_overlapping_exponential`` and ``hierarchical_power_function`` group
+DVAE++'s and DVAE#'s smoothed units the same way (Vahdat et al. 2018, with Rolfe's hierarchy):
+each group's bits z_g ~ q(z_g | x, ζ_<g), each smoothed by the overlapping exponentials (or
+power functions) r(ζ|z), the next group conditioned on ζ. Given the whole sample ζ the bits are
+independent, ``E[z_i | ζ] = sigmoid(l_i + log r(ζ_i|1) - log r(ζ_i|0))`` (for the
+exponentials ``sigmoid(l_i + β(2ζ_i - 1))``), so a prior whose
 energy is linear in each unit takes its KL as ``-Σ_g H(q(z_g | x, ζ_<g)) + E(E[z|ζ]) + log Z``,
 exact in expectation and differentiable through ζ (``expected_bits``). The last group's ζ
 conditions nothing, so its bits' expectation q itself stands in for E[z|ζ] there, with less
@@ -47,6 +49,7 @@ from vae_mnist.backend import keras, ops
 from vae_mnist.discrete import (
     BernoulliPosterior,
     OverlappingExponentialPosterior,
+    PowerFunctionPosterior,
     SpikeExponentialPosterior,
 )
 from vae_mnist.latent import FactorialBernoulli, TensorLike
@@ -333,6 +336,31 @@ class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExp
         ``r(ζ|1) / r(ζ|0) = e^(β(2ζ - 1))`` for the overlapping exponentials. Smooth in ζ, so
         no boundary term."""
         return ops.sigmoid(logits + self.sharpness * (2.0 * zeta - 1.0)), None
+
+
+# The power functions' ζ is held this far inside [0, 1] for E[z | ζ]: an "on" unit's ζ may round
+# to exactly 1 in float32, where log(1 - ζ), and so the gradient, would not be finite.
+POWER_FUNCTION_MARGIN = 1e-7
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class HierarchicalPowerFunctionPosterior(SmoothedGroups, PowerFunctionPosterior):
+    """DVAE#'s power-function units in groups, each conditioned on the ζ of those before (see
+    the module)."""
+
+    kind: ClassVar[str] = "hierarchical_power_function"
+    description: ClassVar[str] = "power-function units in groups, each conditioned on those before"
+    groups: int = groups_setting()
+    conditional_units: int = conditional_units_setting()
+
+    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, None]:
+        """``E[z | ζ] = sigmoid(l + log r(ζ|1) - log r(ζ|0))``, with
+        ``log r(ζ|1) - log r(ζ|0) = (1/β - 1)(log(1 - ζ) - log ζ)`` for the power functions.
+        Smooth in ζ inside (0, 1), so no boundary term."""
+        zeta = ops.clip(zeta, POWER_FUNCTION_MARGIN, 1.0 - POWER_FUNCTION_MARGIN)
+        log_ratio = (1.0 / self.sharpness - 1.0) * (ops.log1p(-zeta) - ops.log(zeta))
+        return ops.sigmoid(logits + log_ratio), None
 
 
 @register

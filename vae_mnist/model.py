@@ -367,15 +367,23 @@ class VAE(keras.Model):
         z, log_q, drawn_input = self.posterior.part.exact_sample(parameters, samples, seed)
         # (batch, K, code) -> (batch*K, code) for the networks above and below.
         codes = [ops.reshape(z, (batch * samples, -1))]
+        # What each layer's conditional prior below it reads: the code, or the smoothed ζ that
+        # a layer of smoothed binary units drew with its bits, as in training.
+        conditions = [codes[0]]
         log_ratio = ops.reshape(log_q, (batch * samples,))
         for layer in self.upper_layers:
-            upper = self._upper_parameters(layer, codes[-1])
-            above, log_q = layer.posterior.part.sample_exact(upper, 1, seed)
+            upper = self._upper_parameters(layer, conditions[-1])
+            part = layer.posterior.part
+            above, log_q, smoothed = part.exact_sample(upper, 1, seed)
             codes.append(ops.squeeze(above, 1))  # (batch*K, 1, code) -> (batch*K, code)
+            if smoothed is None:
+                conditions.append(part.decoder_input(codes[-1], seed))
+            else:
+                conditions.append(ops.squeeze(smoothed, 1))
             log_ratio = log_ratio + ops.squeeze(log_q, 1)
         for index in range(len(self.upper_layers)):
             lower = self.layer_posteriors[index]
-            prior_parameters = self.conditional_prior(index, codes[index + 1])
+            prior_parameters = self.conditional_prior(index, conditions[index + 1])
             log_ratio = log_ratio - lower.log_density(codes[index], prior_parameters)
         log_ratio = log_ratio - self.prior.part.log_density(codes[-1])
         if drawn_input is None:

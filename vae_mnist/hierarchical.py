@@ -358,6 +358,8 @@ class HierarchicalPowerFunctionPosterior(SmoothedGroups, PowerFunctionPosterior)
         """``E[z | ζ] = sigmoid(l + log r(ζ|1) - log r(ζ|0))``, with
         ``log r(ζ|1) - log r(ζ|0) = (1/β - 1)(log(1 - ζ) - log ζ)`` for the power functions.
         Smooth in ζ inside (0, 1), so no boundary term."""
+        logits = ops.convert_to_tensor(logits)
+        zeta = ops.cast(zeta, logits.dtype)
         zeta = ops.clip(zeta, POWER_FUNCTION_MARGIN, 1.0 - POWER_FUNCTION_MARGIN)
         log_ratio = (1.0 / self.sharpness - 1.0) * (ops.log1p(-zeta) - ops.log(zeta))
         return ops.sigmoid(logits + log_ratio), None

@@ -28,7 +28,7 @@ CENTRE = 0.3
 
 
 def smoothings() -> dict:
-    """Each smoothing as ``(q or logits, uniform noise) -> ζ``, at the presets' settings."""
+    """Each smoothing as ``(logit, uniform noise) -> ζ``, at the presets' settings."""
     return {
         "spike_exponential, beta 5": lambda logit, rho: spike_and_exponential_inverse_cdf(
             ops.sigmoid(logit), rho, 5.0
@@ -38,6 +38,9 @@ def smoothings() -> dict:
         ),
         "power_function, beta 30": lambda logit, rho: power_function_smoothing(
             ops.sigmoid(logit), rho, 30.0
+        ),
+        "power_function, beta 40": lambda logit, rho: power_function_smoothing(
+            ops.sigmoid(logit), rho, 40.0
         ),
         "binary Concrete, tau 0.5": lambda logit, rho: ops.sigmoid(
             (logit + ops.log(rho) - ops.log1p(-rho)) / 0.5

@@ -327,6 +327,30 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
 # -- the presets and their twins -------------------------------------------------------------
 
 
+def preset_round_trip(name: str, tmp_path, **changes) -> tuple[RunConfig, dict]:
+    """A preset, shortened: it builds, saves and reloads to the same outputs, trains an epoch to
+    a finite loss and evaluates to a finite -log p(x). Returns its config and the metrics."""
+    from vae_mnist.data import model_inputs
+    from vae_mnist.evaluation import evaluate_run
+    from vae_mnist.presets import preset_config
+
+    config = preset_config(
+        name, epochs=1, batch_size=50, steps_per_execution=1, jit_compile=False, **changes
+    )
+    vae = build_vae(config)
+    assert_reloads_to_the_same_outputs(vae, tmp_path / "vae.keras")
+    data = data_of(train=100, test=20)
+    result = train(config, data, tmp_path / "run", verbose=0)
+    assert math.isfinite(result["history"][-1]["loss"])
+    trained = load_model(tmp_path / "run" / "vae.keras")
+    inputs = model_inputs(data, config.data.binarize, config.training.seed)
+    metrics = evaluate_run(
+        trained, inputs[0], data[0][1], inputs[1], data[1][1], samples=4, neighbours=3
+    )
+    assert math.isfinite(metrics["iwae_negative_log_likelihood"])
+    return config, metrics
+
+
 @pytest.mark.parametrize(
     ("name", "changes"),
     [
@@ -349,24 +373,7 @@ def assert_reloads_to_the_same_outputs(vae, path) -> None:
     ],
 )
 def test_the_new_presets_build_save_reload_train_and_evaluate(name, changes, tmp_path):
-    from vae_mnist.data import model_inputs
-    from vae_mnist.evaluation import evaluate_run
-    from vae_mnist.presets import preset_config
-
-    config = preset_config(
-        name, epochs=1, batch_size=50, steps_per_execution=1, jit_compile=False, **changes
-    )
-    vae = build_vae(config)
-    assert_reloads_to_the_same_outputs(vae, tmp_path / "vae.keras")
-    data = data_of(train=100, test=20)
-    result = train(config, data, tmp_path / "run", verbose=0)
-    assert math.isfinite(result["history"][-1]["loss"])
-    trained = load_model(tmp_path / "run" / "vae.keras")
-    inputs = model_inputs(data, config.data.binarize, config.training.seed)
-    metrics = evaluate_run(
-        trained, inputs[0], data[0][1], inputs[1], data[1][1], samples=4, neighbours=3
-    )
-    assert math.isfinite(metrics["iwae_negative_log_likelihood"])
+    config, metrics = preset_round_trip(name, tmp_path, **changes)
     if config.prior.kind == "rbm":
         assert metrics["log_partition_method"] == "ais"
         assert 0.0 < metrics["log_partition_standard_error"] < 0.5

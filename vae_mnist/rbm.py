@@ -301,7 +301,7 @@ def power_function_smoothing(
     distance = ops.clip(ops.power(within, beta), POWER_FUNCTION_FLOOR, 1.0)
     zeta = ops.where(is_on, 1.0 - distance, distance)
     # The CDF and density at ζ, from ζ's distances to 0 and to 1 (the nearer one exact).
-    from_zero = ops.maximum(ops.where(is_on, 1.0 - distance, distance), POWER_FUNCTION_FLOOR)
+    from_zero = ops.maximum(zeta, POWER_FUNCTION_FLOOR)
     from_one = ops.maximum(ops.where(is_on, distance, 1.0 - distance), POWER_FUNCTION_FLOOR)
     power = 1.0 / beta
     log_zero, log_one = ops.log(from_zero), ops.log(from_one)

@@ -127,6 +127,25 @@ def test_dynamically_binarized_training_repeats_under_a_seed(tmp_path):
     assert other["history"] != first["history"]
 
 
+def test_gradient_clipping_bounds_the_gradient_the_update_sees():
+    def first_step(**settings):
+        # With a large epsilon RMSprop's step grows with the gradient, so it shows the clipping.
+        optimizer = optimizers.RMSprop(learning_rate=1.0, optimizer_epsilon=1.0, **settings)
+        variable = keras.Variable([0.0, 0.0])
+        optimizer.build(10).apply([keras.ops.convert_to_tensor([600.0, 800.0])], [variable])
+        return keras.ops.convert_to_numpy(variable)
+
+    unclipped, clipped = first_step(), first_step(gradient_clip_norm=0.5)
+    # The gradient (600, 800) has norm 1,000; clipped it is (0.3, 0.4), and RMSprop's first
+    # step is g / sqrt(0.1 g^2 + epsilon).
+    expected = [-g / (0.1 * g * g + 1.0) ** 0.5 for g in (0.3, 0.4)]
+    np.testing.assert_allclose(clipped, expected, rtol=1e-4)
+    assert np.all(np.abs(unclipped) > 3.0)
+    assert optimizers.Adam().build(10).global_clipnorm is None
+    with pytest.raises(ConfigError, match="gradient_clip_norm must not be negative"):
+        RunConfig().replace(gradient_clip_norm=-1.0)
+
+
 def test_optimizers_and_the_iwae_schedule():
     part = optimizers.Adam(learning_rate=1e-3, optimizer_epsilon=1e-4)
     adam = part.build(steps_per_epoch=10)

@@ -27,6 +27,11 @@ class Optimizer(Part):
     weight_decay: float = setting(
         0.0, "decoupled weight decay per step (the paper's N(0, I) prior on the weights)"
     )
+    gradient_clip_norm: float = setting(
+        0.0,
+        "rescale each step's gradient to at most this global norm (0: no clipping); tames "
+        "heavy-tailed gradients such as the spike-and-exponential's",
+    )
     learning_rate_schedule: str = setting(
         "constant",
         "constant; iwae: Burda et al.'s 3^i epochs at learning_rate * 10^(-i/7), i = 0..7; or "
@@ -88,12 +93,13 @@ class Optimizer(Part):
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
     def build(self, steps_per_epoch: int) -> Any:
-        """The Keras optimizer, with its learning rate (or schedule) and decay."""
+        """The Keras optimizer, with its learning rate (or schedule), decay and clipping."""
         return getattr(keras.optimizers, self.keras_class)(
             learning_rate=self.schedule(steps_per_epoch),
             epsilon=self.optimizer_epsilon,
             # None, not 0.0: Keras then leaves the decay out of the update altogether.
             weight_decay=self.weight_decay or None,
+            global_clipnorm=self.gradient_clip_norm or None,
         )
 
     @property

@@ -514,3 +514,23 @@ def test_every_command_has_its_script():
     assert "keras2017 (default)" in listed.stdout
     helped = run_command("--help", script="compare.py")
     assert helped.returncode == 0 and helped.stdout.startswith("usage: vae-mnist compare ")
+
+
+def test_a_narrow_code_grid_keeps_its_title_inside_the_figure(tmp_path, monkeypatch):
+    from vae_mnist import plotting
+
+    inside = []
+
+    def measure_then_save(figure, path):
+        figure.canvas.draw()
+        title = figure.axes[0].title.get_window_extent()
+        inside.append(title.x0 >= 0 and title.x1 <= figure.bbox.x1)
+        return original(figure, path)
+
+    original = plotting._save
+    monkeypatch.setattr(plotting, "_save", measure_then_save)
+    # 64 binary variables: three blocks of 25, a figure narrower than a one-line title.
+    decoded = np.zeros((64 * 2, 784), np.float32)
+    title = "test image 9 (a 9): its most probable code (framed), variable i set to class k"
+    path = plotting.plot_code_grid(decoded, np.zeros(64, int), 2, tmp_path / "codes.png", title)
+    assert path.exists() and inside == [True]

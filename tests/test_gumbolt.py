@@ -357,6 +357,7 @@ def preset_round_trip(name: str, tmp_path, **changes) -> tuple[RunConfig, dict]:
         ("gumbolt2018", SHORT_AIS),
         ("gumbolt2018", {**SHORT_AIS, "objective": "iwae", "importance_samples": 2}),
         ("gumbolt2018-factorial", {}),
+        ("dvae2017-small", SHORT_AIS),
         ("dvae2017-small-factorial", {}),
         ("dvaepp2018-factorial", {}),
         ("dvaesharp2018-factorial", {}),

@@ -297,7 +297,8 @@ def plot_code_grid(
     canvas = np.ones((rows * IMAGE_SIDE, blocks * block_width - CODE_GRID_GAP), np.float32)
     # (variables*classes, 784) -> (variables, classes, 28, 28)
     digits = decoded.reshape(variables, classes, IMAGE_SIDE, IMAGE_SIDE)
-    figure = plt.figure(figsize=(max(4.0, canvas.shape[1] / 50), canvas.shape[0] / 50 + 0.8))
+    width = max(4.0, canvas.shape[1] / 50)
+    figure = plt.figure(figsize=(width, canvas.shape[0] / 50 + 0.8))
     axis = figure.add_subplot()
     for variable in range(variables):
         block, row = divmod(variable, rows)
@@ -327,7 +328,9 @@ def plot_code_grid(
         axis.set_xticks([])
         axis.set_yticks([])
         axis.set_xlabel(f"variables 0..{variables - 1} run down {blocks} blocks of {rows}")
-    axis.set_title(title, fontsize=9)
+    # A grid of few blocks is narrower than its title: wrap the title to the figure's width,
+    # about 12 characters an inch at this size.
+    axis.set_title(textwrap.fill(title, width=int(width * 12)), fontsize=9)
     return _save(figure, path)
 
 

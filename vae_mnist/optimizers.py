@@ -28,9 +28,7 @@ class Optimizer(Part):
         0.0, "decoupled weight decay per step (the paper's N(0, I) prior on the weights)"
     )
     gradient_clip_norm: float = setting(
-        0.0,
-        "rescale each step's gradient to at most this global norm (0: no clipping); tames "
-        "heavy-tailed gradients such as the spike-and-exponential's",
+        0.0, "rescale each step's gradient to at most this global norm (0: no clipping)"
     )
     learning_rate_schedule: str = setting(
         "constant",

@@ -66,6 +66,20 @@ def test_mlp_hidden_layers_and_mirrored_decoder():
     assert vae.encoder.get_layer("encoder_hidden_1").activation.__name__ == "tanh"
 
 
+def test_a_network_without_hidden_layers_is_linear():
+    """`hidden_layers` may be empty: the heads read the code or the image directly."""
+    config = RunConfig.from_dict({"network": {"kind": "mlp", "hidden_layers": []}})
+    vae = build_vae(config.replace(dimension=3))
+    encoder_sizes = [tuple(w.shape) for w in vae.encoder.weights if len(w.shape) == 2]
+    decoder_sizes = [tuple(w.shape) for w in vae.decoder.weights if len(w.shape) == 2]
+    assert encoder_sizes == [(784, 3), (784, 3)] and decoder_sizes == [(3, 784)]
+    images = np.random.default_rng(0).random((4, 784)).astype("float32")
+    mean, _ = vae.encoder(images)
+    decoded = numpy(vae.image_decoder()(mean))
+    assert decoded.shape == (4, 784) and np.all((decoded >= 0) & (decoded <= 1))
+    assert RunConfig.from_dict(config.to_dict()).network.hidden_layers == ()
+
+
 def test_conv_network_is_the_keras_io_example():
     vae = build_vae(RunConfig().replace(network="conv", hidden_layers=(16,)))
     kinds = [type(layer).__name__ for layer in vae.encoder.layers]

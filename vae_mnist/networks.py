@@ -158,8 +158,13 @@ class Network(Part):
     # ``compiled_chunks``: its steps run faster as one compiled loop (`vae_mnist.chunks`).
     capabilities: ClassVar[frozenset[str]] = frozenset({"compiled_chunks"})
 
+    # An empty list (a preset file's []) is allowed: the heads then read their input directly,
+    # a linear network, as the conditional priors of Rolfe's smallest models are.
     hidden_layers: tuple[int, ...] = setting(
-        (256,), "units of the hidden layers, encoder order (comma list, e.g. 256,128)"
+        (256,),
+        "units of the hidden layers, encoder order (comma list, e.g. 256,128; [] in a preset "
+        "file: none, a linear network)",
+        may_be_empty=True,
     )
     activation: str = setting("relu", "activation of the hidden layers", choices=ACTIVATIONS)
 

@@ -43,6 +43,7 @@ from vae_mnist.latent import (
 from vae_mnist.rbm import (
     overlapping_exponential_inverse_cdf,
     power_function_smoothing,
+    smoothed_log_density_ratio,
     spike_and_exponential_inverse_cdf,
 )
 from vae_mnist.relaxations import (
@@ -440,9 +441,36 @@ class SpikeExponentialPosterior(BinaryPosterior):
         }
 
 
+class SmoothedDensity:
+    """What a smoothing offers whose two states both have a density on [0, 1] (DVAE++'s and
+    DVAE#'s, not Rolfe's spike): the density of the training sample ζ itself, for a relaxed
+    Boltzmann prior (DVAE#) and for the importance-weighted bound (``smoothed_density``).
+
+    A kind gives ``smoothing_log_odds(ζ) = log r(ζ|1) - log r(ζ|0)``; `unit_logits` are the
+    logits that q(ζ|x) mixes the states by (each group's given the earlier ones, where the
+    posterior is hierarchical).
+    """
+
+    def unit_logits(self, parameters: dict, zeta: TensorLike) -> TensorLike:
+        return parameters["logits"]
+
+    def smoothed_log_density(self, zeta: TensorLike, parameters: dict) -> TensorLike:
+        """``log q(ζ|x) - Σ_i log r(ζ_i|0)``, ``(batch,)`` nats
+        (`vae_mnist.rbm.smoothed_log_density_ratio`)."""
+        return smoothed_log_density_ratio(
+            self.unit_logits(parameters, zeta), self.smoothing_log_odds(zeta)
+        )
+
+    def smoothed_log_ratio(self, zeta: TensorLike, parameters: dict, prior: Any) -> TensorLike:
+        """``log q(ζ|x) - log p(ζ)`` of the training sample under a prior that offers
+        ``smoothed_density``, ``(batch,)`` nats: the Σ log r(ζ|0) of both cancels."""
+        log_odds = self.smoothing_log_odds(zeta)
+        return self.smoothed_log_density(zeta, parameters) - prior.smoothed_log_density(log_odds)
+
+
 @register
 @dataclasses.dataclass(frozen=True)
-class OverlappingExponentialPosterior(SpikeExponentialPosterior):
+class OverlappingExponentialPosterior(SmoothedDensity, SpikeExponentialPosterior):
     """N binary units smoothed by DVAE++'s overlapping exponentials (Vahdat et al. 2018).
 
     As the spike-and-exponential, with the spike at 0 replaced by the mirror of the exponential
@@ -453,14 +481,19 @@ class OverlappingExponentialPosterior(SpikeExponentialPosterior):
 
     kind: ClassVar[str] = "overlapping_exponential"
     description: ClassVar[str] = "binary units, overlapping exponentials (DVAE++, Vahdat 2018)"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "smoothed_density"})
 
     def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:
         return overlapping_exponential_inverse_cdf(q, uniform, self.sharpness)
 
+    def smoothing_log_odds(self, zeta: TensorLike) -> TensorLike:
+        """``log r(ζ|1) - log r(ζ|0) = β(2ζ - 1)`` for the overlapping exponentials."""
+        return self.sharpness * (2.0 * zeta - 1.0)
+
 
 @register
 @dataclasses.dataclass(frozen=True)
-class PowerFunctionPosterior(SpikeExponentialPosterior):
+class PowerFunctionPosterior(SmoothedDensity, SpikeExponentialPosterior):
     """N binary units smoothed by DVAE#'s power functions (Vahdat, Andriyash & Macready 2018).
 
     As the overlapping exponentials, with ``r0(ζ) = ζ^(1/β - 1) / β`` for a unit that is off
@@ -472,9 +505,21 @@ class PowerFunctionPosterior(SpikeExponentialPosterior):
 
     kind: ClassVar[str] = "power_function"
     description: ClassVar[str] = "binary units, power-function smoothing (DVAE#, Vahdat 2018)"
+    capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "smoothed_density"})
 
     def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:
         return power_function_smoothing(q, uniform, self.sharpness)
+
+    def smoothing_log_odds(self, zeta: TensorLike) -> TensorLike:
+        """``log r(ζ|1) - log r(ζ|0) = (1/β - 1)(log(1 - ζ) - log ζ)`` for the power functions,
+        ζ held `POWER_FUNCTION_MARGIN` inside [0, 1]."""
+        zeta = ops.clip(zeta, POWER_FUNCTION_MARGIN, 1.0 - POWER_FUNCTION_MARGIN)
+        return (1.0 / self.sharpness - 1.0) * (ops.log1p(-zeta) - ops.log(zeta))
+
+
+# The power functions' ζ is held this far inside [0, 1] for their log-odds: an "on" unit's ζ may
+# round to exactly 1 in float32, where log(1 - ζ), and so the gradient, would not be finite.
+POWER_FUNCTION_MARGIN = 1e-7
 
 
 # A unit counts as used where its posterior probability varies across the test set by more
@@ -490,11 +535,16 @@ class UniformPrior(Prior):
     kind: ClassVar[str] = "uniform"
     description: ClassVar[str] = "uniform over the codes of a discrete posterior"
     capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"sample", "relaxed_density", "relaxed_bits"}
+        {"sample", "relaxed_density", "relaxed_bits", "smoothed_density"}
     )
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "codes", "a discrete posterior")
+
+    def smoothed_log_density(self, log_odds: TensorLike) -> TensorLike:
+        """``log p(ζ) - Σ_i log r(ζ_i|0) = Σ_i [softplus(g_i) - log 2]`` for smoothed bits under
+        the uniform prior, ``p(ζ_i) = (r(ζ_i|0) + r(ζ_i|1)) / 2``; g ``(..., N)`` → ``(...)``."""
+        return ops.sum(ops.softplus(log_odds) - math.log(2.0), axis=-1)
 
     def kl_divergence(self, distribution: Any) -> TensorLike | None:
         if isinstance(distribution, Categorical):

@@ -276,6 +276,10 @@ class SmoothedGroups(GroupedUnits):
         """None: q(z|x) alone is not factorial; `distribution_given` a sample is."""
         return None
 
+    def unit_logits(self, parameters: dict, zeta: TensorLike) -> TensorLike:
+        """Each unit's logit given the sample's earlier groups, for the density of ζ."""
+        return self.conditional_logits(parameters, zeta)
+
     def distribution_given(self, parameters: dict, z: TensorLike) -> FactorialBernoulli:
         """Each unit's logit given the sample's earlier groups, and its expected bit for a
         prior's KL: the kind's `expected_bits` in every group but the last, whose ζ conditions
@@ -325,6 +329,9 @@ class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExp
     module)."""
 
     kind: ClassVar[str] = "hierarchical_overlapping_exponential"
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"codes", "hierarchical", "expected_bits", "smoothed_density"}
+    )
     description: ClassVar[str] = (
         "overlapping exponentials in groups, each conditioned on those before"
     )
@@ -335,12 +342,7 @@ class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExp
         """``E[z | ζ] = sigmoid(l + β(2ζ - 1))``: q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), as
         ``r(ζ|1) / r(ζ|0) = e^(β(2ζ - 1))`` for the overlapping exponentials. Smooth in ζ, so
         no boundary term."""
-        return ops.sigmoid(logits + self.sharpness * (2.0 * zeta - 1.0)), None
-
-
-# The power functions' ζ is held this far inside [0, 1] for E[z | ζ]: an "on" unit's ζ may round
-# to exactly 1 in float32, where log(1 - ζ), and so the gradient, would not be finite.
-POWER_FUNCTION_MARGIN = 1e-7
+        return ops.sigmoid(logits + self.smoothing_log_odds(zeta)), None
 
 
 @register
@@ -350,6 +352,9 @@ class HierarchicalPowerFunctionPosterior(SmoothedGroups, PowerFunctionPosterior)
     the module)."""
 
     kind: ClassVar[str] = "hierarchical_power_function"
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"codes", "hierarchical", "expected_bits", "smoothed_density"}
+    )
     description: ClassVar[str] = "power-function units in groups, each conditioned on those before"
     groups: int = groups_setting()
     conditional_units: int = conditional_units_setting()
@@ -359,10 +364,7 @@ class HierarchicalPowerFunctionPosterior(SmoothedGroups, PowerFunctionPosterior)
         ``log r(ζ|1) - log r(ζ|0) = (1/β - 1)(log(1 - ζ) - log ζ)`` for the power functions.
         Smooth in ζ inside (0, 1), so no boundary term."""
         logits = ops.convert_to_tensor(logits)
-        zeta = ops.cast(zeta, logits.dtype)
-        zeta = ops.clip(zeta, POWER_FUNCTION_MARGIN, 1.0 - POWER_FUNCTION_MARGIN)
-        log_ratio = (1.0 / self.sharpness - 1.0) * (ops.log1p(-zeta) - ops.log(zeta))
-        return ops.sigmoid(logits + log_ratio), None
+        return ops.sigmoid(logits + self.smoothing_log_odds(ops.cast(zeta, logits.dtype))), None
 
 
 @register

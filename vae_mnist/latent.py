@@ -35,9 +35,14 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
                    sample the units' conditional logits and E[z | ζ] (`distribution_given`), so
                    a prior's KL is ``-H + E(E[z|ζ]) + log Z``: exact in expectation (DVAE++).
 ``relaxed_energy`` (a prior) a Boltzmann prior whose energy the training step evaluates at the
-                   posterior's relaxed sample (GumBolt, Khoshaman & Amin 2018): it gives the
-                   training KL, or each sample's log-ratio for the IWAE objective, from ζ
-                   (`relaxed_divergence`).
+                   posterior's relaxed sample (GumBolt, Khoshaman & Amin 2018, or DVAE#'s
+                   mean-field): it gives the training KL, or each sample's log-ratio for the
+                   IWAE objective, from ζ (`relaxed_divergence`).
+``smoothed_density`` (a posterior) smoothed binary units whose states both have a density on
+                   [0, 1] (DVAE++'s, DVAE#'s), that give log q(ζ|x) of the training sample up to
+                   Σ log r(ζ|0) (`smoothed_log_density`) and the smoothing's log-odds; (a prior)
+                   log p(ζ) of such a sample up to the same term (`smoothed_log_density`): the
+                   IWAE objective, and DVAE#'s relaxed Boltzmann prior.
 """
 
 from __future__ import annotations

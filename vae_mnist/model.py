@@ -202,6 +202,11 @@ class VAE(keras.Model):
         (GumBolt): the prior then gives that layer's KL term from the sample."""
         return self.prior.part.offers("relaxed_energy")
 
+    def _weighs_smoothed_density(self, posterior: Part) -> bool:
+        """Whether the prior weighs the top layer's smoothed sample ζ by its density (DVAE#'s
+        relaxed priors; the uniform prior's, exactly), where the KL is a sample estimate."""
+        return posterior.offers("smoothed_density") and self.prior.part.offers("smoothed_density")
+
     @property
     def posterior_part(self) -> Part:
         return self.posterior.part
@@ -325,6 +330,8 @@ class VAE(keras.Model):
             kl = None
         if kl is None and "relaxed_log_ratio" in y_pred:
             kl = y_pred["relaxed_log_ratio"]
+        elif kl is None and self._weighs_smoothed_density(top):
+            kl = top.smoothed_log_ratio(top_z, top_parameters, self.prior.part)
         elif kl is None:
             kl = top.log_density(top_z, top_parameters) - self.prior.part.log_density(top_z)
         for index, (part, parameters, z) in enumerate(layers[:-1]):

@@ -148,6 +148,9 @@ class IWAEObjective(Objective):
             return
         if posterior.offers("relaxed_density") and prior.offers("relaxed_density"):
             return
+        if posterior.offers("smoothed_density") and prior.offers("smoothed_density"):
+            # DVAE#: the density of the smoothed sample under the prior relaxed to ζ.
+            return
         if prior.offers("relaxed_energy"):
             # GumBolt: the prior weighs the relaxed sample by its proxy log-ratio.
             return

@@ -155,6 +155,76 @@ def gibbs_step(
     return new_z1, new_z2
 
 
+def mean_field_log_partition(
+    bias1: TensorLike, bias2: TensorLike, coupling: TensorLike, iterations: int
+) -> TensorLike:
+    """A lower bound on an RBM's log Z by naive mean-field, one per row of biases.
+
+    For any factorial Bernoulli m = (m1, m2) over the two halves, Jensen's inequality gives::
+
+        log Z ≥ a1·m1 + a2·m2 + m1ᵀ W m2 + H(m1) + H(m2),
+
+    with equality where the RBM is itself factorial (W = 0) at m = sigmoid(a). m starts at
+    sigmoid of the biases and takes `iterations` fixed-point sweeps,
+    ``m1 = sigmoid(a1 + m2 Wᵀ)``, then ``m2 = sigmoid(a2 + m1 W)``. The bound is evaluated at the
+    final m held without gradient: its gradient in a and W is then the bound's partial one, which
+    is the gradient of the maximised bound where the sweeps have converged (the envelope theorem),
+    and the backward pass does not run through the sweeps.
+
+    Args:
+        bias1: a1, shape ``(..., n1)``: a row of biases per bound (the RBM's own, shifted).
+        bias2: a2, shape ``(..., n2)``.
+        coupling: W, shape ``(n1, n2)``, shared by every row.
+        iterations: fixed-point sweeps, at least 1.
+
+    Returns:
+        Shape ``(...)``: the bound for each row of biases, in nats.
+    """
+    bias1, bias2, coupling = _float_tensors(bias1, bias2, coupling)
+    fixed_coupling = ops.stop_gradient(coupling)
+    second = ops.sigmoid(ops.stop_gradient(bias2))
+    for _ in range(iterations):
+        # (..., n2) @ (n2, n1) -> (..., n1), then (..., n1) @ (n1, n2) -> (..., n2).
+        first_logits = ops.stop_gradient(bias1) + ops.matmul(second, ops.transpose(fixed_coupling))
+        second_logits = ops.stop_gradient(bias2) + ops.matmul(
+            ops.sigmoid(first_logits), fixed_coupling
+        )
+        second = ops.sigmoid(second_logits)
+    first_logits, second_logits = ops.stop_gradient(first_logits), ops.stop_gradient(second_logits)
+    first, second = ops.sigmoid(first_logits), ops.sigmoid(second_logits)
+    # -E(m) at the mean-field state, with the gradient of the biases and the coupling.
+    negative_energy = (
+        ops.sum(bias1 * first, axis=-1)
+        + ops.sum(bias2 * second, axis=-1)
+        + ops.sum(ops.matmul(first, coupling) * second, axis=-1)
+    )
+    return negative_energy + bernoulli_entropy(first_logits) + bernoulli_entropy(second_logits)
+
+
+def smoothed_log_density_ratio(logits: TensorLike, log_odds: TensorLike) -> TensorLike:
+    """``log q(ζ|x) - Σ_i log r(ζ_i|0)`` for smoothed binary units, summed over units.
+
+    Each unit's ζ has the mixture density ``(1 - q) r(ζ|0) + q r(ζ|1)``, q = sigmoid(l); with
+    the smoothing's log-odds ``g = log r(ζ|1) - log r(ζ|0)`` that is ``r(ζ|0) (1 + e^(l + g)) /
+    (1 + e^l)``, so::
+
+        log q(ζ|x) - Σ_i log r(ζ_i|0) = Σ_i [softplus(l_i + g_i) - softplus(l_i)].
+
+    The Σ log r(ζ|0) left out is the same in a relaxed prior's density of the same ζ, so the
+    importance weights need only this part.
+
+    Args:
+        logits: l, shape ``(..., N)`` (for a hierarchical posterior, each unit's logit given
+            the sample's earlier groups).
+        log_odds: g at the sample, broadcastable against ``logits``.
+
+    Returns:
+        Shape ``(...)``, in nats.
+    """
+    logits, log_odds = _float_tensors(logits, log_odds)
+    return ops.sum(ops.softplus(logits + log_odds) - ops.softplus(logits), axis=-1)
+
+
 def spike_and_exponential_inverse_cdf(
     q: TensorLike, uniform: TensorLike, beta: float | TensorLike
 ) -> TensorLike:

@@ -12,6 +12,18 @@ rest of the VAE. It pairs with a binary posterior (``spike_exponential``, Rolfe'
   ``-H(q) + E(ζ) + log Z`` for the ELBO and ``log q̃(ζ|x) + E(ζ) + log Z`` per sample for the
   importance-weighted objective, with the discrete log Z. Validation and evaluation take exact
   bits either way.
+- ``mean_field`` (DVAE#, Vahdat, Andriyash & Macready 2018): the prior relaxed to a density over
+  the smoothed sample ζ (a posterior that offers ``smoothed_density``: DVAE++'s or DVAE#'s
+  smoothing), ``p(ζ) = Σ_z p(z) r(ζ|z)``. With ``g = log r(ζ|1) - log r(ζ|0)`` per unit the sum
+  is an RBM's partition function with its biases shifted by g::
+
+      log p(ζ) = Σ_i log r(ζ_i|0) + log Z(a + g) - log Z(a),
+
+  and log Z(a + g), a sum over 2^N states for every sample, is bounded below by mean-field
+  (`vae_mnist.rbm.mean_field_log_partition`, ``mean_field_iterations`` sweeps), so the
+  per-sample term ``log q(ζ|x) - log p(ζ)`` gives a bound on the model's likelihood, for the
+  ELBO and the importance-weighted objective alike. The model is the smoothing's own (the
+  decoder reads ζ ~ r(ζ|z)), so evaluation's exact bits measure the model this trains.
 
 The gradient of log Z, ``E_p[-∂E/∂θ]``, comes from persistent block Gibbs chains of the prior
 (non-trainable variables advanced `gibbs_sweeps` sweeps per training step and saved with the
@@ -49,6 +61,7 @@ from vae_mnist.rbm import (
     expected_rbm_energy,
     gibbs_sample_numpy,
     gibbs_step,
+    mean_field_log_partition,
     rbm_energy,
 )
 from vae_mnist.settings import ConfigError, UsageError, register, setting
@@ -101,9 +114,17 @@ class RBMPrior(Prior):
     relaxation: str = setting(
         "closed_form",
         "rbm prior: its term in training, closed_form (E_q[E(z)] for a factorial q, Rolfe "
-        "2017) or gumbolt (the energy at the posterior's relaxed sample, Khoshaman & Amin "
-        "2018; a bernoulli posterior; trains with --objective iwae too)",
-        choices=("closed_form", "gumbolt"),
+        "2017), gumbolt (the energy at the posterior's relaxed sample, Khoshaman & Amin "
+        "2018; a bernoulli posterior; trains with --objective iwae too) or mean_field (the "
+        "prior's density of the smoothed sample, its sum over states by mean-field, DVAE# "
+        "2018; overlapping smoothings; trains with --objective iwae too)",
+        choices=("closed_form", "gumbolt", "mean_field"),
+    )
+    mean_field_iterations: int = setting(
+        10,
+        "rbm prior: fixed-point sweeps of the mean-field bound that the mean_field relaxation "
+        "takes for each sample",
+        positive=True,
     )
     ais_runs: int = setting(
         100, "rbm prior: annealed importance sampling runs for log Z", minimum=2
@@ -140,7 +161,9 @@ class RBMPrior(Prior):
     def offers(self, capability: str) -> bool:
         # The GumBolt relaxation is a setting, so this capability is the instance's.
         if capability == "relaxed_energy":
-            return self.relaxation == "gumbolt"
+            return self.relaxation in ("gumbolt", "mean_field")
+        if capability == "smoothed_density":
+            return self.relaxation == "mean_field"
         return super().offers(capability)
 
     def check_posterior(self, posterior: Posterior) -> None:
@@ -150,6 +173,12 @@ class RBMPrior(Prior):
             raise ConfigError(
                 f"the rbm prior's relaxation closed_form needs a factorial posterior, and the "
                 f"{posterior.kind} posterior is hierarchical (use --relaxation gumbolt)"
+            )
+        if self.relaxation == "mean_field" and not posterior.offers("smoothed_density"):
+            raise ConfigError(
+                f"the rbm prior's relaxation mean_field needs the density of the smoothed "
+                f"sample, which the {posterior.kind} posterior does not give (use --posterior "
+                "power_function or overlapping_exponential, or their hierarchical kinds)"
             )
         if self.relaxation == "gumbolt" and not posterior.offers("relaxed_bits"):
             raise ConfigError(
@@ -287,11 +316,12 @@ class RBMPrior(Prior):
     def relaxed_divergence(
         self, zeta: TensorLike, parameters: dict, sample_estimate: bool
     ) -> TensorLike:
-        """GumBolt's KL term at the posterior's relaxed training sample ζ, ``(batch,)`` nats.
+        """The KL term at the posterior's relaxed training sample ζ, ``(batch,)`` nats.
 
-        With ``sample_estimate`` (each sample's weight, for the importance-weighted bound), or
-        for a posterior that is not factorial (a hierarchical one, whose logits l depend on
-        the earlier groups' ζ)::
+        With the ``mean_field`` relaxation, DVAE#'s ``log q(ζ|x) - log p(ζ)`` (see the module),
+        for either objective. With ``gumbolt``, GumBolt's: with ``sample_estimate`` (each
+        sample's weight, for the importance-weighted bound), or for a posterior that is not
+        factorial (a hierarchical one, whose logits l depend on the earlier groups' ζ)::
 
             log q̃(ζ|x) + E(ζ) + log Z,   log q̃(ζ|x) = Σ_u [ζ_u l_u - softplus(l_u)],
 
@@ -299,6 +329,8 @@ class RBMPrior(Prior):
         tend to the discrete terms as ζ tends to the bits; log Z is the discrete one, its
         gradient from the chains (`auxiliary_loss`) or the enumeration.
         """
+        if self.relaxation == "mean_field":
+            return self.posterior.smoothed_log_ratio(zeta, parameters, self)
         first, second = self._halves_of(zeta)
         energy = rbm_energy(first, second, *self._weights())
         distribution = self.posterior.distribution(parameters)
@@ -307,6 +339,16 @@ class RBMPrior(Prior):
         else:
             log_q = -bernoulli_entropy(distribution.logits)
         return log_q + energy + self.current_log_partition()
+
+    def smoothed_log_density(self, log_odds: TensorLike) -> TensorLike:
+        """``log p(ζ) - Σ_i log r(ζ_i|0) ≥ MF(a + g) - log Z`` for the smoothing's log-odds g
+        ``(..., n1 + n2)`` → ``(...)``, the mean-field bound on log Z(a + g) (see the module)."""
+        shift_first, shift_second = self._halves_of(log_odds)
+        bias1, bias2, coupling = self._weights()
+        shifted = mean_field_log_partition(
+            bias1 + shift_first, bias2 + shift_second, coupling, self.mean_field_iterations
+        )
+        return shifted - self.current_log_partition()
 
     def auxiliary_loss(self) -> TensorLike:
         """A term of value zero whose gradient is that of log Z: ``E_p[-∂E/∂θ]``.

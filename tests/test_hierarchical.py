@@ -133,9 +133,10 @@ def test_the_hierarchical_posterior_refuses_what_it_cannot_do():
         HierarchicalBernoulliPosterior(units=10, groups=3)
     with pytest.raises(ConfigError, match="closed_form needs a factorial posterior"):
         GUMBOLT.replace(posterior="hierarchical_bernoulli", groups=7, relaxation="closed_form")
+    # Rolfe's spike gives the smoothed sample no density, so no importance weight.
     with pytest.raises(ConfigError, match="iwae objective weighs samples"):
         GUMBOLT.replace(
-            posterior="hierarchical_overlapping_exponential", groups=1, prior="uniform"
+            posterior="hierarchical_spike_exponential", groups=1, prior="uniform"
         ).replace(objective="iwae")
 
 

@@ -612,7 +612,8 @@ def test_an_extension_may_change_an_upper_layers_resumable_settings_only(tmp_pat
     [
         (
             ("--relaxation", "spike"),
-            "--relaxation: invalid choice: 'spike' (choose from 'closed_form', 'gumbolt', 'mean_field')",
+            "--relaxation: invalid choice: 'spike' "
+            "(choose from 'closed_form', 'gumbolt', 'mean_field')",
         ),
         (("--posterior", "spike_exponential"), "does not give (use --posterior bernoulli"),
         (("--units", "300", "--halves", "150,150"), "a half has at most 128 units"),

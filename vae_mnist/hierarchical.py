@@ -280,6 +280,14 @@ class SmoothedGroups(GroupedUnits):
         """Each unit's logit given the sample's earlier groups, for the density of ζ."""
         return self.conditional_logits(parameters, zeta)
 
+    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, None]:
+        """``E[z | ζ] = q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)) = sigmoid(l + g(ζ))``, with the
+        smoothing's log-odds g: ``β(2ζ - 1)`` for the overlapping exponentials, ``(1/β - 1)
+        (log(1 - ζ) - log ζ)`` for the power functions. Smooth in ζ inside (0, 1), so no
+        boundary term (Rolfe's spike, whose bits are a step in ζ, has its own)."""
+        logits = ops.convert_to_tensor(logits)
+        return ops.sigmoid(logits + self.smoothing_log_odds(ops.cast(zeta, logits.dtype))), None
+
     def distribution_given(self, parameters: dict, z: TensorLike) -> FactorialBernoulli:
         """Each unit's logit given the sample's earlier groups, and its expected bit for a
         prior's KL: the kind's `expected_bits` in every group but the last, whose ζ conditions
@@ -338,12 +346,6 @@ class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExp
     groups: int = groups_setting()
     conditional_units: int = conditional_units_setting()
 
-    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, None]:
-        """``E[z | ζ] = sigmoid(l + β(2ζ - 1))``: q r(ζ|1) / (q r(ζ|1) + (1 - q) r(ζ|0)), as
-        ``r(ζ|1) / r(ζ|0) = e^(β(2ζ - 1))`` for the overlapping exponentials. Smooth in ζ, so
-        no boundary term."""
-        return ops.sigmoid(logits + self.smoothing_log_odds(zeta)), None
-
 
 @register
 @dataclasses.dataclass(frozen=True)
@@ -358,13 +360,6 @@ class HierarchicalPowerFunctionPosterior(SmoothedGroups, PowerFunctionPosterior)
     description: ClassVar[str] = "power-function units in groups, each conditioned on those before"
     groups: int = groups_setting()
     conditional_units: int = conditional_units_setting()
-
-    def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, None]:
-        """``E[z | ζ] = sigmoid(l + log r(ζ|1) - log r(ζ|0))``, with
-        ``log r(ζ|1) - log r(ζ|0) = (1/β - 1)(log(1 - ζ) - log ζ)`` for the power functions.
-        Smooth in ζ inside (0, 1), so no boundary term."""
-        logits = ops.convert_to_tensor(logits)
-        return ops.sigmoid(logits + self.smoothing_log_odds(ops.cast(zeta, logits.dtype))), None
 
 
 @register

@@ -159,7 +159,7 @@ class RBMPrior(Prior):
         return self.log_partition_gradient == "exact"
 
     def offers(self, capability: str) -> bool:
-        # The GumBolt relaxation is a setting, so this capability is the instance's.
+        # The relaxation is a setting, so these capabilities are the instance's.
         if capability == "relaxed_energy":
             return self.relaxation in ("gumbolt", "mean_field")
         if capability == "smoothed_density":

@@ -13,6 +13,7 @@ from conftest import set_rbm_weights
 from keras import ops
 from test_dvae import run_command
 from test_gumbolt import SHORT_AIS, numpy, preset_round_trip
+from test_relaxations import gradients
 
 from vae_mnist.discrete import OverlappingExponentialPosterior, PowerFunctionPosterior
 from vae_mnist.hierarchical import HierarchicalPowerFunctionPosterior
@@ -100,8 +101,6 @@ def test_the_mean_field_bound_is_below_log_z_and_exact_for_a_factorial_rbm():
 
 def test_the_mean_field_gradient_is_the_mean_field_marginals():
     """At the fixed point the bound's gradient in the biases is the mean-field state m."""
-    from test_relaxations import gradients
-
     rng = np.random.default_rng(1)
     bias1 = rng.normal(size=(1, 3)).astype("float32")
     bias2 = rng.normal(size=(1, 4)).astype("float32")

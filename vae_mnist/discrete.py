@@ -464,8 +464,10 @@ class SmoothedDensity:
     def smoothed_log_ratio(self, zeta: TensorLike, parameters: dict, prior: Any) -> TensorLike:
         """``log q(ζ|x) - log p(ζ)`` of the training sample under a prior that offers
         ``smoothed_density``, ``(batch,)`` nats: the Σ log r(ζ|0) of both cancels."""
+        # The log-odds once, for both densities: this runs in every training step.
         log_odds = self.smoothing_log_odds(zeta)
-        return self.smoothed_log_density(zeta, parameters) - prior.smoothed_log_density(log_odds)
+        log_q = smoothed_log_density_ratio(self.unit_logits(parameters, zeta), log_odds)
+        return log_q - prior.smoothed_log_density(log_odds)
 
 
 @register

@@ -181,17 +181,16 @@ def mean_field_log_partition(
         Shape ``(...)``: the bound for each row of biases, in nats.
     """
     bias1, bias2, coupling = _float_tensors(bias1, bias2, coupling)
+    # The sweeps read the weights without gradient, so the state m carries none.
+    fixed_bias1, fixed_bias2 = ops.stop_gradient(bias1), ops.stop_gradient(bias2)
     fixed_coupling = ops.stop_gradient(coupling)
-    second = ops.sigmoid(ops.stop_gradient(bias2))
+    second = ops.sigmoid(fixed_bias2)
     for _ in range(iterations):
         # (..., n2) @ (n2, n1) -> (..., n1), then (..., n1) @ (n1, n2) -> (..., n2).
-        first_logits = ops.stop_gradient(bias1) + ops.matmul(second, ops.transpose(fixed_coupling))
-        second_logits = ops.stop_gradient(bias2) + ops.matmul(
-            ops.sigmoid(first_logits), fixed_coupling
-        )
+        first_logits = fixed_bias1 + ops.matmul(second, ops.transpose(fixed_coupling))
+        first = ops.sigmoid(first_logits)
+        second_logits = fixed_bias2 + ops.matmul(first, fixed_coupling)
         second = ops.sigmoid(second_logits)
-    first_logits, second_logits = ops.stop_gradient(first_logits), ops.stop_gradient(second_logits)
-    first, second = ops.sigmoid(first_logits), ops.sigmoid(second_logits)
     # -E(m) at the mean-field state, with the gradient of the biases and the coupling.
     negative_energy = (
         ops.sum(bias1 * first, axis=-1)

@@ -454,3 +454,21 @@ def test_conditional_units_are_refused_where_they_do_not_apply(tmp_path):
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "--conditional-units" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("samples", [None, 3])
+def test_the_first_group_is_drawn_from_its_own_logits_as_the_full_product_gives_them(samples):
+    units, groups = 6, 3
+    posterior = PartLayer(
+        HierarchicalBernoulliPosterior(units=units, groups=groups, conditional_units=8), 0
+    ).part
+    rng = np.random.default_rng(2)
+    posterior.group_coupling.assign(rng.normal(0, 2, (units, units)).astype("float32"))
+    posterior.conditional_output.assign(rng.normal(0, 1, (8, units)).astype("float32"))
+    logits = ops.convert_to_tensor(rng.normal(0, 1, (2, units)).astype("float32"))
+    shape = (2, units) if samples is None else (2, samples, units)
+    # The first group skips the products with the all-zero code; they would add exact zeros.
+    full = numpy(posterior.conditional_logits({"logits": logits}, np.zeros(shape, "float32")))
+    first = numpy(posterior._first_group_logits(logits, shape))
+    assert first.shape == (*shape[:-1], units // groups)
+    np.testing.assert_array_equal(first, full[..., : units // groups])

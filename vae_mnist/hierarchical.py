@@ -181,12 +181,26 @@ class GroupedUnits:
         # Numpy parameters too (evaluation's), as tensors: PyTorch mixes no numpy arrays.
         parameters = {"logits": ops.convert_to_tensor(parameters["logits"])}
         dtype = parameters["logits"].dtype
-        for index in range(self.groups):
+        first = slice(0, size)
+        groups.append(draw(self._first_group_logits(parameters["logits"], shape), first))
+        for index in range(1, self.groups):
             rest = ops.zeros((*shape[:-1], self.units - index * size), dtype=dtype)
             code = ops.concatenate([*groups, rest], axis=-1)
             columns = slice(index * size, (index + 1) * size)
             groups.append(draw(self.conditional_logits(parameters, code)[..., columns], columns))
         return ops.concatenate(groups, axis=-1)
+
+    def _first_group_logits(self, logits: TensorLike, shape: tuple) -> TensorLike:
+        """The first group's logits, a(x) alone, broadcast to ``(*shape[:-1], group size)``.
+
+        Its masks give it nothing from the code, so the products with an all-zero code that
+        `conditional_logits` would form add exact zeros; left in, XLA folds them into a
+        constant as large as an evaluation chunk's codes while compiling the estimate."""
+        logits = logits[..., : self.group_size]
+        if len(shape) == 3:
+            # (batch, size) -> (batch, 1, size), to broadcast over the samples.
+            logits = ops.expand_dims(logits, 1)
+        return ops.broadcast_to(logits, (*shape[:-1], self.group_size))
 
     def mode(self, parameters: dict) -> TensorLike:
         """Each group's more probable bits given the earlier groups' mode, ``(batch, N)``."""

@@ -194,8 +194,9 @@ class GroupedUnits:
         """The first group's logits, a(x) alone, broadcast to ``(*shape[:-1], group size)``.
 
         Its masks give it nothing from the code, so the products with an all-zero code that
-        `conditional_logits` would form add exact zeros; left in, XLA folds them into a
-        constant as large as an evaluation chunk's codes while compiling the estimate."""
+        `conditional_logits` would form add exact zeros; left in, XLA works out the product of
+        a whole evaluation chunk's zero codes while compiling the estimate, and warns that it
+        takes long."""
         logits = logits[..., : self.group_size]
         if len(shape) == 3:
             # (batch, size) -> (batch, 1, size), to broadcast over the samples.

@@ -166,6 +166,48 @@ def test_compare_puts_two_runs_side_by_side_and_draws_their_curves(
     assert f"wrote {figure}" in out
 
 
+def test_the_curves_name_the_loss_each_run_trained(
+    tmp_path, trained_run, tiny_npz, monkeypatch, capsys
+):
+    from vae_mnist import plotting
+
+    weighted = tmp_path / "iwae"
+    flags = ["--objective", "iwae", "--importance-samples", "3", "--epochs", "1"]
+    assert main(["train", "--data", str(tiny_npz), *flags, "--out", str(weighted), "--quiet"]) == 0
+    titles = []
+
+    def save(figure, path):
+        titles.append(figure.axes[0].get_title())
+        return Path(path)
+
+    monkeypatch.setattr(plotting, "_save", save)
+    for run in (trained_run, weighted):
+        out = tmp_path / "figures" / run.name
+        assert main(["plot", "curves", "--run", str(run), "--out", str(out), "--quiet"]) == 0
+    assert main(["compare", str(weighted), "--out", str(tmp_path / "one.png")]) == 0
+    assert main(["compare", str(trained_run), str(weighted), "--out", str(tmp_path / "two")]) == 0
+    capsys.readouterr()
+    assert titles == [
+        "negative ELBO (nats per image)",
+        "negative IWAE bound, K = 3 (nats per image)",
+        "validation negative IWAE bound, K = 3 (nats per image)",
+        "validation loss (nats per image)",
+    ]
+
+
+@pytest.mark.parametrize(
+    "settings, name",
+    [
+        ({}, "negative ELBO"),
+        ({"kl_weight": 4.0}, "reconstruction + 4·KL"),
+        ({"kl_warmup_epochs": 10}, "negative ELBO, KL warmed up"),
+        ({"kl_weight": 0.5, "kl_warmup_epochs": 10}, "reconstruction + β·KL, β → 0.5"),
+    ],
+)
+def test_the_elbo_objective_names_its_loss_with_its_weight(settings, name):
+    assert RunConfig().replace(**settings).objective.loss_name == name
+
+
 def test_compare_names_a_missing_run_folder_in_one_line(tmp_path, trained_run, capsys):
     missing = tmp_path / "nowhere"
     assert main(["compare", str(trained_run), str(missing), "--out", str(tmp_path / "f.png")]) == 1

@@ -55,7 +55,8 @@ class Objective(Part):
     ``needs_log_weights``: whether it takes the per-sample log-weights (the model then computes
     log q(z|x) and log p(z) of each sample) or the ELBO's terms; ``check_parts(posterior,
     prior)``: refuse a posterior or prior it cannot train; ``callbacks()``: Keras callbacks it
-    needs during training; ``logged_values()``: values it logs per epoch.
+    needs during training; ``logged_values()``: values it logs per epoch; ``loss_name``: what
+    its loss is, for the figures of a run's history.
     """
 
     family: ClassVar[str] = "objective"
@@ -77,6 +78,10 @@ class Objective(Part):
     @property
     def logged_metrics(self) -> tuple[str, ...]:
         return ()
+
+    @property
+    def loss_name(self) -> str:
+        return "loss"
 
 
 @register
@@ -118,6 +123,17 @@ class ELBOObjective(Objective):
 
     def loss(self, reconstruction: TensorLike, kl: TensorLike) -> TensorLike:
         return negative_elbo(reconstruction, kl, self.kl_scale if self.weighted else None)
+
+    @property
+    def loss_name(self) -> str:
+        """The negative ELBO, or the sum with the KL weighted where it is."""
+        if self.kl_warmup_epochs and self.kl_weight == 1.0:
+            return "negative ELBO, KL warmed up"
+        if self.kl_warmup_epochs:
+            return f"reconstruction + β·KL, β → {self.kl_weight:g}"
+        if self.weighted:
+            return f"reconstruction + {self.kl_weight:g}·KL"
+        return "negative ELBO"
 
     def callbacks(self) -> list:
         return [_warmup_callback(self)] if self.kl_warmup_epochs else []
@@ -165,6 +181,10 @@ class IWAEObjective(Objective):
 
     def loss(self, log_weights: TensorLike) -> TensorLike:
         return negative_iwae_bound(log_weights)
+
+    @property
+    def loss_name(self) -> str:
+        return f"negative IWAE bound, K = {self.importance_samples}"
 
 
 def _warmup_callback(objective: ELBOObjective) -> Any:

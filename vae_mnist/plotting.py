@@ -240,11 +240,14 @@ def plot_interpolation(decoded: np.ndarray, path: str | Path, title: str) -> Pat
     return _save(figure, path)
 
 
-def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Path:
+def plot_training_curves(
+    history: dict[str, np.ndarray], path: str | Path, loss_name: str = "negative ELBO"
+) -> Path:
     """Loss, reconstruction and KL per epoch, training and validation.
 
-    A history with a ``temperature`` column (a discrete latent's relaxation) adds a fourth
-    panel with the temperature's mean over each epoch.
+    `loss_name` titles the loss's panel (the run's objective's `loss_name`). A history with a
+    ``temperature`` column (a discrete latent's relaxation) adds a fourth panel with the
+    temperature's mean over each epoch.
     """
     with_temperature = "temperature" in history
     panels = 4 if with_temperature else 3
@@ -253,7 +256,7 @@ def plot_training_curves(history: dict[str, np.ndarray], path: str | Path) -> Pa
     for axis, key, title in zip(
         axes[:3],
         ("loss", "reconstruction_loss", "kl_loss"),
-        ("negative ELBO", "reconstruction", "KL"),
+        (loss_name, "reconstruction", "KL"),
         strict=True,
     ):
         axis.plot(epochs, history[key], label="training")
@@ -472,14 +475,17 @@ def save_manifold_animation(
     return Path(path)
 
 
-def plot_validation_curves(histories: dict[str, dict[str, np.ndarray]], path: str | Path) -> Path:
+def plot_validation_curves(
+    histories: dict[str, dict[str, np.ndarray]], path: str | Path, loss_name: str = "negative ELBO"
+) -> Path:
     """Several runs' validation loss, reconstruction and KL per epoch, overlaid, one line a run.
 
     Args:
         histories: run name → its ``history.csv`` columns (`vae_mnist.runs.read_history`).
+        loss_name: what the runs' loss is (their objectives' `loss_name`, where they share one).
     """
     terms = (
-        ("val_loss", "negative ELBO"),
+        ("val_loss", loss_name),
         ("val_reconstruction_loss", "reconstruction"),
         ("val_kl_loss", "KL"),
     )

@@ -166,8 +166,12 @@ def run(arguments: argparse.Namespace, program: str) -> str:
     if figure is not None:
         from vae_mnist.plotting import plot_validation_curves
 
-        histories = {s.name: s.history for s in summaries if s.history is not None}
-        if not histories:
+        drawn = [s for s in summaries if s.history is not None]
+        if not drawn:
             raise RunError("no run has a finished epoch: no validation curves to draw")
-        print(f"wrote {plot_validation_curves(histories, figure)}")
+        histories = {s.name: s.history for s in drawn}
+        # Runs of different objectives share the panel under the plain name of their losses.
+        loss_names = {s.config.objective.loss_name for s in drawn}
+        loss_name = loss_names.pop() if len(loss_names) == 1 else "loss"
+        print(f"wrote {plot_validation_curves(histories, figure, loss_name=loss_name)}")
     return table

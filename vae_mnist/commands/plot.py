@@ -214,7 +214,9 @@ def _curves(figures: Figures) -> list[Path]:
     if not history_path.exists():
         raise ModelFileError(f"{history_path}: no training history in the run")
     history = read_history(history_path)
-    return [plotting.plot_training_curves(history, figures.out / "training_curves.png")]
+    path = figures.out / "training_curves.png"
+    loss_name = figures.run.config.objective.loss_name
+    return [plotting.plot_training_curves(history, path, loss_name=loss_name)]
 
 
 def _density(figures: Figures) -> list[Path]:

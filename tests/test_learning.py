@@ -451,6 +451,27 @@ def test_the_readme_snippet_imports_print_nothing(imports):
     assert result.stdout.strip() in ("tensorflow", "jax", "torch")
 
 
+def _heading_anchor(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation but hyphens and underscores
+    dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_within_the_readme_names_one_of_its_headings():
+    text = (REPOSITORY / "README.md").read_text()
+    # Code blocks hold no headings or links, but shell comments that look like headings.
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
+    headings = re.findall(r"^#{1,6} (.+)$", prose, flags=re.MULTILINE)
+    anchors = [_heading_anchor(heading) for heading in headings]
+    assert len(set(anchors)) == len(anchors), "two headings share an anchor"
+    links = re.findall(r"\]\(#([^)]+)\)", prose)
+    assert len(links) > 20
+    assert sorted(set(links) - set(anchors)) == []
+    # The contents list names every section.
+    sections = {_heading_anchor(h) for h in re.findall(r"^## (.+)$", prose, flags=re.MULTILINE)}
+    assert sections - {"quick-start", "contents"} <= set(links)
+
+
 @pytest.mark.parametrize(
     ("counts", "text"),
     [([10, 10, 10], "10"), ([7, 8], "7.5"), ([7, 7, 8], "7.3"), ([10] * 49 + [9], "9.98")],

@@ -510,3 +510,25 @@ def test_evaluate_refuses_exact_log_partition_for_large_halves(tmp_path):
     assert "21 units: more than 20" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert folder_state(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("settings", "weight"),
+    [({}, 1.0), ({"kl_weight": 0.5}, 0.5), ({"kl_weight": 0.5, "kl_warmup_epochs": 4}, 0.0)],
+)
+def test_the_kl_weight_weighs_the_chains_gradient_of_log_z_as_the_rest_of_the_kl(
+    monkeypatch, settings, weight
+):
+    """The chains' term of log Z's gradient reaches the loss beside the per-image KL; a β or a
+    warm-up (0 in its first epoch) weighs it as the KL, or the RBM's gradient loses its balance
+    between the posterior's energy and the model's."""
+    config = TINY.replace(log_partition_gradient="chains", **settings)
+    vae = build_vae(config)
+    images = (np.random.default_rng(3).random((4, 784)) < 0.3).astype("float32")
+    outputs = vae(images, training=True)
+    # The term is zero in value; give it a value to see its weight in the loss.
+    assert float(numpy(vae.prior.part.auxiliary_loss())) == 0.0
+    loss = float(numpy(vae.compute_loss(images, y_pred=outputs)))
+    monkeypatch.setattr(RBMPrior, "auxiliary_loss", lambda prior: ops.convert_to_tensor(2.0))
+    shifted = float(numpy(vae.compute_loss(images, y_pred=outputs)))
+    assert shifted - loss == pytest.approx(2.0 * weight, abs=1e-4)

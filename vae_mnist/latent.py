@@ -242,7 +242,9 @@ class Prior(Part):
     - ``mean()``: the mean of p(z), ``(code_size,)`` numpy float32, where known in closed form
       (None by default): where the explore page's controls start.
     - ``training_update()``: work inside each training step (an RBM's persistent chains).
-    - ``auxiliary_loss()``: a scalar added to the loss, not to the KL (zero by default).
+    - ``auxiliary_loss()``: a scalar of the KL added to the loss beside the per-image KL (an
+      RBM's zero-valued term carrying the gradient of log Z), which the objective weighs as it
+      weighs the KL (zero by default).
     - ``callbacks()``: Keras callbacks it needs during training (an RBM's log Z refresh).
     - ``prepare_evaluation(**options)``: work before evaluation; JSON-ready metrics.
     - ``relaxed_divergence(zeta, parameters, sample_estimate)``: with ``relaxed_energy``, the

@@ -358,7 +358,9 @@ class VAE(keras.Model):
             loss = objective.loss(log_weights)
         else:
             loss = objective.loss(reconstruction, kl)
-        return loss + self.prior.part.auxiliary_loss()
+        # The prior's own term of the KL (an RBM's gradient of log Z) takes the KL's weight, so
+        # that a warm-up or a beta weighs the whole of the KL's gradient alike.
+        return loss + objective.weighted_kl(self.prior.part.auxiliary_loss())
 
     def exact_terms(self, images, samples: int, seed: Any):
         """``-log p(x|z)`` and ``log q(z|x) - log p(z)`` for K exact posterior samples per image.

@@ -55,8 +55,9 @@ class Objective(Part):
     ``needs_log_weights``: whether it takes the per-sample log-weights (the model then computes
     log q(z|x) and log p(z) of each sample) or the ELBO's terms; ``check_parts(posterior,
     prior)``: refuse a posterior or prior it cannot train; ``callbacks()``: Keras callbacks it
-    needs during training; ``logged_values()``: values it logs per epoch; ``loss_name``: what
-    its loss is, for the figures of a run's history.
+    needs during training; ``logged_values()``: values it logs per epoch; ``weighted_kl(term)``:
+    a term of the KL that reaches the loss on its own (a prior's `auxiliary_loss`), weighed as
+    the loss weighs the KL; ``loss_name``: what its loss is, for the figures of a run's history.
     """
 
     family: ClassVar[str] = "objective"
@@ -78,6 +79,10 @@ class Objective(Part):
     @property
     def logged_metrics(self) -> tuple[str, ...]:
         return ()
+
+    def weighted_kl(self, term: TensorLike) -> TensorLike:
+        """The KL's own weight: none by default."""
+        return term
 
     @property
     def loss_name(self) -> str:
@@ -123,6 +128,10 @@ class ELBOObjective(Objective):
 
     def loss(self, reconstruction: TensorLike, kl: TensorLike) -> TensorLike:
         return negative_elbo(reconstruction, kl, self.kl_scale if self.weighted else None)
+
+    def weighted_kl(self, term: TensorLike) -> TensorLike:
+        """`term` times the KL's current weight, where the KL is weighted."""
+        return term * self.kl_scale if self.weighted else term
 
     @property
     def loss_name(self) -> str:

@@ -514,7 +514,13 @@ def test_evaluate_refuses_exact_log_partition_for_large_halves(tmp_path):
 
 @pytest.mark.parametrize(
     ("settings", "weight"),
-    [({}, 1.0), ({"kl_weight": 0.5}, 0.5), ({"kl_weight": 0.5, "kl_warmup_epochs": 4}, 0.0)],
+    [
+        ({}, 1.0),
+        ({"kl_weight": 0.5}, 0.5),
+        ({"kl_weight": 0.5, "kl_warmup_epochs": 4}, 0.0),
+        # The importance-weighted bound takes the KL whole: each log-weight holds log Z once.
+        ({"posterior": "bernoulli", "relaxation": "gumbolt", "objective": "iwae"}, 1.0),
+    ],
 )
 def test_the_kl_weight_weighs_the_chains_gradient_of_log_z_as_the_rest_of_the_kl(
     monkeypatch, settings, weight

@@ -464,11 +464,17 @@ def test_the_first_group_is_drawn_from_its_own_logits_as_the_full_product_gives_
     ).part
     rng = np.random.default_rng(2)
     posterior.group_coupling.assign(rng.normal(0, 2, (units, units)).astype("float32"))
+    posterior.conditional_hidden_bias.assign(rng.normal(0, 1, 8).astype("float32"))
     posterior.conditional_output.assign(rng.normal(0, 1, (8, units)).astype("float32"))
     logits = ops.convert_to_tensor(rng.normal(0, 1, (2, units)).astype("float32"))
     shape = (2, units) if samples is None else (2, samples, units)
-    # The first group skips the products with the all-zero code; they would add exact zeros.
-    full = numpy(posterior.conditional_logits({"logits": logits}, np.zeros(shape, "float32")))
+    # The first group skips the products with the code, which its masks make exact zeros
+    # whatever the code: its logits from a random code, bit for bit.
+    code = rng.random(shape).astype("float32")
+    full = numpy(posterior.conditional_logits({"logits": logits}, code))
     first = numpy(posterior._first_group_logits(logits, shape))
     assert first.shape == (*shape[:-1], units // groups)
     np.testing.assert_array_equal(first, full[..., : units // groups])
+    # The later groups do read the code: (2, units) -> (2, 1, units) beside the samples.
+    base = numpy(logits)[:, None] if samples else numpy(logits)
+    assert np.abs(full - base)[..., units // groups :].min() > 0.0

@@ -176,7 +176,8 @@ class GroupedUnits:
         self, parameters: dict, shape: tuple, draw: Callable[[TensorLike, slice], TensorLike]
     ) -> TensorLike:
         """A code ``shape`` drawn group by group, `draw(logits of group g, its columns)` given
-        the groups already drawn (the later ones held at zero, which their mask ignores)."""
+        the groups already drawn (the later ones held at zero, which their mask ignores); the
+        first group, which reads no code, from its own logits."""
         size, groups = self.group_size, []
         # Numpy parameters too (evaluation's), as tensors: PyTorch mixes no numpy arrays.
         parameters = {"logits": ops.convert_to_tensor(parameters["logits"])}

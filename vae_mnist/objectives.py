@@ -81,11 +81,13 @@ class Objective(Part):
         return ()
 
     def weighted_kl(self, term: TensorLike) -> TensorLike:
-        """The KL's own weight: none by default."""
+        """None by default: a bound that takes the KL whole (the importance-weighted one, whose
+        log-weights each hold the KL once, so a term beside them reaches every weight alike)."""
         return term
 
     @property
     def loss_name(self) -> str:
+        """What the loss is, in a few words, for the figures' titles."""
         return "loss"
 
 
@@ -136,9 +138,8 @@ class ELBOObjective(Objective):
     @property
     def loss_name(self) -> str:
         """The negative ELBO, or the sum with the KL weighted where it is."""
-        if self.kl_warmup_epochs and self.kl_weight == 1.0:
-            return "negative ELBO, KL warmed up"
         if self.kl_warmup_epochs:
+            # Not the ELBO while β rises, whatever it rises to.
             return f"reconstruction + β·KL, β → {self.kl_weight:g}"
         if self.weighted:
             return f"reconstruction + {self.kl_weight:g}·KL"

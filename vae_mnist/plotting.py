@@ -240,6 +240,12 @@ def plot_interpolation(decoded: np.ndarray, path: str | Path, title: str) -> Pat
     return _save(figure, path)
 
 
+def _panel_title(title: str) -> str:
+    """A title wrapped to one panel of a row of three curves, about 45 characters a line, so
+    that a long loss name does not run into the next panel's title."""
+    return textwrap.fill(title, width=45)
+
+
 def plot_training_curves(
     history: dict[str, np.ndarray], path: str | Path, loss_name: str = "negative ELBO"
 ) -> Path:
@@ -261,7 +267,7 @@ def plot_training_curves(
     ):
         axis.plot(epochs, history[key], label="training")
         axis.plot(epochs, history["val_" + key], label="validation")
-        axis.set_title(f"{title} (nats per image)")
+        axis.set_title(_panel_title(f"{title} (nats per image)"))
         axis.set_xlabel("epoch")
         axis.legend()
     if with_temperature:
@@ -494,7 +500,7 @@ def plot_validation_curves(
         for name, history in histories.items():
             if key in history:
                 axis.plot(history["epoch"], history[key], label=name)
-        axis.set_title(f"validation {title} (nats per image)")
+        axis.set_title(_panel_title(f"validation {title} (nats per image)"))
         axis.set_xlabel("epoch")
     axes[0].legend(fontsize=8)
     figure.tight_layout()

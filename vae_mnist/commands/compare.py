@@ -131,6 +131,13 @@ def comparison_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def shared_loss_name(summaries: list[RunSummary]) -> str:
+    """The runs' objectives' one name for their loss; runs of different objectives share the
+    panel under the plain name, "loss"."""
+    names = {summary.config.objective.loss_name for summary in summaries}
+    return names.pop() if len(names) == 1 else "loss"
+
+
 def format_comparison(names: list[str], rows: list[tuple[str, list[str]]]) -> str:
     """An aligned text table: a header of run names, then one line per row."""
     label_width = max(len(label) for label, _ in rows)
@@ -170,8 +177,6 @@ def run(arguments: argparse.Namespace, program: str) -> str:
         if not drawn:
             raise RunError("no run has a finished epoch: no validation curves to draw")
         histories = {s.name: s.history for s in drawn}
-        # Runs of different objectives share the panel under the plain name of their losses.
-        loss_names = {s.config.objective.loss_name for s in drawn}
-        loss_name = loss_names.pop() if len(loss_names) == 1 else "loss"
+        loss_name = shared_loss_name(drawn)
         print(f"wrote {plot_validation_curves(histories, figure, loss_name=loss_name)}")
     return table

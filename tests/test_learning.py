@@ -209,6 +209,22 @@ def test_the_elbo_objective_names_its_loss_with_its_weight(settings, name):
     assert RunConfig().replace(**settings).objective.loss_name == name
 
 
+def test_compare_lists_a_stacked_layers_settings_one_row_each():
+    from vae_mnist.commands.compare import RunSummary, differing_settings
+
+    def summary(name, config):
+        return RunSummary(name=name, config=config, status="finished", history=None, metrics=None)
+
+    stacked = preset_config("gumbolt2018-continuous")
+    colder = preset_config("gumbolt2018-continuous", temperature_min=0.1)
+    rows = differing_settings([summary("a", stacked), summary("b", colder)])
+    assert rows == [("upper_layers[0].posterior.temperature_min", ["0.5", "0.1"])]
+    # Against a run of one layer, each of the stack's settings is a short row of its own.
+    rows = differing_settings([summary("a", stacked), summary("b", preset_config("keras2017"))])
+    assert ("upper_layers[0].network.hidden_layers", ["200,200", "-"]) in rows
+    assert max(len(text) for _, texts in rows for text in texts) < 30
+
+
 def test_compare_names_a_missing_run_folder_in_one_line(tmp_path, trained_run, capsys):
     missing = tmp_path / "nowhere"
     assert main(["compare", str(trained_run), str(missing), "--out", str(tmp_path / "f.png")]) == 1

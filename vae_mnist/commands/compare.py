@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,13 +84,34 @@ def run_names(folders: list[str]) -> list[str]:
 
 def _setting_text(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return ",".join(str(item) for item in value)
+        return ",".join(str(item) for item in value) if value else "none"
     return str(value)
+
+
+def _leaves(name: str, value: Any) -> Iterator[tuple[str, Any]]:
+    """``(dotted name, value)`` for each plain value of a setting: a stacked layer's parts
+    (``upper_layers``) become rows of their own, ``upper_layers[0].posterior.units``, so that
+    one differing number does not print the whole stack."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(f"{name}.{key}", item)
+    elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
+        for index, item in enumerate(value):
+            yield from _leaves(f"{name}[{index}]", item)
+    else:
+        yield name, value
 
 
 def differing_settings(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     """``(setting, one value per run)`` for every setting, preset included, not shared by all."""
-    flats = [{"preset": s.config.preset, **flat_settings(s.config)} for s in summaries]
+    flats = [
+        dict(
+            leaf
+            for name, value in {"preset": s.config.preset, **flat_settings(s.config)}.items()
+            for leaf in _leaves(name, value)
+        )
+        for s in summaries
+    ]
     rows = []
     names = list(dict.fromkeys(name for flat in flats for name in flat))
     for name in names:

@@ -81,8 +81,9 @@ class Objective(Part):
         return ()
 
     def weighted_kl(self, term: TensorLike) -> TensorLike:
-        """None by default: a bound that takes the KL whole (the importance-weighted one, whose
-        log-weights each hold the KL once, so a term beside them reaches every weight alike)."""
+        """`term` as it is by default: a bound that takes the KL whole (the importance-weighted
+        one, whose log-weights each hold the KL once, so a term beside them reaches every weight
+        alike)."""
         return term
 
     @property

@@ -18,7 +18,9 @@ from conftest import folder_state, make_arrays, run_command
 
 from vae_mnist import RunConfig, load_model
 from vae_mnist.errors import ModelFileError, RunError, TrainingDivergedError
-from vae_mnist.training import train
+from vae_mnist.model import save_model
+from vae_mnist.runs import library_versions
+from vae_mnist.training import execution_settings, train
 
 SMALL = RunConfig().replace(hidden_layers=(32,), batch_size=50, epochs=2)
 
@@ -330,6 +332,42 @@ def test_seed_and_versions_are_recorded(tmp_path):
         assert recorded["versions"][library]
     assert "config" not in recorded, "the configuration is stored once, in config.json"
     assert RunConfig.load(tmp_path / "run" / "config.json") == SMALL.replace(epochs=1, seed=11)
+
+
+class _RecordExecution(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.settings = (self.model.steps_per_execution, bool(self.model.jit_compile))
+
+
+def test_a_run_continues_on_another_backend_with_this_backends_settings(tmp_path):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    # Make the run look saved by another backend: its model compiled with other execution
+    # settings (PyTorch refuses more than one step per execution), its record with other
+    # versions.
+    vae = load_model(folder / "vae.keras")
+    vae.compile(optimizer=vae.optimizer, steps_per_execution=5, jit_compile=False)
+    save_model(vae, folder / "vae.keras")
+    info = json.loads((folder / "run.json").read_text())
+    started_with = {**info["versions"], "backend": "another"}
+    (folder / "run.json").write_text(json.dumps({**info, "versions": started_with}))
+    recorder = _RecordExecution()
+    train(SMALL, _data(), folder, verbose=0, extend=True, callbacks=[recorder])
+    steps_per_epoch = 300 // SMALL.training.batch_size
+    assert recorder.settings == execution_settings(SMALL, steps_per_epoch)
+    recorded = json.loads((folder / "run.json").read_text())
+    assert recorded["versions"] == started_with
+    assert recorded["continued"] == [{"after_epoch": 1, "versions": library_versions()}]
+    # Continuing again with the same versions adds nothing.
+    train(SMALL.replace(epochs=3), _data(), folder, verbose=0, extend=True)
+    assert json.loads((folder / "run.json").read_text())["continued"] == recorded["continued"]
+
+
+def test_a_run_continued_with_the_same_versions_records_no_continuation(tmp_path):
+    folder = tmp_path / "run"
+    _unfinished_run(folder)
+    train(SMALL.replace(epochs=3), _data(), folder, verbose=0)
+    assert "continued" not in json.loads((folder / "run.json").read_text())
 
 
 def test_lambda_layer_file_is_refused_not_run(tmp_path):

@@ -3,7 +3,7 @@
 A run folder holds, once training finishes::
 
     config.json     the RunConfig: the preset, one section per part, training
-    run.json        progress, seed, library versions, timings (not the configuration)
+    run.json        progress, seed, library versions (and those of any continuation), timings
     history.csv     one row per finished epoch, numbered from 1 (written as each epoch ends)
     vae.keras       the whole VAE, every part
     encoder.keras   x -> the first head: z_mean for the Gaussian latent (the blog's ``encoder``)
@@ -113,6 +113,22 @@ def library_versions() -> dict[str, str]:
             versions[backend_module] = __import__(backend_module).__version__
     versions["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores"
     return versions
+
+
+def record_continuation(info: dict[str, Any]) -> None:
+    """Note in the progress record `info` that training continues here with other versions.
+
+    ``versions`` keeps the libraries the run started with; a run resumed or extended on another
+    backend, library or machine appends ``{"after_epoch": N, "versions": ...}`` to
+    ``continued``, so that the record says which epochs came from where.
+    """
+    continued = info.setdefault("continued", [])
+    versions = library_versions()
+    latest = continued[-1]["versions"] if continued else info.get("versions")
+    if versions != latest:
+        continued.append({"after_epoch": int(info["completed_epochs"]), "versions": versions})
+    if not continued:
+        del info["continued"]
 
 
 def read_run_info(paths: RunPaths) -> dict[str, Any] | None:

@@ -32,12 +32,23 @@ from vae_mnist.runs import (
     library_versions,
     read_run_info,
     read_saved_config,
+    record_continuation,
     write_run_info,
 )
 
 
 def compile_vae(vae: keras.Model, config: RunConfig, steps_per_epoch: int) -> None:
-    """Compile with the configured optimizer and the fastest settings the backend supports.
+    """Compile with the configured optimizer and the fastest settings the backend supports."""
+    steps_per_execution, jit_compile = execution_settings(config, steps_per_epoch)
+    vae.compile(
+        optimizer=config.optimizer.build(steps_per_epoch),
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+
+
+def execution_settings(config: RunConfig, steps_per_epoch: int) -> tuple[int, bool]:
+    """How this backend runs the training steps: the steps per execution, and XLA or not.
 
     Several steps per execution and XLA compilation pay off on TensorFlow and JAX (see
     ``benchmarks/bench_train.py``). Keras' PyTorch backend accepts only one step per execution,
@@ -48,12 +59,7 @@ def compile_vae(vae: keras.Model, config: RunConfig, steps_per_epoch: int) -> No
     jit_compile = config.training.jit_compile
     if keras.backend.backend() == "torch":
         steps_per_execution, jit_compile = 1, False
-    steps_per_execution = max(1, min(steps_per_execution, steps_per_epoch))
-    vae.compile(
-        optimizer=config.optimizer.build(steps_per_epoch),
-        steps_per_execution=steps_per_execution,
-        jit_compile=jit_compile,
-    )
+    return max(1, min(steps_per_execution, steps_per_epoch)), jit_compile
 
 
 class _EpochRecorder(keras.callbacks.Callback):
@@ -414,16 +420,21 @@ def _start(
     info.pop("failed_epoch", None)
     info["completed_epochs"] = completed = int(info["completed_epochs"])
     training = config.training
+    steps_per_epoch = math.ceil(train_images / training.batch_size)
     # A resumed run reseeds from its position, so its shuffling is repeatable too.
     keras.utils.set_random_seed(training.seed + completed)
     if resume:
+        record_continuation(info)
         vae = load_model(paths.folder / info["checkpoint"], config)
         vae.continue_with(config)
+        # The checkpoint carries the settings of the backend that saved it, which may not be
+        # this one (a run trained on JAX and continued on PyTorch).
+        vae.steps_per_execution, vae.jit_compile = execution_settings(config, steps_per_epoch)
         if config.optimizer.resumes_with_new_learning_rate:
             vae.optimizer.learning_rate.assign(config.optimizer.learning_rate)
     else:
         vae = build_vae(config)
-        compile_vae(vae, config, math.ceil(train_images / training.batch_size))
+        compile_vae(vae, config, steps_per_epoch)
     config.save(paths.config)
     write_run_info(paths, info)
     atomic_write_text(paths.history, history_csv_text(info["history"]))

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import keras
@@ -361,6 +362,40 @@ def test_a_run_continues_on_another_backend_with_this_backends_settings(tmp_path
     # Continuing again with the same versions adds nothing.
     train(SMALL.replace(epochs=3), _data(), folder, verbose=0, extend=True)
     assert json.loads((folder / "run.json").read_text())["continued"] == recorded["continued"]
+
+
+def _as_saved_by_pytorch(model_file: Path) -> None:
+    """Rewrite a saved VAE's optimizer entry as Keras writes it on PyTorch: naming the
+    PyTorch-only subclass's module, which imports torch and updates only torch tensors."""
+    with zipfile.ZipFile(model_file) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(members["config.json"])
+    optimizer = config["compile_config"]["optimizer"]
+    optimizer["module"] = "keras.src.backend.torch.optimizers.torch_rmsprop"
+    optimizer["registered_name"] = optimizer["class_name"]
+    members["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(model_file, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+
+
+def test_a_run_trained_on_pytorch_loads_and_continues_on_every_backend(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    saved = load_model(folder / "vae.keras").optimizer
+    _as_saved_by_pytorch(folder / "vae.keras")
+    if keras.backend.backend() != "torch":
+        # As where PyTorch is not installed: nothing here may need it.
+        monkeypatch.setitem(sys.modules, "torch", None)
+    loaded = load_model(folder / "vae.keras").optimizer
+    assert isinstance(loaded, keras.optimizers.RMSprop)
+    assert len(loaded.variables) == len(saved.variables)
+    for mine, theirs in zip(loaded.variables, saved.variables, strict=True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs)
+        )
+    info = train(SMALL, _data(), folder, verbose=0, extend=True)
+    assert info["completed_epochs"] == 2 and np.isfinite(info["history"][-1]["val_loss"])
 
 
 def test_a_run_continued_with_the_same_versions_records_no_continuation(tmp_path):

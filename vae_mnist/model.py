@@ -29,6 +29,7 @@ from vae_mnist.chunks import chunked, compiles_chunks  # noqa: E402
 from vae_mnist.config import RunConfig  # noqa: E402
 from vae_mnist.errors import ModelFileError  # noqa: E402
 from vae_mnist.files import atomic_path  # noqa: E402
+from vae_mnist.optimizers import backend_neutral_optimizers  # noqa: E402
 from vae_mnist.settings import Part  # noqa: E402
 
 SERIALIZATION_PACKAGE = "vae_mnist"
@@ -504,7 +505,9 @@ def load_model(path: str | os.PathLike, config: RunConfig | None = None) -> kera
     if config is not None and legacy.is_legacy_vae(path):
         return legacy.load_legacy_vae(path, config)
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(
+            path, safe_mode=True, custom_objects=backend_neutral_optimizers()
+        )
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}") from None
     except Exception as error:  # Keras raises many kinds; every one means "cannot use it".

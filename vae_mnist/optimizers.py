@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from vae_mnist.backend import keras
-from vae_mnist.settings import ConfigError, Part, register, setting
+from vae_mnist.settings import ConfigError, Part, kinds, register, setting
 
 # Burda et al. (2015) train 3^i epochs at learning rate 1e-3 · 10^(-i/7), for i = 0..7.
 IWAE_SCHEDULE_STAGES = 8
@@ -104,6 +104,19 @@ class Optimizer(Part):
     def resumes_with_new_learning_rate(self) -> bool:
         """A resumed run may take a new constant learning rate (to go on more gently)."""
         return self.learning_rate_schedule == "constant"
+
+
+def backend_neutral_optimizers() -> dict[str, type]:
+    """Each optimizer kind's Keras class by name, for loading a model saved on any backend.
+
+    On PyTorch, Keras builds each optimizer as a PyTorch-only subclass of the same name and
+    saves the model naming that subclass's module, which imports torch and updates only torch
+    tensors. Loading such a file with these classes gives the backend's own optimizer instead,
+    with the same variables, so a run trained on PyTorch continues on JAX or TensorFlow and
+    loads where PyTorch is not installed.
+    """
+    classes = (kind.keras_class for kind in kinds("optimizer").values())
+    return {name: getattr(keras.optimizers, name) for name in classes}
 
 
 @register

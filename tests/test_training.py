@@ -398,6 +398,17 @@ def test_a_run_trained_on_pytorch_loads_and_continues_on_every_backend(tmp_path,
     assert info["completed_epochs"] == 2 and np.isfinite(info["history"][-1]["val_loss"])
 
 
+def test_a_saved_model_names_the_backend_neutral_optimizer(tmp_path):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    with zipfile.ZipFile(folder / "vae.keras") as archive:
+        optimizer = json.loads(archive.read("config.json"))["compile_config"]["optimizer"]
+    # On PyTorch, Keras would name `keras.src.backend.torch.optimizers.torch_rmsprop`.
+    assert (optimizer["module"], optimizer["class_name"]) == ("keras.optimizers", "RMSprop")
+    reloaded = keras.saving.load_model(folder / "vae.keras", safe_mode=True)
+    assert isinstance(reloaded.optimizer, keras.optimizers.RMSprop)
+
+
 def test_a_run_continued_with_the_same_versions_records_no_continuation(tmp_path):
     folder = tmp_path / "run"
     _unfinished_run(folder)

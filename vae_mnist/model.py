@@ -466,6 +466,20 @@ class VAE(keras.Model):
     def get_config(self) -> dict:
         return {**super().get_config(), "config": self.run_config.to_dict()}
 
+    def get_compile_config(self) -> dict:
+        """The compile settings as saved, naming the optimizer's backend-neutral Keras class
+        where Keras would name PyTorch's own subclass (`backend_neutral_optimizers`), so that
+        a model saved on PyTorch loads on every backend, with or without this package."""
+        config = super().get_compile_config()
+        optimizer = config.get("optimizer")
+        if isinstance(optimizer, dict) and optimizer["class_name"] in backend_neutral_optimizers():
+            config["optimizer"] = {
+                **optimizer,
+                "module": "keras.optimizers",
+                "registered_name": None,
+            }
+        return config
+
     @classmethod
     def from_config(cls, config: dict) -> VAE:
         config = dict(config)

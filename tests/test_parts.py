@@ -4,12 +4,10 @@ the flags and configurations the kinds make, the objectives, and two stochastic 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import shutil
 from pathlib import Path
-from typing import Any, ClassVar
 
 import keras
 import numpy as np
@@ -17,7 +15,7 @@ import pytest
 from conftest import REPOSITORY, folder_state, gaussian_log_density, make_arrays, run_command
 
 import vae_mnist
-from vae_mnist import Posterior, Prior, RunConfig, register, setting
+from vae_mnist import RunConfig
 from vae_mnist import settings as settings_module
 from vae_mnist.presets import preset_names
 
@@ -72,84 +70,12 @@ def _evaluate(vae, config: RunConfig, data, samples: int = 10, neighbours: int =
 # -- adding a kind: a Laplace posterior and prior, from outside the package ---------------------
 
 
-def _define_laplace_kinds() -> tuple[type, type]:
-    """What a user writes to add a kind: two small classes, registered by the public API."""
-    from keras import ops
-
-    from vae_mnist import noise
-
-    def laplace_noise(shape, seed):
-        # The inverse CDF of a standard Laplace at U ~ Uniform(-1/2, 1/2), kept off the ends.
-        u = noise.uniform(shape, seed=seed, minval=-0.5 + 1e-6, maxval=0.5 - 1e-6)
-        return -ops.sign(u) * ops.log(1.0 - 2.0 * ops.abs(u))
-
-    def laplace_log_density(z, loc, log_scale):
-        return ops.sum(-math.log(2.0) - log_scale - ops.abs(z - loc) * ops.exp(-log_scale), axis=-1)
-
-    @register
-    @dataclasses.dataclass(frozen=True)
-    class LaplacePosterior(Posterior):
-        kind: ClassVar[str] = "laplace"
-        description: ClassVar[str] = "a factorial Laplace"
-        capabilities: ClassVar[frozenset[str]] = frozenset({"continuous", "density"})
-
-        dimension: int = setting(2, "dimensions of the latent space z", positive=True)
-
-        def head_sizes(self) -> dict[str, int]:
-            return {"z_loc": self.dimension, "z_log_scale": self.dimension}
-
-        @property
-        def code_size(self) -> int:
-            return self.dimension
-
-        def sample(self, parameters: dict, training: bool | None = None):
-            loc, log_scale = parameters["z_loc"], parameters["z_log_scale"]
-            epsilon = laplace_noise(ops.shape(loc), self.seed_generator)
-            return loc + ops.exp(log_scale) * epsilon
-
-        def log_density(self, z, parameters: dict):
-            loc, log_scale = parameters["z_loc"], parameters["z_log_scale"]
-            for _ in range(len(ops.shape(z)) - len(ops.shape(loc))):
-                loc, log_scale = ops.expand_dims(loc, 1), ops.expand_dims(log_scale, 1)
-            return laplace_log_density(z, loc, log_scale)
-
-        def sample_exact(self, parameters: dict, samples: int, seed: Any):
-            loc = ops.expand_dims(parameters["z_loc"], 1)
-            log_scale = ops.expand_dims(parameters["z_log_scale"], 1)
-            shape = (ops.shape(loc)[0], samples, self.dimension)
-            z = loc + ops.exp(log_scale) * laplace_noise(shape, seed)
-            return z, laplace_log_density(z, loc, log_scale)
-
-        def distribution(self, parameters: dict):
-            return None  # No prior knows it in closed form: the KL is the Monte-Carlo estimate.
-
-        def representation(self, parameters: dict):
-            return parameters["z_loc"]
-
-        def mode(self, parameters: dict):
-            return parameters["z_loc"]
-
-    @register
-    @dataclasses.dataclass(frozen=True)
-    class StandardLaplacePrior(Prior):
-        kind: ClassVar[str] = LAPLACE_PRIOR
-        description: ClassVar[str] = "a standard Laplace per dimension"
-        capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
-
-        def log_density(self, z):
-            return ops.sum(-math.log(2.0) - ops.abs(z), axis=-1)
-
-        def sample(self, count: int, seed: int) -> np.ndarray:
-            shape = (count, self.posterior.code_size)
-            return np.random.default_rng(seed).laplace(size=shape).astype(np.float32)
-
-    return LaplacePosterior, StandardLaplacePrior
-
-
 @pytest.fixture(scope="module")
 def laplace_kinds():
     """The Laplace kinds, registered for this module's tests only (other modules list kinds)."""
-    kinds = _define_laplace_kinds()
+    from laplace_kinds import define
+
+    kinds = define()
     yield kinds
     for cls in kinds:
         settings_module._REGISTRY[cls.family].pop(cls.kind, None)
@@ -238,6 +164,68 @@ def test_a_kind_added_outside_the_package_reloads_in_safe_mode(laplace_run, tmp_
     again = load_model(tmp_path / "again.keras")
     for name, value in again.encode(images).items():
         np.testing.assert_array_equal(_numpy(value), _numpy(parameters[name]))
+
+
+def test_a_kind_of_ones_own_trains_and_evaluates_from_the_command_line(tmp_path):
+    npz = _write_npz(tmp_path / "tiny.npz")
+    folder = str(tmp_path / "run")
+    kinds = {"VAE_MNIST_KINDS": str(REPOSITORY / "tests" / "laplace_kinds.py")}
+    trained = run_command(
+        *("train", "--posterior", "laplace", "--prior", LAPLACE_PRIOR, "--epochs", "1"),
+        *("--hidden-layers", "8", "--batch-size", "40", "--data", str(npz), "--out", folder),
+        environment=kinds,
+    )
+    assert trained.returncode == 0, trained.stderr
+    # The module imports Keras, and so TensorFlow, which must still start quietly.
+    assert "absl" not in trained.stderr
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["posterior"]["kind"] == (
+        "laplace"
+    )
+    evaluate = ("evaluate", "--run", folder, "--data", str(npz), "--samples", "5", "--quiet")
+    evaluated = run_command(*evaluate, environment=kinds)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    # Without its module the run's kind is unknown: one line, which says where to name it.
+    (tmp_path / "run" / "metrics.json").unlink()
+    refused = run_command(*evaluate)
+    assert refused.returncode == 1
+    assert "unknown posterior 'laplace'" in refused.stderr and "$VAE_MNIST_KINDS" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("no_such_module_of_kinds", "ModuleNotFoundError"),
+        ("{folder}/missing.py", "FileNotFoundError"),
+        ("{folder}/broken.py", "RuntimeError: a bug of its own"),
+    ],
+)
+def test_a_module_of_kinds_that_does_not_import_is_one_line(
+    value, message, tmp_path, monkeypatch, capsys
+):
+    from vae_mnist import cli
+
+    (tmp_path / "broken.py").write_text("raise RuntimeError('a bug of its own')\n")
+    value = value.format(folder=tmp_path)
+    monkeypatch.setenv("VAE_MNIST_KINDS", f"{value}, ")
+    assert cli.main(["presets"]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"vae-mnist: error: VAE_MNIST_KINDS: cannot import {value!r} (")
+    assert message in error and error.count("\n") == 1
+    assert "broken" not in __import__("sys").modules
+
+
+def test_an_installed_module_of_kinds_that_does_not_import_is_named(monkeypatch):
+    import importlib.metadata
+
+    entry_point = importlib.metadata.EntryPoint(
+        name="lab-kinds", value="no_such_module_of_kinds:register", group="vae_mnist.kinds"
+    )
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [entry_point])
+    with pytest.raises(vae_mnist.ConfigError, match="entry point 'lab-kinds': cannot import "):
+        settings_module._load_installed_kinds.__wrapped__()
 
 
 # -- runs of version 2 ----------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from vae_mnist import __version__
-from vae_mnist.errors import REPORTED
+from vae_mnist.errors import REPORTED, ConfigError
 from vae_mnist.figures import FIGURES
 from vae_mnist.flags import ALIASES, kind_choices, option, resumable_flags, setting_flags
 from vae_mnist.settings import default_of, field_type
@@ -379,7 +379,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    arguments = parse_arguments(argv)
+    try:
+        arguments = parse_arguments(argv)
+    except ConfigError as error:  # A module of kinds in $VAE_MNIST_KINDS that does not import.
+        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     command = importlib.import_module(f"vae_mnist.commands.{arguments.command}")
     try:
         command.run(arguments, PROGRAM)

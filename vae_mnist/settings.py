@@ -16,16 +16,27 @@ Its configuration is its own section of ``config.json``, ``{"kind": "laplace", "
 command line refuses for kinds that do not have it. Every value is checked here, once, when a
 part is made, by `check_value`; a kind adds checks between its own fields in `Part.check`.
 
-This module does not import Keras, so the command line can read every kind's settings at once.
+Kinds from outside the package come from the modules named in ``$VAE_MNIST_KINDS`` and from
+installed packages' ``vae_mnist.kinds`` entry points, imported before the first kind is looked
+up. This module does not import Keras (those modules may), so the command line can read every
+kind's settings at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import importlib
+import importlib.metadata
+import importlib.util
 import math
+import os
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
+from vae_mnist._quiet import start_tensorflow_quietly
 from vae_mnist.errors import ConfigError, UsageError  # noqa: F401  (raised by the parts)
 
 FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
@@ -216,7 +227,10 @@ def kinds(family: str) -> dict[str, type[Part]]:
 def kind_of(family: str, name: Any) -> type[Part]:
     available = kinds(family)
     if name not in available:
-        raise ConfigError(f"unknown {family} {name!r} (choose from {', '.join(available)})")
+        raise ConfigError(
+            f"unknown {family} {name!r} (choose from {', '.join(available)}; a kind of your "
+            f"own: name its module in ${KIND_MODULES_VARIABLE})"
+        )
     return available[name]
 
 
@@ -252,8 +266,62 @@ BUILTIN_KIND_MODULES = (
 )
 
 
-def _load_builtin_kinds() -> None:
-    import importlib
+# Kinds from outside the package: the modules (or paths of ``.py`` files) named in this
+# environment variable, separated by commas, and those that installed packages declare under
+# this entry-point group. Each is imported once, before the first kind is looked up, so the
+# command line offers their flags and loads the runs and models that use them.
+KIND_MODULES_VARIABLE = "VAE_MNIST_KINDS"
+KIND_ENTRY_POINT_GROUP = "vae_mnist.kinds"
 
+
+def _load_builtin_kinds() -> None:
     for name in BUILTIN_KIND_MODULES:
         importlib.import_module(name)
+    _load_installed_kinds()
+    _load_named_kinds(os.environ.get(KIND_MODULES_VARIABLE, ""))
+
+
+@functools.cache
+def _load_installed_kinds() -> None:
+    for entry_point in importlib.metadata.entry_points(group=KIND_ENTRY_POINT_GROUP):
+        module = entry_point.value.partition(":")[0].strip()
+        _import_kind_module(
+            module, f"the {KIND_ENTRY_POINT_GROUP} entry point {entry_point.name!r}"
+        )
+
+
+@functools.cache
+def _load_named_kinds(names: str) -> None:
+    for name in (name.strip() for name in names.split(",")):
+        if name:
+            _import_kind_module(name, KIND_MODULES_VARIABLE)
+
+
+def _import_kind_module(name: str, source: str) -> None:
+    """Import a module of kinds by its name or the path of its file; one line if it fails."""
+    # Such a module imports Keras, which imports TensorFlow: start that quietly first, as the
+    # package's own modules do, or its start-up chatter fills standard error.
+    start_tensorflow_quietly()
+    try:
+        if name.endswith(".py"):
+            _import_file(Path(name).resolve())
+        else:
+            importlib.import_module(name)
+    except Exception as error:  # Whatever a module of one's own raises, its kinds are missing.
+        raise ConfigError(
+            f"{source}: cannot import {name!r} ({type(error).__name__}: {error})"
+        ) from None
+
+
+def _import_file(path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise FileNotFoundError(f"no such file {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as an import would: its dataclasses look it up by name.
+    sys.modules[path.stem] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[path.stem]
+        raise

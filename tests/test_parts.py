@@ -214,7 +214,17 @@ def test_a_module_of_kinds_that_does_not_import_is_one_line(
     error = capsys.readouterr().err
     assert error.startswith(f"vae-mnist: error: VAE_MNIST_KINDS: cannot import {value!r} (")
     assert message in error and error.count("\n") == 1
-    assert "broken" not in __import__("sys").modules
+    assert "vae_mnist_kinds_broken" not in __import__("sys").modules
+
+
+def test_a_file_of_kinds_named_as_a_module_in_use_does_not_replace_it(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "json.py").write_text("LOADED = True\n")
+    monkeypatch.delitem(sys.modules, "vae_mnist_kinds_json", raising=False)
+    settings_module._load_named_kinds(str(tmp_path / "json.py"))
+    assert sys.modules["vae_mnist_kinds_json"].LOADED
+    assert sys.modules["json"].dumps({}) == "{}"
 
 
 def test_an_installed_module_of_kinds_that_does_not_import_is_named(monkeypatch):

@@ -314,14 +314,16 @@ def _import_kind_module(name: str, source: str) -> None:
 
 
 def _import_file(path: Path) -> None:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    # A name of its own, so that a file called json.py, say, cannot replace a module in use.
+    name = f"vae_mnist_kinds_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():
         raise FileNotFoundError(f"no such file {str(path)!r}")
     module = importlib.util.module_from_spec(spec)
     # Registered before it runs, as an import would: its dataclasses look it up by name.
-    sys.modules[path.stem] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[path.stem]
+        del sys.modules[name]
         raise

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vae_mnist import Posterior, Prior, register, setting
+from vae_mnist import Posterior, Prior, register, require_posterior, setting
 
 LAPLACE_PRIOR = "standard_laplace"
 
@@ -82,6 +82,10 @@ def define() -> tuple[type, type]:
         kind: ClassVar[str] = LAPLACE_PRIOR
         description: ClassVar[str] = "a standard Laplace per dimension"
         capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
+
+        def check_posterior(self, posterior) -> None:
+            # A density of real codes: a discrete posterior's KL against it means nothing.
+            require_posterior(self, posterior, "continuous", "a continuous posterior")
 
         def log_density(self, z):
             return ops.sum(-math.log(2.0) - ops.abs(z), axis=-1)

@@ -4,6 +4,7 @@ the flags and configurations the kinds make, the objectives, and two stochastic 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import shutil
@@ -15,7 +16,7 @@ import pytest
 from conftest import REPOSITORY, folder_state, gaussian_log_density, make_arrays, run_command
 
 import vae_mnist
-from vae_mnist import RunConfig
+from vae_mnist import RunConfig, register, setting
 from vae_mnist import settings as settings_module
 from vae_mnist.presets import preset_names
 
@@ -98,6 +99,11 @@ def laplace_run(laplace_kinds, tmp_path_factory) -> tuple[Path, Path]:
     info = train(config, config.data.load(str(npz)), folder, verbose=0)
     assert info["status"] == "finished"
     return folder, npz
+
+
+def test_a_kind_added_outside_the_package_refuses_what_it_cannot_pair_with(laplace_kinds):
+    with pytest.raises(vae_mnist.ConfigError, match="needs a continuous posterior"):
+        RunConfig().replace(posterior="categorical", prior=LAPLACE_PRIOR)
 
 
 def test_a_kind_added_outside_the_package_trains_into_a_run(laplace_run):
@@ -227,15 +233,59 @@ def test_a_file_of_kinds_named_as_a_module_in_use_does_not_replace_it(tmp_path, 
     assert sys.modules["json"].dumps({}) == "{}"
 
 
-def test_an_installed_module_of_kinds_that_does_not_import_is_named(monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("beta", "has the name of another command-line flag (--beta)"),
+        ("seed", "has the name of another command-line flag (--seed)"),
+        ("out", "has the name of a flag of `vae-mnist train` (--out)"),
+        ("help", "has the name of a flag of `vae-mnist train` (--help)"),
+    ],
+)
+def test_a_setting_named_as_another_flag_is_one_line(name, message, capsys):
+    from vae_mnist import cli
+    from vae_mnist.gaussian import StandardNormalPrior
+
+    fields = [(name, float, setting(1.0, "a setting of its own", positive=True))]
+    cls = dataclasses.make_dataclass(
+        "ClashPrior", fields, bases=(StandardNormalPrior,), frozen=True
+    )
+    cls.kind = "clash"
+    register(cls)
+    try:
+        assert cli.main(["train", "--epochs", "1"]) == 1
+    finally:
+        settings_module._REGISTRY["prior"].pop("clash")
+    error = capsys.readouterr().err
+    expected = f"the setting {name!r} of the clash prior {message}: give it another name"
+    assert error == f"vae-mnist: error: {expected}\n"
+
+
+def test_a_setting_named_kind_is_refused_when_registered():
+    from vae_mnist.gaussian import StandardNormalPrior
+
+    fields = [("kind", float, setting(1.0, "a setting of its own"))]
+    cls = dataclasses.make_dataclass("KindPrior", fields, bases=(StandardNormalPrior,), frozen=True)
+    with pytest.raises(ValueError, match="'kind' names the kind in config.json"):
+        register(cls)
+    assert "kind" not in settings_module._REGISTRY["prior"]
+
+
+def test_an_installed_module_of_kinds_that_does_not_import_is_a_warning(monkeypatch, capsys):
     import importlib.metadata
 
     entry_point = importlib.metadata.EntryPoint(
         name="lab-kinds", value="no_such_module_of_kinds:register", group="vae_mnist.kinds"
     )
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [entry_point])
-    with pytest.raises(vae_mnist.ConfigError, match="entry point 'lab-kinds': cannot import "):
-        settings_module._load_installed_kinds.__wrapped__()
+    # A broken package must not stop every command: its kinds are left out, with one line.
+    settings_module._load_installed_kinds.__wrapped__()
+    warning = capsys.readouterr().err
+    assert warning.startswith(
+        "vae-mnist: warning: the vae_mnist.kinds entry point 'lab-kinds' of an installed "
+        "package: cannot import 'no_such_module_of_kinds' (ModuleNotFoundError"
+    )
+    assert warning.endswith("; its kinds are left out\n") and warning.count("\n") == 1
 
 
 # -- runs of version 2 ----------------------------------------------------------------------------

@@ -265,7 +265,12 @@ BINARIZATIONS = ("none", "dynamic", "static")
 
 @dataclasses.dataclass(frozen=True)
 class Data(Part):
-    """The base of the data kinds: which images, and how their pixels become targets."""
+    """The base of the data kinds: which images, and how their pixels become targets.
+
+    ``load(path)``: ``((x_train, y_train), (x_test, y_test))``, uint8 images and their labels,
+    from a local copy or a download (the base reads the kind's data set by its name);
+    ``class_names``: the labels' names; ``pixels``: the values per image.
+    """
 
     family: ClassVar[str] = "data"
     pixels: ClassVar[int] = IMAGE_SIDE * IMAGE_SIDE

@@ -239,6 +239,8 @@ class Prior(Part):
       prior does not know the posterior's distribution (the model then estimates it).
     - ``log_density(z)``: log p(z), ``(..., code_size)`` → ``(...)``.
     - ``sample(count, seed)``: ``(count, code_size)`` numpy float32 codes, for the figures.
+    - ``quantiles(probabilities)``: with the ``quantiles`` capability, each dimension's inverse
+      CDF at `probabilities`, for the manifold and density figures.
     - ``mean()``: the mean of p(z), ``(code_size,)`` numpy float32, where known in closed form
       (None by default): where the explore page's controls start.
     - ``training_update()``: work inside each training step (an RBM's persistent chains).

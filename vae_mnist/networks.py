@@ -151,7 +151,12 @@ ACTIVATIONS = ("relu", "tanh")
 @dataclasses.dataclass(frozen=True)
 class Network(Part):
     """The base of the network kinds: the encoder (x → the posterior's heads) and the decoder
-    (z → the likelihood's heads), both on flat vectors."""
+    (z → the likelihood's heads), both on flat vectors.
+
+    ``build_encoder(heads, pixels)`` and ``build_decoder(heads, code_size, pixels)``: the two
+    Keras models (the base builds them from ``hidden_layers``, ``activation`` and the kind's
+    ``architecture``); ``check_data(data)``: refuse images it cannot take.
+    """
 
     family: ClassVar[str] = "network"
     architecture: ClassVar[str]

@@ -51,13 +51,17 @@ def negative_iwae_bound(log_weights: TensorLike) -> TensorLike:
 class Objective(Part):
     """The base of the objective kinds.
 
-    ``importance_samples``: samples of z per image that the loss needs (1 for the ELBO);
-    ``needs_log_weights``: whether it takes the per-sample log-weights (the model then computes
-    log q(z|x) and log p(z) of each sample) or the ELBO's terms; ``check_parts(posterior,
-    prior)``: refuse a posterior or prior it cannot train; ``callbacks()``: Keras callbacks it
-    needs during training; ``logged_values()``: values it logs per epoch; ``weighted_kl(term)``:
-    a term of the KL that reaches the loss on its own (a prior's `auxiliary_loss`), weighed as
-    the loss weighs the KL; ``loss_name``: what its loss is, for the figures of a run's history.
+    ``loss(reconstruction, kl)``: the batch's loss from the per-image reconstruction term and
+    KL (or ``loss(log_weights)``, from the (batch, samples) log-weights, where
+    ``needs_log_weights``): the one method a kind must have. ``importance_samples``: samples of
+    z per image that the loss needs (1 for the ELBO); ``needs_log_weights``: whether it takes
+    the per-sample log-weights (the model then computes log q(z|x) and log p(z) of each sample)
+    or the ELBO's terms; ``check_parts(posterior, prior)``: refuse a posterior or prior it cannot
+    train; ``callbacks()``: Keras callbacks it needs during training; ``logged_values()``:
+    values it logs per epoch; ``weighted_kl(term)``: a term of the KL that reaches the loss on
+    its own (a prior's `auxiliary_loss`), weighed as the loss weighs the KL (a kind that weighs
+    the KL must weigh this too); ``loss_name``: what its loss is, for the figures of a run's
+    history.
     """
 
     family: ClassVar[str] = "objective"

@@ -214,6 +214,8 @@ def register(cls: type[Part]) -> type[Part]:
     """
     if cls.family not in _REGISTRY:
         raise ValueError(f"unknown family {cls.family!r} (choose from {', '.join(FAMILIES)})")
+    if any(field.name == "kind" for field in cls.settings()):
+        raise ValueError(f"{cls.__name__}: 'kind' names the kind in config.json, not a setting")
     _REGISTRY[cls.family][cls.kind] = cls
     return cls
 
@@ -283,11 +285,17 @@ def _load_builtin_kinds() -> None:
 
 @functools.cache
 def _load_installed_kinds() -> None:
+    """Import the modules that installed packages declare; one that fails is a warning, not
+    an error, so that a broken package cannot stop every command (a run of its kinds then
+    names the kind it misses)."""
     for entry_point in importlib.metadata.entry_points(group=KIND_ENTRY_POINT_GROUP):
-        module = entry_point.value.partition(":")[0].strip()
-        _import_kind_module(
-            module, f"the {KIND_ENTRY_POINT_GROUP} entry point {entry_point.name!r}"
-        )
+        package = getattr(entry_point.dist, "name", None) or "an installed package"
+        source = f"the {KIND_ENTRY_POINT_GROUP} entry point {entry_point.name!r} of {package}"
+        try:
+            # The entry point names a module, whose import registers its kinds.
+            _import_kind_module(entry_point.value.partition(":")[0].strip(), source)
+        except ConfigError as error:
+            print(f"vae-mnist: warning: {error}; its kinds are left out", file=sys.stderr)
 
 
 @functools.cache

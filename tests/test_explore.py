@@ -490,6 +490,25 @@ def test_an_ipv6_loopback_server_serves_the_page_and_waits_for_its_run():
         server.server_close()
 
 
+def test_a_client_that_goes_away_is_not_a_traceback(capsys):
+    server = ExploreServer(("127.0.0.1", 0))
+    try:
+        for error in (ConnectionResetError(104, "reset by peer"), BrokenPipeError(32, "pipe")):
+            try:
+                raise error
+            except ConnectionError:
+                server.handle_error(None, ("127.0.0.1", 1))
+        assert capsys.readouterr().err == ""
+        # Anything else is a bug worth its traceback.
+        try:
+            raise ValueError("a bug")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+        assert "ValueError: a bug" in capsys.readouterr().err
+    finally:
+        server.server_close()
+
+
 def start_command(run: Path, data: Path, *extra: str) -> tuple[subprocess.Popen, str]:
     """`vae-mnist explore` in a subprocess, and the address it prints once it serves."""
     env = {key: value for key, value in os.environ.items() if key != "VAE_MNIST_DATA"}

@@ -99,6 +99,13 @@ class ExploreServer(ThreadingHTTPServer):
     def port(self) -> int:
         return self.server_address[1]
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away before its answer was written is routine (a page closed, a
+        `curl | head`), not worth the standard library's traceback; anything else keeps it."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class ExploreHandler(BaseHTTPRequestHandler):
     """Answers one connection's requests (see the module)."""

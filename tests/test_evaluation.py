@@ -189,4 +189,27 @@ def test_evaluate_command_writes_metrics(trained_run, session_npz, tmp_path, cap
     assert all(math.isfinite(value) for value in numbers)
     assert metrics["iwae_samples"] == 50 and metrics["test_images"] == 100
     assert metrics["iwae_negative_log_likelihood"] <= metrics["negative_elbo"] + 1.0
-    assert "negative ELBO" in capsys.readouterr().out
+    written = capsys.readouterr()
+    assert "negative ELBO" in written.out and "warning" not in written.err
+
+
+def test_evaluate_warns_of_a_number_that_is_not_finite(
+    trained_run, session_npz, tmp_path, capsys, monkeypatch
+):
+    from vae_mnist.commands import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    measured = evaluate.evaluate_run
+
+    def with_an_infinite_sample(*arguments, **options):
+        return {**measured(*arguments, **options), "iwae_negative_log_likelihood": math.nan}
+
+    monkeypatch.setattr(evaluate, "evaluate_run", with_an_infinite_sample)
+    command = ["evaluate", "--run", str(run), "--data", str(session_npz), "--samples", "5"]
+    assert main([*command, "--quiet"]) == 0
+    error = capsys.readouterr().err
+    assert error.startswith(
+        "vae-mnist evaluate: warning: not finite: iwae_negative_log_likelihood (nan); "
+    )
+    assert error.count("\n") == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from typing import Any
 
 from vae_mnist.data import model_inputs
@@ -40,7 +42,24 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     write_metrics(trained.paths, metrics)
     print(format_table(metrics))
     print(f"wrote {trained.paths.metrics}")
+    warn_of_non_finite(metrics, program)
     return metrics
+
+
+def warn_of_non_finite(metrics: dict[str, Any], program: str) -> None:
+    """One line on standard error naming the numbers that are NaN or infinite, which a table
+    of many numbers would let pass unseen (a sample with an infinite log-weight, say)."""
+    broken = [
+        f"{name} ({value})"
+        for name, value in metrics.items()
+        if isinstance(value, float) and not math.isfinite(value)
+    ]
+    if broken:
+        print(
+            f"{program} evaluate: warning: not finite: {', '.join(broken)}; a sample of the "
+            "model gave an infinite or undefined log-density",
+            file=sys.stderr,
+        )
 
 
 def check_log_partition(prior, method: str) -> None:

@@ -269,6 +269,26 @@ def test_an_interrupted_extension_keeps_the_finished_model_and_continues(tmp_pat
     assert info["completed_epochs"] == 3 and history_epochs(folder) == [1, 2, 3]
 
 
+class _InterruptAtFirstStep(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_an_extension_stopped_before_its_first_epoch_can_go_back_to_the_finished_run(tmp_path):
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    (folder / "metrics.json").write_text('{"negative_elbo": 1.0}')
+    before = folder_state(folder)
+    with pytest.raises(KeyboardInterrupt):
+        train(SMALL, _data(), folder, verbose=0, extend=True, callbacks=[_InterruptAtFirstStep()])
+    # Resumed at the epochs it had, it trains nothing: the finished model and its metrics stay.
+    info = train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    assert info["status"] == "finished" and history_epochs(folder) == [1]
+    after = folder_state(folder)
+    for name in ("vae.keras", "encoder.keras", "decoder.keras", "metrics.json"):
+        assert after[name] == before[name], name
+
+
 @pytest.mark.parametrize(
     "changes, options, message",
     [

@@ -459,12 +459,15 @@ def _diverged(paths: RunPaths, info: dict[str, Any], value: str) -> TrainingDive
 
 def _finish(paths: RunPaths, info: dict[str, Any], vae: keras.Model) -> None:
     """Save the trained model's three files and mark the run finished."""
-    save_model(vae, paths.vae)
-    save_model(vae.first_head_encoder(), paths.encoder)
-    save_model(vae.image_decoder(), paths.decoder)
-    # Metrics measured on a model this run replaced would now describe the wrong model.
-    with contextlib.suppress(FileNotFoundError):
-        paths.metrics.unlink()
+    # An interrupted extension resumed at the epochs it started from has trained nothing since
+    # the finished model, which it keeps, with the metrics that describe it.
+    if info["checkpoint"] != paths.vae.name:
+        save_model(vae, paths.vae)
+        save_model(vae.first_head_encoder(), paths.encoder)
+        save_model(vae.image_decoder(), paths.decoder)
+        # Metrics measured on a model this run replaced would now describe the wrong model.
+        with contextlib.suppress(FileNotFoundError):
+            paths.metrics.unlink()
     info["status"] = "finished"
     info["checkpoint"] = None
     info["train_seconds"] = float(sum(info["epoch_seconds"]))

@@ -223,27 +223,27 @@ def test_a_module_of_kinds_that_does_not_import_is_one_line(
     assert "vae_mnist_kinds_broken" not in __import__("sys").modules
 
 
-def test_a_file_of_kinds_named_as_a_module_in_use_does_not_replace_it(tmp_path, monkeypatch):
+def test_a_file_of_kinds_has_a_module_name_of_its_own(tmp_path):
     import sys
 
-    (tmp_path / "json.py").write_text("LOADED = True\n")
-    monkeypatch.delitem(sys.modules, "vae_mnist_kinds_json", raising=False)
-    settings_module._load_named_kinds(str(tmp_path / "json.py"))
-    assert sys.modules["vae_mnist_kinds_json"].LOADED
-    assert sys.modules["json"].dumps({}) == "{}"
+    first, second = tmp_path / "json.py", tmp_path / "elsewhere" / "json.py"
+    second.parent.mkdir()
+    first.write_text("LOADED = 'first'\n")
+    second.write_text("LOADED = 'second'\n")
+    before = set(sys.modules)
+    try:
+        # The same file twice, and once more later, runs once.
+        settings_module._load_named_kinds(f"{first},{second},{first}")
+        settings_module._load_named_kinds(f"{second}, {first}")
+        added = {name: sys.modules[name] for name in set(sys.modules) - before}
+        assert sorted(module.LOADED for module in added.values()) == ["first", "second"]
+        assert sys.modules["json"].dumps({}) == "{}"
+    finally:
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
 
 
-@pytest.mark.parametrize(
-    ("name", "message"),
-    [
-        ("beta", "has the name of another command-line flag (--beta)"),
-        ("seed", "has the name of another command-line flag (--seed)"),
-        ("out", "has the name of a flag of `vae-mnist train` (--out)"),
-        ("help", "has the name of a flag of `vae-mnist train` (--help)"),
-    ],
-)
-def test_a_setting_named_as_another_flag_is_one_line(name, message, capsys):
-    from vae_mnist import cli
+def _kind_with_a_setting(name: str) -> type:
     from vae_mnist.gaussian import StandardNormalPrior
 
     fields = [(name, float, setting(1.0, "a setting of its own", positive=True))]
@@ -251,24 +251,57 @@ def test_a_setting_named_as_another_flag_is_one_line(name, message, capsys):
         "ClashPrior", fields, bases=(StandardNormalPrior,), frozen=True
     )
     cls.kind = "clash"
-    register(cls)
-    try:
-        assert cli.main(["train", "--epochs", "1"]) == 1
-    finally:
-        settings_module._REGISTRY["prior"].pop("clash")
-    error = capsys.readouterr().err
-    expected = f"the setting {name!r} of the clash prior {message}: give it another name"
-    assert error == f"vae-mnist: error: {expected}\n"
+    return cls
 
 
-def test_a_setting_named_kind_is_refused_when_registered():
-    from vae_mnist.gaussian import StandardNormalPrior
+@pytest.mark.parametrize("name", ["beta", "seed", "out", "help", "command", "kind", "prior"])
+def test_a_setting_named_as_another_flag_is_refused_when_registered(name):
+    with pytest.raises(ValueError) as refused:
+        register(_kind_with_a_setting(name))
+    assert str(refused.value) == (
+        f"the clash prior's setting {name!r} has a name the command line uses already "
+        f"(--{name}): give it another name"
+    )
+    assert "clash" not in settings_module._REGISTRY["prior"]
 
-    fields = [("kind", float, setting(1.0, "a setting of its own"))]
-    cls = dataclasses.make_dataclass("KindPrior", fields, bases=(StandardNormalPrior,), frozen=True)
-    with pytest.raises(ValueError, match="'kind' names the kind in config.json"):
-        register(cls)
-    assert "kind" not in settings_module._REGISTRY["prior"]
+
+def test_the_reserved_setting_names_cover_every_other_flag_of_train():
+    from vae_mnist.cli import build_parser
+    from vae_mnist.flags import setting_flags
+
+    parser = build_parser()
+    kind_settings = {
+        name for name, flag in setting_flags().items() if flag.owners[0][0] != "training"
+    }
+    others = {action.dest for action in parser.commands["train"]._actions} - kind_settings
+    others |= {action.dest for action in parser._actions}
+    assert others <= settings_module.RESERVED_SETTING_NAMES
+    assert not kind_settings & settings_module.RESERVED_SETTING_NAMES
+
+
+def test_a_module_with_a_setting_named_as_another_flag_is_one_line(tmp_path, monkeypatch, capsys):
+    from vae_mnist import cli
+
+    module = tmp_path / "clash.py"
+    module.write_text(
+        "import dataclasses\n"
+        "from typing import ClassVar\n"
+        "from vae_mnist import register, setting\n"
+        "from vae_mnist.gaussian import StandardNormalPrior\n\n"
+        "@register\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class ClashPrior(StandardNormalPrior):\n"
+        "    kind: ClassVar[str] = 'clash'\n"
+        "    out: float = setting(1.0, 'a setting of its own')\n"
+    )
+    monkeypatch.setenv("VAE_MNIST_KINDS", str(module))
+    assert cli.main(["presets"]) == 1
+    assert capsys.readouterr().err == (
+        f"vae-mnist: error: VAE_MNIST_KINDS: cannot import {str(module)!r} (ValueError: the "
+        "clash prior's setting 'out' has a name the command line uses already (--out): give it "
+        "another name)\n"
+    )
+    assert "clash" not in settings_module._REGISTRY["prior"]
 
 
 def test_an_installed_module_of_kinds_that_does_not_import_is_a_warning(monkeypatch, capsys):

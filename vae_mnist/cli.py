@@ -103,13 +103,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             help=f"the {flag} kind ({', '.join(choices)})",
         )
     for name, flag in setting_flags().items():
-        try:
-            _add_setting_flag(parser, option(name), name, flag)
-        except argparse.ArgumentError:  # A kind of one's own with a setting named like `out`.
-            raise ConfigError(
-                f"the setting {name!r} of {flag.describe_owners()} has the name of a flag of "
-                f"`{parser.prog}` ({option(name)}): give it another name"
-            ) from None
+        _add_setting_flag(parser, option(name), name, flag)
     # Earlier names of settings, still accepted and hidden from the help.
     flags = setting_flags()
     for old, name in ALIASES.items():

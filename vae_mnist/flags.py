@@ -38,23 +38,10 @@ class Flag:
 
 
 def setting_flags() -> dict[str, Flag]:
-    """Every setting's flag by name, training's included, in the order of the families.
-
-    Raises:
-        ConfigError: a kind's setting has a name that the command line gives another meaning
-            (a training setting, a family's kind flag, an earlier name), as a kind of one's
-            own might.
-    """
-    taken = {field.name for field in dataclasses.fields(TrainingConfig)}
-    taken |= {*ALIASES, *KIND_FLAGS.values(), "preset"}
+    """Every setting's flag by name, training's included, in the order of the families."""
     fields: dict[str, dataclasses.Field] = {}
     owners: dict[str, list[tuple[str, str]]] = {}
     for family, cls, field in all_settings():
-        if field.name in taken:
-            raise ConfigError(
-                f"the setting {field.name!r} of the {cls.kind} {family} has the name of "
-                f"another command-line flag ({option(field.name)}): give it another name"
-            )
         fields.setdefault(field.name, field)
         owners.setdefault(field.name, []).append((family, cls.kind))
     for field in dataclasses.fields(TrainingConfig):

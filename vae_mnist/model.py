@@ -472,7 +472,9 @@ class VAE(keras.Model):
         a model saved on PyTorch loads on every backend, with or without this package."""
         config = super().get_compile_config()
         optimizer = config.get("optimizer")
-        if isinstance(optimizer, dict) and optimizer["class_name"] in backend_neutral_optimizers():
+        if isinstance(optimizer, dict) and optimizer.get("module", "").startswith(
+            "keras.src.backend.torch."
+        ):
             config["optimizer"] = {
                 **optimizer,
                 "module": "keras.optimizers",

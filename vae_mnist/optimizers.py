@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from vae_mnist.backend import keras
-from vae_mnist.settings import ConfigError, Part, kinds, register, setting
+from vae_mnist.settings import ConfigError, Part, register, setting
 
 # Burda et al. (2015) train 3^i epochs at learning rate 1e-3 · 10^(-i/7), for i = 0..7.
 IWAE_SCHEDULE_STAGES = 8
@@ -107,7 +107,7 @@ class Optimizer(Part):
 
 
 def backend_neutral_optimizers() -> dict[str, type]:
-    """Each optimizer kind's Keras class by name, for loading a model saved on any backend.
+    """Keras' optimizer classes by name, for loading a model saved on any backend.
 
     On PyTorch, Keras builds each optimizer as a PyTorch-only subclass of the same name and
     saves the model naming that subclass's module, which imports torch and updates only torch
@@ -115,8 +115,11 @@ def backend_neutral_optimizers() -> dict[str, type]:
     with the same variables, so a run trained on PyTorch continues on JAX or TensorFlow and
     loads where PyTorch is not installed.
     """
-    classes = (kind.keras_class for kind in kinds("optimizer").values())
-    return {name: getattr(keras.optimizers, name) for name in classes}
+    return {
+        name: value
+        for name, value in vars(keras.optimizers).items()
+        if isinstance(value, type) and issubclass(value, keras.optimizers.Optimizer)
+    }
 
 
 @register

@@ -18,14 +18,15 @@ part is made, by `check_value`; a kind adds checks between its own fields in `Pa
 
 Kinds from outside the package come from the modules named in ``$VAE_MNIST_KINDS`` and from
 installed packages' ``vae_mnist.kinds`` entry points, imported before the first kind is looked
-up. This module does not import Keras (those modules may), so the command line can read every
-kind's settings at once.
+up. This module does not import Keras, so the command line can read every kind's settings at
+once (a module of one's own keeps that by reaching Keras through `vae_mnist.backend`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -36,7 +37,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from vae_mnist._quiet import start_tensorflow_quietly
 from vae_mnist.errors import ConfigError, UsageError  # noqa: F401  (raised by the parts)
 
 FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
@@ -205,6 +205,19 @@ class Part(Settings):
 
 _REGISTRY: dict[str, dict[str, type[Part]]] = {family: {} for family in FAMILIES}
 
+# Names a setting may not have: each setting is a flag of `vae-mnist train` of its own name, and
+# these are the command line's other names there (its own flags, the training settings, the
+# families' kind flags, earlier names of settings); ``kind`` names the kind in config.json.
+# `tests/test_parts.py` checks that this covers every flag of the command line.
+RESERVED_SETTING_NAMES = frozenset(
+    {
+        *("command", "help", "version", "preset", "data", "out", "overwrite", "restart"),
+        *("extend", "quiet", "tensorboard", "kind", "beta", "dataset", *FAMILIES),
+        *("batch_size", "epochs", "shuffle", "seed", "steps_per_execution", "jit_compile"),
+        *("compiled_chunks", "snapshot_every"),
+    }
+)
+
 
 def register(cls: type[Part]) -> type[Part]:
     """Register a kind under its family, so configurations and the command line can name it.
@@ -214,8 +227,12 @@ def register(cls: type[Part]) -> type[Part]:
     """
     if cls.family not in _REGISTRY:
         raise ValueError(f"unknown family {cls.family!r} (choose from {', '.join(FAMILIES)})")
-    if any(field.name == "kind" for field in cls.settings()):
-        raise ValueError(f"{cls.__name__}: 'kind' names the kind in config.json, not a setting")
+    taken = sorted(field.name for field in cls.settings() if field.name in RESERVED_SETTING_NAMES)
+    if taken:
+        raise ValueError(
+            f"the {cls.kind} {cls.family}'s setting {taken[0]!r} has a name the command line "
+            f"uses already (--{taken[0].replace('_', '-')}): give it another name"
+        )
     _REGISTRY[cls.family][cls.kind] = cls
     return cls
 
@@ -293,7 +310,7 @@ def _load_installed_kinds() -> None:
         source = f"the {KIND_ENTRY_POINT_GROUP} entry point {entry_point.name!r} of {package}"
         try:
             # The entry point names a module, whose import registers its kinds.
-            _import_kind_module(entry_point.value.partition(":")[0].strip(), source)
+            _import_kind_module(entry_point.module, source)
         except ConfigError as error:
             print(f"vae-mnist: warning: {error}; its kinds are left out", file=sys.stderr)
 
@@ -307,9 +324,6 @@ def _load_named_kinds(names: str) -> None:
 
 def _import_kind_module(name: str, source: str) -> None:
     """Import a module of kinds by its name or the path of its file; one line if it fails."""
-    # Such a module imports Keras, which imports TensorFlow: start that quietly first, as the
-    # package's own modules do, or its start-up chatter fills standard error.
-    start_tensorflow_quietly()
     try:
         if name.endswith(".py"):
             _import_file(Path(name).resolve())
@@ -322,8 +336,12 @@ def _import_kind_module(name: str, source: str) -> None:
 
 
 def _import_file(path: Path) -> None:
-    # A name of its own, so that a file called json.py, say, cannot replace a module in use.
-    name = f"vae_mnist_kinds_{path.stem}"
+    # A name of the file's own, so that a file called json.py, say, cannot replace a module in
+    # use, nor a file of the same name in another folder replace this one.
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    name = f"vae_mnist_kinds_{path.stem}_{digest}"
+    if name in sys.modules:  # Imported already, or being imported (it looks a kind up).
+        return
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():
         raise FileNotFoundError(f"no such file {str(path)!r}")
@@ -333,5 +351,5 @@ def _import_file(path: Path) -> None:
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[name]
+        sys.modules.pop(name, None)
         raise

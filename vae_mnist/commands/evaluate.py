@@ -56,8 +56,8 @@ def warn_of_non_finite(metrics: dict[str, Any], program: str) -> None:
     ]
     if broken:
         print(
-            f"{program} evaluate: warning: not finite: {', '.join(broken)}; a sample of the "
-            "model gave an infinite or undefined log-density",
+            f"{program} evaluate: warning: not finite: {', '.join(broken)} (an infinite "
+            "sample, or weights that are no longer numbers)",
             file=sys.stderr,
         )
 

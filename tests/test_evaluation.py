@@ -210,6 +210,6 @@ def test_evaluate_warns_of_a_number_that_is_not_finite(
     assert main([*command, "--quiet"]) == 0
     error = capsys.readouterr().err
     assert error.startswith(
-        "vae-mnist evaluate: warning: not finite: iwae_negative_log_likelihood (nan); "
+        "vae-mnist evaluate: warning: not finite: iwae_negative_log_likelihood (nan) ("
     )
     assert error.count("\n") == 1

@@ -122,13 +122,12 @@ def record_continuation(info: dict[str, Any]) -> None:
     backend, library or machine appends ``{"after_epoch": N, "versions": ...}`` to
     ``continued``, so that the record says which epochs came from where.
     """
-    continued = info.setdefault("continued", [])
+    continued = info.get("continued", [])
     versions = library_versions()
     latest = continued[-1]["versions"] if continued else info.get("versions")
     if versions != latest:
-        continued.append({"after_epoch": int(info["completed_epochs"]), "versions": versions})
-    if not continued:
-        del info["continued"]
+        entry = {"after_epoch": int(info["completed_epochs"]), "versions": versions}
+        info["continued"] = [*continued, entry]
 
 
 def read_run_info(paths: RunPaths) -> dict[str, Any] | None:

@@ -261,13 +261,15 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
     ("arguments", "message"),
     [
         (["--preset", "vae2099"], "unknown preset 'vae2099' (choose from "),
-        (["--network", "resnet"], "invalid choice: 'resnet' (choose from 'mlp', 'conv')"),
-        (["--likelihood", "poisson"], "invalid choice: 'poisson'"),
+        (["--network", "resnet"], "--network: unknown network 'resnet' (choose from mlp, conv;"),
+        (["--likelihood", "poisson"], "unknown likelihood 'poisson'"),
         (
             ["--optimizer", "sgd"],
-            "invalid choice: 'sgd' (choose from 'rmsprop', 'adam', 'adagrad')",
+            "unknown optimizer 'sgd' (choose from rmsprop, adam, adagrad;",
         ),
-        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--dataset", "cifar"], "unknown data 'cifar'"),
+        # An unknown kind says where a kind of one's own is named, as in a config.json.
+        (["--posterior", "laplace"], "kind of your own: name its module in $VAE_MNIST_KINDS)"),
         (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
         (["--hidden-layers", "256,-1"], "expected positive whole numbers separated by commas"),
         (["--hidden-layers", "256,abc"], "expected positive whole numbers separated by commas"),

@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from vae_mnist.config import PART_SECTIONS, RunConfig, TrainingConfig
-from vae_mnist.settings import FAMILIES, ConfigError, all_settings, kinds
+from vae_mnist.settings import FAMILIES, ConfigError, all_settings, kind_of, kinds
 
 # The flag that chooses each family's kind; `--data` is the data set's local path.
 KIND_FLAGS = {family: family for family in FAMILIES} | {"data": "dataset"}
@@ -69,6 +69,17 @@ def resumable_flags() -> tuple[str, ...]:
 def kind_choices() -> dict[str, tuple[str, ...]]:
     """Each kind flag's choices, by flag name."""
     return {flag: tuple(kinds(family)) for family, flag in KIND_FLAGS.items()}
+
+
+def check_kind(flag: str, name: str) -> str:
+    """`name` if it is a registered kind of the family that `flag` chooses.
+
+    Raises `ConfigError` naming the choices and where a kind of one's own is named, the same
+    line a configuration file with that kind gets.
+    """
+    families = {flag: family for family, flag in KIND_FLAGS.items()}
+    kind_of(families[flag], name)
+    return name
 
 
 def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:

@@ -529,6 +529,30 @@ def test_the_curves_of_an_old_run_start_at_epoch_1(monkeypatch, tmp_path):
         np.testing.assert_array_equal(x_values, np.arange(1, len(history["loss"]) + 1))
 
 
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_the_curves_of_a_short_run_mark_each_epoch_on_whole_epoch_ticks(
+    monkeypatch, tmp_path, epochs
+):
+    from vae_mnist import plotting
+
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    columns = ("loss", "reconstruction_loss", "kl_loss")
+    history = {"epoch": np.arange(1, epochs + 1, dtype=float)}
+    for name in columns:
+        history[name] = history["val_" + name] = np.linspace(170.0, 160.0, epochs)
+    plotting.plot_training_curves(history, tmp_path / "curves.png")
+    plotting.plot_validation_curves({"short": history}, tmp_path / "compare.png")
+    for figure in figures:
+        for axis in figure.axes:
+            # A single point is drawn only by a marker; a line alone leaves the panel empty.
+            assert all(line.get_marker() == "o" for line in axis.get_lines())
+            low, high = axis.get_xlim()
+            ticks = [tick for tick in axis.get_xticks() if low <= tick <= high]
+            assert set(range(1, epochs + 1)) <= set(ticks)
+            assert all(float(tick).is_integer() for tick in ticks), ticks
+
+
 def test_resuming_an_old_unfinished_run_numbers_all_its_epochs_from_1(tmp_path):
     import shutil
 

@@ -10,12 +10,14 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import NormalDist
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -246,6 +248,28 @@ def _panel_title(title: str) -> str:
     return textwrap.fill(title, width=45)
 
 
+# Up to this many epochs a curve marks each epoch's point: a run of one epoch is one point,
+# which a line alone does not draw.
+MARKED_EPOCHS = 20
+
+
+def _epoch_style(epochs: np.ndarray) -> dict[str, Any]:
+    """Line settings for a curve over `epochs`: a marker at each point of a short run."""
+    return {"marker": "o", "markersize": 4} if len(epochs) <= MARKED_EPOCHS else {}
+
+
+def _label_epochs(axis, epochs: np.ndarray) -> None:
+    """The x axis named and ticked in whole epochs (a 2-epoch run has no epoch 1.5).
+
+    A short run's axis reaches half an epoch past its ends, so that a single epoch's point
+    sits under a tick of its own instead of in an axis a tenth of an epoch wide.
+    """
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True, min_n_ticks=1))
+    if 0 < len(epochs) <= MARKED_EPOCHS:
+        axis.set_xlim(np.min(epochs) - 0.5, np.max(epochs) + 0.5)
+
+
 def plot_training_curves(
     history: dict[str, np.ndarray], path: str | Path, loss_name: str = "negative ELBO"
 ) -> Path:
@@ -265,15 +289,15 @@ def plot_training_curves(
         (loss_name, "reconstruction", "KL"),
         strict=True,
     ):
-        axis.plot(epochs, history[key], label="training")
-        axis.plot(epochs, history["val_" + key], label="validation")
+        axis.plot(epochs, history[key], label="training", **_epoch_style(epochs))
+        axis.plot(epochs, history["val_" + key], label="validation", **_epoch_style(epochs))
         axis.set_title(_panel_title(f"{title} (nats per image)"))
-        axis.set_xlabel("epoch")
+        _label_epochs(axis, epochs)
         axis.legend()
     if with_temperature:
-        axes[3].plot(epochs, history["temperature"])
+        axes[3].plot(epochs, history["temperature"], **_epoch_style(epochs))
         axes[3].set_title("relaxation temperature τ (epoch mean)")
-        axes[3].set_xlabel("epoch")
+        _label_epochs(axes[3], epochs)
     figure.tight_layout()
     return _save(figure, path)
 
@@ -445,6 +469,8 @@ def plot_latent_density(
     plt.clabel(contours, fmt={level: f"{s}σ" for level, s in zip(levels, (3, 2, 1), strict=True)})
     plt.xlabel(axis_names[0])
     plt.ylabel(axis_names[1])
+    # Equal scales, so the prior's contours are the circles they are.
+    plt.gca().set_aspect("equal")
     plt.title("test-set z_mean against the N(0, I) prior")
     return _save(figure, path)
 
@@ -496,12 +522,14 @@ def plot_validation_curves(
         ("val_kl_loss", "KL"),
     )
     figure, axes = plt.subplots(1, len(terms), figsize=(13, 3.8))
+    every_epoch = np.unique(np.concatenate([history["epoch"] for history in histories.values()]))
     for axis, (key, title) in zip(axes, terms, strict=True):
         for name, history in histories.items():
             if key in history:
-                axis.plot(history["epoch"], history[key], label=name)
+                epochs = history["epoch"]
+                axis.plot(epochs, history[key], label=name, **_epoch_style(epochs))
         axis.set_title(_panel_title(f"validation {title} (nats per image)"))
-        axis.set_xlabel("epoch")
+        _label_epochs(axis, every_epoch)
     axes[0].legend(fontsize=8)
     figure.tight_layout()
     return _save(figure, path)

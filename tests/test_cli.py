@@ -87,6 +87,9 @@ def test_scripts_end_to_end(tmp_path, session_npz):
     )
     assert plotted.returncode == 0, plotted.stderr
     assert "test image 7 (a " in plotted.stdout and "z = [" in plotted.stdout
+    # The animation's bar over its snapshots, off a terminal: one plain line, as evaluate's.
+    assert "2/2" in plotted.stdout
+    assert not any(character in plotted.stdout for character in "\r\b\x1b")
     for name, size in FIGURE_SIZES.items():
         assert png_size(figures / name) == size, name
     frames, size = gif_frames_and_size(figures / "manifold.gif")

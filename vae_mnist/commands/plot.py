@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from vae_mnist import plotting
-from vae_mnist.backend import keras
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import ModelFileError, UsageError
 from vae_mnist.figures import unmet_need
 from vae_mnist.files import check_writable_folder
 from vae_mnist.latent import active_units
 from vae_mnist.model import load_model
+from vae_mnist.progress import CountBar
 from vae_mnist.runs import TrainedRun, load_trained_run, read_history
 
 NEEDS_TEST_SET = {
@@ -461,7 +461,7 @@ def _animation(
     frames, epochs = [], []
     snapshots = [snapshots[position] for position in plotting.choose_frames(len(snapshots))]
     # Loading each snapshot takes a moment; dozens of them take long enough to want a bar.
-    bar = None if arguments.quiet else keras.utils.Progbar(len(snapshots), unit_name="snapshot")
+    bar = None if arguments.quiet else CountBar(len(snapshots), unit_name="snapshot")
     for position, snapshot in enumerate(snapshots, start=1):
         frames.append(
             plotting.decode_manifold(load_model(snapshot), arguments.n, dimensions, latent_dim)

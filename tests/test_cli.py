@@ -322,6 +322,11 @@ BAD_FLAGS = {
     "z word": (["plot", "decode", "--z", "1.0", "abc"], r"--z: expected a number, got 'abc'"),
     "n zero": (["plot", "manifold", "--n", "0"], r"--n: expected a positive whole number"),
     "unknown kind": (["plot", "everything"], r"invalid choice: 'everything'"),
+    # An interpolation has two ends, so one step would draw a single digit under its title.
+    "steps one": (
+        ["plot", "interpolation", "--steps", "1"],
+        r"--steps: expected a whole number of at least 2, got '1'",
+    ),
 }
 
 
@@ -537,3 +542,13 @@ def test_a_narrow_code_grid_keeps_its_title_inside_the_figure(tmp_path, monkeypa
     title = "test image 9 (a 9): its most probable code (framed), variable i set to class k"
     path = plotting.plot_code_grid(decoded, np.zeros(64, int), 2, tmp_path / "codes.png", title)
     assert path.exists() and inside == [True]
+
+
+def test_a_test_images_class_is_named_with_its_article():
+    from vae_mnist.commands.plot import _label
+
+    labels = np.array([7, 8, 9, 0])
+    assert [_label(labels, index, None) for index in range(3)] == ["a 7", "an 8", "a 9"]
+    fashion = ["T-shirt/top"] * 9 + ["Ankle boot"]
+    assert _label(labels, 0, ["Bag"] * 10) == "a Bag"
+    assert _label(np.array([9]), 0, fashion) == "an Ankle boot"

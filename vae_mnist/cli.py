@@ -67,6 +67,8 @@ def _number(kind: type, positive: bool = False, minimum: float | None = None):
     """An argparse type that names what it wanted when the text is not such a number."""
     article = "a positive " if positive else ("a non-negative " if minimum == 0 else "a ")
     wanted = article + ("whole number" if kind is int else "number")
+    if minimum is not None and minimum != 0:
+        wanted += f" of at least {minimum}"
 
     def parse(text: str):
         try:
@@ -312,9 +314,9 @@ def _add_interpolation_flags(plot: argparse.ArgumentParser) -> None:
     )
     plot.add_argument(
         "--steps",
-        type=_number(int, positive=True),
+        type=_number(int, minimum=2),
         default=10,
-        help="digits along the interpolation (default: 10)",
+        help="digits along the interpolation, both ends included (at least 2; default: 10)",
     )
 
 

@@ -203,8 +203,8 @@ def _interpolation(figures: Figures) -> list[Path]:
     path_points = (1.0 - weights) * start + weights * end  # (steps, code_size)
     decoded = plotting.predict(figures.generator, path_points)
     title = (
-        f"test image {arguments.from_index} (a {figures.label(arguments.from_index)}) to "
-        f"test image {arguments.to_index} (a {figures.label(arguments.to_index)})"
+        f"test image {arguments.from_index} ({figures.label(arguments.from_index)}) to "
+        f"test image {arguments.to_index} ({figures.label(arguments.to_index)})"
     )
     return [plotting.plot_interpolation(decoded, figures.out / "interpolation.png", title)]
 
@@ -351,7 +351,7 @@ def _codes(
     table[np.arange(variables), :, np.arange(variables)] = np.arange(classes)
     decoded = plotting.predict(generator, latent.code_of(table.reshape(-1, variables)))
     title = (
-        f"test image {index} (a {label}): its most probable code (framed), "
+        f"test image {index} ({label}): its most probable code (framed), "
         "variable i set to class k"
     )
     return plotting.plot_code_grid(decoded, chosen, classes, out / f"codes_{index}.png", title)
@@ -368,7 +368,10 @@ def _numpy_dict(values: dict) -> dict:
 
 
 def _label(labels: np.ndarray, index: int, class_names) -> str:
-    return class_names[labels[index]] if class_names else str(labels[index])
+    """Test image `index`'s class with its article: ``a 7``, ``an 8``, ``an Ankle boot``."""
+    name = class_names[labels[index]] if class_names else str(labels[index])
+    # Of the digits only 8 is said with a vowel first.
+    return f"{'an' if name[0].lower() in 'aeiou8' else 'a'} {name}"
 
 
 def _decode_given(latent, generator, arguments: argparse.Namespace, out: Path) -> list[Path]:
@@ -425,16 +428,16 @@ def _decode(
         code_text = None
         if discrete:
             code_text = f"code {format_code(modes[position])}"
-            print(f"test image {index} (a {label}): {code_text}")
+            print(f"test image {index} ({label}): {code_text}")
         else:
-            print(f"test image {index} (a {label}): z = {format_point(chosen[position])}")
+            print(f"test image {index} ({label}): z = {format_point(chosen[position])}")
         written.append(
             plotting.plot_decoded_beside_original(
                 images[index],
                 decoded[position],
                 chosen[position],
                 out / f"decode_{index}.png",
-                f"test image {index} (a {label})",
+                f"test image {index} ({label})",
                 code_text=code_text,
             )
         )

@@ -348,14 +348,20 @@ function place(answer) {
 
 // -- the test images and the prior's samples -----------------------------------------------
 
+// A class's name with its article: "a 7", "an 8", "an Ankle boot" (of the digits only 8 is
+// said with a vowel first).
+function withArticle(name) {
+  return `${/^[aeiou8]/i.test(name) ? "an" : "a"} ${name}`;
+}
+
 async function showTestImage(which) {
   try {
     const answer = await ask(`/api/test/${which}`);
     drawDigit(element("original"), answer.image);
     drawDigit(element("reconstruction"), answer.reconstruction);
     element("test-index").value = answer.index;
-    const label = explore.info.class_names[answer.label];
-    element("test-caption").textContent = `test image ${answer.index} (a ${label}); its most probable code is placed in the controls (rounded to two decimals)`;
+    const label = withArticle(explore.info.class_names[answer.label]);
+    element("test-caption").textContent = `test image ${answer.index} (${label}); its most probable code is placed in the controls (rounded to two decimals)`;
     element("test-command").textContent = `${explore.info.decode_command} --index ${answer.index}`;
     place(answer);
   } catch (error) {

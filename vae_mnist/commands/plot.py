@@ -351,8 +351,7 @@ def _codes(
     table[np.arange(variables), :, np.arange(variables)] = np.arange(classes)
     decoded = plotting.predict(generator, latent.code_of(table.reshape(-1, variables)))
     title = (
-        f"test image {index} ({label}): its most probable code (framed), "
-        "variable i set to class k"
+        f"test image {index} ({label}): its most probable code (framed), variable i set to class k"
     )
     return plotting.plot_code_grid(decoded, chosen, classes, out / f"codes_{index}.png", title)
 

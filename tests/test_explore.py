@@ -340,6 +340,12 @@ MALFORMED = {
     "another method": ("PUT", "/api/decode", '{"z": [0, 0]}', 405, "not served"),
     "a seed not a number": ("POST", "/api/prior_sample", '{"seed": "x"}', 400, "whole number"),
     "a body too large": ("POST", "/api/decode", " " * 300_000, 413, "too large"),
+    # A field the run's latent does not read is refused, not ignored.
+    "a point and a code": ("POST", "/api/decode", '{"z": [0, 0], "code": [1]}', 400, 'not "code"'),
+    "decoding by GET": ("GET", "/api/decode", None, 405, "(POST is)"),
+    "info by POST": ("POST", "/api/info", "{}", 405, "(GET is)"),
+    # A long value is cut where the error says so.
+    "a long text clipped": ("POST", "/api/decode", '{"z": ["' + "a" * 300 + '", 0]}', 400, "…"),
 }
 
 
@@ -352,6 +358,23 @@ def test_a_malformed_request_gets_a_4xx_and_the_server_keeps_serving(served, nam
     assert "\n" not in answer["error"]
     assert request(url + "/api/info")[0] == 200
     assert post(url + "/api/decode", {"z": [0.5, 0.5]})[0] == 200
+
+
+@pytest.mark.parametrize(
+    "request_line", [b"GARBAGE", b"GET /api/info HTTP/9.9", b"BREW /api/info HTTP/1.1"]
+)
+def test_a_request_the_standard_library_refuses_gets_a_json_error(served, request_line):
+    url = served["gaussian"].url
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request_line + b"\r\nHost: 127.0.0.1\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    body = answer.split(b"\r\n\r\n", 1)[-1]
+    error = json.loads(body)["error"]
+    assert error and "\n" not in error and b"<html" not in answer.lower()
+    assert request(url + "/api/info")[0] == 200
 
 
 def test_a_decoding_that_is_not_finite_is_refused(served, monkeypatch):

@@ -24,7 +24,7 @@ from vae_mnist import plotting
 from vae_mnist.backend import ops
 from vae_mnist.data import IMAGE_SIDE
 from vae_mnist.evaluation import TABLE_ROWS
-from vae_mnist.explore.server import RequestError
+from vae_mnist.explore.server import RequestError, clipped
 from vae_mnist.latent import active_units
 from vae_mnist.runs import TrainedRun, read_metrics, read_run_info
 
@@ -152,8 +152,10 @@ class Explorer:
         if not isinstance(request, dict):
             raise RequestError('a decoding request is a JSON object: {"z": [...]} or {"code": ...}')
         if self.posterior.offers("continuous"):
+            _check_fields(request, "z", "continuous")
             code = self._checked_point(request)
         elif self.posterior.offers("codes"):
+            _check_fields(request, "code", "discrete")
             code = self.posterior.code_of(self._checked_classes(request))
         else:
             raise RequestError(f"the {self.posterior.kind} posterior offers no controls", 404)
@@ -165,12 +167,12 @@ class Explorer:
         if not isinstance(values, list) or len(values) != size:
             raise RequestError(f'"z" must be a list of {size} numbers, one per dimension')
         if not all(_is_number(value) for value in values):
-            raise RequestError(f'"z" must hold finite numbers, got {values!r}'[:200])
+            raise RequestError(clipped(f'"z" must hold finite numbers, got {values!r}'))
         # As `plot decode --z` reads its numbers: float32, where 1e39 is no longer finite.
         with np.errstate(over="ignore"):
             point = np.array([[float(value) for value in values]], dtype=np.float32)
         if not np.all(np.isfinite(point)):
-            raise RequestError(f'"z" must hold finite numbers, got {values!r}'[:200])
+            raise RequestError(clipped(f'"z" must hold finite numbers, got {values!r}'))
         return point  # (1, code_size)
 
     def _checked_classes(self, request: dict) -> np.ndarray:
@@ -179,7 +181,9 @@ class Explorer:
         if not isinstance(values, list) or len(values) != count:
             raise RequestError(f'"code" must be a list of {count} classes, one per variable')
         if not all(_is_whole(value) and 0 <= value < classes for value in values):
-            raise RequestError(f'"code" must hold classes 0..{classes - 1}, got {values!r}'[:200])
+            raise RequestError(
+                clipped(f'"code" must hold classes 0..{classes - 1}, got {values!r}')
+            )
         return np.array([values], dtype=np.int64)  # (1, variables)
 
     def test_image(self, text: str) -> dict[str, Any]:
@@ -239,6 +243,19 @@ class Explorer:
             # A point so far out that the decoder's arithmetic overflows.
             raise RequestError("the decoder gives no finite image for this code")
         return image
+
+
+def _check_fields(request: dict, field: str, latent: str) -> None:
+    """A decoding request names the one field its run's latent reads (``z`` for a continuous
+    latent, ``code`` for a discrete one); another field is refused, not ignored."""
+    others = sorted(str(name) for name in request if name != field)
+    if others:
+        named = ", ".join(f'"{name}"' for name in others)
+        raise RequestError(
+            clipped(
+                f'this run\'s latent is {latent}: a decoding request gives "{field}", not {named}'
+            )
+        )
 
 
 def _is_number(value: Any) -> bool:

@@ -45,6 +45,15 @@ SECURITY_HEADERS = {
 LOOPBACK_NAMES = ("localhost",)
 
 
+# What a POST may ask, by path: the `Explorer` method that answers it.
+POSTED_PATHS = {"/api/decode": "decode", "/api/prior_sample": "prior_sample"}
+
+
+def clipped(text: str, limit: int = 200) -> str:
+    """`text` cut to at most `limit` characters, an ellipsis saying where it was cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class RequestError(ValueError):
     """A request the page (or anyone) sent that cannot be answered; `status` is its HTTP code."""
 
@@ -148,14 +157,17 @@ class ExploreHandler(BaseHTTPRequestHandler):
             return HTTPStatus.OK, self._explorer().description
         if path.startswith("/api/test/"):
             return HTTPStatus.OK, self._explorer().test_image(path.removeprefix("/api/test/"))
-        raise RequestError(f"nothing at {path[:100]}", 404)
+        if path in POSTED_PATHS:
+            raise RequestError(f"{self.command} is not served at {path} (POST is)", 405)
+        raise RequestError(f"nothing at {clipped(path, 100)}", 404)
 
     def _post(self) -> tuple[int, Any]:
         path = self.path.split("?", 1)[0]
-        answers = {"/api/decode": "decode", "/api/prior_sample": "prior_sample"}
-        if path not in answers:
-            raise RequestError(f"nothing to post to at {path[:100]}", 404)
-        return HTTPStatus.OK, getattr(self._explorer(), answers[path])(self._json_body())
+        if path not in POSTED_PATHS:
+            if path in self.server.static or path == "/api/info" or path.startswith("/api/test/"):
+                raise RequestError(f"POST is not served at {clipped(path, 100)} (GET is)", 405)
+            raise RequestError(f"nothing to post to at {clipped(path, 100)}", 404)
+        return HTTPStatus.OK, getattr(self._explorer(), POSTED_PATHS[path])(self._json_body())
 
     def _explorer(self) -> Explorer:
         if self.server.explorer is None:
@@ -173,7 +185,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
         try:
             return json.loads(body, parse_constant=_refuse_constant)
         except (ValueError, RecursionError) as error:
-            raise RequestError(f"the request body is not JSON ({error})"[:200]) from None
+            raise RequestError(clipped(f"the request body is not JSON ({error})")) from None
 
     def _answer(self, route) -> None:
         """Answer by `route`, every refusal as a 4xx JSON error, anything else as a 500."""
@@ -193,6 +205,15 @@ class ExploreHandler(BaseHTTPRequestHandler):
             body, kind = content
         else:
             body, kind = json.dumps(content, allow_nan=False).encode(), "application/json"
+        self._send(status, body, kind)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's own refusals (a malformed request line, headers too long, a
+        method no handler names) as the API's one-line JSON error, not its HTML page."""
+        text = message or self.responses.get(code, ("error",))[0]
+        self._send(code, json.dumps({"error": clipped(text)}).encode(), "application/json")
+
+    def _send(self, status: int, body: bytes, kind: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))

@@ -443,6 +443,13 @@ def test_a_port_in_use_is_one_line(trained_run, capsys):
     assert error.count("\n") == 1 and f"port {port} on 127.0.0.1 is in use" in error
 
 
+def test_an_address_that_cannot_be_served_is_one_line_without_the_warning(trained_run, capsys):
+    assert main(["explore", "--run", str(trained_run), "--host", "256.1.1.1"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "cannot serve on 256.1.1.1" in error
+    assert "warning" not in error
+
+
 @pytest.mark.parametrize("port", ["http", "80.5", "-1", "65536"])
 def test_a_port_that_is_not_a_port_number_is_a_usage_error(port, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -458,10 +465,21 @@ def test_a_host_other_than_loopback_needs_to_be_typed(trained_run, monkeypatch, 
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "not a loopback address; to serve" in error
     assert "--host 0.0.0.0" in error
-    # Typed, it is taken (with a warning); here the missing run folder stops it next.
+    # Typed, it is taken; here the missing run folder stops it first, in one line.
     assert main(["explore", "--host", "0.0.0.0", "--run", "absent-run"]) == 1
-    warning, refusal = capsys.readouterr().err.splitlines()
-    assert "warning: serving on 0.0.0.0" in warning and "no such run folder" in refusal
+    (refusal,) = capsys.readouterr().err.splitlines()
+    assert "no such run folder" in refusal
+    # Served, it is warned of once the address is bound.
+    from vae_mnist.commands import explore as explore_command
+
+    def interrupted(server, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explore_command, "_load_explorer", lambda folder, data: None)
+    monkeypatch.setattr(ExploreServer, "serve_forever", interrupted)
+    assert main(["explore", "--host", "0.0.0.0", "--port", "0", "--run", str(trained_run)]) == 0
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert "warning: serving on 0.0.0.0, which other machines may reach" in warning
     assert main(["explore", "--host", "", "--run", str(trained_run)]) == 1
     assert "--host needs an address" in capsys.readouterr().err
 

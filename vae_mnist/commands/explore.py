@@ -65,15 +65,16 @@ def run(arguments: argparse.Namespace, program: str) -> None:
     from vae_mnist.explore.server import is_loopback
 
     host = choose_host(arguments.host, os.environ)
+    paths = check_trained_run(arguments.run)
+    port = arguments.port if arguments.port is not None else 0
+    server = open_server(host, port)
+    # Warned once the address is bound, so an address that cannot be served is one line.
     if not is_loopback(host):
         print(
             f"{program} explore: warning: serving on {host}, which other machines may reach; "
             "the page has no password",
             file=sys.stderr,
         )
-    paths = check_trained_run(arguments.run)
-    port = arguments.port if arguments.port is not None else 0
-    server = open_server(host, port)
     try:
         server.explorer = _load_explorer(paths.folder, arguments.data)
         address = page_address(host, server.port)

@@ -237,12 +237,14 @@ def test_the_header_holds_the_evaluated_numbers(trained_run, session_npz, tmp_pa
     folder = tmp_path / "evaluated"
     shutil.copytree(trained_run, folder)
     metrics = {"negative_elbo": 160.123, "kl": 5.5, "knn_accuracy": 0.5, "iwae_samples": 1000}
+    metrics |= {"active_units": 2, "code_size": 2}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     rows = explorer_of(folder, session_npz).description["metrics"]
     assert rows == [
         ["negative ELBO (nats)", "160.12"],
         ["KL", "5.50"],
         ["kNN accuracy on the latent", "0.5000"],
+        ["active latent units", "2 of 2"],
         ["importance samples K", "1000"],
     ]
 

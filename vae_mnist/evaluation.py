@@ -263,11 +263,25 @@ TABLE_ROWS = (
 )
 
 
+def format_metric(key: str, template: str, metrics: dict[str, Any]) -> str:
+    """One row's value as the table shows it: active units out of the code's size (``2 of 2``,
+    as README's tables give them), every other value by its template."""
+    text = template.format(metrics[key])
+    # Metrics written by version 2 name the code's size latent_dim.
+    code_size = metrics.get("code_size", metrics.get("latent_dim"))
+    if key == "active_units" and isinstance(code_size, int):
+        text += f" of {code_size}"
+    return text
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """The metrics as an aligned text table: the rows that the metrics hold."""
     rows = [row for row in TABLE_ROWS if row[1] in metrics]
     width = max(len(label) for label, _, _ in rows)
-    lines = [f"{label:<{width}}  {template.format(metrics[key])}" for label, key, template in rows]
+    lines = [
+        f"{label:<{width}}  {format_metric(key, template, metrics)}"
+        for label, key, template in rows
+    ]
     if "log_partition_method" in metrics:
         lines.append(
             f"(log Z by {metrics['log_partition_method']}"

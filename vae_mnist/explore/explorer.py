@@ -23,7 +23,7 @@ import numpy as np
 from vae_mnist import plotting
 from vae_mnist.backend import ops
 from vae_mnist.data import IMAGE_SIDE
-from vae_mnist.evaluation import TABLE_ROWS
+from vae_mnist.evaluation import TABLE_ROWS, format_metric
 from vae_mnist.explore.server import RequestError, clipped
 from vae_mnist.latent import active_units
 from vae_mnist.runs import TrainedRun, read_metrics, read_run_info
@@ -289,7 +289,7 @@ def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
     for label, key, template in TABLE_ROWS:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            rows.append([label.strip(), template.format(value)])
+            rows.append([label.strip(), format_metric(key, template, metrics)])
     if rows and isinstance(metrics.get("iwae_samples"), int):
         rows.append(["importance samples K", str(metrics["iwae_samples"])])
     return rows

@@ -3,6 +3,7 @@ folders, and the rough edges a new user found (issue 12), each with a test."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -164,6 +165,30 @@ def test_compare_puts_two_runs_side_by_side_and_draws_their_curves(
     assert not any(line.startswith("batch_size") for line in lines)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"wrote {figure}" in out
+
+
+def test_compare_names_the_backends_where_runs_trained_on_different_ones(
+    tmp_path, trained_run, capsys
+):
+    backends = {"one": ("tensorflow", []), "two": ("jax", ["torch"]), "three": ("tensorflow", [])}
+    for name, (first, later) in backends.items():
+        folder = Path(shutil.copytree(trained_run, tmp_path / name))
+        info = json.loads((folder / "run.json").read_text())
+        info["versions"]["backend"] = first
+        info["continued"] = [{"after_epoch": 1, "versions": {"backend": b}} for b in later]
+        (folder / "run.json").write_text(json.dumps(info))
+    figure = str(tmp_path / "curves.png")
+    assert main(["compare", str(tmp_path / "one"), str(tmp_path / "two"), "--out", figure]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.startswith("settings")).split()[1:] == [
+        "identical",
+        "identical",
+    ]
+    backend_row = next(line for line in lines if line.startswith("backend"))
+    assert backend_row.split(None, 1)[1].split() == ["tensorflow", "jax,", "then", "torch"]
+    # The same backend is not worth a row.
+    assert main(["compare", str(tmp_path / "one"), str(tmp_path / "three"), "--out", figure]) == 0
+    assert not any(line.startswith("backend") for line in capsys.readouterr().out.splitlines())
 
 
 def test_the_curves_name_the_loss_each_run_trained(

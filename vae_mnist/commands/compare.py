@@ -48,6 +48,22 @@ class RunSummary:
     status: str
     history: dict[str, np.ndarray] | None
     metrics: dict[str, Any] | None
+    backends: str = MISSING  # "jax", or "jax, then torch" for a run continued on another
+
+
+def _backends(info: dict[str, Any] | None) -> str:
+    """The backends a run trained on, from run.json: its first, then each continuation's."""
+    if not info:
+        return MISSING
+    continued = info.get("continued")
+    records = [info, *(continued if isinstance(continued, list) else [])]
+    versions = [record.get("versions") for record in records if isinstance(record, dict)]
+    names = [
+        str(entry["backend"])
+        for entry in versions
+        if isinstance(entry, dict) and "backend" in entry
+    ]
+    return ", then ".join(dict.fromkeys(names)) or MISSING
 
 
 def read_summary(folder: str | Path, name: str) -> RunSummary:
@@ -71,6 +87,7 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
         status=info.get("status", "unknown") if info else "unknown",
         history=history,
         metrics=read_metrics(paths),
+        backends=_backends(info),
     )
 
 
@@ -128,6 +145,9 @@ def comparison_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     rows = differing_settings(summaries)
     if len(summaries) > 1 and not rows:
         rows.append(("settings", ["identical"] * len(summaries)))
+    # Not a setting, but the same settings give other numbers on another backend.
+    if len({summary.backends for summary in summaries}) > 1:
+        rows.append(("backend", [summary.backends for summary in summaries]))
     rows.append(("status", [summary.status for summary in summaries]))
     rows.append(
         (

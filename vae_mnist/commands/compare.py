@@ -2,7 +2,8 @@
 
 The table has one column per run and one row per setting that differs between the runs, then
 the final training and validation losses and the `evaluate` numbers where a run has them. No
-model is loaded: everything comes from ``config.json``, ``history.csv`` and ``metrics.json``.
+model is loaded: everything comes from ``config.json``, ``run.json``, ``history.csv`` and
+``metrics.json``.
 """
 
 from __future__ import annotations

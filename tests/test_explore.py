@@ -744,6 +744,15 @@ def test_the_pointer_over_the_plane_decodes_each_point_live(browser, page_runs, 
         page = settled_after(browser, page["decodes"])
         # The command line is written after its request answers: wait for it, as for a decode.
         assert text_becomes(browser, "test-command", lambda text: text.endswith("--index 9"))
+        # Its class with the article it is said with ("a 9", "an 8").
+        label = int(np.load(data)["y_test"][9])
+        article = "an" if label == 8 else "a"
+        caption = browser.find_element("id", "test-caption").text
+        assert caption.startswith(f"test image 9 ({article} {label});"), caption
+        names = browser.execute_script(
+            "return ['8', '9', 'Ankle boot', 'Bag'].map((name) => withArticle(name))"
+        )
+        assert names == ["an 8", "a 9", "an Ankle boot", "a Bag"]
         save_screenshot(browser, tmp_path, "explore_gaussian")
     finally:
         returncode, _, stderr = stop_command(process)

@@ -387,11 +387,19 @@ def test_training_on_a_terminal_shows_keras_bar_without_validation_temperature(
     assert "val_temperature" not in out
 
 
-def test_the_animation_shows_progress_and_quiet_silences_it(run_copy, capsys):
+def test_the_animation_shows_progress_and_quiet_silences_it(run_copy, capsys, monkeypatch):
+    from vae_mnist import progress
+
     base = ["plot", "animation", "--run", str(run_copy), "--n", "3"]
+    # Off a terminal (capsys's stream): one plain line when done.
     assert main(base) == 0
     shown = capsys.readouterr().out
     # Snapshots of epochs 0, 1 and 2.
+    assert shown.startswith("3/3 - ") and PROGRESS_BAR not in shown
+    assert not any(character in shown for character in "\r\b\x1b")
+    monkeypatch.setattr(progress, "is_interactive", lambda stream=None: True)
+    assert main(base) == 0
+    shown = capsys.readouterr().out
     assert PROGRESS_BAR in shown and "3/3" in shown
     assert main([*base, "--quiet"]) == 0
     assert PROGRESS_BAR not in capsys.readouterr().out

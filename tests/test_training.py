@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -265,6 +266,12 @@ def test_an_interrupted_extension_keeps_the_finished_model_and_continues(tmp_pat
     assert info["status"] == "training" and info["completed_epochs"] == 2
     assert (folder / "vae.keras").read_bytes() == finished_model
     assert (folder / info["checkpoint"]).is_file()
+    # Not back to fewer epochs than it trained: that would replace the finished model.
+    before = folder_state(folder)
+    for extend in (False, True):
+        with pytest.raises(RunError, match=r"has trained 2 epochs; continue it with --epochs 2"):
+            train(SMALL.replace(epochs=1), _data(), folder, verbose=0, extend=extend)
+        assert folder_state(folder) == before
     info = train(SMALL.replace(epochs=3), _data(), folder, verbose=0, extend=True)
     assert info["completed_epochs"] == 3 and history_epochs(folder) == [1, 2, 3]
 
@@ -304,6 +311,36 @@ def test_extend_refuses_what_it_cannot_do_and_changes_nothing(tmp_path, changes,
     before = folder_state(folder)
     with pytest.raises(RunError, match=message):
         train(SMALL.replace(**changes), _data(), folder, verbose=0, extend=True, **options)
+    assert folder_state(folder) == before
+
+
+@pytest.mark.parametrize(
+    "changes, problem",
+    [
+        ({"status": "interrupted"}, "status 'interrupted'"),
+        ({"status": 5}, "status 5"),
+        ({"completed_epochs": -3}, "completed_epochs -3"),
+        ({"completed_epochs": "abc"}, "completed_epochs 'abc'"),
+        ({"history": [0]}, "history is not a list of epochs"),
+        ({"checkpoint": 5}, "checkpoint 5"),
+        ({"checkpoint": "../../etc/passwd"}, "checkpoint '../../etc/passwd'"),
+        ({"continued": "elsewhere"}, "continued is not a list"),
+    ],
+)
+def test_a_progress_record_that_says_something_else_stops_training(tmp_path, changes, problem):
+    from vae_mnist.runs import RunPaths, read_run_info
+
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    info = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**info, **changes}))
+    before = folder_state(folder)
+    with pytest.raises(RunError, match=re.escape(problem)):
+        read_run_info(RunPaths(folder))
+    # A record that does not say "finished" must not let the finished model be replaced.
+    for options in ({}, {"extend": True}):
+        with pytest.raises(RunError, match="not a vae-mnist progress record"):
+            train(SMALL.replace(epochs=2, hidden_layers=(8,)), _data(), folder, **options)
     assert folder_state(folder) == before
 
 

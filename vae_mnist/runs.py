@@ -30,7 +30,7 @@ import json
 import os
 import platform
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -140,11 +140,48 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
         raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
     if not isinstance(info, dict) or "status" not in info:
         raise RunError(f"{paths.run_info}: not a vae-mnist progress record")
-    history = info.get("history")
-    if isinstance(history, list) and history and history[0].get("epoch") == 0:
+    problem = _progress_record_problem(info)
+    if problem:
+        # What the record says decides whether a finished model may be replaced: a record
+        # that says something else must stop every command, not read as "not finished".
+        raise RunError(f"{paths.run_info}: not a vae-mnist progress record ({problem})")
+    history = info["history"]
+    if history and history[0].get("epoch") == 0:
         # Numbered from 0 by version 2.0.0 or earlier; a resumed run rewrites it from 1.
         info["history"] = [{**row, "epoch": row["epoch"] + 1} for row in history]
     return info
+
+
+RUN_STATUSES = ("training", "finished")
+
+
+def _progress_record_problem(info: dict[str, Any]) -> str | None:
+    """What is wrong with a progress record's fields, or None where they are as written."""
+    status, completed = info["status"], info.get("completed_epochs")
+    if status not in RUN_STATUSES:
+        return f"status {status!r}, where a run is {' or '.join(map(repr, RUN_STATUSES))}"
+    if isinstance(completed, bool) or not isinstance(completed, int) or completed < 0:
+        return f"completed_epochs {completed!r}, where a count of epochs is expected"
+    checkpoint = info.get("checkpoint")
+    if checkpoint is not None and not _is_inside_the_folder(checkpoint):
+        return f"checkpoint {checkpoint!r}, where a file of the run folder is expected"
+    info.setdefault("history", [])
+    if not isinstance(info["history"], list) or not all(
+        isinstance(row, dict) for row in info["history"]
+    ):
+        return "history is not a list of epochs"
+    continued = info.get("continued", [])
+    if not isinstance(continued, list) or not all(isinstance(entry, dict) for entry in continued):
+        return "continued is not a list of continuations"
+    return None
+
+
+def _is_inside_the_folder(name: Any) -> bool:
+    """Whether `name` is a relative path that stays inside the run folder."""
+    if not isinstance(name, str) or not name:
+        return False
+    path = PurePosixPath(name)
+    return not path.is_absolute() and ".." not in path.parts and "\\" not in name
 
 
 def read_saved_config(paths: RunPaths) -> RunConfig:

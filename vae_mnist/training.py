@@ -275,7 +275,23 @@ def decide_resume(
         "run it with the saved settings to continue, or start over (--restart, or restart=True "
         "from Python)",
     )
+    _check_epochs_ahead(paths, config, info)
     return info if info.get("checkpoint") is not None else None
+
+
+def _check_epochs_ahead(paths: RunPaths, config: RunConfig, info: dict[str, Any]) -> None:
+    """Refuse to continue an unfinished run to fewer epochs than it has trained.
+
+    Finishing it there would save a model of more epochs than its configuration says (and, for
+    an extension, replace the finished model it extends). An extension stopped before its first
+    new epoch still holds the finished model as its checkpoint, so it may go back to its epochs.
+    """
+    completed = info["completed_epochs"]
+    if config.training.epochs < completed:
+        raise RunError(
+            f"{paths.folder} holds an unfinished run that has trained {completed} epochs; "
+            f"continue it with --epochs {completed} or more"
+        )
 
 
 def _check_saved_settings(paths: RunPaths, config: RunConfig, what: str, remedy: str) -> None:
@@ -305,6 +321,7 @@ def _extension(
         raise RunError(f"{paths.folder} holds no trained run to extend")
     _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
     if info["status"] == "training":
+        _check_epochs_ahead(paths, config, info)
         return info
     completed = int(info["completed_epochs"])
     if config.training.epochs <= completed:

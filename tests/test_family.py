@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -370,3 +371,28 @@ def test_a_resumed_non_default_run_continues(tmp_path):
     assert finished["history"][0] == interrupted["history"][0]
     assert RunConfig.load(folder / "config.json") == config
     assert load_model(folder / "vae.keras").binarization is not None
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"version": 3, "network": {"kind": ["mlp"]}}, "unknown network ['mlp']"),
+        ({"version": 3, "prior": {"kind": {}}}, "unknown prior {}"),
+        ({"model": {"architecture": {}}}, "unknown network {}"),
+        ({"version": 2, "data": 1, "model": 2, "training": 3}, "must be JSON objects"),
+    ],
+)
+def test_a_configuration_of_the_wrong_shapes_is_a_config_error(values, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        RunConfig.from_dict(values)
+
+
+def test_a_preset_file_nested_too_deep_is_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    out = tmp_path / "run"
+    result = run_command("train", "--preset", str(deep), "--out", str(out))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"preset file {deep}: not readable JSON" in lines[0], lines
+    assert not out.exists()

@@ -215,7 +215,7 @@ class RunConfig:
             values = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise ConfigError(f"{path}: not a readable JSON configuration ({error})") from None
         try:
             return cls.from_dict(values)
@@ -291,9 +291,10 @@ def _convert_version_1(values: dict[str, Any]) -> dict[str, Any]:
 
 def _convert_version_2(values: dict[str, Any]) -> dict[str, Any]:
     """This version's form of a version-2 configuration (sections data, model, training)."""
-    sections = {key: dict(values.get(key) or {}) for key in ("data", "model", "training")}
-    if not all(isinstance(values.get(key, {}), dict) for key in sections):
+    names = ("data", "model", "training")
+    if not all(isinstance(values.get(key, {}), dict) for key in names):
         raise ConfigError("the data, model and training settings must be JSON objects")
+    sections = {key: dict(values.get(key) or {}) for key in names}
     unknown = sorted(set(values) - {"preset", *sections})
     if unknown:
         raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")

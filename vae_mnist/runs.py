@@ -136,7 +136,7 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
         return None
     try:
         info = json.loads(paths.run_info.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
     if not isinstance(info, dict) or "status" not in info:
         raise RunError(f"{paths.run_info}: not a vae-mnist progress record")

@@ -245,7 +245,7 @@ def kinds(family: str) -> dict[str, type[Part]]:
 
 def kind_of(family: str, name: Any) -> type[Part]:
     available = kinds(family)
-    if name not in available:
+    if not isinstance(name, str) or name not in available:
         raise ConfigError(
             f"unknown {family} {name!r} (choose from {', '.join(available)}; a kind of your "
             f"own: name its module in ${KIND_MODULES_VARIABLE})"

@@ -55,7 +55,7 @@ def load_preset(name: str) -> Preset:
     preset_name, path = _preset_file(name)
     try:
         values: Any = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ConfigError(f"preset file {path}: not readable JSON ({error})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"preset file {path}: not a JSON object")

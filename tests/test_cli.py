@@ -385,6 +385,19 @@ def test_missing_and_corrupt_model_files(finished_run, tmp_path, capsys):
         r"vae\.keras: not a readable Keras model",
     )
     assert folder_state(broken) == before
+    # A Keras model, but not a VAE: it loads, and has none of a VAE's parts.
+    import keras
+
+    inputs = keras.Input((784,))
+    keras.Model(inputs, keras.layers.Dense(3)(inputs)).save(broken / "vae.keras")
+    before = folder_state(broken)
+    for command in (["plot", "samples"], ["evaluate"]):
+        assert_one_line_error(
+            capsys,
+            call([*command, "--run", str(broken)]),
+            r"vae\.keras: a Keras model, but not a vae-mnist VAE",
+        )
+    assert folder_state(broken) == before
     (broken / "vae.keras").unlink()
     before = folder_state(broken)
     assert_one_line_error(

@@ -263,7 +263,11 @@ def check_trained_run(folder: str | Path) -> RunPaths:
 def load_trained_run(folder: str | Path) -> TrainedRun:
     """Load ``config.json`` and ``vae.keras`` of a finished run folder (safe mode on)."""
     paths = check_trained_run(folder)
-    from vae_mnist.model import load_model
+    from vae_mnist.model import VAE, load_model
 
     config = read_saved_config(paths)
-    return TrainedRun(paths, config, load_model(paths.vae, config))
+    vae = load_model(paths.vae, config)
+    if not isinstance(vae, VAE):
+        # A Keras model of another kind loads, but has none of the parts the commands ask.
+        raise ModelFileError(f"{paths.vae}: a Keras model, but not a vae-mnist VAE")
+    return TrainedRun(paths, config, vae)

@@ -322,10 +322,15 @@ BAD_FLAGS = {
     "z word": (["plot", "decode", "--z", "1.0", "abc"], r"--z: expected a number, got 'abc'"),
     "n zero": (["plot", "manifold", "--n", "0"], r"--n: expected a positive whole number"),
     "unknown kind": (["plot", "everything"], r"invalid choice: 'everything'"),
+    # Seeds are 32-bit on every backend; sizes past 32 bits no backend can build.
+    "seed too large": (["train", "--seed", "4294967296"], r"--seed: .* of at most 4294967295"),
+    "samples seed too large": (["plot", "samples", "--seed", "1e30"], r"of at most 4294967295"),
+    "dimension too large": (["train", "--dimension", "1e30"], r"of at most 2147483647"),
+    "manifold too large": (["plot", "manifold", "--n", "101"], r"--n: .* of at most 100"),
     # An interpolation has two ends, so one step would draw a single digit under its title.
     "steps one": (
         ["plot", "interpolation", "--steps", "1"],
-        r"--steps: expected a whole number of at least 2, got '1'",
+        r"--steps: expected a whole number from 2 to 100, got '1'",
     ),
 }
 
@@ -565,3 +570,42 @@ def test_a_test_images_class_is_named_with_its_article():
     fashion = ["T-shirt/top"] * 9 + ["Ankle boot"]
     assert _label(labels, 0, ["Bag"] * 10) == "a Bag"
     assert _label(np.array([9]), 0, fashion) == "an Ankle boot"
+
+
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
+    from vae_mnist.commands import presets
+
+    class ResourceExhaustedError(Exception):
+        pass
+
+    def exhausted(arguments, program):
+        raise ResourceExhaustedError("OOM when allocating tensor with shape[256,1000000000]\nmore")
+
+    monkeypatch.setattr(presets, "run", exhausted)
+    assert_one_line_error(capsys, call(["presets"]), r"ran out of memory \(OOM when allocating")
+
+    # Anything else is a bug, and keeps its traceback.
+    def broken(arguments, program):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(presets, "run", broken)
+    with pytest.raises(ZeroDivisionError):
+        call(["presets"])
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (MemoryError(), True),
+        (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried 80 GB"), True),
+        (RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 4e12 bytes"), True),
+        (ValueError("a plain bug"), False),
+    ],
+)
+def test_out_of_memory_errors_are_told_apart(error, expected):
+    from vae_mnist.errors import out_of_memory_message
+
+    message = out_of_memory_message(error)
+    assert (message is not None) == expected
+    if expected:
+        assert message.startswith("ran out of memory") and "\n" not in message

@@ -380,6 +380,13 @@ def test_a_resumed_non_default_run_continues(tmp_path):
         ({"version": 3, "prior": {"kind": {}}}, "unknown prior {}"),
         ({"model": {"architecture": {}}}, "unknown network {}"),
         ({"version": 2, "data": 1, "model": 2, "training": 3}, "must be JSON objects"),
+        # Seeds are 32-bit; sizes past 32 bits no backend can build.
+        ({"version": 3, "training": {"seed": 1e30}}, "seed must be at most 4294967295"),
+        (
+            {"version": 3, "posterior": {"kind": "gaussian", "dimension": 1e12}},
+            "dimension must be at most 2147483647",
+        ),
+        ({"version": 3, "network": {"kind": "mlp", "hidden_layers": [1e11]}}, "hidden_layers"),
     ],
 )
 def test_a_configuration_of_the_wrong_shapes_is_a_config_error(values, message):

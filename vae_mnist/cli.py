@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from vae_mnist import __version__
-from vae_mnist.errors import REPORTED, ConfigError
+from vae_mnist.errors import REPORTED, ConfigError, out_of_memory_message
 from vae_mnist.figures import FIGURES
 from vae_mnist.flags import (
     ALIASES,
@@ -23,7 +23,7 @@ from vae_mnist.flags import (
     resumable_flags,
     setting_flags,
 )
-from vae_mnist.settings import default_of, field_type
+from vae_mnist.settings import LARGEST_COUNT, LARGEST_SEED, default_of, field_type
 
 PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
@@ -63,12 +63,19 @@ def _kind(flag: str):
     return parse
 
 
-def _number(kind: type, positive: bool = False, minimum: float | None = None):
+def _number(
+    kind: type, positive: bool = False, minimum: float | None = None, maximum: float | None = None
+):
     """An argparse type that names what it wanted when the text is not such a number."""
     article = "a positive " if positive else ("a non-negative " if minimum == 0 else "a ")
     wanted = article + ("whole number" if kind is int else "number")
-    if minimum is not None and minimum != 0:
+    bounded_below = minimum is not None and minimum != 0
+    if bounded_below and maximum is not None:
+        wanted = f"a {'whole number' if kind is int else 'number'} from {minimum} to {maximum}"
+    elif bounded_below:
         wanted += f" of at least {minimum}"
+    elif maximum is not None:
+        wanted += f" of at most {maximum}"
 
     def parse(text: str):
         try:
@@ -78,6 +85,8 @@ def _number(kind: type, positive: bool = False, minimum: float | None = None):
         if not math.isfinite(value) or (kind is int and not value.is_integer()):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         if (positive and value <= 0) or (minimum is not None and value < minimum):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        if maximum is not None and value > maximum:
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return kind(value)
 
@@ -101,6 +110,9 @@ def _comma_list(parse, wanted: str):
 
 _whole_number_list = _comma_list(_number(int, positive=True), "positive whole numbers")
 _number_list = _comma_list(_number(float, positive=True), "positive numbers")
+# The most digits a figure puts along a side: 100 digits are 2,800 pixels.
+LARGEST_FIGURE_SIDE = 100
+_seed = _number(int, minimum=0, maximum=LARGEST_SEED)
 _class_list = _comma_list(_number(int, minimum=0), "class numbers (0, 1, ...)")
 
 
@@ -167,6 +179,7 @@ def _add_setting_flag(
             number,
             positive=field.metadata.get("positive", False),
             minimum=None if field.metadata.get("signed") else 0,
+            maximum=field.metadata.get("maximum", LARGEST_COUNT if number is int else None),
         )
         metavar = "N" if number is int else "X"
         parser.add_argument(
@@ -261,9 +274,9 @@ def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
     _add_data_flag(plot)
     plot.add_argument(
         "--n",
-        type=_number(int, positive=True),
+        type=_number(int, positive=True, maximum=LARGEST_FIGURE_SIDE),
         default=15,
-        help="digits per side of the manifold (default: 15)",
+        help=f"digits per side of the manifold (at most {LARGEST_FIGURE_SIDE}; default: 15)",
     )
     plot.add_argument(
         "--index",
@@ -289,9 +302,7 @@ def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
         "variable (e.g. 3,1,4,...; bits 0 or 1 for a Bernoulli latent)",
     )
     _add_interpolation_flags(plot)
-    plot.add_argument(
-        "--seed", type=_number(int, minimum=0), default=0, help="seed of the prior samples"
-    )
+    plot.add_argument("--seed", type=_seed, default=0, help="seed of the prior samples")
     plot.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -314,9 +325,10 @@ def _add_interpolation_flags(plot: argparse.ArgumentParser) -> None:
     )
     plot.add_argument(
         "--steps",
-        type=_number(int, minimum=2),
+        type=_number(int, minimum=2, maximum=LARGEST_FIGURE_SIDE),
         default=10,
-        help="digits along the interpolation, both ends included (at least 2; default: 10)",
+        help="digits along the interpolation, both ends included "
+        f"(2 to {LARGEST_FIGURE_SIDE}; default: 10)",
     )
 
 
@@ -337,9 +349,7 @@ def _add_evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
         metavar="K",
         help="neighbours of the kNN classifier on the latent (default: 5)",
     )
-    evaluate.add_argument(
-        "--seed", type=_number(int, minimum=0), default=0, help="seed of the Monte-Carlo draws"
-    )
+    evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the Monte-Carlo draws")
     evaluate.add_argument(
         "--log-partition",
         choices=("auto", "exact", "ais"),
@@ -423,6 +433,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # OSError: a full disk or a read-only folder; the atomic writes have kept every earlier file.
     except (*REPORTED, OSError) as error:
         print(f"{PROGRAM} {arguments.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:
+        message = out_of_memory_message(error)
+        if message is None:
+            raise
+        print(f"{PROGRAM} {arguments.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

@@ -36,6 +36,7 @@ from vae_mnist.networks import MLPNetwork
 from vae_mnist.objectives import ELBOObjective
 from vae_mnist.optimizers import RMSprop
 from vae_mnist.settings import (
+    LARGEST_SEED,
     ConfigError,
     Part,
     Settings,
@@ -59,7 +60,11 @@ class TrainingConfig(Settings):
     batch_size: int = setting(100, "images per training step", positive=True)
     epochs: int = setting(50, "passes over the training set", positive=True)
     shuffle: bool = setting(True, "shuffle the training set every epoch")
-    seed: int = setting(0, "seed of every random draw (weights, noise, shuffling, binarization)")
+    seed: int = setting(
+        0,
+        "seed of every random draw (weights, noise, shuffling, binarization)",
+        maximum=LARGEST_SEED,
+    )
     steps_per_execution: int = setting(
         100, "training steps run per call into the compiled graph (speed only)", positive=True
     )

@@ -31,3 +31,20 @@ class TrainingDivergedError(RuntimeError):
 
 # Every error a command reports in one line: a file, flag or value the user can correct.
 REPORTED = (ConfigError, UsageError, DataError, ModelFileError, RunError, TrainingDivergedError)
+
+
+def out_of_memory_message(error: BaseException) -> str | None:
+    """One line for an error that says the machine ran out of memory, else None.
+
+    Each backend says it its own way (TensorFlow's ``ResourceExhaustedError``, XLA's
+    ``RESOURCE_EXHAUSTED``, PyTorch's allocator), usually from sizes the user chose (a latent of
+    a billion units, a manifold of 2,000 × 2,000 digits), so it is reported as what it is.
+    """
+    text = str(error)
+    signs = ("RESOURCE_EXHAUSTED", "out of memory", "can't allocate memory", "OOM when allocating")
+    named = type(error).__name__ in ("MemoryError", "ResourceExhaustedError", "OutOfMemoryError")
+    if not named and not any(sign.lower() in text.lower() for sign in signs):
+        return None
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    detail = f" ({first[:160]})" if first else ""
+    return f"ran out of memory{detail}; choose smaller sizes"

@@ -40,6 +40,10 @@ from typing import Any, ClassVar
 from vae_mnist.errors import ConfigError, UsageError  # noqa: F401  (raised by the parts)
 
 FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
+# The largest seed every backend's generator and NumPy's accept: seeds are 32-bit.
+LARGEST_SEED = 2**32 - 1
+# The largest whole-number setting (a size or a count) but where a setting names its own.
+LARGEST_COUNT = 2**31 - 1
 
 
 def setting(default: Any, help_text: str, **checks: Any) -> Any:
@@ -97,8 +101,11 @@ def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"{name} must not be negative, got {value!r}")
     if "minimum" in checks and value < checks["minimum"]:
         raise ConfigError(f"{name} must be at least {checks['minimum']}, got {value!r}")
-    if "maximum" in checks and value > checks["maximum"]:
-        raise ConfigError(f"{name} must be at most {checks['maximum']}, got {value!r}")
+    # A count past 32 bits is no size a model or a loop can have, and the backends refuse it
+    # with a traceback of their own.
+    largest = checks.get("maximum", LARGEST_COUNT if kind == "int" else math.inf)
+    if value > largest:
+        raise ConfigError(f"{name} must be at most {largest}, got {value!r}")
     return int(value) if kind == "int" else float(value)
 
 
@@ -111,6 +118,7 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
         or not math.isfinite(item)
         or (whole and not float(item).is_integer())
         or item <= 0
+        or (whole and item > LARGEST_COUNT)
         for item in items
     ) or not (items or checks.get("may_be_empty")):
         wanted = "positive whole numbers" if whole else "positive numbers"

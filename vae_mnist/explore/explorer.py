@@ -27,6 +27,7 @@ from vae_mnist.evaluation import TABLE_ROWS, format_metric
 from vae_mnist.explore.server import RequestError, clipped
 from vae_mnist.latent import active_units
 from vae_mnist.runs import TrainedRun, read_metrics, read_run_info
+from vae_mnist.settings import LARGEST_SEED
 
 # The blog's two nines: test images 7 and 9, marked on the plane.
 MARKED_TEST_IMAGES = (7, 9)
@@ -39,7 +40,7 @@ SCATTER_DECIMALS = 3
 # Prior samples averaged for the mean of a prior that does not know its own.
 PRIOR_MEAN_SAMPLES = 10_000
 # The largest seed of a prior sample that the page may ask for.
-LARGEST_PRIOR_SEED = 2**32 - 1
+LARGEST_PRIOR_SEED = LARGEST_SEED
 
 
 def _numpy(value: Any) -> np.ndarray:

@@ -193,6 +193,32 @@ def test_evaluate_command_writes_metrics(trained_run, session_npz, tmp_path, cap
     assert "negative ELBO" in written.out and "warning" not in written.err
 
 
+def test_evaluate_refuses_more_neighbours_than_training_images_before_any_estimate(
+    trained_run, session_npz, tmp_path, capsys, monkeypatch
+):
+    from vae_mnist.commands import evaluate as evaluate_command
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    count = len(np.load(session_npz)["x_train"])
+
+    def estimate(*args, **kwargs):
+        raise AssertionError("the estimate ran before the refusal")
+
+    monkeypatch.setattr(evaluate_command, "evaluate_run", estimate)
+    status = main(
+        ["evaluate", "--run", str(run), "--data", str(session_npz)]
+        + [
+            "--neighbours",
+            str(count),
+        ]
+    )
+    error = capsys.readouterr().err.strip()
+    assert status == 1 and "\n" not in error
+    assert f"--neighbours {count} needs more training images than the {count}" in error
+    assert not (run / "metrics.json").exists()
+
+
 def test_evaluate_warns_of_a_number_that_is_not_finite(
     trained_run, session_npz, tmp_path, capsys, monkeypatch
 ):

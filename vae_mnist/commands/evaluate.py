@@ -21,6 +21,12 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     data = config.data.load(arguments.data)
     train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)
     (_, train_labels), (_, test_labels) = data
+    # Checked before the long importance-sampled estimate, not after it.
+    if arguments.neighbours >= len(train_images):
+        raise UsageError(
+            f"--neighbours {arguments.neighbours} needs more training images than the "
+            f"{len(train_images)} of the data set: choose fewer than {len(train_images)}"
+        )
     metrics = evaluate_run(
         trained.vae,
         train_images,

@@ -320,6 +320,7 @@ BAD_FLAGS = {
     "batch size word": (["train", "--batch-size", "big"], r"--batch-size: .*'big'"),
     "learning rate nan": (["train", "--learning-rate", "nan"], r"--learning-rate: expected"),
     "z word": (["plot", "decode", "--z", "1.0", "abc"], r"--z: expected a number, got 'abc'"),
+    "z beyond float32": (["plot", "decode", "--z", "1e39", "1"], r"--z: .*float32.*'1e39'"),
     "n zero": (["plot", "manifold", "--n", "0"], r"--n: expected a positive whole number"),
     "unknown kind": (["plot", "everything"], r"invalid choice: 'everything'"),
     # Seeds are 32-bit on every backend; sizes past 32 bits no backend can build.

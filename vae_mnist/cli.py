@@ -110,6 +110,20 @@ def _comma_list(parse, wanted: str):
 
 _whole_number_list = _comma_list(_number(int, positive=True), "positive whole numbers")
 _number_list = _comma_list(_number(float, positive=True), "positive numbers")
+# The largest float32, the decoder's number type: a coordinate past it would decode as infinity.
+LARGEST_FLOAT32 = 3.4028234663852886e38
+
+
+def _latent_coordinate(text: str) -> float:
+    """A coordinate of ``--z``: a number that float32, the decoder's type, holds."""
+    value = _number(float)(text)
+    if abs(value) > LARGEST_FLOAT32:
+        raise argparse.ArgumentTypeError(
+            f"expected a number within ±{LARGEST_FLOAT32:.4g} (float32), got {text!r}"
+        )
+    return value
+
+
 # The most digits a figure puts along a side: 100 digits are 2,800 pixels.
 LARGEST_FIGURE_SIDE = 100
 _seed = _number(int, minimum=0, maximum=LARGEST_SEED)
@@ -289,7 +303,7 @@ def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
     )
     plot.add_argument(
         "--z",
-        type=_number(float),
+        type=_latent_coordinate,
         nargs="+",
         metavar="X",
         help="decode this latent point instead of test images (one number per dimension)",

@@ -376,6 +376,9 @@ def test_a_request_the_standard_library_refuses_gets_a_json_error(served, reques
     body = answer.split(b"\r\n\r\n", 1)[-1]
     error = json.loads(body)["error"]
     assert error and "\n" not in error and b"<html" not in answer.lower()
+    # A status line, where the request line had a version to answer in, is a 4xx.
+    if answer.startswith(b"HTTP/"):
+        assert answer.split()[1].startswith(b"4"), answer[:40]
     assert request(url + "/api/info")[0] == 200
 
 

@@ -147,7 +147,10 @@ class ExploreHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method  # noqa: N815
 
     def _not_allowed(self) -> tuple[int, Any]:
-        raise RequestError(f"{self.command} is not served here (GET and POST are)", 405)
+        raise RequestError(self._not_served(), 405)
+
+    def _not_served(self) -> str:
+        return f"{clipped(str(self.command), 40)} is not served here (GET and POST are)"
 
     def _get(self) -> tuple[int, Any]:
         path = self.path.split("?", 1)[0]
@@ -210,6 +213,9 @@ class ExploreHandler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's own refusals (a malformed request line, headers too long, a
         method no handler names) as the API's one-line JSON error, not its HTML page."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            # A method no handler names (TRACE, BREW): refused as the methods it does name are.
+            code, message = HTTPStatus.METHOD_NOT_ALLOWED, self._not_served()
         text = message or self.responses.get(code, ("error",))[0]
         self._send(code, json.dumps({"error": clipped(text)}).encode(), "application/json")
 

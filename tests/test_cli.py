@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import struct
 import subprocess
@@ -610,3 +611,19 @@ def test_out_of_memory_errors_are_told_apart(error, expected):
     assert (message is not None) == expected
     if expected:
         assert message.startswith("ran out of memory") and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["curves", "--z", "1", "2"], "--z does not apply to 'curves' (it is an option of decode)"),
+        (["samples", "--index", "3"], "--index does not apply to 'samples'"),
+        (["manifold", "--steps=4"], "--steps does not apply to 'manifold'"),
+        (["decode", "--z", "1", "2", "--index", "3"], "'decode' decodes one thing"),
+    ],
+)
+def test_an_option_the_figure_does_not_read_is_refused(finished_run, capsys, arguments, message):
+    before = folder_state(finished_run)
+    status = call(["plot", *arguments, "--run", str(finished_run)])
+    assert_one_line_error(capsys, status, re.escape(message))
+    assert folder_state(finished_run) == before

@@ -424,6 +424,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.commands[arguments.command].error(  # type: ignore[attr-defined]
             f"unrecognized arguments: {' '.join(unknown)}"
         )
+    # Which options were typed, not defaulted, so a command can refuse one that does not apply.
+    tokens = sys.argv[1:] if argv is None else argv
+    arguments.given_options = {
+        token.split("=", 1)[0] for token in tokens if token.startswith("--") and token != "--"
+    }
     return arguments
 
 

@@ -47,3 +47,29 @@ def unmet_need(figure: str, parts: dict[str, Any]) -> str | None:
         if not part.offers(capability):
             return f"'{figure}' needs {what}, which this run's {part.kind} {family} is not"
     return None
+
+
+# The figures that read each of plot's options, by the option's flag; `all` reads those of the
+# figures it draws. An option given to a figure that does not read it is refused.
+OPTION_FIGURES: dict[str, tuple[str, ...]] = {
+    "--n": ("manifold", "animation", "all"),
+    "--index": ("decode", "codes", "all"),
+    "--z": ("decode",),
+    "--code": ("decode",),
+    "--from": ("interpolation", "all"),
+    "--to": ("interpolation", "all"),
+    "--steps": ("interpolation", "all"),
+    "--seed": ("samples", "all"),
+}
+
+
+def unread_option(figure: str, options: set[str]) -> str | None:
+    """Why `figure` cannot take one of the given `options`, or None where it reads them all."""
+    for option in sorted(options & set(OPTION_FIGURES)):
+        if figure not in OPTION_FIGURES[option]:
+            readers = ", ".join(name for name in OPTION_FIGURES[option] if name != "all")
+            return f"{option} does not apply to '{figure}' (it is an option of {readers})"
+    chosen = sorted(options & {"--index", "--z", "--code"})
+    if figure == "decode" and len(chosen) > 1:
+        return f"'decode' decodes one thing: give one of {', '.join(chosen)}"
+    return None

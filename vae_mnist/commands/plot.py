@@ -22,7 +22,7 @@ import numpy as np
 from vae_mnist import plotting
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import ModelFileError, UsageError
-from vae_mnist.figures import unmet_need
+from vae_mnist.figures import unmet_need, unread_option
 from vae_mnist.files import check_writable_folder
 from vae_mnist.latent import active_units
 from vae_mnist.model import load_model
@@ -111,6 +111,9 @@ class Figures:
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
     """Draw the figures that the `plot` command asks for; return their paths."""
     kind = arguments.kind
+    unread = unread_option(kind, getattr(arguments, "given_options", set()))
+    if unread:
+        raise UsageError(unread)
     run = load_trained_run(arguments.run)
     parts = {"posterior": run.vae.posterior_part, "prior": run.vae.prior_part}
     check_given_code(arguments, parts["posterior"])

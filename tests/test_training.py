@@ -344,6 +344,19 @@ def test_a_progress_record_that_says_something_else_stops_training(tmp_path, cha
     assert folder_state(folder) == before
 
 
+@pytest.mark.parametrize("name", ["history.csv", "config.json", "metrics.json"])
+def test_a_folder_with_a_runs_files_but_no_record_is_not_trained_into_unasked(tmp_path, name):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / name).write_text("someone's own file\n")
+    before = folder_state(folder)
+    with pytest.raises(RunError, match=rf"holds {re.escape(name)} but no run.json; replace"):
+        train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    assert folder_state(folder) == before
+    info = train(SMALL.replace(epochs=1), _data(), folder, verbose=0, overwrite=True)
+    assert info["status"] == "finished"
+
+
 def test_extend_needs_a_run(tmp_path):
     with pytest.raises(RunError, match="holds no trained run to extend"):
         train(SMALL, _data(), tmp_path / "run", verbose=0, extend=True)

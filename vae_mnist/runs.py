@@ -78,6 +78,10 @@ class RunPaths:
     def metrics(self) -> Path:
         return self.folder / "metrics.json"
 
+    def written_files(self) -> tuple[Path, ...]:
+        """The files a run writes besides run.json and vae.keras, which say whose they are."""
+        return (self.config, self.history, self.encoder, self.decoder, self.metrics)
+
     @property
     def checkpoints(self) -> Path:
         return self.folder / "checkpoint"

@@ -266,6 +266,14 @@ def decide_resume(
             f"{paths.folder} already holds a model; replace it (--overwrite, or overwrite=True "
             "from Python) or train into another folder"
         )
+    kept = [path.name for path in paths.written_files() if path.exists()]
+    if info is None and kept and not overwrite:
+        # Files of a run's names with no progress record: someone's own, or a run whose record
+        # is gone. Either way not this run's to replace unasked.
+        raise RunError(
+            f"{paths.folder} holds {', '.join(kept)} but no run.json; replace them "
+            "(--overwrite, or overwrite=True from Python) or train into another folder"
+        )
     if info is None or info["status"] != "training" or restart or overwrite:
         return None
     _check_saved_settings(

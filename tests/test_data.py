@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import struct
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import make_arrays, write_idx
@@ -118,6 +124,53 @@ def test_missing_truncated_and_non_zip_files(tmp_path, npz_file):
     text.write_text("not an archive")
     with pytest.raises(DataError, match="not a readable .npz file"):
         load_mnist(text)
+
+
+def _damage_deflate(path: Path, start: int) -> None:
+    """Set 100 bytes of deflate data from `start` to 0xff: a block of the reserved type 3,
+    which zlib refuses ("invalid block type") whatever the data compressed to."""
+    content = bytearray(path.read_bytes())
+    content[start : start + 100] = b"\xff" * 100
+    path.write_bytes(bytes(content))
+
+
+def test_a_compressed_npz_with_damaged_data_is_one_line(tmp_path, arrays):
+    path = tmp_path / "damaged.npz"
+    np.savez_compressed(path, **arrays)
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo("x_train.npy")
+    # The local header: 30 bytes, then the member's name and extra field, then its data.
+    with open(path, "rb") as stream:
+        stream.seek(member.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", stream.read(4))
+    _damage_deflate(path, member.header_offset + 30 + name_length + extra_length)
+    with pytest.raises(DataError, match="damaged.npz: not a readable .npz file .*invalid block"):
+        load_mnist(path)
+
+
+def test_an_npz_member_that_is_not_an_npy_array_is_refused(tmp_path, arrays):
+    path = tmp_path / "raw.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train", b"hello")
+        for key in ("y_train", "x_test", "y_test"):
+            buffer = io.BytesIO()
+            np.save(buffer, arrays[key])
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+    with pytest.raises(DataError, match="raw.npz: x_train is stored as raw bytes, not as a numpy"):
+        load_mnist(path)
+
+
+def test_a_gzipped_idx_file_with_damaged_data_is_one_line(tmp_path, arrays):
+    for key, stem in IDX_FILE_STEMS.items():
+        write_idx(tmp_path / stem, arrays[key])
+    images = tmp_path / "t10k-images-idx3-ubyte"
+    damaged = tmp_path / "t10k-images-idx3-ubyte.gz"
+    # gzip.compress writes no file name, so the deflate data starts after the 10-byte header.
+    damaged.write_bytes(gzip.compress(images.read_bytes()))
+    images.unlink()
+    _damage_deflate(damaged, 10)
+    with pytest.raises(DataError, match="idx3-ubyte.gz: cannot be read .*invalid block"):
+        load_mnist(tmp_path)
 
 
 def test_bad_idx_files(tmp_path, arrays):

@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import os
 import zipfile
+import zlib
 from pathlib import Path
 from typing import ClassVar
 
@@ -144,7 +145,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
             if missing:
                 raise DataError(f"{path}: missing the arrays {', '.join(missing)}")
-            return {key: archive[key] for key in NPZ_KEYS}
+            return {key: _npz_array(path, key, archive[key]) for key in NPZ_KEYS}
     except DataError:
         raise
     except ValueError as error:
@@ -153,8 +154,16 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 f"{path}: holds pickled objects, which are refused (arrays only)"
             ) from None
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
+    # A member whose compressed bytes are damaged fails in zlib, which raises its own error.
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
+
+
+def _npz_array(path: Path, key: str, value: object) -> np.ndarray:
+    # numpy hands back the raw bytes of a member not saved as .npy (no ".npy" in its name).
+    if not isinstance(value, np.ndarray):
+        raise DataError(f"{path}: {key} is stored as raw bytes, not as a numpy array (.npy)")
+    return value
 
 
 def _read_idx_from_folder(folder: Path, stem: str) -> np.ndarray:
@@ -183,7 +192,8 @@ def read_idx(path: str | os.PathLike, dimensions: int | None = None) -> np.ndarr
                 content = stream.read()
         else:
             content = path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
+    # Damaged compressed bytes inside a valid gzip header fail in zlib, not in gzip.
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{path}: cannot be read ({error})") from None
     if len(content) < 4:
         raise DataError(f"{path}: too short for an IDX file ({len(content)} bytes)")

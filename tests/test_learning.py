@@ -291,6 +291,33 @@ def test_compare_writes_the_format_its_suffix_names(tmp_path, trained_run, name)
     assert [path.name for path in tmp_path.iterdir()] == [name]
 
 
+def test_compare_refuses_a_malformed_history_in_one_line(tmp_path, trained_run, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (folder / "history.csv").write_text("epoch,loss,val_loss\n1,abc,3\n")
+    assert main(["compare", str(folder)]) == 1
+    assert capsys.readouterr().err == (
+        f"vae-mnist compare: error: {folder / 'history.csv'}: line 2: loss is 'abc', not a number\n"
+    )
+    # A history of its header alone was written before the first epoch: nothing to show yet.
+    (folder / "history.csv").write_text("epoch,loss,val_loss\n")
+    assert main(["compare", str(folder)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.startswith("epochs trained")).split()[-1] == "0"
+
+
+def test_plot_curves_refuses_a_history_without_the_columns_it_draws(tmp_path, trained_run, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (folder / "history.csv").write_text("epoch,val_loss\n1,2\n")
+    out = tmp_path / "figures"
+    assert main(["plot", "curves", "--run", str(folder), "--out", str(out), "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        f"vae-mnist plot: error: {folder / 'history.csv'}: the training history lacks loss, "
+        "reconstruction_loss, kl_loss, val_reconstruction_loss, val_kl_loss, which the training "
+        "curves draw\n"
+    )
+    assert not (out / "training_curves.png").exists()
+
+
 def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["compare", str(tmp_path / "empty")]) == 1

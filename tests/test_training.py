@@ -565,6 +565,40 @@ def test_an_old_history_numbered_from_0_reads_from_1(name):
     np.testing.assert_array_equal([row["loss"] for row in info["history"]], history["loss"])
 
 
+# A history.csv that cannot be read as numbers under its header is one line naming the file.
+BAD_HISTORIES = {
+    "a value not a number": (b"epoch,loss,val_loss\n1,abc,3\n", "line 2: loss is 'abc', not a"),
+    "a row of extra values": (b"epoch,loss,val_loss\n1,2,3,4,5\n", "line 2 has 5 values, but"),
+    "not UTF-8": (b"epoch,loss,val_loss\n1,\xff\xfe,3\n", "not UTF-8 text"),
+    "no epoch column": (b"loss,val_loss\n1,2\n", "no epoch column"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_HISTORIES))
+def test_a_malformed_history_is_a_run_error_naming_the_file(tmp_path, case):
+    from vae_mnist.runs import read_history
+
+    content, message = BAD_HISTORIES[case]
+    path = tmp_path / "history.csv"
+    path.write_bytes(content)
+    with pytest.raises(RunError, match=re.escape(message)) as caught:
+        read_history(path)
+    assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
+
+
+def test_a_history_reads_an_empty_cell_and_a_short_row_as_not_a_number(tmp_path):
+    from vae_mnist.runs import EmptyHistoryError, read_history
+
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss,val_loss\n1,2,\n\n2,1\n")
+    history = read_history(path)
+    np.testing.assert_array_equal(history["epoch"], [1, 2])
+    np.testing.assert_array_equal(history["val_loss"], [np.nan, np.nan])
+    path.write_text("epoch,loss,val_loss\n")
+    with pytest.raises(EmptyHistoryError, match="no finished epoch"):
+        read_history(path)
+
+
 def test_the_curves_of_an_old_run_start_at_epoch_1(monkeypatch, tmp_path):
     from vae_mnist import plotting
     from vae_mnist.runs import read_history

@@ -270,6 +270,11 @@ def _label_epochs(axis, epochs: np.ndarray) -> None:
         axis.set_xlim(np.min(epochs) - 0.5, np.max(epochs) + 0.5)
 
 
+# The history.csv columns that the training curves draw: each term, training and validation.
+TRAINING_CURVE_TERMS = ("loss", "reconstruction_loss", "kl_loss")
+TRAINING_CURVE_COLUMNS = (*TRAINING_CURVE_TERMS, *(f"val_{term}" for term in TRAINING_CURVE_TERMS))
+
+
 def plot_training_curves(
     history: dict[str, np.ndarray], path: str | Path, loss_name: str = "negative ELBO"
 ) -> Path:
@@ -285,7 +290,7 @@ def plot_training_curves(
     epochs = history["epoch"]
     for axis, key, title in zip(
         axes[:3],
-        ("loss", "reconstruction_loss", "kl_loss"),
+        TRAINING_CURVE_TERMS,
         (loss_name, "reconstruction", "KL"),
         strict=True,
     ):

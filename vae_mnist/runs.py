@@ -216,17 +216,64 @@ def history_csv_text(rows: list[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
+class EmptyHistoryError(RunError):
+    """A history.csv of its header alone: written before the first epoch finished."""
+
+
 def read_history(path: str | Path) -> dict[str, np.ndarray]:
-    """The columns of a ``history.csv`` as float arrays, the epochs numbered from 1."""
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
+    """The columns of a ``history.csv`` as float arrays, the epochs numbered from 1.
+
+    An empty cell reads as NaN. A file that cannot be read as numbers under its header is a
+    `RunError` naming the file and the line; one with no finished epoch, `EmptyHistoryError`.
+    """
+    header, rows = _history_rows(path)
     if not rows:
-        raise RunError(f"{path}: no finished epoch in the training history")
-    columns = {key: np.array([float(row[key] or "nan") for row in rows]) for key in rows[0]}
-    if "epoch" in columns and columns["epoch"][0] == 0:
+        raise EmptyHistoryError(f"{path}: no finished epoch in the training history")
+    if "epoch" not in header:
+        raise RunError(f"{path}: no epoch column in the training history")
+    columns = {key: np.array([row[key] for row in rows]) for key in header}
+    if columns["epoch"][0] == 0:
         # Numbered from 0 by version 2.0.0 or earlier.
         columns["epoch"] = columns["epoch"] + 1
     return columns
+
+
+def _history_rows(path: str | Path) -> tuple[list[str], list[dict[str, float]]]:
+    """The header of a ``history.csv`` and its rows as numbers by column."""
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            reader = csv.reader(stream)
+            header = next(reader, [])
+            # A blank line is no epoch; the csv module reads it as a row of no fields.
+            rows = [
+                _history_row(path, reader.line_num, header, fields) for fields in reader if fields
+            ]
+    except OSError as error:
+        raise RunError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not a training history (not UTF-8 text)") from None
+    except csv.Error as error:
+        raise RunError(f"{path}: not a training history ({error})") from None
+    return header, rows
+
+
+def _history_row(
+    path: str | Path, line: int, header: list[str], fields: list[str]
+) -> dict[str, float]:
+    """One row of a ``history.csv`` as numbers by column; an empty or absent cell is NaN."""
+    if len(fields) > len(header):
+        raise RunError(
+            f"{path}: line {line} has {len(fields)} values, but the header names "
+            f"{len(header)} columns"
+        )
+    fields = fields + [""] * (len(header) - len(fields))
+    row = {}
+    for key, text in zip(header, fields, strict=True):
+        try:
+            row[key] = float(text or "nan")
+        except ValueError:
+            raise RunError(f"{path}: line {line}: {key} is {text!r}, not a number") from None
+    return row
 
 
 def write_metrics(paths: RunPaths, metrics: dict[str, Any]) -> None:

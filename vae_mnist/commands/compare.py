@@ -20,7 +20,14 @@ import numpy as np
 from vae_mnist.config import RunConfig, UsageError
 from vae_mnist.files import check_can_create_folder
 from vae_mnist.flags import flat_settings
-from vae_mnist.runs import RunError, RunPaths, read_history, read_metrics, read_run_info
+from vae_mnist.runs import (
+    EmptyHistoryError,
+    RunError,
+    RunPaths,
+    read_history,
+    read_metrics,
+    read_run_info,
+)
 
 # The final epoch's values of history.csv, as (row label, column).
 LOSS_ROWS = (
@@ -80,7 +87,9 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
     if paths.history.exists():
         try:
             history = read_history(paths.history)
-        except RunError:  # Written before the first epoch finished: nothing to show yet.
+        except EmptyHistoryError:
+            # Written before the first epoch finished: nothing to show yet. Any other RunError,
+            # a history that cannot be read, is reported in one line.
             history = None
     return RunSummary(
         name=name,

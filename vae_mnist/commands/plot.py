@@ -217,6 +217,13 @@ def _curves(figures: Figures) -> list[Path]:
     if not history_path.exists():
         raise ModelFileError(f"{history_path}: no training history in the run")
     history = read_history(history_path)
+    # Refused before drawing, so that a history of other columns is one line, not a KeyError.
+    missing = [column for column in plotting.TRAINING_CURVE_COLUMNS if column not in history]
+    if missing:
+        raise ModelFileError(
+            f"{history_path}: the training history lacks {', '.join(missing)}, which the "
+            "training curves draw"
+        )
     path = figures.out / "training_curves.png"
     loss_name = figures.run.config.objective.loss_name
     return [plotting.plot_training_curves(history, path, loss_name=loss_name)]

@@ -33,7 +33,7 @@ from vae_mnist.data import model_inputs
 from vae_mnist.explore.explorer import Explorer
 from vae_mnist.explore.server import ExploreServer, is_loopback
 from vae_mnist.model import build_vae
-from vae_mnist.runs import RunPaths, TrainedRun, load_trained_run
+from vae_mnist.runs import RunError, RunPaths, TrainedRun, load_trained_run
 from vae_mnist.settings import make_part
 from vae_mnist.training import train
 
@@ -247,6 +247,14 @@ def test_the_header_holds_the_evaluated_numbers(trained_run, session_npz, tmp_pa
         ["active latent units", "2 of 2"],
         ["importance samples K", "1000"],
     ]
+
+
+def test_metrics_not_a_json_object_are_a_run_error(trained_run, session_npz, tmp_path):
+    folder = tmp_path / "evaluated"
+    shutil.copytree(trained_run, folder)
+    (folder / "metrics.json").write_text("[1, 2]")
+    with pytest.raises(RunError, match="metrics.json: not a vae-mnist metrics record"):
+        explorer_of(folder, session_npz)
 
 
 def test_a_wide_latent_orders_its_sliders_by_activity_and_planes_the_two_most_active(served):

@@ -318,6 +318,42 @@ def test_plot_curves_refuses_a_history_without_the_columns_it_draws(tmp_path, tr
     assert not (out / "training_curves.png").exists()
 
 
+def test_read_metrics_refuses_a_record_not_an_object_or_a_shown_number_not_a_number(tmp_path):
+    from vae_mnist.runs import read_metrics
+
+    paths = RunPaths(tmp_path)
+    paths.metrics.write_text("[1, 2]")
+    with pytest.raises(RunError, match="metrics.json: not a vae-mnist metrics record"):
+        read_metrics(paths)
+    for value, shown in (('"abc"', '"abc"'), ("null", "null"), ("true", "true"), ("[1]", "[1]")):
+        paths.metrics.write_text(f'{{"negative_elbo": 1.5, "knn_accuracy": {value}}}')
+        with pytest.raises(RunError, match=re.escape(f"knn_accuracy is {shown}, not a number")):
+            read_metrics(paths)
+    # What evaluate writes beside the numbers, lists and strings, and keys no table shows, pass.
+    written = {"negative_elbo": 90, "active_units": 2, "log_partition": float("nan")}
+    written |= {"classes_used": [3, 4], "log_partition_method": "ais", "preset": "keras2017"}
+    write_metrics(paths, written)
+    assert read_metrics(paths).keys() == written.keys()
+
+
+def test_every_metric_a_table_shows_is_checked_to_be_a_number():
+    from vae_mnist.commands.compare import METRIC_ROWS
+    from vae_mnist.evaluation import TABLE_ROWS
+    from vae_mnist.runs import NUMERIC_METRICS
+
+    assert {key for _, key, _ in (*TABLE_ROWS, *METRIC_ROWS)} <= NUMERIC_METRICS
+
+
+def test_compare_refuses_a_metric_not_a_number_in_one_line(tmp_path, trained_run, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (folder / "metrics.json").write_text('{"negative_elbo": "abc"}')
+    assert main(["compare", str(folder)]) == 1
+    assert capsys.readouterr().err == (
+        f'vae-mnist compare: error: {folder / "metrics.json"}: negative_elbo is "abc", not a '
+        "number\n"
+    )
+
+
 def test_compare_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["compare", str(tmp_path / "empty")]) == 1

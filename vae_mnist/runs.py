@@ -280,14 +280,47 @@ def write_metrics(paths: RunPaths, metrics: dict[str, Any]) -> None:
     atomic_write_text(paths.metrics, json.dumps(metrics, indent=2) + "\n")
 
 
+# The keys of metrics.json that the tables show (evaluate's and explore's, compare's), each a
+# number. Its other keys, lists (classes_used) and strings (log_partition_method) among them,
+# are shown by no table and left as written.
+NUMERIC_METRICS = frozenset(
+    {
+        "negative_elbo",
+        "reconstruction",
+        "kl",
+        "iwae_negative_log_likelihood",
+        "iwae_samples",
+        "knn_accuracy",
+        "active_units",
+        "mean_classes_used",
+        "log_partition",
+    }
+)
+
+
 def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
-    """The evaluate command's numbers, or None where the run was not evaluated."""
+    """The evaluate command's numbers, or None where the run was not evaluated.
+
+    A file that is not a JSON object, or whose `NUMERIC_METRICS` are not numbers, is a
+    `RunError` naming the file (and the key).
+    """
     if not paths.metrics.exists():
         return None
     try:
-        return json.loads(paths.metrics.read_text())
+        metrics = json.loads(paths.metrics.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RunError(f"{paths.metrics}: unreadable metrics ({error})") from None
+    if not isinstance(metrics, dict):
+        raise RunError(f"{paths.metrics}: not a vae-mnist metrics record (not a JSON object)")
+    for key in sorted(NUMERIC_METRICS & metrics.keys()):
+        if not _is_number(metrics[key]):
+            raise RunError(f"{paths.metrics}: {key} is {json.dumps(metrics[key])}, not a number")
+    return metrics
+
+
+def _is_number(value: Any) -> bool:
+    # JSON's true and false read as bool, which Python counts as an int.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass

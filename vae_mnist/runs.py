@@ -308,7 +308,7 @@ def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
         return None
     try:
         metrics = json.loads(paths.metrics.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise RunError(f"{paths.metrics}: unreadable metrics ({error})") from None
     if not isinstance(metrics, dict):
         raise RunError(f"{paths.metrics}: not a vae-mnist metrics record (not a JSON object)")

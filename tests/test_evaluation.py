@@ -210,13 +210,17 @@ def test_evaluate_refuses_more_neighbours_than_training_images_before_any_estima
         ["evaluate", "--run", str(run), "--data", str(session_npz)]
         + [
             "--neighbours",
-            str(count),
+            str(count + 1),
         ]
     )
     error = capsys.readouterr().err.strip()
     assert status == 1 and "\n" not in error
-    assert f"--neighbours {count} needs more training images than the {count}" in error
+    assert f"--neighbours {count + 1} is more than the {count} training images" in error
     assert not (run / "metrics.json").exists()
+    # As many neighbours as images is a vote of them all: allowed, so the estimate runs.
+    arguments = ["evaluate", "--run", str(run), "--data", str(session_npz)]
+    with pytest.raises(AssertionError, match="the estimate ran"):
+        main([*arguments, "--neighbours", str(count)])
 
 
 def test_evaluate_warns_of_a_number_that_is_not_finite(

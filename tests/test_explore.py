@@ -371,6 +371,23 @@ def test_a_malformed_request_gets_a_4xx_and_the_server_keeps_serving(served, nam
 
 
 @pytest.mark.parametrize(
+    "method, path, allowed",
+    [
+        ("GET", "/api/decode", "POST"),
+        ("POST", "/api/info", "GET, HEAD"),
+        ("PUT", "/api/decode", "GET, HEAD, POST"),
+    ],
+)
+def test_a_405_names_the_methods_its_path_serves(served, method, path, allowed):
+    call = urllib.request.Request(served["gaussian"].url + path, data=b"{}", method=method)
+    if method == "GET":
+        call = urllib.request.Request(served["gaussian"].url + path, method=method)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call, timeout=30)
+    assert refused.value.code == 405 and refused.value.headers["Allow"] == allowed
+
+
+@pytest.mark.parametrize(
     "request_line", [b"GARBAGE", b"GET /api/info HTTP/9.9", b"BREW /api/info HTTP/1.1"]
 )
 def test_a_request_the_standard_library_refuses_gets_a_json_error(served, request_line):
@@ -387,6 +404,8 @@ def test_a_request_the_standard_library_refuses_gets_a_json_error(served, reques
     # A status line, where the request line had a version to answer in, is a 4xx.
     if answer.startswith(b"HTTP/"):
         assert answer.split()[1].startswith(b"4"), answer[:40]
+    if request_line.startswith(b"BREW"):
+        assert b"\r\nAllow: GET, HEAD, POST\r\n" in answer
     assert request(url + "/api/info")[0] == 200
 
 

@@ -325,6 +325,8 @@ def test_extend_refuses_what_it_cannot_do_and_changes_nothing(tmp_path, changes,
         ({"checkpoint": 5}, "checkpoint 5"),
         ({"checkpoint": "../../etc/passwd"}, "checkpoint '../../etc/passwd'"),
         ({"continued": "elsewhere"}, "continued is not a list"),
+        ({"continued": [{}]}, "continued is not a list"),
+        ({"history": [{"loss": 1.0}]}, "history is not a list of epochs"),
     ],
 )
 def test_a_progress_record_that_says_something_else_stops_training(tmp_path, changes, problem):
@@ -342,9 +344,12 @@ def test_a_progress_record_that_says_something_else_stops_training(tmp_path, cha
         with pytest.raises(RunError, match="not a vae-mnist progress record"):
             train(SMALL.replace(epochs=2, hidden_layers=(8,)), _data(), folder, **options)
     assert folder_state(folder) == before
+    # Replacing the run on purpose needs nothing of the record.
+    info = train(SMALL.replace(epochs=1), _data(), folder, verbose=0, overwrite=True)
+    assert info["status"] == "finished"
 
 
-@pytest.mark.parametrize("name", ["history.csv", "config.json", "metrics.json"])
+@pytest.mark.parametrize("name", ["history.csv", "metrics.json", "decoder.keras"])
 def test_a_folder_with_a_runs_files_but_no_record_is_not_trained_into_unasked(tmp_path, name):
     folder = tmp_path / "mine"
     folder.mkdir()
@@ -354,6 +359,15 @@ def test_a_folder_with_a_runs_files_but_no_record_is_not_trained_into_unasked(tm
         train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
     assert folder_state(folder) == before
     info = train(SMALL.replace(epochs=1), _data(), folder, verbose=0, overwrite=True)
+    assert info["status"] == "finished"
+
+
+def test_a_config_json_left_alone_by_a_failed_start_is_trained_over(tmp_path):
+    # A new run writes config.json just before run.json; a failure between them leaves it alone.
+    folder = tmp_path / "run"
+    folder.mkdir()
+    SMALL.save(folder / "config.json")
+    info = train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
     assert info["status"] == "finished"
 
 

@@ -64,18 +64,28 @@ def _kind(flag: str):
 
 
 def _number(
-    kind: type, positive: bool = False, minimum: float | None = None, maximum: float | None = None
+    kind: type,
+    positive: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    state_maximum: bool = True,
 ):
-    """An argparse type that names what it wanted when the text is not such a number."""
+    """An argparse type that names what it wanted when the text is not such a number.
+
+    A maximum that no one would reach but by mistake (a size past 31 bits) is named only in the
+    refusal of a number past it (`state_maximum=False`).
+    """
+    noun = "whole number" if kind is int else "number"
     article = "a positive " if positive else ("a non-negative " if minimum == 0 else "a ")
-    wanted = article + ("whole number" if kind is int else "number")
     bounded_below = minimum is not None and minimum != 0
-    if bounded_below and maximum is not None:
-        wanted = f"a {'whole number' if kind is int else 'number'} from {minimum} to {maximum}"
+    if bounded_below and maximum is not None and state_maximum:
+        wanted = f"a {noun} from {minimum} to {maximum}"
     elif bounded_below:
-        wanted += f" of at least {minimum}"
-    elif maximum is not None:
-        wanted += f" of at most {maximum}"
+        wanted = f"a {noun} of at least {minimum}"
+    elif maximum is not None and state_maximum:
+        wanted = f"{article}{noun} of at most {maximum}"
+    else:
+        wanted = article + noun
 
     def parse(text: str):
         try:
@@ -87,7 +97,7 @@ def _number(
         if (positive and value <= 0) or (minimum is not None and value < minimum):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected at most {maximum}, got {text!r}")
         return kind(value)
 
     return parse
@@ -110,16 +120,19 @@ def _comma_list(parse, wanted: str):
 
 _whole_number_list = _comma_list(_number(int, positive=True), "positive whole numbers")
 _number_list = _comma_list(_number(float, positive=True), "positive numbers")
-# The largest float32, the decoder's number type: a coordinate past it would decode as infinity.
-LARGEST_FLOAT32 = 3.4028234663852886e38
 
 
 def _latent_coordinate(text: str) -> float:
-    """A coordinate of ``--z``: a number that float32, the decoder's type, holds."""
+    """A coordinate of ``--z``: a number that float32, the decoder's type, holds finite (as the
+    explore page reads its points)."""
+    import numpy as np
+
     value = _number(float)(text)
-    if abs(value) > LARGEST_FLOAT32:
+    with np.errstate(over="ignore"):
+        finite = bool(np.isfinite(np.float32(value)))
+    if not finite:
         raise argparse.ArgumentTypeError(
-            f"expected a number within ±{LARGEST_FLOAT32:.4g} (float32), got {text!r}"
+            f"expected a number that float32 holds (within ±3.4e38), got {text!r}"
         )
     return value
 
@@ -194,6 +207,7 @@ def _add_setting_flag(
             positive=field.metadata.get("positive", False),
             minimum=None if field.metadata.get("signed") else 0,
             maximum=field.metadata.get("maximum", LARGEST_COUNT if number is int else None),
+            state_maximum="maximum" in field.metadata,
         )
         metavar = "N" if number is int else "X"
         parser.add_argument(

@@ -79,8 +79,10 @@ class RunPaths:
         return self.folder / "metrics.json"
 
     def written_files(self) -> tuple[Path, ...]:
-        """The files a run writes besides run.json and vae.keras, which say whose they are."""
-        return (self.config, self.history, self.encoder, self.decoder, self.metrics)
+        """The files a run writes that hold its results, besides run.json and vae.keras, which
+        say whose they are. Not config.json: a new run writes it just before run.json, so a
+        folder may hold it alone after a failure between the two, and it holds no result."""
+        return (self.history, self.encoder, self.decoder, self.metrics)
 
     @property
     def checkpoints(self) -> Path:
@@ -171,11 +173,13 @@ def _progress_record_problem(info: dict[str, Any]) -> str | None:
         return f"checkpoint {checkpoint!r}, where a file of the run folder is expected"
     info.setdefault("history", [])
     if not isinstance(info["history"], list) or not all(
-        isinstance(row, dict) for row in info["history"]
+        isinstance(row, dict) and _is_number(row.get("epoch")) for row in info["history"]
     ):
         return "history is not a list of epochs"
     continued = info.get("continued", [])
-    if not isinstance(continued, list) or not all(isinstance(entry, dict) for entry in continued):
+    if not isinstance(continued, list) or not all(
+        isinstance(entry, dict) and isinstance(entry.get("versions"), dict) for entry in continued
+    ):
         return "continued is not a list of continuations"
     return None
 
@@ -184,8 +188,9 @@ def _is_inside_the_folder(name: Any) -> bool:
     """Whether `name` is a relative path that stays inside the run folder."""
     if not isinstance(name, str) or not name:
         return False
-    path = PurePosixPath(name)
-    return not path.is_absolute() and ".." not in path.parts and "\\" not in name
+    # Either separator: a record written on Windows names its checkpoint with backslashes.
+    path = PurePosixPath(name.replace("\\", "/"))
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def read_saved_config(paths: RunPaths) -> RunConfig:

@@ -40,8 +40,9 @@ from typing import Any, ClassVar
 from vae_mnist.errors import ConfigError, UsageError  # noqa: F401  (raised by the parts)
 
 FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
-# The largest seed every backend's generator and NumPy's accept: seeds are 32-bit.
-LARGEST_SEED = 2**32 - 1
+# The largest seed: PyTorch's generators take 32-bit signed seeds, and a run adds offsets to
+# its seed (a layer's, an epoch count, evaluation's next draw), which must stay within them.
+LARGEST_SEED = 2**30 - 1
 # The largest whole-number setting (a size or a count) but where a setting names its own.
 LARGEST_COUNT = 2**31 - 1
 

@@ -253,7 +253,8 @@ def decide_resume(
     continued when its saved settings match `config` but for what a resumed run may change,
     and started over with `restart` (or `overwrite`).
     """
-    info = read_run_info(paths)
+    # Replacing a run needs nothing of its record, so one that cannot be read is replaced too.
+    info = None if overwrite else read_run_info(paths)
     if extend:
         return _extension(paths, config, info, overwrite or restart)
     if info is not None and info["status"] == "finished" and not overwrite:

@@ -22,10 +22,10 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)
     (_, train_labels), (_, test_labels) = data
     # Checked before the long importance-sampled estimate, not after it.
-    if arguments.neighbours >= len(train_images):
+    if arguments.neighbours > len(train_images):
         raise UsageError(
-            f"--neighbours {arguments.neighbours} needs more training images than the "
-            f"{len(train_images)} of the data set: choose fewer than {len(train_images)}"
+            f"--neighbours {arguments.neighbours} is more than the {len(train_images)} "
+            f"training images of the data set: choose at most {len(train_images)}"
         )
     metrics = evaluate_run(
         trained.vae,

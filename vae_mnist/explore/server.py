@@ -45,6 +45,8 @@ SECURITY_HEADERS = {
 LOOPBACK_NAMES = ("localhost",)
 
 
+# The methods the server serves at some path; a 405 names those its path serves.
+SERVED_METHODS = "GET, HEAD, POST"
 # What a POST may ask, by path: the `Explorer` method that answers it.
 POSTED_PATHS = {"/api/decode": "decode", "/api/prior_sample": "prior_sample"}
 
@@ -57,9 +59,11 @@ def clipped(text: str, limit: int = 200) -> str:
 class RequestError(ValueError):
     """A request the page (or anyone) sent that cannot be answered; `status` is its HTTP code."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, allow: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        # A 405's methods that the path does serve, for its Allow header.
+        self.allow = allow
 
 
 def is_loopback(host: str) -> bool:
@@ -147,7 +151,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method  # noqa: N815
 
     def _not_allowed(self) -> tuple[int, Any]:
-        raise RequestError(self._not_served(), 405)
+        raise RequestError(self._not_served(), 405, allow=SERVED_METHODS)
 
     def _not_served(self) -> str:
         return f"{clipped(str(self.command), 40)} is not served here (GET and POST are)"
@@ -161,14 +165,16 @@ class ExploreHandler(BaseHTTPRequestHandler):
         if path.startswith("/api/test/"):
             return HTTPStatus.OK, self._explorer().test_image(path.removeprefix("/api/test/"))
         if path in POSTED_PATHS:
-            raise RequestError(f"{self.command} is not served at {path} (POST is)", 405)
+            raise RequestError(f"{self.command} is not served at {path} (POST is)", 405, "POST")
         raise RequestError(f"nothing at {clipped(path, 100)}", 404)
 
     def _post(self) -> tuple[int, Any]:
         path = self.path.split("?", 1)[0]
         if path not in POSTED_PATHS:
             if path in self.server.static or path == "/api/info" or path.startswith("/api/test/"):
-                raise RequestError(f"POST is not served at {clipped(path, 100)} (GET is)", 405)
+                raise RequestError(
+                    f"POST is not served at {clipped(path, 100)} (GET is)", 405, "GET, HEAD"
+                )
             raise RequestError(f"nothing to post to at {clipped(path, 100)}", 404)
         return HTTPStatus.OK, getattr(self._explorer(), POSTED_PATHS[path])(self._json_body())
 
@@ -192,12 +198,14 @@ class ExploreHandler(BaseHTTPRequestHandler):
 
     def _answer(self, route) -> None:
         """Answer by `route`, every refusal as a 4xx JSON error, anything else as a 500."""
+        allow = None
         try:
             if self.server.loopback_only and not is_loopback(_host_of(self.headers["Host"] or "")):
                 raise RequestError("this server answers requests for a loopback host only", 403)
             status, content = route()
         except RequestError as error:
             status, content = error.status, {"error": str(error)}
+            allow = error.allow
         except Exception as error:  # A bug must not stop the server: answer it, and report it.
             message = f"{type(error).__name__}: {error}".splitlines()[0]
             print(
@@ -208,20 +216,24 @@ class ExploreHandler(BaseHTTPRequestHandler):
             body, kind = content
         else:
             body, kind = json.dumps(content, allow_nan=False).encode(), "application/json"
-        self._send(status, body, kind)
+        self._send(status, body, kind, allow)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's own refusals (a malformed request line, headers too long, a
         method no handler names) as the API's one-line JSON error, not its HTML page."""
+        allow = None
         if code == HTTPStatus.NOT_IMPLEMENTED:
             # A method no handler names (TRACE, BREW): refused as the methods it does name are.
-            code, message = HTTPStatus.METHOD_NOT_ALLOWED, self._not_served()
+            code, message, allow = HTTPStatus.METHOD_NOT_ALLOWED, self._not_served(), SERVED_METHODS
         text = message or self.responses.get(code, ("error",))[0]
-        self._send(code, json.dumps({"error": clipped(text)}).encode(), "application/json")
+        body = json.dumps({"error": clipped(text)}).encode()
+        self._send(code, body, "application/json", allow)
 
-    def _send(self, status: int, body: bytes, kind: str) -> None:
+    def _send(self, status: int, body: bytes, kind: str, allow: str | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
+        if allow:
+            self.send_header("Allow", allow)
         self.send_header("Content-Length", str(len(body)))
         for name, value in SECURITY_HEADERS.items():
             self.send_header(name, value)

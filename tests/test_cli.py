@@ -631,3 +631,20 @@ def test_an_option_the_figure_does_not_read_is_refused(finished_run, capsys, arg
     status = call(["plot", *arguments, "--run", str(finished_run)])
     assert_one_line_error(capsys, status, re.escape(message))
     assert folder_state(finished_run) == before
+
+
+@pytest.mark.parametrize(
+    "figure, options",
+    [
+        ("all", {"--index", "--n", "--seed", "--from", "--to", "--steps", "--run", "--out"}),
+        ("codes", {"--index"}),
+        ("decode", {"--code"}),
+        ("decode", {"--z"}),
+        ("animation", {"--n", "--quiet"}),
+        ("samples", {"--seed", "--data"}),
+    ],
+)
+def test_the_options_a_figure_reads_are_let_through(figure, options):
+    from vae_mnist.figures import unread_option
+
+    assert unread_option(figure, options) is None

@@ -648,3 +648,20 @@ def test_the_options_a_figure_reads_are_let_through(figure, options):
     from vae_mnist.figures import unread_option
 
     assert unread_option(figure, options) is None
+
+
+def test_train_refuses_the_folder_before_loading_any_data(finished_run, monkeypatch, capsys):
+    from vae_mnist.data import MNISTData
+
+    def load(self, path=None):
+        raise AssertionError("the data was loaded (perhaps downloaded) before the refusal")
+
+    monkeypatch.setattr(MNISTData, "load", load)
+    before = folder_state(finished_run)
+    cases = [
+        (["--epochs", "2"], r"holds a finished run"),
+        (["--extend", "--epochs", "2", "--dataset", "fashion_mnist"], r"other settings: dataset"),
+    ]
+    for flags, pattern in cases:
+        assert_one_line_error(capsys, call(["train", "--out", str(finished_run), *flags]), pattern)
+    assert folder_state(finished_run) == before

@@ -48,15 +48,17 @@ def run(arguments: argparse.Namespace, program: str) -> None:
     # Refuse an unusable folder before the data load, and create nothing until the data is good.
     check_can_create_folder(folder)
     config, completed = resolve_config(arguments, folder)
-    data = config.data.load(arguments.data)
     from vae_mnist.monitoring import tensorboard_callbacks
     from vae_mnist.training import decide_resume, train
 
-    # Say "continuing" only where the run will continue: `decide_resume` refuses other settings.
-    resumed = completed and decide_resume(
+    # Every refusal of the folder (a finished run, other settings of an unfinished one) comes
+    # before the data load, which may be a download; `train` decides the same again.
+    resumed = decide_resume(
         RunPaths(folder), config, arguments.overwrite, arguments.restart, arguments.extend
     )
-    if resumed:
+    data = config.data.load(arguments.data)
+    # Say "continuing" only where the run will continue.
+    if completed and resumed:
         action = (
             f"extending the run in {folder} after epoch {completed} "
             f"to epoch {config.training.epochs}"

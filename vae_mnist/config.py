@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_mnist.data import MNISTData
+from vae_mnist.errors import JSON_READ_ERRORS
 from vae_mnist.files import atomic_write_text
 from vae_mnist.gaussian import GaussianPosterior, StandardNormalPrior
 from vae_mnist.likelihoods import BernoulliLikelihood
@@ -220,7 +221,7 @@ class RunConfig:
             values = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        except JSON_READ_ERRORS as error:
             raise ConfigError(f"{path}: not a readable JSON configuration ({error})") from None
         try:
             return cls.from_dict(values)

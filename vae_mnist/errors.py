@@ -4,6 +4,8 @@ They live apart from the modules that raise them so that the command line can ca
 without importing Keras.
 """
 
+import json
+
 
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
@@ -28,6 +30,10 @@ class RunError(RuntimeError):
 class TrainingDivergedError(RuntimeError):
     """The loss stopped being a finite number."""
 
+
+# What reading a JSON file of the user's can raise: unreadable, not UTF-8, not JSON, or nested
+# deeper than the parser's recursion allows.
+JSON_READ_ERRORS = (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError)
 
 # Every error a command reports in one line: a file, flag or value the user can correct.
 REPORTED = (ConfigError, UsageError, DataError, ModelFileError, RunError, TrainingDivergedError)

@@ -37,7 +37,7 @@ import numpy as np
 
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
-from vae_mnist.errors import ModelFileError, RunError
+from vae_mnist.errors import JSON_READ_ERRORS, ModelFileError, RunError
 from vae_mnist.files import atomic_write_text
 
 # The loss terms come first in history.csv, in this order; other logged values follow.
@@ -142,7 +142,7 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
         return None
     try:
         info = json.loads(paths.run_info.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except JSON_READ_ERRORS as error:
         raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
     if not isinstance(info, dict) or "status" not in info:
         raise RunError(f"{paths.run_info}: not a vae-mnist progress record")
@@ -151,7 +151,7 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
         # What the record says decides whether a finished model may be replaced: a record
         # that says something else must stop every command, not read as "not finished".
         raise RunError(f"{paths.run_info}: not a vae-mnist progress record ({problem})")
-    history = info["history"]
+    history = info.setdefault("history", [])
     if history and history[0].get("epoch") == 0:
         # Numbered from 0 by version 2.0.0 or earlier; a resumed run rewrites it from 1.
         info["history"] = [{**row, "epoch": row["epoch"] + 1} for row in history]
@@ -171,9 +171,9 @@ def _progress_record_problem(info: dict[str, Any]) -> str | None:
     checkpoint = info.get("checkpoint")
     if checkpoint is not None and not _is_inside_the_folder(checkpoint):
         return f"checkpoint {checkpoint!r}, where a file of the run folder is expected"
-    info.setdefault("history", [])
-    if not isinstance(info["history"], list) or not all(
-        isinstance(row, dict) and _is_number(row.get("epoch")) for row in info["history"]
+    history = info.get("history", [])
+    if not isinstance(history, list) or not all(
+        isinstance(row, dict) and _is_number(row.get("epoch")) for row in history
     ):
         return "history is not a list of epochs"
     continued = info.get("continued", [])
@@ -313,7 +313,7 @@ def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
         return None
     try:
         metrics = json.loads(paths.metrics.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except JSON_READ_ERRORS as error:
         raise RunError(f"{paths.metrics}: unreadable metrics ({error})") from None
     if not isinstance(metrics, dict):
         raise RunError(f"{paths.metrics}: not a vae-mnist metrics record (not a JSON object)")

@@ -156,6 +156,10 @@ class ExploreHandler(BaseHTTPRequestHandler):
     def _not_served(self) -> str:
         return f"{clipped(str(self.command), 40)} is not served here (GET and POST are)"
 
+    def _is_got(self, path: str) -> bool:
+        """Whether `path` is one that GET serves (the page's files, the info, a test image)."""
+        return path in self.server.static or path == "/api/info" or path.startswith("/api/test/")
+
     def _get(self) -> tuple[int, Any]:
         path = self.path.split("?", 1)[0]
         if path in self.server.static:
@@ -171,7 +175,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
     def _post(self) -> tuple[int, Any]:
         path = self.path.split("?", 1)[0]
         if path not in POSTED_PATHS:
-            if path in self.server.static or path == "/api/info" or path.startswith("/api/test/"):
+            if self._is_got(path):
                 raise RequestError(
                     f"POST is not served at {clipped(path, 100)} (GET is)", 405, "GET, HEAD"
                 )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vae_mnist.config import DEFAULT_PRESET, ConfigError, RunConfig
+from vae_mnist.errors import JSON_READ_ERRORS
 
 PRESET_FOLDER = Path(__file__).resolve().parent
 DESCRIPTIVE_KEYS = ("description", "paper", "differs")
@@ -55,7 +56,7 @@ def load_preset(name: str) -> Preset:
     preset_name, path = _preset_file(name)
     try:
         values: Any = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+    except JSON_READ_ERRORS as error:
         raise ConfigError(f"preset file {path}: not readable JSON ({error})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"preset file {path}: not a JSON object")

@@ -599,6 +599,28 @@ def test_running_out_of_memory_is_one_line(monkeypatch, capsys):
         call(["presets"])
 
 
+def test_a_failed_new_run_leaves_no_empty_folder(session_npz, tmp_path, monkeypatch, capsys):
+    from vae_mnist import training
+    from vae_mnist.files import check_writable_folder
+
+    class ResourceExhaustedError(Exception):
+        pass
+
+    def exhausted(config, data, folder, **options):
+        check_writable_folder(folder)  # As train() does, before it builds the model.
+        raise ResourceExhaustedError("OOM when allocating tensor with shape[256,1000000000]")
+
+    monkeypatch.setattr(training, "train", exhausted)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    arguments = ["train", "--data", str(session_npz), "--quiet", "--out"]
+    for folder in (tmp_path / "new" / "runs" / "run", existing):
+        assert_one_line_error(capsys, call([*arguments, str(folder)]), "ran out of memory")
+    # The folders this command made are gone; the one that was there stays.
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["existing"]
+    assert existing.is_dir() and not any(existing.iterdir())
+
+
 @pytest.mark.parametrize(
     "error, expected",
     [

@@ -408,6 +408,17 @@ def test_plot_all_writes_every_discrete_figure(request, run_fixture, npz, tmp_pa
     assert (out / f"decode_code_{code.replace(',', '-')}.png").is_file()
 
 
+def test_a_code_may_be_given_with_spaces(categorical_run, tmp_path, capsys):
+    out = tmp_path / "figures"
+    arguments = ["plot", "decode", "--run", str(categorical_run[0]), "--out", str(out)]
+    code = [str(value % 2) for value in range(VARIABLES)]
+    assert main([*arguments, "--code", code[0], ",".join(code[1:])]) == 0
+    assert f"code = {','.join(code)}" in capsys.readouterr().out
+    assert main([*arguments, "--code", *code]) == 0
+    assert f"code = {','.join(code)}" in capsys.readouterr().out
+    assert {path.name for path in out.iterdir()} == {f"decode_code_{'-'.join(code)}.png"}
+
+
 @pytest.mark.parametrize("kind", ["manifold", "density", "animation"])
 def test_gaussian_figures_are_refused_for_a_discrete_run(categorical_run, kind, tmp_path, capsys):
     out = tmp_path / "figures"

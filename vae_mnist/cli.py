@@ -143,6 +143,14 @@ _seed = _number(int, minimum=0, maximum=LARGEST_SEED)
 _class_list = _comma_list(_number(int, minimum=0), "class numbers (0, 1, ...)")
 
 
+class _JoinedLists(argparse.Action):
+    """Joins the lists of a flag that takes one or more comma-separated lists, so that
+    ``--code 3,1,4``, ``--code 3 1 4`` and ``--code 3,1 4`` give the same code."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, tuple(item for value in values for item in value))
+
+
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
@@ -325,9 +333,12 @@ def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
     plot.add_argument(
         "--code",
         type=_class_list,
+        nargs="+",
+        action=_JoinedLists,
         metavar="K,K,...",
         help="discrete latents: decode this code instead of test images, one class per "
-        "variable (e.g. 3,1,4,...; bits 0 or 1 for a Bernoulli latent)",
+        "variable, separated by commas or spaces (e.g. 3,1,4,...; bits 0 or 1 for a "
+        "Bernoulli latent)",
     )
     _add_interpolation_flags(plot)
     plot.add_argument("--seed", type=_seed, default=0, help="seed of the prior samples")

@@ -59,6 +59,32 @@ def remove_stale_temporaries(folder: str | Path) -> None:
                 leftover.unlink()
 
 
+@contextlib.contextmanager
+def removed_if_left_empty(folder: str | Path) -> Iterator[None]:
+    """Remove `folder`, and the parents made for it, if the block fails and leaves them empty.
+
+    A command that creates its folder and then fails (out of memory while building the model,
+    an interrupt during the data load) should leave the disk as it found it. Only folders that
+    did not exist before the block are removed, and only while empty, so nothing written is lost.
+    """
+    folder = Path(folder)
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    try:
+        yield
+    except BaseException:
+        for made in missing:
+            remove_stale_temporaries(made)
+            try:
+                made.rmdir()
+            except OSError:  # Not empty (or already gone): keep it and its parents.
+                break
+        raise
+
+
 def check_writable_folder(folder: str | Path) -> Path:
     """Create `folder` if needed and make sure files can be written in it."""
     folder = Path(folder)

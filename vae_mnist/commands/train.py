@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from vae_mnist.config import DEFAULT_PRESET, RunConfig
-from vae_mnist.files import check_can_create_folder
+from vae_mnist.files import check_can_create_folder, removed_if_left_empty
 from vae_mnist.flags import kind_choices, setting_flags
 from vae_mnist.presets import preset_config
 from vae_mnist.runs import RunPaths, read_run_info, read_saved_config
@@ -47,6 +47,11 @@ def run(arguments: argparse.Namespace, program: str) -> None:
     folder = Path(arguments.out)
     # Refuse an unusable folder before the data load, and create nothing until the data is good.
     check_can_create_folder(folder)
+    with removed_if_left_empty(folder):
+        _train(arguments, program, folder)
+
+
+def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
     config, completed = resolve_config(arguments, folder)
     from vae_mnist.monitoring import tensorboard_callbacks
     from vae_mnist.training import decide_resume, train

@@ -167,6 +167,27 @@ def test_compare_puts_two_runs_side_by_side_and_draws_their_curves(
     assert f"wrote {figure}" in out
 
 
+def test_compare_warns_where_config_json_was_edited_to_disagree_with_the_model(
+    tmp_path, trained_run, capsys
+):
+    edited = Path(shutil.copytree(trained_run, tmp_path / "edited"))
+    legacy = sorted((REPOSITORY / "tests" / "fixtures").glob("run_v*"))
+    # Unedited runs, this version's and every earlier one's, get no warning.
+    assert main(["compare", str(trained_run), *map(str, legacy)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    config = json.loads((edited / "config.json").read_text())
+    config["posterior"]["dimension"] = 5
+    (edited / "config.json").write_text(json.dumps(config))
+    assert main(["compare", str(trained_run), str(edited)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"vae-mnist compare: warning: {edited / 'config.json'} gives posterior.dimension 5, but "
+        "its model (vae.keras) was saved with 2; the table shows config.json, while plot and "
+        "evaluate use the model"
+    ]
+    assert next(line for line in captured.out.splitlines() if line.startswith("dimension"))
+
+
 def test_compare_names_the_backends_where_runs_trained_on_different_ones(
     tmp_path, trained_run, capsys
 ):

@@ -37,7 +37,7 @@ import numpy as np
 
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
-from vae_mnist.errors import JSON_READ_ERRORS, ModelFileError, RunError
+from vae_mnist.errors import JSON_READ_ERRORS, ConfigError, ModelFileError, RunError
 from vae_mnist.files import atomic_write_text
 
 # The loss terms come first in history.csv, in this order; other logged values follow.
@@ -196,6 +196,20 @@ def _is_inside_the_folder(name: Any) -> bool:
 def read_saved_config(paths: RunPaths) -> RunConfig:
     """The run's configuration from ``config.json`` (of any version, converted)."""
     return RunConfig.load(paths.config)
+
+
+def config_in_model(paths: RunPaths) -> RunConfig | None:
+    """The configuration the model in ``vae.keras`` was saved with, read from the archive's own
+    ``config.json`` without loading the model; None where there is no readable model of a
+    version that embeds one (the commands that load the model report those)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(paths.vae) as archive:
+            saved = json.loads(archive.read("config.json"))
+        return RunConfig.from_dict(saved["config"]["config"])
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ConfigError, *JSON_READ_ERRORS):
+        return None
 
 
 def write_run_info(paths: RunPaths, info: dict[str, Any]) -> None:

@@ -3,13 +3,15 @@
 The table has one column per run and one row per setting that differs between the runs, then
 the final training and validation losses and the `evaluate` numbers where a run has them. No
 model is loaded: everything comes from ``config.json``, ``run.json``, ``history.csv`` and
-``metrics.json``.
+``metrics.json``, and a warning from the settings saved inside ``vae.keras`` (read from the
+archive alone) where ``config.json`` was edited to disagree with the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from vae_mnist.runs import (
     EmptyHistoryError,
     RunError,
     RunPaths,
+    config_in_model,
     read_history,
     read_metrics,
     read_run_info,
@@ -57,6 +60,8 @@ class RunSummary:
     history: dict[str, np.ndarray] | None
     metrics: dict[str, Any] | None
     backends: str = MISSING  # "jax", or "jax, then torch" for a run continued on another
+    # The first setting of the parts where config.json and the finished model disagree.
+    model_disagreement: str | None = None
 
 
 def _backends(info: dict[str, Any] | None) -> str:
@@ -91,14 +96,44 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
             # Written before the first epoch finished: nothing to show yet. Any other RunError,
             # a history that cannot be read, is reported in one line.
             history = None
+    status = info.get("status", "unknown") if info else "unknown"
     return RunSummary(
         name=name,
         config=config,
-        status=info.get("status", "unknown") if info else "unknown",
+        status=status,
         history=history,
         metrics=read_metrics(paths),
         backends=_backends(info),
+        model_disagreement=_model_disagreement(paths, config) if status == "finished" else None,
     )
+
+
+def _part_leaves(config: RunConfig) -> dict[str, Any]:
+    """The preset and every part's settings as ``(dotted name, value)``; training is left out,
+    since a continued run's settings there move on while its last model stays."""
+    values = config.to_dict()
+    return {
+        name: value
+        for section, settings in values.items()
+        if section not in ("training", "version")
+        for name, value in _leaves(section, settings)
+    }
+
+
+def _model_disagreement(paths: RunPaths, config: RunConfig) -> str | None:
+    """Where a ``config.json`` edited by hand no longer describes the model that ``plot`` and
+    ``evaluate`` load: the first such setting, in words."""
+    saved = config_in_model(paths)
+    if saved is None:
+        return None
+    written, modelled = _part_leaves(config), _part_leaves(saved)
+    for name in dict.fromkeys([*written, *modelled]):
+        if json.dumps(written.get(name)) != json.dumps(modelled.get(name)):
+            return (
+                f"{paths.config} gives {name} {written.get(name, MISSING)}, but its model "
+                f"(vae.keras) was saved with {modelled.get(name, MISSING)}"
+            )
+    return None
 
 
 def run_names(folders: list[str]) -> list[str]:
@@ -220,6 +255,13 @@ def run(arguments: argparse.Namespace, program: str) -> str:
         except ValueError as error:
             raise UsageError(f"--out {error}") from None
         check_can_create_folder(figure.parent)
+    for summary in summaries:
+        if summary.model_disagreement:
+            print(
+                f"{program} compare: warning: {summary.model_disagreement}; the table shows "
+                "config.json, while plot and evaluate use the model",
+                file=sys.stderr,
+            )
     table = format_comparison(names, comparison_rows(summaries))
     print(table)
     if figure is not None:

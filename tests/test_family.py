@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -321,6 +324,47 @@ def test_a_preset_with_overrides_is_recorded_and_resumes(tmp_path, session_npz):
     refused = run_command("train", "--epochs", "2", *common)
     assert refused.returncode != 0 and "holds a finished run" in refused.stderr
     assert folder_state(out) == before
+
+
+def test_the_presets_command_shows_the_presets_and_files_it_is_given(tmp_path):
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps({"description": "my own", "paper": "mine, 2026"}))
+    result = run_command("presets", "--verbose", str(mine), "iwae2015")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [str(mine), "my", "own"] and "paper: mine, 2026" in lines[1]
+    assert [line.split()[0] for line in lines if line and not line.startswith(" ")] == [
+        str(mine),
+        "iwae2015",
+        "train",
+    ]
+    missing = run_command("presets", "iwae2015", str(tmp_path / "none.json"))
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert (
+        missing.stderr
+        == f"vae-mnist presets: error: preset file {tmp_path}/none.json: no such file\n"
+    )
+
+
+def test_an_edited_copy_of_a_package_preset_keeps_its_path_as_its_name(tmp_path):
+    from vae_mnist.presets import PRESET_FOLDER
+
+    copy = tmp_path / "keras2017.json"
+    shutil.copyfile(PRESET_FOLDER / "iwae2015.json", copy)
+    assert load_preset(str(copy)).config.preset == str(copy)
+    mine = tmp_path / "mine.json"
+    shutil.copyfile(PRESET_FOLDER / "iwae2015.json", mine)
+    assert load_preset(str(mine)).config.preset == "mine"
+
+
+def test_a_reader_that_goes_away_is_no_error():
+    # `vae-mnist presets --verbose | head -1`: the reader closes the pipe after one line.
+    command = [sys.executable, "-m", "vae_mnist.cli", "presets", "--verbose"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.readline()
+    process.stdout.close()
+    assert process.wait(timeout=120) == 141
+    assert process.stderr.read() == b""
 
 
 def test_the_presets_command_lists_every_preset():

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -265,6 +266,117 @@ def test_a_setting_named_as_another_flag_is_refused_when_registered(name):
     assert "clash" not in settings_module._REGISTRY["prior"]
 
 
+def _likelihood_kind(kind: str, *fields) -> type:
+    """A likelihood of one's own (the Bernoulli's arithmetic) with the given settings."""
+    from vae_mnist.likelihoods import BernoulliLikelihood
+
+    cls = dataclasses.make_dataclass(
+        "MyLikelihood", list(fields), bases=(BernoulliLikelihood,), frozen=True
+    )
+    cls.kind = kind
+    cls.__module__ = "my_lab.kinds"  # From outside the package, as a user's module is.
+    return cls
+
+
+@pytest.fixture
+def registered():
+    """Kinds a test registers, taken away afterwards (other tests list every kind)."""
+    added: list[type] = []
+    yield added
+    for cls in added:
+        settings_module._REGISTRY[cls.family].pop(cls.kind, None)
+
+
+def test_a_kind_of_ones_own_may_not_take_a_name_of_the_packages_own():
+    from vae_mnist.likelihoods import BernoulliLikelihood
+
+    with pytest.raises(ValueError) as refused:
+        register(_likelihood_kind("bernoulli"))
+    assert str(refused.value) == (
+        "MyLikelihood takes the name of the package's own bernoulli likelihood: give it another "
+        "name"
+    )
+    assert settings_module._REGISTRY["likelihood"]["bernoulli"] is BernoulliLikelihood
+
+
+@pytest.mark.parametrize(
+    "field, message",
+    [
+        (
+            ("kl_weight", str, setting("linear", "a schedule's name", choices=("linear",))),
+            "the annealed likelihood's setting 'kl_weight' is not what the elbo objective's "
+            "setting of that name is (one of linear against a float), and one flag serves both",
+        ),
+        (
+            ("activation", str, setting("relu", "an activation", choices=("relu", "gelu"))),
+            "(one of relu, gelu against one of relu, tanh)",
+        ),
+        (
+            ("free_nats", float, 3.0),
+            "the annealed likelihood's field 'free_nats' is not a setting: declare it with "
+            "setting(default, help_text), or make it a ClassVar",
+        ),
+    ],
+)
+def test_a_setting_that_means_another_thing_is_refused_when_registered(field, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        register(_likelihood_kind("annealed", field))
+    assert "annealed" not in settings_module._REGISTRY["likelihood"]
+
+
+def test_what_is_not_a_kind_is_refused_when_registered():
+    from vae_mnist.likelihoods import BernoulliLikelihood
+
+    class Undecorated(BernoulliLikelihood):
+        kind = "undecorated"
+
+    nameless = dataclasses.make_dataclass("Nameless", [], bases=(vae_mnist.Likelihood,))
+    refusals = {
+        Undecorated: "Undecorated is not a dataclass: put @dataclasses.dataclass(frozen=True) "
+        "under @register",
+        nameless: "Nameless has no name: give it kind: ClassVar[str] = 'a_name'",
+        dict: "dict is not a kind: register a subclass of a family's base class",
+    }
+    for cls, message in refusals.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            register(cls)
+    assert "undecorated" not in settings_module._REGISTRY["likelihood"]
+
+
+def test_a_setting_shared_by_two_families_is_one_flag_a_run_with_both_cannot_use(registered):
+    from vae_mnist.flags import setting_flags
+
+    help_text = "a tempering of the likelihood of its own"
+    temperature = ("temperature", float, setting(2.0, help_text, positive=True))
+    registered.append(register(_likelihood_kind("tempered", temperature)))
+    config = RunConfig().replace(likelihood="tempered", temperature=0.5)
+    assert config.likelihood.temperature == 0.5
+    gumbel = config.replace(posterior="categorical", prior="uniform")
+    with pytest.raises(vae_mnist.ConfigError) as refused:
+        gumbel.replace(temperature=0.25)
+    assert str(refused.value) == (
+        "--temperature is a setting of this run's categorical posterior and tempered "
+        "likelihood, which a flag cannot tell apart: set it in their sections of a preset file"
+    )
+    # The flag's help gives each meaning with its kinds and default.
+    shown = setting_flags()["temperature"].help_text()
+    assert shown.endswith(f" | {help_text} [the tempered likelihood; default: 2.0]")
+    assert shown.startswith("discrete posteriors: ") and shown.count("default:") == 2
+
+
+def test_a_module_of_kinds_that_fails_names_its_line(tmp_path, monkeypatch, capsys):
+    from vae_mnist import cli
+
+    module = tmp_path / "broken.py"
+    module.write_text("import math\n\nLIMIT = math.sqrt(-1)\n")
+    monkeypatch.setenv("VAE_MNIST_KINDS", str(module))
+    assert cli.main(["presets"]) == 1
+    assert capsys.readouterr().err == (
+        f"vae-mnist: error: VAE_MNIST_KINDS: cannot import {str(module)!r} (ValueError: math "
+        f"domain error at {module}:3)\n"
+    )
+
+
 def test_the_reserved_setting_names_cover_every_other_flag_of_train():
     from vae_mnist.cli import build_parser
     from vae_mnist.flags import setting_flags
@@ -299,7 +411,7 @@ def test_a_module_with_a_setting_named_as_another_flag_is_one_line(tmp_path, mon
     assert capsys.readouterr().err == (
         f"vae-mnist: error: VAE_MNIST_KINDS: cannot import {str(module)!r} (ValueError: the "
         "clash prior's setting 'out' has a name the command line uses already (--out): give it "
-        "another name)\n"
+        f"another name at {module}:6)\n"
     )
     assert "clash" not in settings_module._REGISTRY["prior"]
 

@@ -7,8 +7,10 @@ with one line on standard error and a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import math
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,12 +25,14 @@ from vae_mnist.flags import (
     resumable_flags,
     setting_flags,
 )
-from vae_mnist.settings import LARGEST_COUNT, LARGEST_SEED, default_of, field_type
+from vae_mnist.settings import LARGEST_COUNT, LARGEST_SEED, field_type
 
 PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# What a shell reports for a process stopped by SIGPIPE: its reader (`| head`) went away.
+EXIT_BROKEN_PIPE = 141
 COMMANDS = ("train", "plot", "evaluate", "compare", "presets", "explore")
 
 
@@ -187,11 +191,8 @@ def _add_setting_flag(
     parser: argparse.ArgumentParser, option: str, name: str, flag, help_text: str | None = None
 ) -> None:
     field = flag.field
-    default = default_of(field)
-    if isinstance(default, tuple):
-        default = ",".join(str(item) for item in default) or "none"
     if help_text is None:
-        help_text = f"{field.metadata['help']} [{flag.describe_owners()}; default: {default}]"
+        help_text = flag.help_text()
     kind = field_type(field)
     if kind == "bool":
         parser.add_argument(
@@ -408,6 +409,13 @@ def _add_compare_flags(compare: argparse.ArgumentParser) -> None:
 
 def _add_presets_flags(presets: argparse.ArgumentParser) -> None:
     presets.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="only these presets, or preset files of yours by their paths (default: every "
+        "preset of the package)",
+    )
+    presets.add_argument(
         "--verbose", action="store_true", help="also each preset's paper, differences, settings"
     )
 
@@ -467,6 +475,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = importlib.import_module(f"vae_mnist.commands.{arguments.command}")
     try:
         command.run(arguments, PROGRAM)
+        sys.stdout.flush()  # Here, where a reader that went away can still be told apart.
+    except BrokenPipeError:
+        # `vae-mnist presets | head -1`: the reader has what it wanted; nothing is wrong.
+        _stop_writing_to_stdout()
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print(
             f"{PROGRAM}: interrupted; every finished epoch is kept, run the same command "
@@ -485,6 +498,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROGRAM} {arguments.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _stop_writing_to_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush of what a
+    closed pipe did not take raises nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def run() -> None:

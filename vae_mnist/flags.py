@@ -13,7 +13,7 @@ import dataclasses
 from typing import Any
 
 from vae_mnist.config import PART_SECTIONS, RunConfig, TrainingConfig
-from vae_mnist.settings import FAMILIES, ConfigError, all_settings, kind_of, kinds
+from vae_mnist.settings import FAMILIES, ConfigError, all_settings, default_of, kind_of, kinds
 
 # The flag that chooses each family's kind; `--data` is the data set's local path.
 KIND_FLAGS = {family: family for family in FAMILIES} | {"data": "dataset"}
@@ -26,28 +26,52 @@ class Flag:
     """A setting as the command line shows it: the field, and the kinds that have it."""
 
     name: str
-    field: dataclasses.Field
+    field: dataclasses.Field  # The first kind's, which sets the flag's type.
     owners: tuple[tuple[str, str], ...]  # (family, kind) pairs; ("training", "") for training
+    fields: tuple[dataclasses.Field, ...]  # Each owner's own, in the same order.
 
     def describe_owners(self) -> str:
         """``the rbm prior``, ``training``, ... joined by " / "."""
-        return " / ".join(
-            family if family == "training" else f"the {kind} {family}"
-            for family, kind in self.owners
+        return " / ".join(_owner_text(family, kind) for family, kind in self.owners)
+
+    def help_text(self) -> str:
+        """The setting's help, the kinds that have it and its default: one text where they
+        share both (as the package's kinds do), else one for each help and default."""
+        groups: dict[tuple[str, str], list[str]] = {}
+        for (family, kind), field in zip(self.owners, self.fields, strict=True):
+            key = (field.metadata["help"], _default_text(field))
+            groups.setdefault(key, []).append(_owner_text(family, kind))
+        return " | ".join(
+            f"{help_text} [{' / '.join(owners)}; default: {default}]"
+            for (help_text, default), owners in groups.items()
         )
+
+
+def _owner_text(family: str, kind: str) -> str:
+    return family if family == "training" else f"the {kind} {family}"
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    default = default_of(field)
+    if isinstance(default, tuple):
+        return ",".join(str(item) for item in default) or "none"
+    return str(default)
 
 
 def setting_flags() -> dict[str, Flag]:
     """Every setting's flag by name, training's included, in the order of the families."""
-    fields: dict[str, dataclasses.Field] = {}
+    fields: dict[str, list[dataclasses.Field]] = {}
     owners: dict[str, list[tuple[str, str]]] = {}
     for family, cls, field in all_settings():
-        fields.setdefault(field.name, field)
+        fields.setdefault(field.name, []).append(field)
         owners.setdefault(field.name, []).append((family, cls.kind))
     for field in dataclasses.fields(TrainingConfig):
-        fields[field.name] = field
+        fields[field.name] = [field]
         owners[field.name] = [("training", "")]
-    return {name: Flag(name, fields[name], tuple(owners[name])) for name in fields}
+    return {
+        name: Flag(name, fields[name][0], tuple(owners[name]), tuple(fields[name]))
+        for name in fields
+    }
 
 
 def option(name: str) -> str:
@@ -119,9 +143,16 @@ def _settings_holding(values: dict[str, Any], name: str) -> dict[str, Any]:
     the kinds that have it otherwise."""
     if name in {field.name for field in dataclasses.fields(TrainingConfig)}:
         return values["training"]
-    for section in PART_SECTIONS:
-        if _has_setting(section, values[section], name):
-            return values[section]
+    holding = [section for section in PART_SECTIONS if _has_setting(section, values[section], name)]
+    if len(holding) > 1:
+        # Kinds of one's own may share a setting's name across families.
+        parts = " and ".join(f"{values[section]['kind']} {section}" for section in holding)
+        raise ConfigError(
+            f"{option(name)} is a setting of this run's {parts}, which a flag cannot tell "
+            "apart: set it in their sections of a preset file"
+        )
+    if holding:
+        return values[holding[0]]
     # An upper layer's network and posterior are sections of the same families.
     upper = [
         layer[family]

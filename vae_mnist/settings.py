@@ -33,6 +33,8 @@ import importlib.util
 import math
 import os
 import sys
+import sysconfig
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -232,18 +234,83 @@ def register(cls: type[Part]) -> type[Part]:
     """Register a kind under its family, so configurations and the command line can name it.
 
     A kind registered again under the same name replaces the earlier one (a notebook may
-    define it twice).
+    define it twice), but a kind from outside the package may not take a name of the package's
+    own kinds, nor give a setting's name another type than the kinds that have it already
+    (one flag serves every kind with a setting of that name). `ValueError` names the problem.
     """
-    if cls.family not in _REGISTRY:
-        raise ValueError(f"unknown family {cls.family!r} (choose from {', '.join(FAMILIES)})")
-    taken = sorted(field.name for field in cls.settings() if field.name in RESERVED_SETTING_NAMES)
-    if taken:
+    _check_kind_class(cls)
+    if not _is_builtin(cls):
+        # The package's kinds first, so that a name of theirs is seen as taken.
+        for name in BUILTIN_KIND_MODULES:
+            importlib.import_module(name)
+    title = f"the {cls.kind} {cls.family}"
+    replaced = _REGISTRY[cls.family].get(cls.kind)
+    if replaced is not None and _is_builtin(replaced) != _is_builtin(cls):
         raise ValueError(
-            f"the {cls.kind} {cls.family}'s setting {taken[0]!r} has a name the command line "
-            f"uses already (--{taken[0].replace('_', '-')}): give it another name"
+            f"{cls.__qualname__} takes the name of the package's own {cls.kind} "
+            f"{cls.family}: give it another name"
         )
+    for field in cls.settings():
+        _check_setting(cls, field, title)
     _REGISTRY[cls.family][cls.kind] = cls
     return cls
+
+
+def _is_builtin(cls: type) -> bool:
+    return cls.__module__.startswith("vae_mnist.")
+
+
+def _check_kind_class(cls: Any) -> None:
+    """A kind is a dataclass under one of the families' base classes, with a name."""
+    name = getattr(cls, "__name__", repr(cls))
+    if (
+        not isinstance(cls, type)
+        or not issubclass(cls, Part)
+        or getattr(cls, "family", None) not in _REGISTRY
+    ):
+        raise ValueError(
+            f"{name} is not a kind: register a subclass of a family's base class "
+            "(vae_mnist.Posterior, Prior, Likelihood, Objective, Network, Optimizer, ...)"
+        )
+    if not dataclasses.is_dataclass(cls) or "__dataclass_fields__" not in cls.__dict__:
+        raise ValueError(
+            f"{name} is not a dataclass: put @dataclasses.dataclass(frozen=True) under @register"
+        )
+    if not isinstance(getattr(cls, "kind", None), str) or not cls.kind:
+        raise ValueError(f"{name} has no name: give it kind: ClassVar[str] = 'a_name'")
+
+
+def _check_setting(cls: type[Part], field: dataclasses.Field, title: str) -> None:
+    """A setting's name is free, or means what it means in the kinds that have it already."""
+    if field.name in RESERVED_SETTING_NAMES:
+        raise ValueError(
+            f"{title}'s setting {field.name!r} has a name the command line uses already "
+            f"(--{field.name.replace('_', '-')}): give it another name"
+        )
+    if "help" not in field.metadata:
+        raise ValueError(
+            f"{title}'s field {field.name!r} is not a setting: declare it with "
+            "setting(default, help_text), or make it a ClassVar"
+        )
+    for family, kinds_of_family in _REGISTRY.items():
+        for other in kinds_of_family.values():
+            if (family, other.kind) == (cls.family, cls.kind):
+                continue  # The kind this one replaces.
+            same = {entry.name: entry for entry in dataclasses.fields(other)}.get(field.name)
+            if same is not None and (
+                field_type(same) != field_type(field)
+                or same.metadata.get("choices") != field.metadata.get("choices")
+            ):
+                raise ValueError(
+                    f"{title}'s setting {field.name!r} is not what the {other.kind} {family}'s "
+                    f"setting of that name is ({_type_text(field)} against "
+                    f"{_type_text(same)}), and one flag serves both: give it another name"
+                )
+
+
+def _type_text(field: dataclasses.Field) -> str:
+    choices = field.metadata.get("choices")
+    return f"one of {', '.join(choices)}" if choices else f"a {field_type(field)}"
 
 
 def kinds(family: str) -> dict[str, type[Part]]:
@@ -340,8 +407,22 @@ def _import_kind_module(name: str, source: str) -> None:
             importlib.import_module(name)
     except Exception as error:  # Whatever a module of one's own raises, its kinds are missing.
         raise ConfigError(
-            f"{source}: cannot import {name!r} ({type(error).__name__}: {error})"
+            f"{source}: cannot import {name!r} ({type(error).__name__}: {error}"
+            f"{_where_raised(error)})"
         ) from None
+
+
+def _where_raised(error: BaseException) -> str:
+    """`` at FILE:LINE``, the last line of the module's own code that the error passed
+    through (not the import machinery's, Python's own modules' nor this package's), or
+    nothing."""
+    not_theirs = ("<", str(Path(__file__).resolve().parent), sysconfig.get_paths()["stdlib"])
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(not_theirs)
+    ]
+    return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def _import_file(path: Path) -> None:

@@ -27,13 +27,14 @@ def settings_lines(settings: dict[str, Any], margin: str) -> list[str]:
 
 
 def run(arguments: argparse.Namespace, program: str) -> None:
-    names = preset_names()
+    names = list(dict.fromkeys(arguments.names)) or preset_names()
+    # Every preset read first, so that a bad name or file is one line before any output.
+    presets = {name: load_preset(name) for name in names}
     labels = {name: f"{name} (default)" if name == DEFAULT_PRESET else name for name in names}
     width = max(len(label) for label in labels.values())
     margin = " " * (width + 2)
-    for name in names:
-        preset = load_preset(name)
-        print(f"{labels[name]:<{width}}  {preset.description}")
+    for name, preset in presets.items():
+        print(f"{labels[name]:<{width}}  {preset.description or '(no description)'}")
         if arguments.verbose:
             print(f"{margin}paper: {preset.paper}")
             print(f"{margin}differs: {preset.differs}")

@@ -45,8 +45,8 @@ SECURITY_HEADERS = {
 LOOPBACK_NAMES = ("localhost",)
 
 
-# The methods the server serves at some path; a 405 names those its path serves.
-SERVED_METHODS = "GET, HEAD, POST"
+# The methods that GET's paths serve (POST's are POSTED_PATHS); a 405 names its path's.
+GOT_METHODS = "GET, HEAD"
 # What a POST may ask, by path: the `Explorer` method that answers it.
 POSTED_PATHS = {"/api/decode": "decode", "/api/prior_sample": "prior_sample"}
 
@@ -151,10 +151,22 @@ class ExploreHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method  # noqa: N815
 
     def _not_allowed(self) -> tuple[int, Any]:
-        raise RequestError(self._not_served(), 405, allow=SERVED_METHODS)
+        path = self.path.split("?", 1)[0]
+        allowed = self._served_at(path)
+        if allowed is None:
+            raise RequestError(f"nothing at {clipped(path, 100)}", 404)
+        raise RequestError(self._not_served(path, allowed), 405, allow=allowed)
 
-    def _not_served(self) -> str:
-        return f"{clipped(str(self.command), 40)} is not served here (GET and POST are)"
+    def _not_served(self, path: str, allowed: str) -> str:
+        served = "GET is" if allowed == GOT_METHODS else f"{allowed} is"
+        return f"{clipped(str(self.command), 40)} is not served at {clipped(path, 100)} ({served})"
+
+    def _served_at(self, path: str) -> str | None:
+        """The methods `path` serves, as a 405's Allow header names them; None where nothing
+        is served there."""
+        if path in POSTED_PATHS:
+            return "POST"
+        return GOT_METHODS if self._is_got(path) else None
 
     def _is_got(self, path: str) -> bool:
         """Whether `path` is one that GET serves (the page's files, the info, a test image)."""
@@ -169,16 +181,14 @@ class ExploreHandler(BaseHTTPRequestHandler):
         if path.startswith("/api/test/"):
             return HTTPStatus.OK, self._explorer().test_image(path.removeprefix("/api/test/"))
         if path in POSTED_PATHS:
-            raise RequestError(f"{self.command} is not served at {path} (POST is)", 405, "POST")
+            raise RequestError(self._not_served(path, "POST"), 405, "POST")
         raise RequestError(f"nothing at {clipped(path, 100)}", 404)
 
     def _post(self) -> tuple[int, Any]:
         path = self.path.split("?", 1)[0]
         if path not in POSTED_PATHS:
             if self._is_got(path):
-                raise RequestError(
-                    f"POST is not served at {clipped(path, 100)} (GET is)", 405, "GET, HEAD"
-                )
+                raise RequestError(self._not_served(path, GOT_METHODS), 405, GOT_METHODS)
             raise RequestError(f"nothing to post to at {clipped(path, 100)}", 404)
         return HTTPStatus.OK, getattr(self._explorer(), POSTED_PATHS[path])(self._json_body())
 
@@ -228,7 +238,12 @@ class ExploreHandler(BaseHTTPRequestHandler):
         allow = None
         if code == HTTPStatus.NOT_IMPLEMENTED:
             # A method no handler names (TRACE, BREW): refused as the methods it does name are.
-            code, message, allow = HTTPStatus.METHOD_NOT_ALLOWED, self._not_served(), SERVED_METHODS
+            path = self.path.split("?", 1)[0]
+            allow = self._served_at(path)
+            if allow is None:
+                code, message = HTTPStatus.NOT_FOUND, f"nothing at {clipped(path, 100)}"
+            else:
+                code, message = HTTPStatus.METHOD_NOT_ALLOWED, self._not_served(path, allow)
         text = message or self.responses.get(code, ("error",))[0]
         body = json.dumps({"error": clipped(text)}).encode()
         self._send(code, body, "application/json", allow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import struct
@@ -496,6 +497,56 @@ def test_principal_components_and_the_walked_dimensions():
     assert planar_view(points[:, :2])[1] == ("z[0]", "z[1]")
     assert walked_dimensions(points, 5) == (1, 3)
     assert walked_dimensions(points[:, :2], 2) == (0, 1)
+
+
+def test_the_manifold_walks_the_priors_own_quantiles():
+    from statistics import NormalDist
+
+    from vae_mnist.plotting import manifold_points
+
+    # The blog's grid: N(0, 1)'s inverse CDF of 0.05 .. 0.95, z0 across, z1 down.
+    blog = np.array([NormalDist().inv_cdf(p) for p in np.linspace(0.05, 0.95, 4)], np.float32)
+    points = manifold_points(4).reshape(4, 4, 2)  # (n*n, 2) -> (row, column, 2)
+    np.testing.assert_array_equal(points[0, :, 0], blog)
+    np.testing.assert_array_equal(points[:, 0, 1], blog)
+
+    # A prior of its own: each dimension's quantiles shifted by the dimension's number.
+    def quantiles(probabilities: np.ndarray) -> np.ndarray:
+        assert probabilities.shape == (3, 5)
+        return probabilities + np.arange(5)
+
+    points = manifold_points(3, (1, 3), 5, quantiles)
+    grid = np.linspace(0.05, 0.95, 3)
+    np.testing.assert_allclose(points[:3, 1], grid + 1)  # the first row, across
+    np.testing.assert_allclose(points[::3, 3], grid + 3)  # the first column, down
+    np.testing.assert_allclose(points[:, [0, 2, 4]], np.tile([0.5, 2.5, 4.5], (9, 1)))
+
+
+def test_the_density_figure_asks_for_the_prior_whose_circles_it_draws():
+    from vae_mnist.figures import unmet_need
+
+    class Part:
+        def __init__(self, kind: str, *capabilities: str) -> None:
+            self.kind, self.capabilities = kind, capabilities
+
+        def offers(self, capability: str) -> bool:
+            return capability in self.capabilities
+
+    posterior = Part("laplace", "continuous")
+    laplace = {"posterior": posterior, "prior": Part("standard_laplace", "sample", "quantiles")}
+    assert unmet_need("manifold", laplace) is None
+    assert unmet_need("density", laplace) == (
+        "'density' needs an N(0, I) prior to draw, which this run's standard_laplace prior is not"
+    )
+
+
+def test_the_figures_leave_the_processs_matplotlib_backend_alone():
+    code = "import vae_mnist.plotting, matplotlib; print(matplotlib.get_backend())"
+    environment = {**os.environ, "MPLBACKEND": "svg"}
+    shown = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120
+    )
+    assert shown.stdout.strip() == "svg", shown.stderr
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_run(finished_run, session_npz, monkeypatch, capsys):

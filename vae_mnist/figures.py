@@ -31,7 +31,7 @@ _QUANTILES = ("prior", "quantiles", "a prior with quantiles to walk")
 _CODES = ("posterior", "codes", "a code of discrete variables")
 NEEDS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "manifold": (_CONTINUOUS, _QUANTILES),
-    "density": (_CONTINUOUS, _QUANTILES),
+    "density": (_CONTINUOUS, ("prior", "isotropic_normal", "an N(0, I) prior to draw")),
     "animation": (_CONTINUOUS, _QUANTILES),
     "codes": (_CODES,),
     "usage": (_CODES,),

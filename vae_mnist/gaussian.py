@@ -114,7 +114,9 @@ class StandardNormalPrior(Prior):
 
     kind: ClassVar[str] = "standard_normal"
     description: ClassVar[str] = "N(0, I)"
-    capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "quantiles"})
+    capabilities: ClassVar[frozenset[str]] = frozenset(
+        {"sample", "quantiles", "isotropic_normal"}
+    )
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "continuous", "a continuous posterior")
@@ -135,6 +137,7 @@ class StandardNormalPrior(Prior):
         return np.zeros(self.posterior.code_size, np.float32)
 
     def quantiles(self, probabilities: np.ndarray) -> np.ndarray:
-        """The inverse CDF of each dimension's marginal at `probabilities` (any shape)."""
+        """The inverse CDF of each dimension's marginal at `probabilities` (any shape, since
+        every dimension's is N(0, 1)'s)."""
         inverse = NormalDist().inv_cdf
         return np.vectorize(inverse)(np.asarray(probabilities, np.float64))

@@ -16,7 +16,9 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
 ``continuous``     a continuous code: a point ``--z`` can be decoded, the space walked.
 ``codes``          a code of discrete variables: ``--code``, the codes and usage figures.
 ``sample``         samples of the prior for the figures.
-``quantiles``      the prior's inverse CDF per dimension: the manifold, the density contours.
+``quantiles``      the prior's inverse CDF per dimension: the manifold and its animation.
+``isotropic_normal`` the prior is N(0, I), in any rotation of the code: the density figure's
+                   circles hold in the plane of any two principal components.
 ``structure``      a learned structure to draw (an RBM's coupling).
 ``density``        log q(z|x) of the training sample: the Monte-Carlo KL and the IWAE objective.
 ``relaxed_density`` a relaxed sample's density in the logits' space (a posterior), or the relaxed
@@ -240,7 +242,7 @@ class Prior(Part):
     - ``log_density(z)``: log p(z), ``(..., code_size)`` → ``(...)``.
     - ``sample(count, seed)``: ``(count, code_size)`` numpy float32 codes, for the figures.
     - ``quantiles(probabilities)``: with the ``quantiles`` capability, each dimension's inverse
-      CDF at `probabilities`, for the manifold and density figures.
+      CDF, ``(count, code_size)`` probabilities to values of that shape, for the manifold.
     - ``mean()``: the mean of p(z), ``(code_size,)`` numpy float32, where known in closed form
       (None by default): where the explore page's controls start.
     - ``training_update()``: work inside each training step (an RBM's persistent chains).

@@ -61,7 +61,8 @@ class ManifoldImage(keras.callbacks.Callback):
 
         from vae_mnist.plotting import decode_manifold
 
-        image = decode_manifold(self.model.image_decoder(), self.n)
+        quantiles = self.model.prior_part.quantiles
+        image = decode_manifold(self.model.image_decoder(), self.n, quantiles=quantiles)
         # (n*28, n*28) -> (1, n*28, n*28, 1): one grey image, as tf.summary.image wants it.
         batch = np.clip(image, 0.0, 1.0)[None, :, :, None].astype(np.float32)
         with self.writer.as_default():

@@ -1,29 +1,26 @@
 """The figures: each function takes arrays or models and a path, saves the figure, returns.
 
-Matplotlib runs on the Agg backend and every figure is closed after saving, so these work on
-machines with no screen and keep no state between calls.
+Figures are made as `matplotlib.figure.Figure` objects, not through pyplot, so they need no
+screen, keep no state between calls and leave the process's matplotlib backend alone (a
+notebook's inline figures included).
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
-import matplotlib
+import matplotlib.colors
+import matplotlib.ticker
+import numpy as np
+from matplotlib.backend_bases import FigureCanvasBase
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
-from vae_mnist.files import atomic_path  # noqa: E402
+from vae_mnist.files import atomic_path
 
 IMAGE_SIDE = 28
 DOTS_PER_INCH = 100
@@ -49,14 +46,11 @@ def figure_path(path: str | Path) -> Path:
 
 
 def _save(figure: Figure, path: str | Path) -> Path:
-    """Write `figure` to `figure_path(path)` and close it, whether the write succeeds or not."""
-    try:
-        path = figure_path(path)
-        with atomic_path(path) as temporary:
-            # The format given outright: matplotlib then writes exactly the temporary name.
-            figure.savefig(temporary, dpi=DOTS_PER_INCH, format=path.suffix[1:].lower())
-    finally:
-        plt.close(figure)
+    """Write `figure` to `figure_path(path)`."""
+    path = figure_path(path)
+    with atomic_path(path) as temporary:
+        # The format given outright: matplotlib then writes exactly the temporary name.
+        figure.savefig(temporary, dpi=DOTS_PER_INCH, format=path.suffix[1:].lower())
     return path
 
 
@@ -72,17 +66,39 @@ def predict(model, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(model(np.asarray(inputs, np.float32), training=False)))
 
 
-def manifold_grid(n: int = 15, low: float = 0.05, high: float = 0.95) -> np.ndarray:
-    """Latent points of the blog's manifold: the Gaussian inverse CDF of an even grid.
+def standard_normal_quantiles(probabilities: np.ndarray) -> np.ndarray:
+    """N(0, 1)'s inverse CDF at each of `probabilities` (any shape): the blog's grid."""
+    return np.vectorize(NormalDist().inv_cdf)(np.asarray(probabilities, np.float64))
+
+
+def manifold_points(
+    n: int = 15,
+    dimensions: tuple[int, int] = (0, 1),
+    latent_dim: int = 2,
+    quantiles: Callable[[np.ndarray], np.ndarray] = standard_normal_quantiles,
+    low: float = 0.05,
+    high: float = 0.95,
+) -> np.ndarray:
+    """Latent points of the blog's manifold: the prior's inverse CDF of an even grid.
+
+    Args:
+        quantiles: each dimension's inverse CDF, ``(count, latent_dim)`` probabilities to
+            values of that shape (a prior's `quantiles`; the blog's N(0, I) by default).
 
     Returns:
-        Shape ``(n, n, 2)``: ``[row, column] -> (z0, z1)``, with z0 rising left to right along
-        the columns and z1 rising top to bottom along the rows, as the 2017 example laid it out.
+        Shape ``(n*n, latent_dim)``, row-major over an ``n × n`` grid: z[dimensions[0]] rises
+        left to right along the columns and z[dimensions[1]] top to bottom along the rows, as
+        the 2017 example laid it out; the other dimensions stay at the prior's median.
     """
-    normal = NormalDist()
-    values = np.array([normal.inv_cdf(p) for p in np.linspace(low, high, n)], np.float32)
-    z0, z1 = np.meshgrid(values, values)  # each (n, n): z0 varies by column, z1 by row
-    return np.stack([z0, z1], axis=-1)
+    walked = list(dimensions)
+    probabilities = np.full((n, latent_dim), 0.5)
+    probabilities[:, walked] = np.linspace(low, high, n)[:, None]
+    values = np.asarray(quantiles(probabilities), np.float32)  # (n, latent_dim)
+    across, down = np.meshgrid(values[:, walked[0]], values[:, walked[1]])  # each (n, n)
+    points = np.repeat(values[:1], n * n, axis=0)  # the medians, (n*n, latent_dim)
+    points[:, walked[0]] = across.ravel()
+    points[:, walked[1]] = down.ravel()
+    return points
 
 
 def tile_images(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
@@ -93,15 +109,15 @@ def tile_images(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
 
 
 def decode_manifold(
-    decoder, n: int = 15, dimensions: tuple[int, int] = (0, 1), latent_dim: int = 2
+    decoder,
+    n: int = 15,
+    dimensions: tuple[int, int] = (0, 1),
+    latent_dim: int = 2,
+    quantiles: Callable[[np.ndarray], np.ndarray] = standard_normal_quantiles,
 ) -> np.ndarray:
-    """Decode the n × n manifold grid in one call; return the tiled ``(n*28, n*28)`` image.
-
-    The grid walks the two latent `dimensions`; the others stay at the prior mean, zero.
-    """
-    grid = manifold_grid(n).reshape(n * n, 2)  # (n, n, 2) -> (n*n, 2)
-    points = np.zeros((n * n, latent_dim), np.float32)
-    points[:, list(dimensions)] = grid
+    """Decode the n × n manifold grid (`manifold_points`) in one call; return the tiled
+    ``(n*28, n*28)`` image."""
+    points = manifold_points(n, dimensions, latent_dim, quantiles)
     decoded = predict(decoder, points)  # (n*n, latent_dim) -> (n*n, 784)
     return tile_images(decoded, n, n)
 
@@ -146,13 +162,14 @@ def plot_latent_scatter(
 
     The colour bar names the classes where `class_names` is given (Fashion-MNIST's).
     """
-    figure = plt.figure(figsize=(6, 6))
-    scatter = plt.scatter(points[:, 0], points[:, 1], c=labels, cmap="viridis", s=4)
-    bar = figure.colorbar(scatter)
+    figure = Figure(figsize=(6, 6))
+    axis = figure.subplots()
+    scatter = axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="viridis", s=4)
+    bar = figure.colorbar(scatter, ax=axis)
     if class_names is not None:
         bar.set_ticks(range(len(class_names)), labels=list(class_names))
-    plt.xlabel(axis_names[0])
-    plt.ylabel(axis_names[1])
+    axis.set_xlabel(axis_names[0])
+    axis.set_ylabel(axis_names[1])
     return _save(figure, path)
 
 
@@ -162,18 +179,21 @@ def plot_manifold(
     n: int = 15,
     dimensions: tuple[int, int] = (0, 1),
     latent_dim: int = 2,
+    quantiles: Callable[[np.ndarray], np.ndarray] = standard_normal_quantiles,
 ) -> Path:
     """The blog's manifold: n × n decoded digits over the prior's quantiles, 10 × 10 inches.
 
-    With more than two latent dimensions it walks `dimensions`, named in the title.
+    With more than two latent dimensions it walks `dimensions`, named in the title, the
+    others at the prior's median.
     """
-    figure = plt.figure(figsize=(10, 10))
-    plt.imshow(decode_manifold(decoder, n, dimensions, latent_dim), cmap="Greys_r")
-    plt.axis("off")
+    figure = Figure(figsize=(10, 10))
+    axis = figure.subplots()
+    axis.imshow(decode_manifold(decoder, n, dimensions, latent_dim, quantiles), cmap="Greys_r")
+    axis.axis("off")
     if latent_dim != 2:
-        plt.title(
+        axis.set_title(
             f"z[{dimensions[0]}] across, z[{dimensions[1]}] down (the two most active of "
-            f"{latent_dim} dimensions); the others at 0"
+            f"{latent_dim} dimensions); the others at the prior's median"
         )
     return _save(figure, path)
 
@@ -194,7 +214,8 @@ def plot_decoded_beside_original(
     name = f"decoded from z = {_format_z(z)}" if code_text is None else f"decoded from {code_text}"
     panels = [("original", original), (textwrap.fill(name, 40), decoded)]
     panels = [(name, image) for name, image in panels if image is not None]
-    figure, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.4), squeeze=False)
+    figure = Figure(figsize=(3 * len(panels), 3.4))
+    axes = figure.subplots(1, len(panels), squeeze=False)
     for axis, (name, image) in zip(axes[0], panels, strict=True):
         axis.imshow(np.reshape(image, (IMAGE_SIDE, IMAGE_SIDE)), cmap="Greys_r", vmin=0, vmax=1)
         axis.set_title(name, fontsize=9)
@@ -213,32 +234,35 @@ def plot_reconstructions(
 ) -> Path:
     """A row of originals over a row of their reconstructions."""
     count = len(originals)
-    figure = plt.figure(figsize=(count, 2.3))
+    figure = Figure(figsize=(count, 2.3))
+    axis = figure.subplots()
     image = np.concatenate(
         [tile_images(originals, 1, count), tile_images(reconstructions, 1, count)]
     )
-    plt.imshow(image, cmap="Greys_r", vmin=0, vmax=1)
-    plt.yticks([IMAGE_SIDE / 2, 3 * IMAGE_SIDE / 2], ["original", "reconstructed"])
-    plt.xticks([])
+    axis.imshow(image, cmap="Greys_r", vmin=0, vmax=1)
+    axis.set_yticks([IMAGE_SIDE / 2, 3 * IMAGE_SIDE / 2], ["original", "reconstructed"])
+    axis.set_xticks([])
     return _save(figure, path)
 
 
 def plot_samples(decoded: np.ndarray, path: str | Path, rows: int) -> Path:
     """A grid of digits decoded from points drawn from the prior."""
     columns = len(decoded) // rows
-    figure = plt.figure(figsize=(columns * 0.6, rows * 0.6))
-    plt.imshow(tile_images(decoded[: rows * columns], rows, columns), cmap="Greys_r")
-    plt.axis("off")
+    figure = Figure(figsize=(columns * 0.6, rows * 0.6))
+    axis = figure.subplots()
+    axis.imshow(tile_images(decoded[: rows * columns], rows, columns), cmap="Greys_r")
+    axis.axis("off")
     return _save(figure, path)
 
 
 def plot_interpolation(decoded: np.ndarray, path: str | Path, title: str) -> Path:
     """The decoded digits along a straight path in latent space, in one row."""
     count = len(decoded)
-    figure = plt.figure(figsize=(count * 0.8, 1.3))
-    plt.imshow(tile_images(decoded, 1, count), cmap="Greys_r", vmin=0, vmax=1)
-    plt.axis("off")
-    plt.title(title, fontsize=9)
+    figure = Figure(figsize=(count * 0.8, 1.3))
+    axis = figure.subplots()
+    axis.imshow(tile_images(decoded, 1, count), cmap="Greys_r", vmin=0, vmax=1)
+    axis.axis("off")
+    axis.set_title(title, fontsize=9)
     return _save(figure, path)
 
 
@@ -286,7 +310,8 @@ def plot_training_curves(
     """
     with_temperature = "temperature" in history
     panels = 4 if with_temperature else 3
-    figure, axes = plt.subplots(1, panels, figsize=(13 * panels / 3, 3.8))
+    figure = Figure(figsize=(13 * panels / 3, 3.8))
+    axes = figure.subplots(1, panels)
     epochs = history["epoch"]
     for axis, key, title in zip(
         axes[:3],
@@ -336,7 +361,7 @@ def plot_code_grid(
     # (variables*classes, 784) -> (variables, classes, 28, 28)
     digits = decoded.reshape(variables, classes, IMAGE_SIDE, IMAGE_SIDE)
     width = max(4.0, canvas.shape[1] / 50)
-    figure = plt.figure(figsize=(width, canvas.shape[0] / 50 + 0.8))
+    figure = Figure(figsize=(width, canvas.shape[0] / 50 + 0.8))
     axis = figure.add_subplot()
     for variable in range(variables):
         block, row = divmod(variable, rows)
@@ -381,17 +406,18 @@ def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
     """
     variables, classes = usage.shape
     shares = usage / max(1, int(usage[0].sum()))
-    figure = plt.figure(figsize=(max(4.0, 0.45 * classes + 2), min(30.0, 0.3 * variables + 1.5)))
+    figure = Figure(figsize=(max(4.0, 0.45 * classes + 2), min(30.0, 0.3 * variables + 1.5)))
+    axis = figure.subplots()
     # The colour scale spans 0 to the largest share, so an even usage still shows its texture.
-    plt.imshow(shares, cmap="viridis", aspect="auto", vmin=0, interpolation="nearest")
-    plt.colorbar(label="share of test images")
-    plt.xticks(range(classes))
+    image = axis.imshow(shares, cmap="viridis", aspect="auto", vmin=0, interpolation="nearest")
+    figure.colorbar(image, ax=axis, label="share of test images")
+    axis.set_xticks(range(classes))
     if variables <= 50:
-        plt.yticks(range(variables))
-    plt.xlabel("class k")
-    plt.ylabel("variable i")
+        axis.set_yticks(range(variables))
+    axis.set_xlabel("class k")
+    axis.set_ylabel("variable i")
     used = np.sum(usage > 0, axis=1)
-    plt.title(f"most probable class over the test set ({mean_text(used)} of {classes} used)")
+    axis.set_title(f"most probable class over the test set ({mean_text(used)} of {classes} used)")
     figure.tight_layout()
     return _save(figure, path)
 
@@ -421,10 +447,10 @@ def plot_coupling(
         float(np.max(np.abs(bias2))),
         1e-6,
     )
-    figure, axes = plt.subplots(
+    figure = Figure(figsize=(2.5 + 0.25 * second_units, 2.5 + 0.25 * first_units))
+    axes = figure.subplots(
         2,
         2,
-        figsize=(2.5 + 0.25 * second_units, 2.5 + 0.25 * first_units),
         gridspec_kw={"width_ratios": [1, second_units], "height_ratios": [1, first_units]},
     )
     style = dict(cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
@@ -454,9 +480,10 @@ def plot_latent_density(
     of an N(0, I) sample are N(0, I) too, so the contours hold for a projected view as well.
     """
     extent = max(extent, float(np.max(np.abs(z_mean[:, :2]))) * 1.05)
-    figure = plt.figure(figsize=(6, 6))
+    figure = Figure(figsize=(6, 6))
+    axis = figure.subplots()
     # A logarithmic colour scale, so the sparse tails show as well as the dense centre.
-    plt.hist2d(
+    *_, image = axis.hist2d(
         z_mean[:, 0],
         z_mean[:, 1],
         bins=80,
@@ -464,19 +491,19 @@ def plot_latent_density(
         cmap="Blues",
         norm=matplotlib.colors.LogNorm(),
     )
-    plt.colorbar(label="test images per bin")
+    figure.colorbar(image, ax=axis, label="test images per bin")
     grid = np.linspace(-extent, extent, 200)
     z0, z1 = np.meshgrid(grid, grid)
     prior_density = np.exp(-0.5 * (z0**2 + z1**2)) / (2 * np.pi)
     # Contours at the prior's 1, 2 and 3 standard-deviation levels.
     levels = sorted(np.exp(-0.5 * np.array([3.0, 2.0, 1.0]) ** 2) / (2 * np.pi))
-    contours = plt.contour(z0, z1, prior_density, levels=levels, colors="darkred")
-    plt.clabel(contours, fmt={level: f"{s}σ" for level, s in zip(levels, (3, 2, 1), strict=True)})
-    plt.xlabel(axis_names[0])
-    plt.ylabel(axis_names[1])
+    contours = axis.contour(z0, z1, prior_density, levels=levels, colors="darkred")
+    axis.clabel(contours, fmt={level: f"{s}σ" for level, s in zip(levels, (3, 2, 1), strict=True)})
+    axis.set_xlabel(axis_names[0])
+    axis.set_ylabel(axis_names[1])
     # Equal scales, so the prior's contours are the circles they are.
-    plt.gca().set_aspect("equal")
-    plt.title("test-set z_mean against the N(0, I) prior")
+    axis.set_aspect("equal")
+    axis.set_title("test-set z_mean against the N(0, I) prior")
     return _save(figure, path)
 
 
@@ -526,7 +553,8 @@ def plot_validation_curves(
         ("val_reconstruction_loss", "reconstruction"),
         ("val_kl_loss", "KL"),
     )
-    figure, axes = plt.subplots(1, len(terms), figsize=(13, 3.8))
+    figure = Figure(figsize=(13, 3.8))
+    axes = figure.subplots(1, len(terms))
     every_epoch = np.unique(np.concatenate([history["epoch"] for history in histories.values()]))
     for axis, (key, title) in zip(axes, terms, strict=True):
         for name, history in histories.items():

@@ -183,7 +183,8 @@ def _manifold(figures: Figures) -> list[Path]:
     size = figures.posterior.code_size
     path = figures.out / "manifold.png"
     n = figures.arguments.n
-    return [plotting.plot_manifold(figures.generator, path, n, figures.dimensions, size)]
+    quantiles = figures.run.vae.prior_part.quantiles
+    return [plotting.plot_manifold(figures.generator, path, n, figures.dimensions, size, quantiles)]
 
 
 def _reconstructions(figures: Figures) -> list[Path]:
@@ -474,9 +475,11 @@ def _animation(
     snapshots = [snapshots[position] for position in plotting.choose_frames(len(snapshots))]
     # Loading each snapshot takes a moment; dozens of them take long enough to want a bar.
     bar = None if arguments.quiet else CountBar(len(snapshots), unit_name="snapshot")
+    quantiles = run.vae.prior_part.quantiles
     for position, snapshot in enumerate(snapshots, start=1):
+        decoder = load_model(snapshot)
         frames.append(
-            plotting.decode_manifold(load_model(snapshot), arguments.n, dimensions, latent_dim)
+            plotting.decode_manifold(decoder, arguments.n, dimensions, latent_dim, quantiles)
         )
         epochs.append(int(snapshot.stem.rsplit("-", 1)[1]))
         if bar is not None:

@@ -499,6 +499,19 @@ def test_principal_components_and_the_walked_dimensions():
     assert walked_dimensions(points[:, :2], 2) == (0, 1)
 
 
+def test_a_runs_snapshots_are_read_by_their_epochs(tmp_path):
+    from vae_mnist.runs import RunPaths
+
+    paths = RunPaths(tmp_path)
+    assert paths.snapshot_epochs() == []
+    paths.snapshots.mkdir()
+    for epoch in (10, 2):
+        paths.snapshot(epoch).write_bytes(b"")
+    # A file of one's own beside them, named almost alike, is not a snapshot.
+    (paths.snapshots / "decoder-epoch-best.keras").write_bytes(b"")
+    assert paths.snapshot_epochs() == [(2, paths.snapshot(2)), (10, paths.snapshot(10))]
+
+
 def test_the_manifold_walks_the_priors_own_quantiles():
     from statistics import NormalDist
 

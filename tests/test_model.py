@@ -22,8 +22,8 @@ from vae_mnist.likelihoods import (
     gaussian_negative_log_likelihood,
 )
 from vae_mnist.model import DynamicBinarization, PartLayer, build_vae, load_model
-from vae_mnist.networks import build_decoder, build_encoder
 from vae_mnist.runs import load_trained_run
+from vae_mnist.settings import kind_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -37,17 +37,12 @@ def gaussian_posterior(seed: int | None = None, **settings) -> GaussianPosterior
     return PartLayer(GaussianPosterior(**settings), seed).part
 
 
-@pytest.mark.parametrize("architecture", ["mlp", "conv"])
-def test_network_shapes(architecture):
-    heads = {"first": (3, None), "second": (3, None)}
-    encoder = build_encoder(
-        heads, hidden_layers=(32, 16), activation="tanh", architecture=architecture
-    )
-    decoder = build_decoder(
-        {"pixels": (784, "sigmoid"), "other": (784, None)},
-        code_size=3,
-        hidden_layers=(32, 16),
-        architecture=architecture,
+@pytest.mark.parametrize("network", ["mlp", "conv"])
+def test_network_shapes(network):
+    kind = kind_of("network", network)(hidden_layers=(32, 16), activation="tanh")
+    encoder = kind.build_encoder({"first": (3, None), "second": (3, None)}, pixels=784)
+    decoder = kind.build_decoder(
+        {"pixels": (784, "sigmoid"), "other": (784, None)}, code_size=3, pixels=784
     )
     images = np.random.default_rng(0).random((5, 784)).astype("float32")
     first, second = encoder(images)

@@ -1,6 +1,6 @@
 """Keras, imported on first use.
 
-Importing Keras starts its backend (TensorFlow takes about five seconds), and the command line
+Importing Keras starts its backend, which takes seconds, and the command line
 must answer `--help`, a usage error or `presets` at once. So the parts' modules, which the
 command line reads for their settings, reach Keras through these stand-ins: ``ops.exp(x)`` and
 ``keras.random.SeedGenerator(seed)`` import Keras the first time they are used, and are the real

@@ -14,30 +14,9 @@ from typing import ClassVar
 import numpy as np
 
 from vae_mnist.errors import DataError
-from vae_mnist.settings import Part, register, setting
+from vae_mnist.settings import ConfigError, Part, kind_of, kinds, register, setting
 
 DATA_ENVIRONMENT_VARIABLE = "VAE_MNIST_DATA"
-# Each data set's local copy may be named by its own environment variable.
-DATA_ENVIRONMENT_VARIABLES = {
-    "mnist": DATA_ENVIRONMENT_VARIABLE,
-    "fashion_mnist": "VAE_MNIST_FASHION_DATA",
-}
-DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
-CLASS_NAMES = {
-    "mnist": tuple(str(digit) for digit in range(10)),
-    "fashion_mnist": (
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ),
-}
 # The test set of a binarized run is binarized once with this seed, whatever the run's seed,
 # so that every binarized run is validated and evaluated on the same binary images.
 TEST_BINARIZATION_SEED = 2013
@@ -70,15 +49,13 @@ def load_dataset(
     Fashion-MNIST); a download through Keras. A path may be a Keras-layout ``.npz`` file or a
     folder holding the four original IDX files, gzipped or not.
     """
-    if dataset not in DATA_ENVIRONMENT_VARIABLES:
+    try:
+        data = kind_of("data", dataset)()
+    except ConfigError:
         raise DataError(
-            f"unknown dataset {dataset!r} (choose from {', '.join(DATA_ENVIRONMENT_VARIABLES)})"
-        )
-    if path is None:
-        path = os.environ.get(DATA_ENVIRONMENT_VARIABLES[dataset]) or None
-    arrays = _download_with_keras(dataset) if path is None else read_mnist_file(path)
-    validate_mnist(arrays, source=str(path) if path is not None else "keras download")
-    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+            f"unknown dataset {dataset!r} (choose from {', '.join(kinds('data'))})"
+        ) from None
+    return data.load(path)
 
 
 def load_mnist(path: str | os.PathLike | None = None) -> tuple[Split, Split]:
@@ -252,17 +229,18 @@ def validate_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
         arrays[key] = arrays[key].astype(np.uint8, copy=False)
 
 
-def _download_with_keras(dataset: str = "mnist") -> dict[str, np.ndarray]:
+def _download_with_keras(data: Data) -> dict[str, np.ndarray]:
     import keras
 
     try:
-        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, dataset).load_data()
+        loaded = getattr(keras.datasets, data.keras_dataset).load_data()
+        (x_train, y_train), (x_test, y_test) = loaded
     except Exception as error:  # Keras wraps every network failure in a plain Exception.
         raise DataError(
-            f"could not download {DATASET_NAMES[dataset]} through Keras (is there a network?): "
+            f"could not download {data.display_name} through Keras (is there a network?): "
             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. "
             f"Give a local copy with --data PATH or the environment variable "
-            f"{DATA_ENVIRONMENT_VARIABLES[dataset]} (an .npz in the Keras layout or a folder "
+            f"{data.environment_variable} (an .npz in the Keras layout or a folder "
             "of the four IDX files)"
         ) from None
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
@@ -278,12 +256,17 @@ class Data(Part):
     """The base of the data kinds: which images, and how their pixels become targets.
 
     ``load(path)``: ``((x_train, y_train), (x_test, y_test))``, uint8 images and their labels,
-    from a local copy or a download (the base reads the kind's data set by its name);
-    ``class_names``: the labels' names; ``pixels``: the values per image.
+    from a local copy, the file its ``environment_variable`` names, or ``keras.datasets``'
+    ``keras_dataset``; ``display_name`` names it in messages, ``class_names`` its labels
+    (``legend_names`` where a figure's legend needs them); ``pixels``: the values per image.
     """
 
     family: ClassVar[str] = "data"
     pixels: ClassVar[int] = IMAGE_SIDE * IMAGE_SIDE
+    display_name: ClassVar[str]
+    environment_variable: ClassVar[str]
+    keras_dataset: ClassVar[str]
+    class_names: ClassVar[tuple[str, ...]]
 
     binarize: str = setting(
         "none",
@@ -293,21 +276,17 @@ class Data(Part):
     )
 
     @property
-    def dataset(self) -> str:
-        return self.kind
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return CLASS_NAMES[self.kind]
-
-    @property
     def legend_names(self) -> tuple[str, ...] | None:
         """The classes' names for a figure's legend, or None where the labels name themselves
         (MNIST's digits 0..9)."""
         return self.class_names
 
     def load(self, path: str | os.PathLike | None = None) -> tuple[Split, Split]:
-        return load_dataset(self.kind, path)
+        if path is None:
+            path = os.environ.get(self.environment_variable) or None
+        arrays = _download_with_keras(self) if path is None else read_mnist_file(path)
+        validate_mnist(arrays, source=str(path) if path is not None else "keras download")
+        return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
 @register
@@ -317,6 +296,10 @@ class MNISTData(Data):
 
     kind: ClassVar[str] = "mnist"
     description: ClassVar[str] = "handwritten digits (LeCun et al. 1998)"
+    display_name: ClassVar[str] = "MNIST"
+    environment_variable: ClassVar[str] = DATA_ENVIRONMENT_VARIABLE
+    keras_dataset: ClassVar[str] = "mnist"
+    class_names: ClassVar[tuple[str, ...]] = tuple(str(digit) for digit in range(10))
 
     @property
     def legend_names(self) -> None:
@@ -330,3 +313,18 @@ class FashionMNISTData(Data):
 
     kind: ClassVar[str] = "fashion_mnist"
     description: ClassVar[str] = "clothing, MNIST's sizes (Xiao, Rasul & Vollgraf 2017)"
+    display_name: ClassVar[str] = "Fashion-MNIST"
+    environment_variable: ClassVar[str] = "VAE_MNIST_FASHION_DATA"
+    keras_dataset: ClassVar[str] = "fashion_mnist"
+    class_names: ClassVar[tuple[str, ...]] = (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )

@@ -23,8 +23,8 @@ from vae_mnist.progress import CountBar
 
 # Decoded pixels held in memory at once by the importance-weighted estimate (about 300 MB).
 DECODED_VALUES_PER_CHUNK = 80_000_000
-# Below this many decoded values in all (about 0.1 s of work), the importance-weighted estimate
-# runs one operation at a time: compiling it would take longer than it saves.
+# Below this many decoded values in all, the importance-weighted estimate runs one operation at a
+# time: compiling it would take longer than it saves.
 COMPILE_FROM_DECODED_VALUES = 20_000_000
 ENCODER_BATCH = 1000
 
@@ -97,8 +97,7 @@ def _chunk_estimator(
     eagerly, as `torch.compile`'s start-up costs more than it saves here. The seed generator's
     state goes in and out as a value (Keras' `StatelessScope`), so repeated evaluations give
     the same numbers and the noise is the eager noise. JAX's results are the eager ones;
-    TensorFlow's XLA rounds its sigmoid and logarithms differently, which moved single images'
-    estimates by up to 0.2 nats (untrained model, K = 1000) and their mean by 0.001.
+    TensorFlow's XLA rounds its sigmoid and logarithms a little differently (README, Speed).
     """
 
     def estimate(images, seed_state):
@@ -216,9 +215,9 @@ def evaluate_run(
 
     The images are the model's inputs (`vae_mnist.data.model_inputs`), binarized as the run
     was; the training images serve the kNN classifier only, which works on the latent's
-    representation (z_mean; a discrete latent's posterior probabilities). The latent prepares
-    first (the RBM prior computes its log Z: `log_partition` is exact, ais or auto) and adds its
-    own numbers (`Latent.prepare_evaluation`, `Latent.latent_metrics`).
+    representation (z_mean; a discrete latent's posterior probabilities). The prior prepares
+    first (the RBM prior computes its log Z: `log_partition` is exact, ais or auto) and the
+    posterior adds its own numbers (`Prior.prepare_evaluation`, `Posterior.latent_metrics`).
     """
     prepared = vae.prior_part.prepare_evaluation(log_partition=log_partition, seed=seed)
     reconstruction, kl = negative_elbo_terms(vae, test_images, seed)

@@ -114,9 +114,7 @@ class StandardNormalPrior(Prior):
 
     kind: ClassVar[str] = "standard_normal"
     description: ClassVar[str] = "N(0, I)"
-    capabilities: ClassVar[frozenset[str]] = frozenset(
-        {"sample", "quantiles", "isotropic_normal"}
-    )
+    capabilities: ClassVar[frozenset[str]] = frozenset({"sample", "quantiles", "isotropic_normal"})
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "continuous", "a continuous posterior")

@@ -23,8 +23,7 @@ LOG_TWO_PI = math.log(2.0 * math.pi)
 # The Gaussian decoder's smallest standard deviation: one gray level of an 8-bit image. MNIST's
 # border pixels are 0 in every training image, so an unbounded variance there shrinks towards
 # zero, the training loss towards minus infinity, and the first test image with ink in such a
-# pixel costs an infinite loss (seen in a 200-epoch aevb2013-gaussian run, which stopped on an
-# infinite validation loss in epoch 8).
+# pixel costs an infinite loss, which stops training.
 GAUSSIAN_MINIMUM_STD = 1.0 / 255.0
 
 

@@ -3,8 +3,8 @@
 Both networks take and give flat vectors, so every latent and likelihood plugs into every
 architecture. The encoder ends in one Dense head per parameter of the latent posterior (for the
 Gaussian, ``z_mean`` and ``z_log_var``); the decoder ends in one head per parameter of the
-likelihood (for the Bernoulli, the pixel ``probabilities``). The parts name their heads; these
-builders only lay the layers out.
+likelihood (for the Bernoulli, the pixel ``probabilities``). The parts name their heads; the
+network kinds only lay the layers out.
 
 - ``mlp``: Dense hidden layers, the 2017 example's network (one layer of 256 ReLU units); the
   decoder mirrors the encoder's hidden layers.
@@ -26,6 +26,7 @@ from vae_mnist.settings import ConfigError, Part, register, setting
 Heads = Mapping[str, tuple[int, str | None]]
 CONV_FILTERS = (32, 64)
 CONV_KERNEL = 3
+ACTIVATIONS = ("relu", "tanh")
 
 
 def image_side(original_dim: int) -> int:
@@ -39,113 +40,19 @@ def image_side(original_dim: int) -> int:
     return side
 
 
-def build_encoder(
-    heads: Heads,
-    original_dim: int = 784,
-    hidden_layers: Sequence[int] = (256,),
-    activation: str = "relu",
-    architecture: str = "mlp",
-) -> keras.Model:
-    """x ``(batch, original_dim)`` → one output per head, each ``(batch, units)``."""
-    layers = keras.layers
-    images = keras.Input(shape=(original_dim,), name="images")
-    if architecture == "mlp":
-        hidden = images
-        for number, units in enumerate(hidden_layers, start=1):
-            hidden = layers.Dense(units, activation=activation, name=f"encoder_hidden_{number}")(
-                hidden
-            )
-    elif architecture == "conv":
-        side = image_side(original_dim)
-        # (batch, side*side) -> (batch, side, side, 1)
-        hidden = layers.Reshape((side, side, 1), name="encoder_image")(images)
-        for number, filters in enumerate(CONV_FILTERS, start=1):
-            hidden = layers.Conv2D(
-                filters,
-                CONV_KERNEL,
-                strides=2,
-                padding="same",
-                activation=activation,
-                name=f"encoder_conv_{number}",
-            )(hidden)
-        hidden = layers.Flatten(name="encoder_flatten")(hidden)
-        for number, units in enumerate(hidden_layers, start=1):
-            hidden = layers.Dense(units, activation=activation, name=f"encoder_hidden_{number}")(
-                hidden
-            )
-    else:
-        raise ConfigError(f"unknown architecture {architecture!r} (choose from mlp, conv)")
-    outputs = [
-        layers.Dense(units, activation=head_activation, name=name)(hidden)
-        for name, (units, head_activation) in heads.items()
+def _dense_stack(hidden: Any, sizes: Sequence[int], activation: str, prefix: str) -> Any:
+    """`hidden` through Dense layers of `sizes`, named ``{prefix}_hidden_1``, ...."""
+    for number, units in enumerate(sizes, start=1):
+        layer = keras.layers.Dense(units, activation=activation, name=f"{prefix}_hidden_{number}")
+        hidden = layer(hidden)
+    return hidden
+
+
+def _dense_heads(hidden: Any, heads: Heads) -> list:
+    return [
+        keras.layers.Dense(units, activation=activation, name=name)(hidden)
+        for name, (units, activation) in heads.items()
     ]
-    return keras.Model(images, outputs, name="encoder")
-
-
-def build_decoder(
-    heads: Heads,
-    code_size: int = 2,
-    original_dim: int = 784,
-    hidden_layers: Sequence[int] = (256,),
-    activation: str = "relu",
-    architecture: str = "mlp",
-) -> keras.Model:
-    """z ``(batch, code_size)`` → one output per head, each ``(batch, original_dim)``.
-
-    The first head is the decoded image (the pixel probabilities or the mean).
-    """
-    layers = keras.layers
-    code = keras.Input(shape=(code_size,), name="z")
-    mirrored = list(reversed(hidden_layers))
-    if architecture == "mlp":
-        hidden = code
-        for number, units in enumerate(mirrored, start=1):
-            hidden = layers.Dense(units, activation=activation, name=f"decoder_hidden_{number}")(
-                hidden
-            )
-        outputs = [
-            layers.Dense(units, activation=head_activation, name=name)(hidden)
-            for name, (units, head_activation) in heads.items()
-        ]
-    elif architecture == "conv":
-        side = image_side(original_dim)
-        smallest = side // 4
-        hidden = code
-        for number, units in enumerate(mirrored, start=1):
-            hidden = layers.Dense(units, activation=activation, name=f"decoder_hidden_{number}")(
-                hidden
-            )
-        hidden = layers.Dense(
-            smallest * smallest * CONV_FILTERS[-1], activation=activation, name="decoder_expand"
-        )(hidden)
-        # (batch, s*s*64) -> (batch, s, s, 64), s = side / 4
-        hidden = layers.Reshape((smallest, smallest, CONV_FILTERS[-1]), name="decoder_image")(
-            hidden
-        )
-        for number, filters in enumerate(reversed(CONV_FILTERS), start=1):
-            hidden = layers.Conv2DTranspose(
-                filters,
-                CONV_KERNEL,
-                strides=2,
-                padding="same",
-                activation=activation,
-                name=f"decoder_deconv_{number}",
-            )(hidden)
-        outputs = []
-        for name, (units, head_activation) in heads.items():
-            if units != original_dim:
-                raise ConfigError(f"a conv decoder head must have {original_dim} units")
-            pixels = layers.Conv2DTranspose(
-                1, CONV_KERNEL, padding="same", activation=head_activation, name=f"{name}_map"
-            )(hidden)
-            # (batch, side, side, 1) -> (batch, side*side)
-            outputs.append(layers.Reshape((original_dim,), name=name)(pixels))
-    else:
-        raise ConfigError(f"unknown architecture {architecture!r} (choose from mlp, conv)")
-    return keras.Model(code, outputs, name="decoder")
-
-
-ACTIVATIONS = ("relu", "tanh")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,12 +61,14 @@ class Network(Part):
     (z → the likelihood's heads), both on flat vectors.
 
     ``build_encoder(heads, pixels)`` and ``build_decoder(heads, code_size, pixels)``: the two
-    Keras models (the base builds them from ``hidden_layers``, ``activation`` and the kind's
-    ``architecture``); ``check_data(data)``: refuse images it cannot take.
+    Keras models, which the base lays out from ``hidden_layers`` and ``activation`` around what
+    a kind adds: ``encoder_features(images, pixels)`` before the encoder's dense layers (the
+    images themselves by default) and ``decoder_heads(hidden, heads, pixels)`` after the
+    decoder's (a Dense layer per head by default); ``check_data(data)``: refuse images it cannot
+    take.
     """
 
     family: ClassVar[str] = "network"
-    architecture: ClassVar[str]
     # ``compiled_chunks``: its steps run faster as one compiled loop (`vae_mnist.chunks`).
     capabilities: ClassVar[frozenset[str]] = frozenset({"compiled_chunks"})
 
@@ -177,19 +86,28 @@ class Network(Part):
     def check_data(self, data: Any) -> None:
         """Every image size is fine by default."""
 
-    def _sizes(self, pixels: int) -> dict[str, Any]:
-        return dict(
-            original_dim=pixels,
-            hidden_layers=self.hidden_layers,
-            activation=self.activation,
-            architecture=self.architecture,
-        )
-
     def build_encoder(self, heads: Heads, pixels: int) -> keras.Model:
-        return build_encoder(heads, **self._sizes(pixels))
+        """x ``(batch, pixels)`` → one output per head, each ``(batch, units)``."""
+        images = keras.Input(shape=(pixels,), name="images")
+        features = self.encoder_features(images, pixels)
+        hidden = _dense_stack(features, self.hidden_layers, self.activation, "encoder")
+        return keras.Model(images, _dense_heads(hidden, heads), name="encoder")
 
     def build_decoder(self, heads: Heads, code_size: int, pixels: int) -> keras.Model:
-        return build_decoder(heads, code_size=code_size, **self._sizes(pixels))
+        """z ``(batch, code_size)`` → one output per head, each ``(batch, units)``; the first
+        head is the decoded image (the pixel probabilities or the mean)."""
+        code = keras.Input(shape=(code_size,), name="z")
+        mirrored = tuple(reversed(self.hidden_layers))
+        hidden = _dense_stack(code, mirrored, self.activation, "decoder")
+        return keras.Model(code, self.decoder_heads(hidden, heads, pixels), name="decoder")
+
+    def encoder_features(self, images: Any, pixels: int) -> Any:
+        """What the encoder's dense layers read: the images themselves."""
+        return images
+
+    def decoder_heads(self, hidden: Any, heads: Heads, pixels: int) -> list:
+        """The decoder's outputs from its last dense layer: a Dense layer per head."""
+        return _dense_heads(hidden, heads)
 
 
 @register
@@ -198,7 +116,6 @@ class MLPNetwork(Network):
     """Dense hidden layers, the 2017 example's network; the decoder mirrors the encoder."""
 
     kind: ClassVar[str] = "mlp"
-    architecture: ClassVar[str] = "mlp"
     description: ClassVar[str] = "dense hidden layers, the decoder mirrored"
 
 
@@ -208,7 +125,6 @@ class ConvNetwork(Network):
     """The keras.io example's two stride-2 convolutions before the dense layers, mirrored."""
 
     kind: ClassVar[str] = "conv"
-    architecture: ClassVar[str] = "conv"
     description: ClassVar[str] = "two stride-2 convolutions (32, 64), then dense layers"
     # Inside a compiled loop, XLA's CPU convolutions ran many times slower than step by step
     # (README, Speed), so this network trains in Keras' loop.
@@ -216,3 +132,52 @@ class ConvNetwork(Network):
 
     def check_data(self, data: Any) -> None:
         image_side(data.pixels)
+
+    def encoder_features(self, images: Any, pixels: int) -> Any:
+        """The convolutions over the image, flattened for the dense layers."""
+        layers = keras.layers
+        side = image_side(pixels)
+        # (batch, side*side) -> (batch, side, side, 1)
+        hidden = layers.Reshape((side, side, 1), name="encoder_image")(images)
+        for number, filters in enumerate(CONV_FILTERS, start=1):
+            hidden = layers.Conv2D(
+                filters,
+                CONV_KERNEL,
+                strides=2,
+                padding="same",
+                activation=self.activation,
+                name=f"encoder_conv_{number}",
+            )(hidden)
+        return layers.Flatten(name="encoder_flatten")(hidden)
+
+    def decoder_heads(self, hidden: Any, heads: Heads, pixels: int) -> list:
+        """The dense layers' output expanded to a quarter-size image, then the transposed
+        convolutions back to full size, a last one per head."""
+        layers = keras.layers
+        side = image_side(pixels)
+        smallest = side // 4
+        expand = smallest * smallest * CONV_FILTERS[-1]
+        hidden = layers.Dense(expand, activation=self.activation, name="decoder_expand")(hidden)
+        # (batch, s*s*64) -> (batch, s, s, 64), s = side / 4
+        hidden = layers.Reshape((smallest, smallest, CONV_FILTERS[-1]), name="decoder_image")(
+            hidden
+        )
+        for number, filters in enumerate(reversed(CONV_FILTERS), start=1):
+            hidden = layers.Conv2DTranspose(
+                filters,
+                CONV_KERNEL,
+                strides=2,
+                padding="same",
+                activation=self.activation,
+                name=f"decoder_deconv_{number}",
+            )(hidden)
+        outputs = []
+        for name, (units, activation) in heads.items():
+            if units != pixels:
+                raise ConfigError(f"a conv decoder head must have {pixels} units")
+            image = layers.Conv2DTranspose(
+                1, CONV_KERNEL, padding="same", activation=activation, name=f"{name}_map"
+            )(hidden)
+            # (batch, side, side, 1) -> (batch, side*side)
+            outputs.append(layers.Reshape((pixels,), name=name)(image))
+        return outputs

@@ -2,10 +2,10 @@
 
 Keras' `keras.random.uniform` and `keras.random.normal` let TensorFlow choose the generator
 ("auto_select"), which on a CPU is Philox; inside XLA on a CPU that choice compiles to a program
-about 50 times slower than Philox named: the 78,400 values of one batch's dynamic binarization
-took 34 ms against 0.65 ms, which made XLA-compiled training of the binarized presets 9 times
-slower than without XLA. So on TensorFlow the noise is drawn with Philox named, which gives
-Keras' own values, draw for draw. JAX and PyTorch draw through `keras.random` unchanged.
+far slower than Philox named (README, Speed, measures it), which made XLA-compiled training of
+the binarized presets slower than without XLA. So on TensorFlow the noise is drawn with Philox
+named, which gives Keras' own values, draw for draw. JAX and PyTorch draw through
+`keras.random` unchanged.
 
 On JAX, every draw hashes its counters with Threefry-2x32 (20 rounds: five blocks of four
 rounds, a key injection after each block; Salmon et al., "Parallel random numbers: as easy as

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from vae_mnist.files import atomic_path
+from vae_mnist.runs import LEADING_HISTORY_COLUMNS
 
 IMAGE_SIDE = 28
 DOTS_PER_INCH = 100
@@ -58,8 +59,8 @@ def predict(model, inputs: np.ndarray) -> np.ndarray:
     """Run `model` over all `inputs` in one batched call and return numpy.
 
     A direct call rather than `Model.predict`: for one batch it skips building a data pipeline
-    and tracing a graph, which would cost more than the arithmetic (10,000 test images through
-    the encoder are about 4 GFLOP, a few tens of milliseconds).
+    and tracing a graph, which would cost more than the arithmetic of a figure's few thousand
+    images.
     """
     from keras import ops
 
@@ -295,7 +296,7 @@ def _label_epochs(axis, epochs: np.ndarray) -> None:
 
 
 # The history.csv columns that the training curves draw: each term, training and validation.
-TRAINING_CURVE_TERMS = ("loss", "reconstruction_loss", "kl_loss")
+TRAINING_CURVE_TERMS = LEADING_HISTORY_COLUMNS
 TRAINING_CURVE_COLUMNS = (*TRAINING_CURVE_TERMS, *(f"val_{term}" for term in TRAINING_CURVE_TERMS))
 
 

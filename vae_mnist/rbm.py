@@ -467,7 +467,7 @@ def exact_log_partition(
     ``log Z = logsumexp over z_s of [a_s·z_s + Σ_j softplus(a_o_j + (z_s W)_j)]``, where s is
     the smaller half and o the other. The 2^m states are enumerated in chunks of at most 4
     million numbers per array, so memory stays under 200 MB even for m = 20 and a large other
-    half. Time grows as 2^m · n_other: m = 20 with 50 other units takes a few seconds.
+    half. Time grows as 2^m · n_other.
 
     Args:
         bias1, bias2, coupling: a1 ``(n1,)``, a2 ``(n2,)``, W ``(n1, n2)``.

@@ -98,6 +98,20 @@ class RunPaths:
     def snapshot(self, epoch: int) -> Path:
         return self.snapshots / f"decoder-epoch-{epoch:04d}.keras"
 
+    def snapshot_epochs(self) -> list[tuple[int, Path]]:
+        """``(epoch, decoder file)`` of each snapshot that training saved, by epoch."""
+        found = []
+        for path in self.snapshots.glob("decoder-epoch-*.keras"):
+            number = path.stem.rsplit("-", 1)[1]
+            if number.isdigit():
+                found.append((int(number), path))
+        return sorted(found)
+
+    @property
+    def figures(self) -> Path:
+        """Where `plot` writes a run's figures unless told otherwise."""
+        return self.folder / "figures"
+
     @property
     def tensorboard(self) -> Path:
         return self.folder / "tensorboard"

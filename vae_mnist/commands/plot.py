@@ -121,9 +121,7 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
         raise UsageError(unmet_need(kind, parts))
     # A user's figures belong with the run they show; the README's reproduction command
     # passes --out figures to refresh the repository's committed figures.
-    out = check_writable_folder(
-        arguments.out if arguments.out is not None else run.paths.folder / "figures"
-    )
+    out = check_writable_folder(arguments.out if arguments.out is not None else run.paths.figures)
     figures = Figures(arguments, run, out, run.vae.image_decoder())
     given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
     if kind in NEEDS_TEST_SET and not (kind == "decode" and given_code):
@@ -463,7 +461,7 @@ def _animation(
     required: bool,
 ) -> list[Path]:
     """The manifold as it formed, from the decoder snapshots that training saved."""
-    snapshots = sorted(run.paths.snapshots.glob("decoder-epoch-*.keras"))
+    snapshots = run.paths.snapshot_epochs()
     if not snapshots:
         if required:
             raise ModelFileError(
@@ -471,19 +469,19 @@ def _animation(
             )
         print("no decoder snapshots in the run (train with --snapshot-every N): no manifold.gif")
         return []
-    frames, epochs = [], []
+    frames = []
     snapshots = [snapshots[position] for position in plotting.choose_frames(len(snapshots))]
     # Loading each snapshot takes a moment; dozens of them take long enough to want a bar.
     bar = None if arguments.quiet else CountBar(len(snapshots), unit_name="snapshot")
     quantiles = run.vae.prior_part.quantiles
-    for position, snapshot in enumerate(snapshots, start=1):
+    for position, (_, snapshot) in enumerate(snapshots, start=1):
         decoder = load_model(snapshot)
         frames.append(
             plotting.decode_manifold(decoder, arguments.n, dimensions, latent_dim, quantiles)
         )
-        epochs.append(int(snapshot.stem.rsplit("-", 1)[1]))
         if bar is not None:
             bar.update(position)
+    epochs = [epoch for epoch, _ in snapshots]
     return [plotting.save_manifold_animation(frames, epochs, out / "manifold.gif")]
 
 

@@ -90,7 +90,7 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
     )
     if arguments.tensorboard:
         print(
-            f"{program}: TensorBoard logs in {folder / 'tensorboard'} "
+            f"{program}: TensorBoard logs in {RunPaths(folder).tensorboard} "
             f"(see them with: tensorboard --logdir {folder.parent})"
         )
 

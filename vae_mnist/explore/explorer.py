@@ -88,7 +88,7 @@ class Explorer:
         config, paths = self.run.config, self.run.paths
         progress = read_run_info(paths) or {}
         metrics = read_metrics(paths)
-        class_names = config.data.legend_names or tuple(str(digit) for digit in range(10))
+        class_names = config.data.class_names
         description: dict[str, Any] = {
             "run": str(paths.folder),
             "preset": config.preset,

@@ -276,13 +276,14 @@ class CategoricalPosterior(RelaxedPosterior):
         return z, log_posterior
 
     def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
+        # (batch, N*K) -> (batch, N, K)
         logits = np.asarray(parameters["logits"]).reshape(-1, self.variables, self.categories)
         return np.argmax(logits, axis=-1)
 
     def code_of(self, classes: np.ndarray) -> np.ndarray:
         classes = np.asarray(classes, dtype=np.int64)
         one_hot = np.eye(self.categories, dtype=np.float32)[classes]  # (batch, N, K)
-        return one_hot.reshape(len(classes), self.code_size)
+        return one_hot.reshape(len(classes), self.code_size)  # (batch, N, K) -> (batch, N*K)
 
     def classes_of_code(self, codes: np.ndarray) -> np.ndarray:
         # (batch, N*K) -> (batch, N, K): each variable's one-hot, whose 1 is its class.
@@ -324,6 +325,7 @@ class BinaryPosterior(CodePosterior):
         return (np.asarray(parameters["logits"]) > 0).astype(np.int64)
 
     def code_of(self, classes: np.ndarray) -> np.ndarray:
+        # (batch, units) bits, whatever nesting they came in.
         return np.asarray(classes, dtype=np.float32).reshape(len(classes), self.units)
 
     def classes_of_code(self, codes: np.ndarray) -> np.ndarray:

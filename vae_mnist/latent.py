@@ -250,6 +250,9 @@ class Prior(Part):
       RBM's zero-valued term carrying the gradient of log Z), which the objective weighs as it
       weighs the KL (zero by default).
     - ``callbacks()``: Keras callbacks it needs during training (an RBM's log Z refresh).
+    - ``structure()``: with the ``structure`` capability, ``(bias1 (n1,), bias2 (n2,),
+      coupling (n1, n2))`` numpy arrays of a learned pairwise structure between two halves of
+      the code (an RBM's), for the coupling figure.
     - ``prepare_evaluation(**options)``: work before evaluation; JSON-ready metrics.
     - ``relaxed_divergence(zeta, parameters, sample_estimate)``: with ``relaxed_energy``, the
       training KL (or each sample's log-ratio) at the posterior's relaxed sample.

@@ -409,6 +409,7 @@ class VAE(keras.Model):
     def log_weights(self, images, samples: int, seed: Any):
         """``log p(x, z_k) - log q(z_k|x)`` for K exact posterior samples, ``(batch, K)``."""
         reconstruction, log_ratio, _ = self.exact_terms(images, samples, seed)
+        # (batch*K,) -> (batch, K)
         return ops.reshape(-(reconstruction + log_ratio), (-1, samples))
 
     def elbo_terms(self, images, seed: Any):

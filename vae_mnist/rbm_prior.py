@@ -374,6 +374,10 @@ class RBMPrior(Prior):
         """The biases a1, a2 and the coupling W as numpy arrays."""
         return tuple(_numpy(weight) for weight in self._weights())  # type: ignore[return-value]
 
+    def structure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the coupling figure draws: the biases a1, a2 and the coupling W."""
+        return self.numpy_weights()
+
     def sample(self, count: int, seed: int) -> np.ndarray:
         """Binary z ``(count, n1 + n2)`` by block Gibbs sampling, numpy float32.
 

@@ -69,10 +69,10 @@ class VampPrior(Prior):
     def log_density(self, z: TensorLike) -> TensorLike:
         """``log p(z) = logsumexp_k log q(z | u_k) - log K``, z ``(..., d)`` → ``(...)``."""
         # (..., d) -> (n, d), whose (n, K) log-densities the posterior gives.
-        flat = ops.reshape(z, (-1, ops.shape(z)[-1]))
+        flat = ops.reshape(z, (-1, ops.shape(z)[-1]))  # (..., d) -> (n, d)
         log_q = self.posterior.pairwise_log_density(flat, self.components())
         mixture = ops.logsumexp(log_q, axis=1) - math.log(self.pseudo_inputs)
-        return ops.reshape(mixture, ops.shape(z)[:-1])
+        return ops.reshape(mixture, ops.shape(z)[:-1])  # (n,) -> (...)
 
     def encoded_images_per_step(self) -> int:
         """Its K pseudo-inputs, encoded at every step."""

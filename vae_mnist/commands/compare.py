@@ -169,10 +169,13 @@ def differing_settings(summaries: list[RunSummary]) -> list[tuple[str, list[str]
     flats = [
         dict(
             leaf
-            for name, value in {"preset": s.config.preset, **flat_settings(s.config)}.items()
+            for name, value in {
+                "preset": summary.config.preset,
+                **flat_settings(summary.config),
+            }.items()
             for leaf in _leaves(name, value)
         )
-        for s in summaries
+        for summary in summaries
     ]
     rows = []
     names = list(dict.fromkeys(name for flat in flats for name in flat))
@@ -197,19 +200,26 @@ def comparison_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
     rows.append(
         (
             "epochs trained",
-            [str(len(s.history["epoch"])) if s.history else "0" for s in summaries],
+            [
+                str(len(summary.history["epoch"])) if summary.history else "0"
+                for summary in summaries
+            ],
         )
     )
     for label, column in LOSS_ROWS:
         values = [
-            f"{s.history[column][-1]:.2f}" if s.history and column in s.history else MISSING
-            for s in summaries
+            f"{summary.history[column][-1]:.2f}"
+            if summary.history and column in summary.history
+            else MISSING
+            for summary in summaries
         ]
         rows.append((f"final {label}", values))
     for label, key, template in METRIC_ROWS:
         values = [
-            template.format(s.metrics[key]) if s.metrics and key in s.metrics else MISSING
-            for s in summaries
+            template.format(summary.metrics[key])
+            if summary.metrics and key in summary.metrics
+            else MISSING
+            for summary in summaries
         ]
         if any(value != MISSING for value in values):
             rows.append((label, values))
@@ -267,10 +277,10 @@ def run(arguments: argparse.Namespace, program: str) -> str:
     if figure is not None:
         from vae_mnist.plotting import plot_validation_curves
 
-        drawn = [s for s in summaries if s.history is not None]
+        drawn = [summary for summary in summaries if summary.history is not None]
         if not drawn:
             raise RunError("no run has a finished epoch: no validation curves to draw")
-        histories = {s.name: s.history for s in drawn}
+        histories = {summary.name: summary.history for summary in drawn}
         loss_name = shared_loss_name(drawn)
         print(f"wrote {plot_validation_curves(histories, figure, loss_name=loss_name)}")
     return table

@@ -256,8 +256,7 @@ def _usage(figures: Figures) -> list[Path]:
 
 
 def _coupling(figures: Figures) -> list[Path]:
-    # numpy_weights gives the biases a1, a2, then the coupling W.
-    bias1, bias2, coupling = figures.run.vae.prior_part.numpy_weights()
+    bias1, bias2, coupling = figures.run.vae.prior_part.structure()
     return [plotting.plot_coupling(coupling, bias1, bias2, figures.out / "coupling.png")]
 
 
@@ -358,6 +357,7 @@ def _codes(
     # (variables, classes, variables): row i, column k is the image's classes with i set to k.
     table = np.broadcast_to(chosen, (variables, classes, variables)).copy()
     table[np.arange(variables), :, np.arange(variables)] = np.arange(classes)
+    # (variables, classes, variables) -> (variables*classes, variables): a code per row.
     decoded = plotting.predict(generator, latent.code_of(table.reshape(-1, variables)))
     title = (
         f"test image {index} ({label}): its most probable code (framed), variable i set to class k"
@@ -426,10 +426,14 @@ def _decode(
     if given and arguments.kind == "decode":
         return _decode_given(latent, generator, arguments, out)
     indices = list(arguments.index)
-    chosen = _to_numpy(latent.mode({k: v[indices] for k, v in parameters.items()}))
+    chosen = _to_numpy(latent.mode({name: values[indices] for name, values in parameters.items()}))
     decoded = plotting.predict(generator, chosen)
     class_names = run.config.data.legend_names
-    modes = latent.classes_of({k: v[indices] for k, v in parameters.items()}) if discrete else None
+    modes = (
+        latent.classes_of({name: values[indices] for name, values in parameters.items()})
+        if discrete
+        else None
+    )
     written = []
     for position, index in enumerate(indices):
         label = _label(labels, index, class_names)

@@ -25,7 +25,6 @@ import time
 def _worker(preset: str, chunks: bool, epochs: int, data_path: str | None) -> dict:
     import keras
 
-    import vae_mnist
     from vae_mnist.presets import preset_config
     from vae_mnist.training import train
 
@@ -37,7 +36,7 @@ def _worker(preset: str, chunks: bool, epochs: int, data_path: str | None) -> di
             self.marks.append((time.process_time(), time.perf_counter()))
 
     config = preset_config(preset).replace(epochs=epochs, compiled_chunks=chunks)
-    data = vae_mnist.load_dataset(config.data.dataset, data_path)
+    data = config.data.load(data_path)
     clock = Clock()
     with tempfile.TemporaryDirectory() as folder:
         info = train(config, data, folder, verbose=0, callbacks=[clock])

@@ -144,7 +144,6 @@ def _time_project(data_path: str, epochs: int) -> list[float]:
     """Wall seconds of each of the project's epochs after the first."""
     import keras
 
-    import vae_mnist
     from vae_mnist.presets import preset_config
     from vae_mnist.training import train
 
@@ -153,7 +152,7 @@ def _time_project(data_path: str, epochs: int) -> list[float]:
             marks.append(time.perf_counter())
 
     config = preset_config("iwae2015-2layer").replace(epochs=epochs + 1)
-    data = vae_mnist.load_dataset(config.data.dataset, data_path)
+    data = config.data.load(data_path)
     marks: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         train(config, data, folder, verbose=0, callbacks=[Clock()])

@@ -123,7 +123,7 @@ def _train_path(path: str, epochs: int, data_path: str | None) -> dict:
     import keras
 
     import vae_mnist
-    from vae_mnist.data import prepare_images
+    from vae_mnist.data import DATA_ENVIRONMENT_VARIABLE, prepare_images
     from vae_mnist.presets import preset_config
     from vae_mnist.training import train
 
@@ -144,8 +144,9 @@ def _train_path(path: str, epochs: int, data_path: str | None) -> dict:
     preset = path.removeprefix("preset:") if path.startswith("preset:") else None
     config = preset_config(preset) if preset else vae_mnist.RunConfig()
     config = config.replace(epochs=epochs, compiled_chunks=chunks)
-    dataset = config.data.dataset
-    data = vae_mnist.load_dataset(dataset, data_path if dataset == "mnist" else None)
+    # --data is the copy of MNIST; another data set is read from its own variable.
+    reads_data_flag = config.data.environment_variable == DATA_ENVIRONMENT_VARIABLE
+    data = config.data.load(data_path if reads_data_flag else None)
     (x_train, _), (x_test, _) = data
     flops = training_flops_per_epoch(vae_mnist.build_vae(config), len(x_train), len(x_test))
     clock = EpochClock()

@@ -499,6 +499,18 @@ def test_principal_components_and_the_walked_dimensions():
     assert walked_dimensions(points[:, :2], 2) == (0, 1)
 
 
+def test_a_long_latent_point_gets_a_short_file_name_and_title():
+    from vae_mnist.commands.plot import _z_name
+    from vae_mnist.plotting import _format_z
+
+    assert _z_name(np.array([1.69, -0.28])) == "decode_z_1.69_-0.28"
+    long_name = _z_name(np.full(100, -1.25))
+    assert long_name.startswith("decode_z_") and len(long_name) == len("decode_z_") + 12
+    assert _z_name(np.full(100, -1.25)) == long_name != _z_name(np.full(100, 1.25))
+    assert _format_z(np.array([0.5, 1.0])) == "(0.50, 1.00)"
+    assert _format_z(np.zeros(100)) == "(" + "0.00, " * 8 + "… 100 dimensions)"
+
+
 def test_a_runs_snapshots_are_read_by_their_epochs(tmp_path):
     from vae_mnist.runs import RunPaths
 
@@ -535,22 +547,36 @@ def test_the_manifold_walks_the_priors_own_quantiles():
     np.testing.assert_allclose(points[:, [0, 2, 4]], np.tile([0.5, 2.5, 4.5], (9, 1)))
 
 
-def test_the_density_figure_asks_for_the_prior_whose_circles_it_draws():
-    from vae_mnist.figures import unmet_need
+def test_the_walked_figures_ask_for_the_prior_of_the_code_they_draw():
+    from types import SimpleNamespace
+
+    from vae_mnist.figures import figure_parts, unmet_need
 
     class Part:
-        def __init__(self, kind: str, *capabilities: str) -> None:
-            self.kind, self.capabilities = kind, capabilities
+        def __init__(self, family: str, kind: str, *capabilities: str) -> None:
+            self.family, self.kind, self.capabilities = family, kind, capabilities
 
         def offers(self, capability: str) -> bool:
             return capability in self.capabilities
 
-    posterior = Part("laplace", "continuous")
-    laplace = {"posterior": posterior, "prior": Part("standard_laplace", "sample", "quantiles")}
-    assert unmet_need("manifold", laplace) is None
-    assert unmet_need("density", laplace) == (
+    posterior = Part("posterior", "laplace", "continuous")
+    laplace = Part("prior", "standard_laplace", "sample", "quantiles")
+    parts = figure_parts(
+        SimpleNamespace(posterior_part=posterior, prior_part=laplace, upper_layers=[])
+    )
+    assert unmet_need("manifold", parts) is None
+    assert unmet_need("density", parts) == (
         "'density' needs an N(0, I) prior to draw, which this run's standard_laplace prior is not"
     )
+    # A stack's first layer has a prior conditional on the layer above, whatever the top's.
+    normal = Part("prior", "standard_normal", "sample", "quantiles", "isotropic_normal")
+    stack = SimpleNamespace(posterior_part=posterior, prior_part=normal, upper_layers=[object()])
+    parts = figure_parts(stack)
+    assert unmet_need("manifold", parts) == (
+        "'manifold' needs a prior with quantiles to walk, which this run's conditional p(z₁|z₂) "
+        "prior is not"
+    )
+    assert unmet_need("density", parts) is not None and unmet_need("samples", parts) is None
 
 
 def test_the_figures_leave_the_processs_matplotlib_backend_alone():
@@ -683,6 +709,26 @@ def test_a_failed_new_run_leaves_no_empty_folder(session_npz, tmp_path, monkeypa
     # The folders this command made are gone; the one that was there stays.
     assert sorted(path.name for path in tmp_path.iterdir()) == ["existing"]
     assert existing.is_dir() and not any(existing.iterdir())
+
+
+def test_a_closed_pipe_stops_a_working_command_with_one_line(monkeypatch, capsys):
+    from vae_mnist import cli
+    from vae_mnist.commands import compare, presets
+
+    def closed(arguments, program):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    # Standard output stays pytest's here: only the exit's path is under test.
+    monkeypatch.setattr(cli, "_stop_writing_to_stdout", lambda: None)
+    monkeypatch.setattr(presets, "run", closed)
+    monkeypatch.setattr(compare, "run", closed)
+    assert call(["presets"]) == cli.EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == ""
+    assert call(["compare", "a", "b"]) == cli.EXIT_BROKEN_PIPE
+    assert capsys.readouterr().err == (
+        "vae-mnist compare: stopped: its output's reader went away (a closed pipe); what was "
+        "saved before is kept\n"
+    )
 
 
 @pytest.mark.parametrize(

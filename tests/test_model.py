@@ -52,6 +52,17 @@ def test_network_shapes(network):
     assert float(ops.min(pixels)) >= 0.0 and float(ops.max(pixels)) <= 1.0
 
 
+def test_the_network_builders_of_earlier_versions_still_build():
+    from vae_mnist.networks import build_decoder, build_encoder
+    from vae_mnist.plotting import manifold_grid, manifold_points
+
+    encoder = build_encoder({"z_mean": (2, None)}, hidden_layers=(8,), architecture="conv")
+    assert [type(layer).__name__ for layer in encoder.layers].count("Conv2D") == 2
+    decoder = build_decoder({"probabilities": (784, "sigmoid")}, code_size=2, hidden_layers=(8,))
+    assert tuple(decoder.outputs[0].shape) == (None, 784)
+    np.testing.assert_array_equal(manifold_grid(4).reshape(16, 2), manifold_points(4))
+
+
 def test_mlp_hidden_layers_and_mirrored_decoder():
     vae = build_vae(RunConfig().replace(hidden_layers=(64, 32), activation="tanh", dimension=5))
     encoder_sizes = [tuple(w.shape) for w in vae.encoder.weights if len(w.shape) == 2]

@@ -477,8 +477,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         command.run(arguments, PROGRAM)
         sys.stdout.flush()  # Here, where a reader that went away can still be told apart.
     except BrokenPipeError:
-        # `vae-mnist presets | head -1`: the reader has what it wanted; nothing is wrong.
+        # `vae-mnist presets | head -1`: the reader has what it wanted. A command that was
+        # still working (training, say) says where it stopped.
         _stop_writing_to_stdout()
+        if arguments.command != "presets":
+            print(
+                f"{PROGRAM} {arguments.command}: stopped: its output's reader went away "
+                "(a closed pipe); what was saved before is kept",
+                file=sys.stderr,
+            )
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         print(

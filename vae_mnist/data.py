@@ -276,6 +276,12 @@ class Data(Part):
     )
 
     @property
+    def dataset(self) -> str:
+        """The data set's name in `load_dataset`, its kind (kept for code written against
+        earlier versions)."""
+        return self.kind
+
+    @property
     def legend_names(self) -> tuple[str, ...] | None:
         """The classes' names for a figure's legend, or None where the labels name themselves
         (MNIST's digits 0..9)."""

@@ -25,13 +25,15 @@ FIGURES = (
     "coupling",
     "all",
 )
-# What each figure needs, as (family, capability, what that offers in words).
+# What each figure needs, as (part, capability, what that offers in words). The parts are
+# those of `figure_parts`: the figures walk and draw the first layer's code against its own
+# prior, and sample or draw the structure of the top one.
 _CONTINUOUS = ("posterior", "continuous", "a continuous latent space")
-_QUANTILES = ("prior", "quantiles", "a prior with quantiles to walk")
+_QUANTILES = ("code_prior", "quantiles", "a prior with quantiles to walk")
 _CODES = ("posterior", "codes", "a code of discrete variables")
 NEEDS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "manifold": (_CONTINUOUS, _QUANTILES),
-    "density": (_CONTINUOUS, ("prior", "isotropic_normal", "an N(0, I) prior to draw")),
+    "density": (_CONTINUOUS, ("code_prior", "isotropic_normal", "an N(0, I) prior to draw")),
     "animation": (_CONTINUOUS, _QUANTILES),
     "codes": (_CODES,),
     "usage": (_CODES,),
@@ -40,12 +42,30 @@ NEEDS: dict[str, tuple[tuple[str, str, str], ...]] = {
 }
 
 
+class ConditionalPrior:
+    """The prior of a stack's first layer, p(z₁|z₂): a network of the layer above, with no
+    quantiles to walk and no closed form to draw."""
+
+    family = "prior"
+    kind = "conditional p(z₁|z₂)"
+
+    def offers(self, capability: str) -> bool:
+        return False
+
+
+def figure_parts(vae: Any) -> dict[str, Any]:
+    """The parts the figures ask, by their role in `NEEDS`: the first layer's posterior, the
+    prior of its code (a stack's is conditional on the layer above), and the top prior."""
+    code_prior = ConditionalPrior() if vae.upper_layers else vae.prior_part
+    return {"posterior": vae.posterior_part, "code_prior": code_prior, "prior": vae.prior_part}
+
+
 def unmet_need(figure: str, parts: dict[str, Any]) -> str | None:
-    """Why the run cannot have `figure` (parts by family), or None where it can."""
-    for family, capability, what in NEEDS.get(figure, ()):
-        part = parts[family]
+    """Why the run cannot have `figure` (parts by role, `figure_parts`), or None where it can."""
+    for role, capability, what in NEEDS.get(figure, ()):
+        part = parts[role]
         if not part.offers(capability):
-            return f"'{figure}' needs {what}, which this run's {part.kind} {family} is not"
+            return f"'{figure}' needs {what}, which this run's {part.kind} {part.family} is not"
     return None
 
 

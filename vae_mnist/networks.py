@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from vae_mnist.backend import keras
-from vae_mnist.settings import ConfigError, Part, register, setting
+from vae_mnist.settings import ConfigError, Part, kind_of, register, setting
 
 # name -> (units, activation or None), in the order the model outputs them.
 Heads = Mapping[str, tuple[int, str | None]]
@@ -38,6 +38,35 @@ def image_side(original_dim: int) -> int:
             f"of {original_dim} pixels are not"
         )
     return side
+
+
+def build_encoder(
+    heads: Heads,
+    original_dim: int = 784,
+    hidden_layers: Sequence[int] = (256,),
+    activation: str = "relu",
+    architecture: str = "mlp",
+) -> keras.Model:
+    """x → one output per head, as the network kind `architecture` lays it out
+    (`Network.build_encoder`; kept for code written against earlier versions)."""
+    kind = kind_of("network", architecture)
+    network = kind(hidden_layers=tuple(hidden_layers), activation=activation)
+    return network.build_encoder(heads, original_dim)
+
+
+def build_decoder(
+    heads: Heads,
+    code_size: int = 2,
+    original_dim: int = 784,
+    hidden_layers: Sequence[int] = (256,),
+    activation: str = "relu",
+    architecture: str = "mlp",
+) -> keras.Model:
+    """z → one output per head, as the network kind `architecture` lays it out
+    (`Network.build_decoder`; kept for code written against earlier versions)."""
+    kind = kind_of("network", architecture)
+    network = kind(hidden_layers=tuple(hidden_layers), activation=activation)
+    return network.build_decoder(heads, code_size, original_dim)
 
 
 def _dense_stack(hidden: Any, sizes: Sequence[int], activation: str, prefix: str) -> Any:

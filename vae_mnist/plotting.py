@@ -102,6 +102,12 @@ def manifold_points(
     return points
 
 
+def manifold_grid(n: int = 15, low: float = 0.05, high: float = 0.95) -> np.ndarray:
+    """The blog's grid over N(0, I) as ``(n, n, 2)``: ``[row, column] -> (z0, z1)``
+    (`manifold_points` walks any prior's quantiles and dimensions)."""
+    return manifold_points(n, low=low, high=high).reshape(n, n, 2)  # (n*n, 2) -> (n, n, 2)
+
+
 def tile_images(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """Lay ``rows * columns`` flat 784-pixel images out as one ``(rows*28, columns*28)`` image."""
     # (rows*columns, 784) -> (rows, columns, 28, 28) -> (rows, 28, columns, 28)
@@ -226,8 +232,17 @@ def plot_decoded_beside_original(
     return _save(figure, path)
 
 
+# A decoded panel's title lists at most this many coordinates of its z, so that a latent of 100
+# dimensions does not squeeze the digits under a title of twenty lines (the command prints z).
+TITLED_COORDINATES = 8
+
+
 def _format_z(z: np.ndarray) -> str:
-    return "(" + ", ".join(f"{value:.2f}" for value in np.ravel(z)) + ")"
+    values = np.ravel(z)
+    shown = ", ".join(f"{value:.2f}" for value in values[:TITLED_COORDINATES])
+    if len(values) > TITLED_COORDINATES:
+        return f"({shown}, … {len(values)} dimensions)"
+    return f"({shown})"
 
 
 def plot_reconstructions(
@@ -407,7 +422,8 @@ def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
     """
     variables, classes = usage.shape
     shares = usage / max(1, int(usage[0].sum()))
-    figure = Figure(figsize=(max(4.0, 0.45 * classes + 2), min(30.0, 0.3 * variables + 1.5)))
+    width = max(4.0, 0.45 * classes + 2)
+    figure = Figure(figsize=(width, min(30.0, 0.3 * variables + 1.5)))
     axis = figure.subplots()
     # The colour scale spans 0 to the largest share, so an even usage still shows its texture.
     image = axis.imshow(shares, cmap="viridis", aspect="auto", vmin=0, interpolation="nearest")
@@ -418,7 +434,10 @@ def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:
     axis.set_xlabel("class k")
     axis.set_ylabel("variable i")
     used = np.sum(usage > 0, axis=1)
-    axis.set_title(f"most probable class over the test set ({mean_text(used)} of {classes} used)")
+    title = f"most probable class over the test set ({mean_text(used)} of {classes} used)"
+    # Wrapped to the axes' width (the colour bar takes the rest), about 8 characters an inch,
+    # so that the narrow figure of two classes keeps the whole title.
+    axis.set_title(textwrap.fill(title, width=int(width * 8)))
     figure.tight_layout()
     return _save(figure, path)
 

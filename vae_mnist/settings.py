@@ -414,9 +414,14 @@ def _import_kind_module(name: str, source: str) -> None:
 
 def _where_raised(error: BaseException) -> str:
     """`` at FILE:LINE``, the last line of the module's own code that the error passed
-    through (not the import machinery's, Python's own modules' nor this package's), or
-    nothing."""
-    not_theirs = ("<", str(Path(__file__).resolve().parent), sysconfig.get_paths()["stdlib"])
+    through (not the import machinery's, Python's own modules', installed packages' nor this
+    package's), or nothing."""
+    installed = sysconfig.get_paths()
+    not_theirs = (
+        "<",
+        str(Path(__file__).resolve().parent),
+        *(installed[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")),
+    )
     frames = [
         frame
         for frame in traceback.extract_tb(error.__traceback__)

@@ -2,8 +2,9 @@
 
 Each figure asks the run's parts for what it needs (`vae_mnist.figures`): a discrete posterior
 has the ``codes`` and ``usage`` figures, and ``decode --code`` decodes classes the user gives;
-the figures that walk a continuous space with the prior's quantiles (manifold, density,
-animation) are refused for it and left out of ``all``. Its ``interpolation`` decodes the
+the figures that walk a continuous space with the prior's quantiles or draw it against the
+N(0, I) prior (manifold, animation, density) are refused for it, and for a stack's first layer,
+whose prior is conditional, and left out of ``all``. Its ``interpolation`` decodes the
 straight path between two one-hot codes: mixtures of one-hots, points of the relaxation's
 simplex such as training's relaxed samples are, so the decoder has seen their like.
 """
@@ -22,7 +23,7 @@ import numpy as np
 from vae_mnist import plotting
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import ModelFileError, UsageError
-from vae_mnist.figures import unmet_need, unread_option
+from vae_mnist.figures import figure_parts, unmet_need, unread_option
 from vae_mnist.files import check_writable_folder
 from vae_mnist.latent import active_units
 from vae_mnist.model import load_model
@@ -56,7 +57,11 @@ def format_point(z: np.ndarray) -> str:
 
 def _z_name(z: np.ndarray) -> str:
     # Keep the name to characters every file system accepts.
-    return "decode_z_" + "_".join(re.sub(r"[^0-9.\-]", "", f"{value:.2f}") for value in z)
+    text = "_".join(re.sub(r"[^0-9.\-]", "", f"{value:.2f}") for value in z)
+    # A long point (100 dimensions) would exceed a file name's limit: name it by its digest.
+    if len(text) > 80:
+        text = hashlib.sha1(text.encode()).hexdigest()[:12]
+    return "decode_z_" + text
 
 
 def walked_dimensions(z_mean: np.ndarray | None, latent_dim: int) -> tuple[int, int]:
@@ -115,7 +120,7 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     if unread:
         raise UsageError(unread)
     run = load_trained_run(arguments.run)
-    parts = {"posterior": run.vae.posterior_part, "prior": run.vae.prior_part}
+    parts = figure_parts(run.vae)
     check_given_code(arguments, parts["posterior"])
     if kind != "all" and unmet_need(kind, parts):
         raise UsageError(unmet_need(kind, parts))

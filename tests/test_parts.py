@@ -331,7 +331,11 @@ def test_what_is_not_a_kind_is_refused_when_registered():
         kind = "undecorated"
 
     nameless = dataclasses.make_dataclass("Nameless", [], bases=(vae_mnist.Likelihood,))
+    unnamed_data = dataclasses.make_dataclass("Cifar", [], bases=(vae_mnist.Data,), frozen=True)
+    unnamed_data.kind = "cifar"
     refusals = {
+        unnamed_data: "Cifar lacks display_name, environment_variable, keras_dataset, "
+        "class_names, which every data kind names: give it each as a ClassVar",
         Undecorated: "Undecorated is not a dataclass: put @dataclasses.dataclass(frozen=True) "
         "under @register",
         nameless: "Nameless has no name: give it kind: ClassVar[str] = 'a_name'",

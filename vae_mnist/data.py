@@ -262,6 +262,12 @@ class Data(Part):
     """
 
     family: ClassVar[str] = "data"
+    required_attributes: ClassVar[tuple[str, ...]] = (
+        "display_name",
+        "environment_variable",
+        "keras_dataset",
+        "class_names",
+    )
     pixels: ClassVar[int] = IMAGE_SIDE * IMAGE_SIDE
     display_name: ClassVar[str]
     environment_variable: ClassVar[str]

@@ -190,6 +190,9 @@ class Part(Settings):
     # The settings a continued run (resumed, or extended with `train --extend`) may change, as
     # it may change the learning rate: a schedule's later stages, not the model's structure.
     resumable_settings: ClassVar[tuple[str, ...]] = ()
+    # The class attributes every kind of a family names (a data set's name, say), which
+    # `register` asks of a new kind.
+    required_attributes: ClassVar[tuple[str, ...]] = ()
 
     def attach(self, **state: Any) -> None:
         """Keep references to the variables that the hosting layer made (the part is frozen)."""
@@ -278,6 +281,12 @@ def _check_kind_class(cls: Any) -> None:
         )
     if not isinstance(getattr(cls, "kind", None), str) or not cls.kind:
         raise ValueError(f"{name} has no name: give it kind: ClassVar[str] = 'a_name'")
+    missing = [attribute for attribute in cls.required_attributes if not hasattr(cls, attribute)]
+    if missing:
+        raise ValueError(
+            f"{name} lacks {', '.join(missing)}, which every {cls.family} kind names: give it "
+            "each as a ClassVar"
+        )
 
 
 def _check_setting(cls: type[Part], field: dataclasses.Field, title: str) -> None:

@@ -26,13 +26,14 @@ class Flag:
     """A setting as the command line shows it: the field, and the kinds that have it."""
 
     name: str
-    field: dataclasses.Field  # The first kind's, which sets the flag's type.
     owners: tuple[tuple[str, str], ...]  # (family, kind) pairs; ("training", "") for training
     fields: tuple[dataclasses.Field, ...]  # Each owner's own, in the same order.
 
-    def describe_owners(self) -> str:
-        """``the rbm prior``, ``training``, ... joined by " / "."""
-        return " / ".join(_owner_text(family, kind) for family, kind in self.owners)
+    @property
+    def field(self) -> dataclasses.Field:
+        """The first kind's field, which sets the flag's type (`register` keeps the others'
+        types the same)."""
+        return self.fields[0]
 
     def help_text(self) -> str:
         """The setting's help, the kinds that have it and its default: one text where they
@@ -68,10 +69,7 @@ def setting_flags() -> dict[str, Flag]:
     for field in dataclasses.fields(TrainingConfig):
         fields[field.name] = [field]
         owners[field.name] = [("training", "")]
-    return {
-        name: Flag(name, fields[name][0], tuple(owners[name]), tuple(fields[name]))
-        for name in fields
-    }
+    return {name: Flag(name, tuple(owners[name]), tuple(fields[name])) for name in fields}
 
 
 def option(name: str) -> str:

@@ -107,6 +107,11 @@ class GaussianPosterior(Posterior):
         }
 
 
+def standard_normal_quantiles(probabilities: np.ndarray) -> np.ndarray:
+    """N(0, 1)'s inverse CDF at each of `probabilities` (any shape)."""
+    return np.vectorize(NormalDist().inv_cdf)(np.asarray(probabilities, np.float64))
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class StandardNormalPrior(Prior):
@@ -137,5 +142,4 @@ class StandardNormalPrior(Prior):
     def quantiles(self, probabilities: np.ndarray) -> np.ndarray:
         """The inverse CDF of each dimension's marginal at `probabilities` (any shape, since
         every dimension's is N(0, 1)'s)."""
-        inverse = NormalDist().inv_cdf
-        return np.vectorize(inverse)(np.asarray(probabilities, np.float64))
+        return standard_normal_quantiles(probabilities)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any
 
 import matplotlib.colors
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from vae_mnist.files import atomic_path
+from vae_mnist.gaussian import standard_normal_quantiles
 from vae_mnist.runs import LEADING_HISTORY_COLUMNS
 
 IMAGE_SIDE = 28
@@ -65,11 +65,6 @@ def predict(model, inputs: np.ndarray) -> np.ndarray:
     from keras import ops
 
     return np.asarray(ops.convert_to_numpy(model(np.asarray(inputs, np.float32), training=False)))
-
-
-def standard_normal_quantiles(probabilities: np.ndarray) -> np.ndarray:
-    """N(0, 1)'s inverse CDF at each of `probabilities` (any shape): the blog's grid."""
-    return np.vectorize(NormalDist().inv_cdf)(np.asarray(probabilities, np.float64))
 
 
 def manifold_points(

@@ -222,7 +222,7 @@ def config_in_model(paths: RunPaths) -> RunConfig | None:
         with zipfile.ZipFile(paths.vae) as archive:
             saved = json.loads(archive.read("config.json"))
         return RunConfig.from_dict(saved["config"]["config"])
-    except (OSError, zipfile.BadZipFile, KeyError, TypeError, ConfigError, *JSON_READ_ERRORS):
+    except (zipfile.BadZipFile, KeyError, TypeError, ConfigError, *JSON_READ_ERRORS):
         return None
 
 

@@ -55,13 +55,19 @@ def format_point(z: np.ndarray) -> str:
     return "[" + ", ".join(f"{value:.4g}" for value in np.ravel(z)) + "]"
 
 
-def _z_name(z: np.ndarray) -> str:
-    # Keep the name to characters every file system accepts.
-    text = "_".join(re.sub(r"[^0-9.\-]", "", f"{value:.2f}") for value in z)
-    # A long point (100 dimensions) would exceed a file name's limit: name it by its digest.
+def _file_name(prefix: str, text: str) -> str:
+    """`prefix` and `text`, or `text`'s digest where it is long: a point of 100 dimensions or a
+    code of 200 bits would exceed a file name's limit."""
     if len(text) > 80:
         text = hashlib.sha1(text.encode()).hexdigest()[:12]
-    return "decode_z_" + text
+    return prefix + text
+
+
+def _z_name(z: np.ndarray) -> str:
+    # Keep the name to characters every file system accepts.
+    return _file_name(
+        "decode_z_", "_".join(re.sub(r"[^0-9.\-]", "", f"{value:.2f}") for value in z)
+    )
 
 
 def walked_dimensions(z_mean: np.ndarray | None, latent_dim: int) -> tuple[int, int]:
@@ -341,11 +347,7 @@ def format_code(classes: np.ndarray) -> str:
 
 
 def _code_name(classes: np.ndarray) -> str:
-    text = format_code(classes).replace(",", "-")
-    # A long code (200 bits) would exceed a file name's limit: name it by its digest instead.
-    if len(text) > 80:
-        text = hashlib.sha1(text.encode()).hexdigest()[:12]
-    return "decode_code_" + text
+    return _file_name("decode_code_", format_code(classes).replace(",", "-"))
 
 
 def _codes(

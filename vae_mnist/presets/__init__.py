@@ -39,7 +39,8 @@ def preset_names() -> list[str]:
 def _preset_file(name: str) -> tuple[str, Path]:
     """The preset's name and file: one of the package's, or a JSON file at the path `name`,
     named by its file's name (``mine`` for ``lab/mine.json``)."""
-    if name in preset_names():
+    names = preset_names()
+    if name in names:
         return name, PRESET_FOLDER / f"{name}.json"
     path = Path(name)
     if path.suffix == ".json" or path.exists() or "/" in name:
@@ -47,10 +48,9 @@ def _preset_file(name: str) -> tuple[str, Path]:
             raise ConfigError(f"preset file {path}: no such file")
         # A copy of a package preset, edited, keeps its path as its name, so that runs of the
         # two are told apart (in `compare`, say).
-        return (name if path.stem in preset_names() else path.stem), path
+        return (name if path.stem in names else path.stem), path
     raise ConfigError(
-        f"unknown preset {name!r} (choose from {', '.join(preset_names())}, or give a path to "
-        "a preset file)"
+        f"unknown preset {name!r} (choose from {', '.join(names)}, or give a path to a preset file)"
     )
 
 

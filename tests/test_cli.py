@@ -797,3 +797,22 @@ def test_train_refuses_the_folder_before_loading_any_data(finished_run, monkeypa
     for flags, pattern in cases:
         assert_one_line_error(capsys, call(["train", "--out", str(finished_run), *flags]), pattern)
     assert folder_state(finished_run) == before
+
+
+def test_a_figures_name_after_a_list_option_is_the_figure():
+    from vae_mnist.cli import parse_arguments
+
+    cases = {
+        ("plot", "--z", "-1", "0.5", "decode", "--run", "x"): ("decode", "x", [-1.0, 0.5], [7, 9]),
+        ("plot", "--index", "1", "2", "codes"): ("codes", "runs/default", None, [1, 2]),
+        # A run folder named like a figure stays the run folder.
+        ("plot", "--run", "decode", "manifold"): ("manifold", "decode", None, [7, 9]),
+    }
+    for tokens, (figure, run, z, index) in cases.items():
+        arguments = parse_arguments(list(tokens))
+        assert (arguments.kind, arguments.run, arguments.z, arguments.index) == (
+            figure,
+            run,
+            z,
+            index,
+        )

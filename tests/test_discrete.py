@@ -417,6 +417,10 @@ def test_a_code_may_be_given_with_spaces(categorical_run, tmp_path, capsys):
     assert main([*arguments, "--code", *code]) == 0
     assert f"code = {','.join(code)}" in capsys.readouterr().out
     assert {path.name for path in out.iterdir()} == {f"decode_code_{'-'.join(code)}.png"}
+    # The figure's name after the code, where argparse would read it as one more class.
+    run_flags = ["--run", str(categorical_run[0]), "--out", str(out)]
+    assert main(["plot", "--code", *code, "decode", *run_flags]) == 0
+    assert f"code = {','.join(code)}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("kind", ["manifold", "density", "animation"])
@@ -455,7 +459,11 @@ BERNOULLI = ["--posterior", "bernoulli", "--prior", "uniform"]
 @pytest.mark.parametrize(
     ("flags", "status", "message"),
     [
-        (DISCRETE + ["--categories", "1"], 1, "categories must be at least 2"),
+        (
+            DISCRETE + ["--categories", "1"],
+            2,
+            "--categories: expected a whole number of at least 2",
+        ),
         (DISCRETE + ["--variables", "0"], 2, "positive"),
         (BERNOULLI + ["--units", "-3"], 2, "positive"),
         (DISCRETE + ["--temperature", "0"], 2, "positive"),

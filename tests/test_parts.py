@@ -305,7 +305,12 @@ def test_a_kind_of_ones_own_may_not_take_a_name_of_the_packages_own():
         (
             ("kl_weight", str, setting("linear", "a schedule's name", choices=("linear",))),
             "the annealed likelihood's setting 'kl_weight' is not what the elbo objective's "
-            "setting of that name is (one of linear against a float), and one flag serves both",
+            "setting of that name is (one of linear against a non-negative number), and one flag "
+            "serves both",
+        ),
+        (
+            ("categories", int, setting(10, "classes per variable", positive=True)),
+            "(a positive whole number against a whole number of at least 2)",
         ),
         (
             ("activation", str, setting("relu", "an activation", choices=("relu", "gelu"))),

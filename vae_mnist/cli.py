@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -25,7 +24,15 @@ from vae_mnist.flags import (
     resumable_flags,
     setting_flags,
 )
-from vae_mnist.settings import LARGEST_COUNT, LARGEST_SEED, field_type
+from vae_mnist.settings import (
+    LARGEST_SEED,
+    check_number,
+    check_value,
+    describe_list,
+    describe_number,
+    field_type,
+    setting_checks,
+)
 
 PROGRAM = "vae-mnist"
 EXIT_ERROR = 1
@@ -67,42 +74,22 @@ def _kind(flag: str):
     return parse
 
 
-def _number(
-    kind: type,
-    positive: bool = False,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    state_maximum: bool = True,
-):
-    """An argparse type that names what it wanted when the text is not such a number.
-
-    A maximum that no one would reach but by mistake (a size past 31 bits) is named only in the
-    refusal of a number past it (`state_maximum=False`).
-    """
-    noun = "whole number" if kind is int else "number"
-    article = "a positive " if positive else ("a non-negative " if minimum == 0 else "a ")
-    bounded_below = minimum is not None and minimum != 0
-    if bounded_below and maximum is not None and state_maximum:
-        wanted = f"a {noun} from {minimum} to {maximum}"
-    elif bounded_below:
-        wanted = f"a {noun} of at least {minimum}"
-    elif maximum is not None and state_maximum:
-        wanted = f"{article}{noun} of at most {maximum}"
-    else:
-        wanted = article + noun
+def _number(kind: type, **checks):
+    """An argparse type for a number of `kind` (int or float) within `checks` (`setting`'s
+    ``positive``, ``signed``, ``minimum``, ``maximum``), checked by the settings' own
+    `check_number`; a refusal names what it wanted (`describe_number`)."""
+    kind_name = kind.__name__
 
     def parse(text: str):
         try:
             value = float(text)
         except ValueError:
+            value = text
+        try:
+            return check_number(text, kind_name, checks, value)
+        except ConfigError:
+            wanted = describe_number(kind_name, checks, value)
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
-        if not math.isfinite(value) or (kind is int and not value.is_integer()):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-        if (positive and value <= 0) or (minimum is not None and value < minimum):
-            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"expected at most {maximum}, got {text!r}")
-        return kind(value)
 
     return parse
 
@@ -122,8 +109,20 @@ def _comma_list(parse, wanted: str):
     return parse_list
 
 
-_whole_number_list = _comma_list(_number(int, positive=True), "positive whole numbers")
-_number_list = _comma_list(_number(float, positive=True), "positive numbers")
+def _setting_list(field):
+    """An argparse type for a list setting, ``16,16``, checked by the settings' `check_value`."""
+    wanted = describe_list(field_type(field), field.metadata)
+
+    def parse_list(text: str) -> tuple:
+        try:
+            items = [float(item) for item in text.split(",")]
+            return check_value(text, field, items)
+        except (ValueError, ConfigError):
+            raise argparse.ArgumentTypeError(
+                f"expected {wanted} separated by commas, got {text!r}"
+            ) from None
+
+    return parse_list
 
 
 def _latent_coordinate(text: str) -> float:
@@ -131,7 +130,7 @@ def _latent_coordinate(text: str) -> float:
     explore page reads its points)."""
     import numpy as np
 
-    value = _number(float)(text)
+    value = _number(float, signed=True)(text)
     with np.errstate(over="ignore"):
         finite = bool(np.isfinite(np.float32(value)))
     if not finite:
@@ -201,26 +200,26 @@ def _add_setting_flag(
     elif kind == "str":
         choices = field.metadata.get("choices")
         parser.add_argument(option, dest=name, choices=choices, default=None, help=help_text)
-    elif kind == "list":
+    elif kind in ("list", "numbers"):
+        metavar = "N,N" if kind == "list" else "X,X"
         parser.add_argument(
-            option, dest=name, type=_whole_number_list, default=None, metavar="N,N", help=help_text
-        )
-    elif kind == "numbers":
-        parser.add_argument(
-            option, dest=name, type=_number_list, default=None, metavar="X,X", help=help_text
+            option,
+            dest=name,
+            type=_setting_list(field),
+            default=None,
+            metavar=metavar,
+            help=help_text,
         )
     else:
-        number = int if kind == "int" else float
-        parse = _number(
-            number,
-            positive=field.metadata.get("positive", False),
-            minimum=None if field.metadata.get("signed") else 0,
-            maximum=field.metadata.get("maximum", LARGEST_COUNT if number is int else None),
-            state_maximum="maximum" in field.metadata,
-        )
-        metavar = "N" if number is int else "X"
+        checks = setting_checks(field)
+        metavar = "N" if kind == "int" else "X"
         parser.add_argument(
-            option, dest=name, type=parse, default=None, metavar=metavar, help=help_text
+            option,
+            dest=name,
+            type=_number(int if kind == "int" else float, **checks),
+            default=None,
+            metavar=metavar,
+            help=help_text,
         )
 
 
@@ -422,14 +421,10 @@ def _add_presets_flags(presets: argparse.ArgumentParser) -> None:
 
 def _port(text: str) -> int:
     """A TCP port, 0..65535 (0: a free one)."""
-    parse = _number(int, minimum=0)
     try:
-        port = parse(text)
+        return _number(int, maximum=65535)(text)
     except argparse.ArgumentTypeError:
-        port = None
-    if port is None or port > 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}")
-    return port
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text!r}") from None
 
 
 def _add_explore_flags(explore: argparse.ArgumentParser) -> None:
@@ -449,16 +444,35 @@ def _add_explore_flags(explore: argparse.ArgumentParser) -> None:
     )
 
 
+# The plot options that take one or more values.
+_PLOT_LISTS = ("--index", "--z", "--code")
+
+
+def _figure_out_of_lists(tokens: list[str]) -> list[str]:
+    """`tokens` with a figure's name that follows the values of a list option (``plot --code
+    3,1,4 decode``) put before them, where argparse would read it as one more value; a figure's
+    name is never a number, so it cannot be meant as one."""
+    if not tokens or tokens[0] != "plot":
+        return tokens
+    in_list = False
+    for position, token in enumerate(tokens[1:], start=1):
+        if token.startswith("--"):  # A negative number (-1) is a value, not an option.
+            in_list = token in _PLOT_LISTS
+        elif in_list and token in FIGURES:
+            return ["plot", token, *tokens[1:position], *tokens[position + 1 :]]
+    return tokens
+
+
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse, letting the command's own parser report flags it does not know."""
     parser = build_parser()
-    arguments, unknown = parser.parse_known_args(argv)
+    tokens = _figure_out_of_lists(list(sys.argv[1:] if argv is None else argv))
+    arguments, unknown = parser.parse_known_args(tokens)
     if unknown:
         parser.commands[arguments.command].error(  # type: ignore[attr-defined]
             f"unrecognized arguments: {' '.join(unknown)}"
         )
     # Which options were typed, not defaulted, so a command can refuse one that does not apply.
-    tokens = sys.argv[1:] if argv is None else argv
     arguments.given_options = {
         token.split("=", 1)[0] for token in tokens if token.startswith("--") and token != "--"
     }

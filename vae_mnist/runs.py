@@ -135,6 +135,60 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+def new_run_info(seed: int) -> dict[str, Any]:
+    """The progress record of a run before its first epoch."""
+    return {
+        "status": "training",
+        "seed": seed,
+        "versions": library_versions(),
+        "completed_epochs": 0,
+        "checkpoint": None,
+        "history": [],
+        "epoch_seconds": [],
+    }
+
+
+def resumed_run_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The progress record `info` of an unfinished run, as training continues it: the failure
+    of an earlier attempt forgotten and the versions that continue it noted."""
+    # Records before version 3 also held the configuration, which config.json holds now.
+    info = {key: value for key, value in info.items() if key not in ("config", "failed_epoch")}
+    info["completed_epochs"] = int(info["completed_epochs"])
+    record_continuation(info)
+    return info
+
+
+def extended_run_info(paths: RunPaths, info: dict[str, Any]) -> dict[str, Any]:
+    """The progress record of a finished run that trains on to more epochs: unfinished again,
+    continuing from the finished model."""
+    return {**info, "status": "training", "checkpoint": paths.vae.name}
+
+
+def record_epoch(
+    paths: RunPaths, info: dict[str, Any], row: dict[str, float], seconds: float, checkpoint: Path
+) -> str | None:
+    """Note a finished epoch in `info` (its history row, its seconds, its checkpoint); return
+    the checkpoint, relative to the folder, that the new one replaces (None where none)."""
+    previous = info.get("checkpoint")
+    info["history"].append(row)
+    info["epoch_seconds"].append(seconds)
+    info["completed_epochs"] = int(row["epoch"])
+    info["checkpoint"] = str(checkpoint.relative_to(paths.folder))
+    return previous if previous != info["checkpoint"] else None
+
+
+def record_failure(info: dict[str, Any], epoch: int) -> None:
+    """Note in `info` the epoch (counted from 0) whose loss stopped being a number."""
+    info["failed_epoch"] = epoch
+
+
+def record_finished(info: dict[str, Any]) -> None:
+    """Mark `info` finished, with the time its epochs took."""
+    info["status"] = "finished"
+    info["checkpoint"] = None
+    info["train_seconds"] = float(sum(info["epoch_seconds"]))
+
+
 def record_continuation(info: dict[str, Any]) -> None:
     """Note in the progress record `info` that training continues here with other versions.
 

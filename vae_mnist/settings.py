@@ -92,6 +92,12 @@ def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
         return value
     if kind in ("list", "numbers"):
         return _check_list(name, value, kind == "list", checks)
+    return check_number(name, kind, checks, value)
+
+
+def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
+    """`value` as a number of `kind` (``int`` or ``float``) within `checks` (`setting`'s
+    ``positive``, ``signed``, ``minimum`` and ``maximum``), or `ConfigError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value):
@@ -104,12 +110,54 @@ def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
         raise ConfigError(f"{name} must not be negative, got {value!r}")
     if "minimum" in checks and value < checks["minimum"]:
         raise ConfigError(f"{name} must be at least {checks['minimum']}, got {value!r}")
-    # A count past 32 bits is no size a model or a loop can have, and the backends refuse it
-    # with a traceback of their own.
-    largest = checks.get("maximum", LARGEST_COUNT if kind == "int" else math.inf)
+    largest = _largest(kind, checks)
     if value > largest:
         raise ConfigError(f"{name} must be at most {largest}, got {value!r}")
     return int(value) if kind == "int" else float(value)
+
+
+def _largest(kind: str, checks: Any) -> float:
+    # A count past 32 bits is no size a model or a loop can have, and the backends refuse it
+    # with a traceback of their own.
+    return checks.get("maximum", LARGEST_COUNT if kind == "int" else math.inf)
+
+
+def describe_number(kind: str, checks: Any, value: Any = None) -> str:
+    """What `check_number` asks of a number of `kind` within `checks`, in words (``a positive
+    whole number``), or, where `value` fails only the largest allowed, ``at most N``.
+
+    The largest a setting names itself is stated; the 32-bit bound of every count is not,
+    since no one reaches it but by mistake.
+    """
+    largest = _largest(kind, checks)
+    if (
+        isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value > largest
+        and (kind != "int" or float(value).is_integer())
+    ):
+        return f"at most {largest}"
+    noun = "whole number" if kind == "int" else "number"
+    minimum, maximum = checks.get("minimum"), checks.get("maximum")
+    if minimum not in (None, 0):
+        if maximum is not None:
+            return f"a {noun} from {minimum} to {maximum}"
+        return f"a {noun} of at least {minimum}"
+    if checks.get("positive"):
+        article = "a positive "
+    elif checks.get("signed"):
+        article = "a "
+    else:
+        article = "a non-negative "
+    return f"{article}{noun}" + (f" of at most {maximum}" if maximum is not None else "")
+
+
+def describe_list(kind: str, checks: Any) -> str:
+    """What `check_value` asks of a list setting (`field_type` ``list`` or ``numbers``) given
+    on the command line, in words."""
+    noun = "positive whole numbers" if kind == "list" else "positive numbers"
+    length = checks.get("length")
+    return f"{length} {noun}" if length is not None else noun
 
 
 def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> tuple:
@@ -308,7 +356,7 @@ def _check_setting(cls: type[Part], field: dataclasses.Field, title: str) -> Non
             same = {entry.name: entry for entry in dataclasses.fields(other)}.get(field.name)
             if same is not None and (
                 field_type(same) != field_type(field)
-                or same.metadata.get("choices") != field.metadata.get("choices")
+                or setting_checks(same) != setting_checks(field)
             ):
                 raise ValueError(
                     f"{title}'s setting {field.name!r} is not what the {other.kind} {family}'s "
@@ -317,9 +365,20 @@ def _check_setting(cls: type[Part], field: dataclasses.Field, title: str) -> Non
                 )
 
 
+def setting_checks(field: dataclasses.Field) -> dict[str, Any]:
+    """A setting's checks: the metadata of `setting` but its help."""
+    return {key: value for key, value in field.metadata.items() if key != "help"}
+
+
 def _type_text(field: dataclasses.Field) -> str:
-    choices = field.metadata.get("choices")
-    return f"one of {', '.join(choices)}" if choices else f"a {field_type(field)}"
+    kind, checks = field_type(field), setting_checks(field)
+    if checks.get("choices"):
+        return f"one of {', '.join(checks['choices'])}"
+    if kind in ("int", "float"):
+        return describe_number(kind, checks)
+    if kind in ("list", "numbers"):
+        return f"a list of {describe_list(kind, checks)}"
+    return f"a {kind}"
 
 
 def kinds(family: str) -> dict[str, type[Part]]:

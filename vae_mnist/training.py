@@ -27,12 +27,16 @@ from vae_mnist.progress import report_stop, training_progress
 from vae_mnist.runs import (
     RunError,
     RunPaths,
+    extended_run_info,
     history_columns,
     history_csv_text,
-    library_versions,
+    new_run_info,
     read_run_info,
     read_saved_config,
-    record_continuation,
+    record_epoch,
+    record_failure,
+    record_finished,
+    resumed_run_info,
     write_run_info,
 )
 
@@ -109,7 +113,7 @@ class _EpochRecorder(keras.callbacks.Callback):
         bad = [key for key, value in logs.items() if not math.isfinite(value)]
         if self.diverged or bad:
             self.diverged = self.diverged or f"{logs[bad[0]]} ({bad[0]})"
-            self.info["failed_epoch"] = epoch
+            record_failure(self.info, epoch)
             self.model.stop_training = True
             return
         seconds = time.perf_counter() - self.epoch_started
@@ -124,17 +128,13 @@ class _EpochRecorder(keras.callbacks.Callback):
         save_model(self.model, checkpoint)
         if self.config.snapshot_every and (epoch + 1) % self.config.snapshot_every == 0:
             save_model(self.model.image_decoder(), self.paths.snapshot(epoch + 1))
-        self.info["history"].append(row)
-        self.info["epoch_seconds"].append(seconds)
-        self.info["completed_epochs"] = epoch + 1
-        previous = self.info.get("checkpoint")
-        self.info["checkpoint"] = str(checkpoint.relative_to(self.paths.folder))
+        previous = record_epoch(self.paths, self.info, row, seconds, checkpoint)
         # run.json is the commit point: until it names the new checkpoint, the old one rules.
         write_run_info(self.paths, self.info)
         atomic_write_text(self.paths.history, history_csv_text(self.info["history"]))
         # An extended run's first "checkpoint" is its finished model, which stays until the
         # longer run finishes.
-        if previous and previous != self.info["checkpoint"] and previous != self.paths.vae.name:
+        if previous and previous != self.paths.vae.name:
             with contextlib.suppress(FileNotFoundError):
                 (self.paths.folder / previous).unlink()
 
@@ -339,7 +339,7 @@ def _extension(
             f"--epochs above {completed}"
         )
     # The finished model is saved with its optimizer, so it is the checkpoint to continue from.
-    return {**info, "status": "training", "checkpoint": paths.vae.name}
+    return extended_run_info(paths, info)
 
 
 def train(
@@ -427,30 +427,20 @@ def _start(
     """The model to train (built, or the unfinished run's checkpoint) and the progress record,
     with the folder made consistent with them."""
     resume = info is not None
-    if info is None:
-        info = {
-            "status": "training",
-            "seed": config.training.seed,
-            "versions": library_versions(),
-            "completed_epochs": 0,
-            "checkpoint": None,
-            "history": [],
-            "epoch_seconds": [],
-        }
+    if resume:
+        info = resumed_run_info(info)
+    else:
+        info = new_run_info(config.training.seed)
         shutil.rmtree(paths.checkpoints, ignore_errors=True)
         shutil.rmtree(paths.snapshots, ignore_errors=True)
         # A new run's TensorBoard curves must not continue an old run's.
         shutil.rmtree(paths.tensorboard, ignore_errors=True)
-    # The configuration is stored once, in config.json; run.json holds the progress.
-    info.pop("config", None)
-    info.pop("failed_epoch", None)
-    info["completed_epochs"] = completed = int(info["completed_epochs"])
+    completed = info["completed_epochs"]
     training = config.training
     steps_per_epoch = math.ceil(train_images / training.batch_size)
     # A resumed run reseeds from its position, so its shuffling is repeatable too.
     keras.utils.set_random_seed(training.seed + completed)
     if resume:
-        record_continuation(info)
         vae = load_model(paths.folder / info["checkpoint"], config)
         vae.continue_with(config)
         # The checkpoint carries the settings of the backend that saved it, which may not be
@@ -494,8 +484,6 @@ def _finish(paths: RunPaths, info: dict[str, Any], vae: keras.Model) -> None:
         # Metrics measured on a model this run replaced would now describe the wrong model.
         with contextlib.suppress(FileNotFoundError):
             paths.metrics.unlink()
-    info["status"] = "finished"
-    info["checkpoint"] = None
-    info["train_seconds"] = float(sum(info["epoch_seconds"]))
+    record_finished(info)
     write_run_info(paths, info)
     shutil.rmtree(paths.checkpoints, ignore_errors=True)

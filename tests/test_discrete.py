@@ -499,3 +499,34 @@ class _NoException:
 
     def __exit__(self, *exception):
         return False
+
+
+def test_a_relaxed_samples_densities_are_taken_at_the_temperature_that_drew_it():
+    # A fast schedule (τ from 1 at step 0 to e^-1 at step 1), so a density one step late shows.
+    config = RunConfig().replace(
+        posterior="bernoulli",
+        prior="uniform",
+        units=6,
+        hidden_layers=[16],
+        objective="iwae",
+        importance_samples=3,
+        temperature_rate=1.0,
+        temperature_min=0.1,
+    )
+    vae = build_vae(config)
+    images = (np.random.default_rng(0).random((4, 784)) > 0.5).astype("float32")
+    outputs = vae(images, training=True)
+    posterior = vae.posterior_part
+    assert int(ops.convert_to_numpy(posterior.step)) == 1
+    # The relaxed code is σ(v): v back from it, and its log-ratio at step 0's temperature.
+    v = ops.log(outputs["z"]) - ops.log1p(-outputs["z"])
+    posterior.step.assign(0)
+    expected = posterior.relaxed_log_density(
+        v, {"logits": outputs["logits"]}
+    ) - vae.prior_part.relaxed_log_density(v)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(outputs["relaxed_log_ratio"]),
+        ops.convert_to_numpy(expected),
+        rtol=1e-3,
+        atol=1e-3,
+    )

@@ -13,6 +13,7 @@ from keras import ops
 from test_gumbolt import GUMBOLT, assert_reloads_to_the_same_outputs, data_of, numpy
 from test_relaxations import gradients
 
+from vae_mnist.discrete import SpikeExponentialPosterior
 from vae_mnist.hierarchical import (
     HierarchicalBernoulliPosterior,
     HierarchicalOverlappingExponentialPosterior,
@@ -478,3 +479,27 @@ def test_the_first_group_is_drawn_from_its_own_logits_as_the_full_product_gives_
     # The later groups do read the code: (2, units) -> (2, 1, units) beside the samples.
     base = numpy(logits)[:, None] if samples else numpy(logits)
     assert np.abs(full - base)[..., units // groups :].min() > 0.0
+
+
+@pytest.mark.parametrize(
+    "posterior",
+    [
+        HierarchicalBernoulliPosterior(units=4, groups=2),
+        HierarchicalSpikeExponentialPosterior(units=4, groups=2),
+        SpikeExponentialPosterior(units=4),
+    ],
+    ids=lambda part: part.kind,
+)
+def test_an_exact_bit_far_less_likely_than_the_uniforms_grid_is_never_drawn(posterior, monkeypatch):
+    # float32 uniforms lie on a grid of 2^-23 that holds 0: a draw of U = 0 must not give a bit
+    # of probability σ(-30), about 1e-13, whose importance weight would then overstate p(x).
+    from vae_mnist import noise
+
+    monkeypatch.setattr(
+        noise, "uniform", lambda shape, dtype="float32", seed=None, **_: ops.zeros(shape, dtype)
+    )
+    posterior = PartLayer(posterior, 0).part
+    logits = ops.convert_to_tensor(np.full((3, 4), -30.0, "float32"))
+    bits, log_q = posterior.sample_exact({"logits": logits}, 2, 0)
+    assert numpy(bits).sum() == 0
+    assert np.all(numpy(log_q) > -1e-6)  # log q of the all-zero code: log(1 - σ(-30)) each.

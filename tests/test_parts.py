@@ -9,6 +9,7 @@ import json
 import math
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -1014,3 +1015,44 @@ def test_each_twin_differs_only_in_what_it_compares():
     objective = {"objective", "importance_samples", "kl_weight", "kl_warmup_epochs"}
     assert differing("iwae2015", "iwae2015-k5") == objective
     assert differing("iwae2015-2layer", "iwae2015-2layer-k50") == objective
+
+
+def test_a_module_of_kinds_imported_by_name_is_not_imported_again_by_its_path(
+    tmp_path, monkeypatch
+):
+    module = tmp_path / "own_kinds.py"
+    module.write_text(
+        "import dataclasses\n"
+        "from typing import ClassVar\n"
+        "from vae_mnist import register\n"
+        "from vae_mnist.gaussian import StandardNormalPrior\n\n"
+        "@register\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class OwnPrior(StandardNormalPrior):\n"
+        "    kind: ClassVar[str] = 'own'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        import own_kinds  # As a notebook would, before the command line's $VAE_MNIST_KINDS.
+
+        settings_module._import_kind_module(str(module), "VAE_MNIST_KINDS")
+        assert settings_module._REGISTRY["prior"]["own"] is own_kinds.OwnPrior
+    finally:
+        settings_module._REGISTRY["prior"].pop("own", None)
+        sys.modules.pop("own_kinds", None)
+
+
+def test_samples_drawn_with_other_noise_than_their_density_are_not_weighed_by_it():
+    from vae_mnist.errors import ConfigError
+    from vae_mnist.presets import preset_config
+
+    # The 2017 example's epsilon_std, with the KL in closed form, is fine.
+    assert preset_config(epsilon_std=0.5).posterior.epsilon_std == 0.5
+    refused = r"with epsilon_std 0\.5 its samples are not drawn from the N\(μ, σ²\)"
+    for preset, changes in [
+        ("keras2017", dict(objective="iwae")),
+        ("keras2017", dict(prior="vamp")),
+        ("iwae2015-2layer", {}),
+    ]:
+        with pytest.raises(ConfigError, match=refused):
+            preset_config(preset, epsilon_std=0.5, **changes)

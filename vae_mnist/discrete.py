@@ -48,6 +48,7 @@ from vae_mnist.rbm import (
 )
 from vae_mnist.relaxations import (
     annealed_temperature,
+    bernoulli_bits,
     bernoulli_log_probability,
     bernoulli_sample,
     binary_concrete_log_density,
@@ -156,10 +157,14 @@ class RelaxedPosterior(CodePosterior):
         raise NotImplementedError
 
     def sample_relaxed(self, parameters: dict) -> TensorLike:
-        """A relaxed sample in the logits' space at the current temperature; advances the step."""
-        v = self.relaxed_logit_sample(parameters, self.current_temperature())
+        """A relaxed sample in the logits' space at the current temperature. The step is not
+        advanced here: the sample's densities must be taken at the temperature that drew it,
+        and `advance_step` follows them."""
+        return self.relaxed_logit_sample(parameters, self.current_temperature())
+
+    def advance_step(self) -> None:
+        """One training step taken: the schedule's clock moves on."""
         self.step.assign_add(1)
-        return v
 
     def relaxed_log_density(self, v: TensorLike, parameters: dict) -> TensorLike:
         """``(batch,)``: the density of `v` under `parameters` at the current temperature."""
@@ -421,7 +426,7 @@ class SpikeExponentialPosterior(BinaryPosterior):
         logits = ops.expand_dims(parameters["logits"], 1)
         shape = (ops.shape(logits)[0], samples, self.units)
         uniform = noise.uniform(shape, dtype=logits.dtype, seed=seed)
-        z = ops.cast(uniform < ops.sigmoid(logits), logits.dtype)
+        z = bernoulli_bits(uniform, logits)
         log_posterior = -ops.sum(
             z * ops.softplus(-logits) + (1.0 - z) * ops.softplus(logits), axis=-1
         )

@@ -55,8 +55,27 @@ class GaussianPosterior(Posterior):
         2, "gaussian posterior: dimensions of the latent space z", positive=True
     )
     epsilon_std: float = setting(
-        1.0, "gaussian posterior: standard deviation of the sampling noise", positive=True
+        1.0,
+        "gaussian posterior: standard deviation of the sampling noise (1 where the samples are "
+        "weighed by their density: the iwae objective, a vamp prior, a stack of layers)",
+        positive=True,
     )
+
+    def offers(self, capability: str) -> bool:
+        # Its samples come from N(μ, ε_std² σ²), and `log_density` is N(μ, σ²)'s: with
+        # ε_std ≠ 1, what weighs the samples by that density (the importance-weighted bound, a
+        # Monte-Carlo KL, a VampPrior, a layer of a stack) would not be a bound.
+        if capability == "density" and self.epsilon_std != 1.0:
+            return False
+        return super().offers(capability)
+
+    def withheld(self, capability: str) -> str:
+        if capability == "density" and self.epsilon_std != 1.0:
+            return (
+                f" (with epsilon_std {self.epsilon_std} its samples are not drawn from the "
+                "N(μ, σ²) whose density it gives: use --epsilon-std 1)"
+            )
+        return ""
 
     def head_sizes(self) -> dict[str, int]:
         return {"z_mean": self.dimension, "z_log_var": self.dimension}

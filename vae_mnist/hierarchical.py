@@ -53,7 +53,11 @@ from vae_mnist.discrete import (
     SpikeExponentialPosterior,
 )
 from vae_mnist.latent import FactorialBernoulli, TensorLike
-from vae_mnist.relaxations import bernoulli_log_probability, binary_concrete_sample
+from vae_mnist.relaxations import (
+    bernoulli_bits,
+    bernoulli_log_probability,
+    binary_concrete_sample,
+)
 from vae_mnist.settings import ConfigError, register, setting
 
 
@@ -251,7 +255,7 @@ class HierarchicalBernoulliPosterior(GroupedUnits, BernoulliPosterior):
         uniform = noise.uniform(shape, dtype=parameters["logits"].dtype, seed=seed)
 
         def draw(logits: TensorLike, columns: slice) -> TensorLike:
-            return ops.cast(uniform[..., columns] < ops.sigmoid(logits), logits.dtype)
+            return bernoulli_bits(uniform[..., columns], logits)
 
         bits = self._draw_in_order(parameters, shape, draw)
         return bits, self.log_density(bits, parameters)
@@ -334,7 +338,7 @@ class SmoothedGroups(GroupedUnits):
         bits = []
 
         def draw(group_logits: TensorLike, columns: slice) -> TensorLike:
-            group_bits = ops.cast(uniform[..., columns] < ops.sigmoid(group_logits), logits.dtype)
+            group_bits = bernoulli_bits(uniform[..., columns], group_logits)
             bits.append(group_bits)
             smoothing = uniform[..., self.units :][..., columns]
             # The mixture's inverse CDF at q = the bit is r(ζ | z) itself.

@@ -307,5 +307,6 @@ def require_posterior(prior: Prior, posterior: Posterior, capability: str, what:
     """`ConfigError` unless the posterior offers `capability`, naming both kinds."""
     if not posterior.offers(capability):
         raise ConfigError(
-            f"the {prior.kind} prior needs {what}, and the {posterior.kind} posterior is not one"
+            f"the {prior.kind} prior needs {what}, and the {posterior.kind} posterior is not "
+            f"one{posterior.withheld(capability)}"
         )

@@ -282,6 +282,7 @@ class VAE(keras.Model):
             z = self.posterior.part.relaxed_code(v)
             log_q = self.posterior.part.relaxed_log_density(v, parameters)
             outputs["relaxed_log_ratio"] = log_q - self.prior.part.relaxed_log_density(v)
+            self.posterior.part.advance_step()
         else:
             z = self.posterior.part.sample(parameters, training=training)
         outputs["z"] = z

@@ -219,6 +219,20 @@ def bernoulli_sample(logits: TensorLike, seed: Seed, samples: int | None = None)
     return ops.cast(ops.greater(perturbed, 0.0), logits.dtype)
 
 
+def bernoulli_bits(uniform: TensorLike, logits: TensorLike) -> TensorLike:
+    """Exact bits of Bernoulli(σ(logits)) from U ~ Uniform[0, 1): ``z = [U' < σ(logits)]``
+    with ``U' = clip(U, ε, 1 - ε)``, in the logits' float type.
+
+    Uniform draws in float32 lie on a grid of 2⁻²³ that holds 0, so ``U < σ(l)`` would draw a 1
+    with probability at least 2⁻²³ at any logits, far more than σ(l) past l ≈ −16; an
+    importance weight divides by the true q(z), and one such bit can then overstate p(x) by
+    many nats. Clipped, a bit with probability below ε is never drawn: under-drawn by at most
+    ε, never over-drawn. Where it matters not, the bits are those of ``U < σ(l)``.
+    """
+    clipped = ops.clip(uniform, UNIFORM_EPSILON, 1.0 - UNIFORM_EPSILON)
+    return ops.cast(clipped < ops.sigmoid(logits), logits.dtype)
+
+
 def categorical_log_probability(one_hot: TensorLike, logits: TensorLike) -> TensorLike:
     """``log q(z) = Σ_v Σ_k z_vk log softmax(logits_v)_k``, summed over variables.
 

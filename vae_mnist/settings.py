@@ -250,6 +250,11 @@ class Part(Settings):
     def offers(self, capability: str) -> bool:
         return capability in self.capabilities
 
+    def withheld(self, capability: str) -> str:
+        """Why this part does not offer `capability` with its settings, though its kind may:
+        a clause that a refusal adds after the part's name, or nothing."""
+        return ""
+
     def variables_loaded(self) -> None:
         """After a saved model's variables are loaded into this part's host: nothing by
         default (a part may bring state derived from its weights up to date)."""
@@ -498,12 +503,24 @@ def _where_raised(error: BaseException) -> str:
     return f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
+def _imported_by_name(path: Path) -> bool:
+    """Whether a module imported by its name (``import kinds``) is the file at `path`."""
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and file.endswith(path.name) and Path(file).resolve() == path:
+            return True
+    return False
+
+
 def _import_file(path: Path) -> None:
     # A name of the file's own, so that a file called json.py, say, cannot replace a module in
     # use, nor a file of the same name in another folder replace this one.
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
     name = f"vae_mnist_kinds_{path.stem}_{digest}"
-    if name in sys.modules:  # Imported already, or being imported (it looks a kind up).
+    if name in sys.modules or _imported_by_name(path):
+        # Imported already, or being imported (it looks a kind up); a second copy of its
+        # classes would replace the first in the registry, and a notebook's `import kinds`
+        # would no longer name the classes that the runs use.
         return
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None or not path.is_file():

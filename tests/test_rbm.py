@@ -16,6 +16,7 @@ from vae_mnist.rbm import (
     bernoulli_entropy,
     exact_log_partition,
     expected_rbm_energy,
+    gibbs_sample_numpy,
     gibbs_step,
     rbm_energy,
     rbm_log_probability_unnormalized,
@@ -277,3 +278,13 @@ def test_annealed_importance_sampling_rejects_a_bad_schedule():
         annealed_importance_sampling_log_partition(
             *random_rbm(2, 2, 1.0, seed=14), betas=np.array([0.0, 0.7, 0.5, 1.0])
         )
+
+
+def test_the_gibbs_chains_start_from_uniformly_random_states_in_both_halves():
+    # With no sweep the chains are their starting states: both halves uniformly random (the
+    # notebook's row of 0 sweeps decodes them as the factorial prior's codes).
+    zeros = np.zeros(64)
+    first, second = gibbs_sample_numpy(
+        zeros[:32], zeros[:32], np.zeros((32, 32)), 200, 0, np.random.default_rng(0)
+    )
+    assert abs(first.mean() - 0.5) < 0.02 and abs(second.mean() - 0.5) < 0.02

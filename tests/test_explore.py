@@ -350,6 +350,7 @@ MALFORMED = {
     "another method": ("PUT", "/api/decode", '{"z": [0, 0]}', 405, "not served"),
     "another method where nothing is": ("DELETE", "/nothing", None, 404, "nothing at"),
     "a seed not a number": ("POST", "/api/prior_sample", '{"seed": "x"}', 400, "whole number"),
+    "a seed misspelt": ("POST", "/api/prior_sample", '{"seeds": 1}', 400, 'not "seeds"'),
     "a body too large": ("POST", "/api/decode", " " * 300_000, 413, "too large"),
     # A field the run's latent does not read is refused, not ignored.
     "a point and a code": ("POST", "/api/decode", '{"z": [0, 0], "code": [1]}', 400, 'not "code"'),

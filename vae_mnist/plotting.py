@@ -388,6 +388,8 @@ def plot_code_grid(
                 fill=False,
                 edgecolor="red",
                 linewidth=1.0,
+                # A frame on the grid's edge is drawn whole, not cut at the axes' border.
+                clip_on=False,
             )
         )
     axis.imshow(canvas, cmap="Greys_r", vmin=0, vmax=1)
@@ -522,6 +524,10 @@ def plot_latent_density(
     return _save(figure, path)
 
 
+# Pixels above an animation's digits for its "epoch N" label (PIL's default font is 11 high).
+ANIMATION_LABEL_STRIP = 14
+
+
 def choose_frames(count: int, limit: int = 24) -> list[int]:
     """At most `limit` of `count` frame positions, denser early where the manifold changes most."""
     if count <= limit:
@@ -539,8 +545,11 @@ def save_manifold_animation(
     pictures = []
     for frame, epoch in zip(frames, epochs, strict=True):
         pixels = np.clip(frame * 255.0, 0, 255).astype(np.uint8)
+        # A black strip above the digits holds the label, which would otherwise cover the
+        # top-left digit: (n*28, n*28) -> (n*28 + strip, n*28).
+        pixels = np.pad(pixels, ((ANIMATION_LABEL_STRIP, 0), (0, 0)))
         picture = Image.fromarray(pixels, mode="L").convert("P")
-        ImageDraw.Draw(picture).text((4, 2), f"epoch {epoch}", fill=255)
+        ImageDraw.Draw(picture).text((4, 1), f"epoch {epoch}", fill=255)
         pictures.append(picture)
     with atomic_path(path) as temporary:
         pictures[0].save(

@@ -217,6 +217,12 @@ class Explorer:
             raise RequestError(f"the {self.prior.kind} prior offers no samples", 404)
         if not isinstance(request, dict):
             raise RequestError('a prior sample request is a JSON object: {"seed": N} or {}')
+        others = sorted(str(name) for name in request if name != "seed")
+        if others:
+            named = ", ".join(f'"{name}"' for name in others)
+            raise RequestError(
+                clipped(f'a prior sample request gives "seed" or nothing, not {named}')
+            )
         seed = request.get("seed")
         if seed is None:
             seed = int(np.random.default_rng().integers(LARGEST_PRIOR_SEED))

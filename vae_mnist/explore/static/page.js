@@ -3,10 +3,11 @@
 // comes from the server's decoder, so it is the one `vae-mnist plot decode` draws.
 "use strict";
 
-// Ten distinct colours for the classes of the scatter.
+// The classes' colours: viridis at class / 9, as the run's scatter figures and the notebook
+// colour them, so that a class has one colour on the page and in the figures.
 const CLASS_COLOURS = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+  "#440154", "#482878", "#3e4989", "#31688e", "#26828e",
+  "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"
 ];
 
 // What tests and the curious can read: the last decoding drawn, and whether one is on its way.
@@ -112,7 +113,13 @@ function commandFor(request) {
 }
 
 function showReadout(request) {
-  const where = !plane.canvas ? "" : state.hovering ? " under the pointer (click to pin it)" : " pinned";
+  // A point clicked is pinned, though the pointer is still over it.
+  const pinnedHere = JSON.stringify(request) === JSON.stringify(state.pinned);
+  const where = !plane.canvas
+    ? ""
+    : state.hovering && !pinnedHere
+      ? " under the pointer (click to pin it)"
+      : " pinned";
   element("readout").replaceChildren(
     request.z ? `z = [${request.z.map(String).join(", ")}]` : `code = ${request.code.join(",")}`,
     make("span", { textContent: where })
@@ -148,6 +155,8 @@ function drawAxes(context) {
   context.strokeStyle = "#ccc";
   context.fillStyle = "#666";
   context.font = "11px sans-serif";
+  // The corner is the x labels': a y label there would sit on the first of them.
+  const corner = 16;
   for (let value = Math.ceil(xLow); value <= Math.floor(xHigh); value++) {
     const [px] = planeToPixel(value, 0);
     context.beginPath();
@@ -162,7 +171,7 @@ function drawAxes(context) {
     context.moveTo(0, py);
     context.lineTo(value === 0 ? width : 6, py);
     context.stroke();
-    context.fillText(String(value), 2, py - 2);
+    if (py < height - corner) context.fillText(String(value), 2, py - 2);
   }
   const [first, second] = plane.dimensions;
   context.fillText(`z[${first}] →`, width - 48, height - 16);
@@ -354,16 +363,20 @@ function withArticle(name) {
   return `${/^[aeiou8]/i.test(name) ? "an" : "a"} ${name}`;
 }
 
-async function showTestImage(which) {
+// Show a test image and its reconstruction; with `placing`, also put its code in the controls.
+async function showTestImage(which, placing = true) {
   try {
     const answer = await ask(`/api/test/${which}`);
     drawDigit(element("original"), answer.image);
     drawDigit(element("reconstruction"), answer.reconstruction);
     element("test-index").value = answer.index;
     const label = withArticle(explore.info.class_names[answer.label]);
-    element("test-caption").textContent = `test image ${answer.index} (${label}); its most probable code is placed in the controls (rounded to two decimals)`;
+    const decimals = answer.z ? " (rounded to two decimals)" : "";
+    element("test-caption").textContent = placing
+      ? `test image ${answer.index} (${label}); its most probable code is placed in the controls${decimals}`
+      : `test image ${answer.index} (${label}); "show" places its most probable code in the controls`;
     element("test-command").textContent = `${explore.info.decode_command} --index ${answer.index}`;
-    place(answer);
+    if (placing) place(answer);
   } catch (error) {
     showError(error.message);
   }
@@ -372,6 +385,8 @@ async function showTestImage(which) {
 async function drawPriorSample() {
   try {
     place(await ask("/api/prior_sample", {}));
+    const index = element("test-index").value;
+    element("test-caption").textContent = `test image ${index}, for comparison: the controls hold a sample of the prior now`;
   } catch (error) {
     showError(error.message);
   }
@@ -385,7 +400,7 @@ function showHeader(info) {
   const epochs = info.epochs === null ? "?" : info.epochs;
   element("run-summary").textContent =
     `preset ${info.preset}, ${info.dataset}, ${epochs} epochs; posterior: ${info.posterior.description}; prior: ${info.prior.description}` +
-    (info.metrics ? "" : " (not evaluated: `vae-mnist evaluate` adds the test numbers)");
+    (info.metrics ? "" : " (not evaluated: vae-mnist evaluate adds the test numbers)");
   if (info.metrics) {
     element("metrics").replaceChildren(
       ...info.metrics.map(([label, value]) => make("tr", {}, [make("th", { textContent: label }), make("td", { textContent: value })]))
@@ -429,6 +444,8 @@ async function start() {
   syncControls();
   if (offers("posterior", "continuous")) {
     requestDecode();
+    // The controls start at the prior's mean; the blog's first nine is shown beside them.
+    showTestImage(info.marked.length ? info.marked[0] : 0, false);
   } else {
     // A discrete code has no prior mean to start from: start from the blog's first nine's.
     showTestImage(info.marked.length ? info.marked[0] : 0);

@@ -413,6 +413,24 @@ def test_a_request_the_standard_library_refuses_gets_a_json_error(served, reques
     assert request(url + "/api/info")[0] == 200
 
 
+# b"\xb2" is "²" in Latin-1, the headers' encoding: a digit to str.isdigit, not to int.
+@pytest.mark.parametrize("length", [b"\xb2", b"-3", b"x"])
+def test_a_content_length_that_is_not_a_count_gets_a_4xx(served, length):
+    url = served["gaussian"].url
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"z": [1, 2]}'
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(
+            b"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            b"\r\nContent-Length: " + length + b"\r\nConnection: close\r\n\r\n" + body
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.split()[1] == b"411", answer[:60]
+    assert request(url + "/api/info")[0] == 200
+
+
 def test_a_decoding_that_is_not_finite_is_refused(served, monkeypatch):
     gaussian = served["gaussian"]
 

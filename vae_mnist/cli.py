@@ -146,6 +146,14 @@ _seed = _number(int, minimum=0, maximum=LARGEST_SEED)
 _class_list = _comma_list(_number(int, minimum=0), "class numbers (0, 1, ...)")
 
 
+def _not_empty(text: str) -> str:
+    """A path or a name: an empty one would mean the current folder (or the default preset)
+    without a word."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a path or a name, got an empty one")
+    return text
+
+
 class _JoinedLists(argparse.Action):
     """Joins the lists of a flag that takes one or more comma-separated lists, so that
     ``--code 3,1,4``, ``--code 3 1 4`` and ``--code 3,1 4`` give the same code."""
@@ -157,6 +165,7 @@ class _JoinedLists(argparse.Action):
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
+        type=_not_empty,
         metavar="PATH",
         help="a local copy of the run's data set: a Keras-layout .npz or a folder of the four "
         "IDX files (default: $VAE_MNIST_DATA for MNIST, $VAE_MNIST_FASHION_DATA for "
@@ -225,7 +234,11 @@ def _add_setting_flag(
 
 def _add_run_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--run", default="runs/default", metavar="DIR", help="run folder (default: runs/default)"
+        "--run",
+        type=_not_empty,
+        default="runs/default",
+        metavar="DIR",
+        help="run folder (default: runs/default)",
     )
 
 
@@ -264,13 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--preset",
+        type=_not_empty,
         metavar="NAME",
         help="start from a named preset, or a preset file's path (default: keras2017; "
         "`vae-mnist presets` lists them)",
     )
     _add_data_flag(train)
     train.add_argument(
-        "--out", default="runs/default", metavar="DIR", help="run folder (default: runs/default)"
+        "--out",
+        type=_not_empty,
+        default="runs/default",
+        metavar="DIR",
+        help="run folder (default: runs/default)",
     )
     train.add_argument(
         "--overwrite", action="store_true", help="replace a finished run in the run folder"
@@ -304,6 +322,7 @@ def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
     _add_run_flag(plot)
     plot.add_argument(
         "--out",
+        type=_not_empty,
         metavar="DIR",
         help="figure folder (default: the run folder's figures/, RUN/figures)",
     )
@@ -400,9 +419,14 @@ def _add_evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
 
 
 def _add_compare_flags(compare: argparse.ArgumentParser) -> None:
-    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders to compare")
     compare.add_argument(
-        "--out", metavar="FIG.png", help="also draw the runs' validation curves into this file"
+        "runs", nargs="+", type=_not_empty, metavar="RUN", help="run folders to compare"
+    )
+    compare.add_argument(
+        "--out",
+        type=_not_empty,
+        metavar="FIG.png",
+        help="also draw the runs' validation curves into this file",
     )
 
 

@@ -354,8 +354,12 @@ def _version_2_latent(model: dict[str, Any]) -> dict[str, Any]:
         return {"posterior": posterior, "prior": {"kind": "uniform"}}
     if latent == "rbm":
         units = model["rbm_units"]
-        if not isinstance(units, list) or len(units) != 2:
-            raise ConfigError(f"rbm_units needs two sizes, one per half, got {units!r}")
+        if not (
+            isinstance(units, list)
+            and len(units) == 2
+            and all(isinstance(size, int) and not isinstance(size, bool) for size in units)
+        ):
+            raise ConfigError(f"rbm_units needs two whole sizes, one per half, got {units!r}")
         posterior = {"kind": "spike_exponential", "units": sum(units), "sharpness": model["beta"]}
         prior = {
             "kind": "rbm",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import os
 import zipfile
 import zlib
@@ -131,8 +132,17 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 f"{path}: holds pickled objects, which are refused (arrays only)"
             ) from None
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
-    # A member whose compressed bytes are damaged fails in zlib, which raises its own error.
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as error:
+    # A member whose compressed bytes are damaged fails in zlib, which raises its own error;
+    # an encrypted member or an unknown compression method, zipfile's RuntimeError and
+    # NotImplementedError.
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        RuntimeError,
+        NotImplementedError,
+    ) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
 
 
@@ -186,7 +196,8 @@ def read_idx(path: str | os.PathLike, dimensions: int | None = None) -> np.ndarr
     shape = tuple(
         int.from_bytes(content[4 + 4 * axis : 8 + 4 * axis], "big") for axis in range(dimensions)
     )
-    expected = int(np.prod(shape))
+    # In Python's integers: numpy's product of three large sizes wraps around to 0.
+    expected = math.prod(shape)
     available = len(content) - header_size
     if available != expected:
         raise DataError(

@@ -30,7 +30,8 @@ def is_legacy_vae(path: str | Path) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    # A config.json nested past Python's recursion limit is not a version 2 model either.
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile):
         return False
     inner = config.get("config", {}) if isinstance(config, dict) else {}
     return (

@@ -521,7 +521,14 @@ def load_model(path: str | os.PathLike, config: RunConfig | None = None) -> kera
     from vae_mnist import legacy
 
     if config is not None and legacy.is_legacy_vae(path):
-        return legacy.load_legacy_vae(path, config)
+        try:
+            return legacy.load_legacy_vae(path, config)
+        except (KeyError, TypeError, ValueError, OSError) as error:
+            # A damaged archive: no weights file, weights of other shapes than its
+            # config.json's, or not HDF5 at all.
+            raise ModelFileError(
+                f"{path}: a damaged model of version 2 ({type(error).__name__}: {error})"
+            ) from None
     try:
         return keras.saving.load_model(
             path, safe_mode=True, custom_objects=backend_neutral_optimizers()

@@ -244,6 +244,12 @@ def _progress_record_problem(info: dict[str, Any]) -> str | None:
         isinstance(row, dict) and _is_number(row.get("epoch")) for row in history
     ):
         return "history is not a list of epochs"
+    # What an epoch logged is numbers (a loss may be NaN, written by json as NaN).
+    if not all(_is_number(value) for row in history for value in row.values()):
+        return "history holds a value that is not a number"
+    seconds = info.get("epoch_seconds")
+    if not isinstance(seconds, list) or not all(_is_number(value) for value in seconds):
+        return "epoch_seconds is not a list of seconds"
     continued = info.get("continued", [])
     if not isinstance(continued, list) or not all(
         isinstance(entry, dict) and isinstance(entry.get("versions"), dict) for entry in continued
@@ -319,6 +325,13 @@ def read_history(path: str | Path) -> dict[str, np.ndarray]:
     if "epoch" not in header:
         raise RunError(f"{path}: no epoch column in the training history")
     columns = {key: np.array([row[key] for row in rows]) for key in header}
+    epochs = columns["epoch"]
+    # An epoch is a count, which the figures put on an axis (an empty cell reads as NaN).
+    with np.errstate(invalid="ignore"):
+        counts = np.isfinite(epochs) & (epochs >= 0) & (epochs == np.round(epochs))
+    if not counts.all():
+        row = int(np.argmin(counts))
+        raise RunError(f"{path}: epoch {epochs[row]} of row {row + 1} is not a count of epochs")
     if columns["epoch"][0] == 0:
         # Numbered from 0 by version 2.0.0 or earlier.
         columns["epoch"] = columns["epoch"] + 1

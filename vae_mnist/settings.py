@@ -47,6 +47,8 @@ FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", 
 LARGEST_SEED = 2**30 - 1
 # The largest whole-number setting (a size or a count) but where a setting names its own.
 LARGEST_COUNT = 2**31 - 1
+# The largest number setting: float32's largest, the type the models compute in.
+LARGEST_FLOAT = 3.4028234663852886e38
 
 
 def setting(default: Any, help_text: str, **checks: Any) -> Any:
@@ -119,7 +121,7 @@ def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
 def _largest(kind: str, checks: Any) -> float:
     # A count past 32 bits is no size a model or a loop can have, and the backends refuse it
     # with a traceback of their own.
-    return checks.get("maximum", LARGEST_COUNT if kind == "int" else math.inf)
+    return checks.get("maximum", LARGEST_COUNT if kind == "int" else LARGEST_FLOAT)
 
 
 def describe_number(kind: str, checks: Any, value: Any = None) -> str:

@@ -59,6 +59,9 @@ def open_server(host: str, port: int):
             raise UsageError(f"port {port} on {host} needs privileges: choose another") from None
         reason = error.strerror or str(error)
         raise UsageError(f"cannot serve on {host} port {port}: {reason}") from None
+    except (TypeError, UnicodeError):
+        # The socket module cannot encode the name (too long a label, or not text).
+        raise UsageError(f"--host {host!r} is not a host name or address") from None
 
 
 def run(arguments: argparse.Namespace, program: str) -> None:

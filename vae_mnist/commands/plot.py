@@ -24,7 +24,7 @@ from vae_mnist import plotting
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import ModelFileError, UsageError
 from vae_mnist.figures import figure_parts, unmet_need, unread_option
-from vae_mnist.files import check_writable_folder
+from vae_mnist.files import check_writable_folder, removed_if_left_empty
 from vae_mnist.latent import active_units
 from vae_mnist.model import load_model
 from vae_mnist.progress import CountBar
@@ -44,9 +44,9 @@ RECONSTRUCTION_COUNT = 10
 SAMPLE_ROWS = 10
 
 
-def _check_index(index: int, count: int) -> int:
+def _check_index(index: int, count: int, flag: str = "--index") -> int:
     if not 0 <= index < count:
-        raise UsageError(f"--index {index} is outside the test set (0..{count - 1})")
+        raise UsageError(f"{flag} {index} is outside the test set (0..{count - 1})")
     return index
 
 
@@ -122,9 +122,15 @@ class Figures:
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
     """Draw the figures that the `plot` command asks for; return their paths."""
     kind = arguments.kind
-    unread = unread_option(kind, getattr(arguments, "given_options", set()))
+    given_options = getattr(arguments, "given_options", set())
+    unread = unread_option(kind, given_options)
     if unread:
         raise UsageError(unread)
+    given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
+    reads_test_set = kind in NEEDS_TEST_SET and not (kind == "decode" and given_code)
+    if "--data" in given_options and not reads_test_set:
+        decoding = " with --z or --code" if kind == "decode" else ""
+        raise UsageError(f"--data does not apply to '{kind}'{decoding}: it reads no test images")
     run = load_trained_run(arguments.run)
     parts = figure_parts(run.vae)
     check_given_code(arguments, parts["posterior"])
@@ -132,15 +138,17 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
         raise UsageError(unmet_need(kind, parts))
     # A user's figures belong with the run they show; the README's reproduction command
     # passes --out figures to refresh the repository's committed figures.
-    out = check_writable_folder(arguments.out if arguments.out is not None else run.paths.figures)
-    figures = Figures(arguments, run, out, run.vae.image_decoder())
-    given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
-    if kind in NEEDS_TEST_SET and not (kind == "decode" and given_code):
-        _read_test_set(figures)
-    written: list[Path] = []
-    for name, draw in DRAWERS.items():
-        if kind == name or (kind == "all" and unmet_need(name, parts) is None):
-            written.extend(draw(figures))
+    folder = arguments.out if arguments.out is not None else run.paths.figures
+    # A folder made for figures that then fail (a bad test set) is not left behind empty.
+    with removed_if_left_empty(folder):
+        out = check_writable_folder(folder)
+        figures = Figures(arguments, run, out, run.vae.image_decoder())
+        if reads_test_set:
+            _read_test_set(figures)
+        written: list[Path] = []
+        for name, draw in DRAWERS.items():
+            if kind == name or (kind == "all" and unmet_need(name, parts) is None):
+                written.extend(draw(figures))
     for path in written:
         print(f"wrote {path}")
     return written
@@ -153,11 +161,12 @@ def _read_test_set(figures: Figures) -> None:
     _, figures.images = model_inputs(data, config.data.binarize, config.training.seed)
     figures.labels = data[1][1]
     kind = arguments.kind
-    indices = list(arguments.index) if kind in ("decode", "codes", "all") else []
+    indices = [("--index", index) for index in arguments.index]
+    indices = indices if kind in ("decode", "codes", "all") else []
     if kind in ("interpolation", "all"):
-        indices += [arguments.from_index, arguments.to_index]
-    for index in indices:
-        _check_index(index, len(figures.images))
+        indices += [("--from", arguments.from_index), ("--to", arguments.to_index)]
+    for flag, index in indices:
+        _check_index(index, len(figures.images), flag)
     # The whole test set in one call: the scatter, the density and the decodes share it.
     figures.parameters = _numpy_dict(figures.run.vae.encode(figures.images))
     figures.points = _to_numpy(figures.posterior.representation(figures.parameters))

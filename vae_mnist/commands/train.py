@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from vae_mnist.config import DEFAULT_PRESET, RunConfig
+from vae_mnist.errors import UsageError
 from vae_mnist.files import check_can_create_folder, removed_if_left_empty
 from vae_mnist.flags import kind_choices, setting_flags
 from vae_mnist.presets import preset_config
@@ -61,6 +62,9 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
     resumed = decide_resume(
         RunPaths(folder), config, arguments.overwrite, arguments.restart, arguments.extend
     )
+    tensorboard = RunPaths(folder).tensorboard
+    if arguments.tensorboard and tensorboard.exists() and not tensorboard.is_dir():
+        raise UsageError(f"{tensorboard} is a file, where --tensorboard writes its logs: move it")
     data = config.data.load(arguments.data)
     # Say "continuing" only where the run will continue.
     if completed and resumed:
@@ -82,9 +86,11 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
         verbose=0 if arguments.quiet else "auto",
         callbacks=tensorboard_callbacks(folder, config) if arguments.tensorboard else None,
     )
+    # A run recorded by hand (or by another program) may lack a validation loss.
+    last = result["history"][-1] if result["history"] else {}
+    validation = f" (val_loss {last['val_loss']:.2f})" if "val_loss" in last else ""
     print(
-        f"{program}: trained {_epochs(result['completed_epochs'])} into {folder} "
-        f"(val_loss {result['history'][-1]['val_loss']:.2f})"
+        f"{program}: trained {_epochs(result['completed_epochs'])} into {folder}{validation}"
         if result["history"]
         else f"{program}: nothing to train in {folder}"
     )

@@ -199,7 +199,8 @@ class ExploreHandler(BaseHTTPRequestHandler):
 
     def _json_body(self) -> Any:
         length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.isdigit():
+        # isascii too: str.isdigit() takes "²", which int() does not.
+        if length_text is None or not (length_text.isascii() and length_text.isdigit()):
             raise RequestError("a POST needs a Content-Length", 411)
         length = int(length_text)
         if length > LARGEST_BODY:

@@ -1,0 +1,204 @@
+"""Bad input found by an audit of every command: each a one-line error, nothing changed.
+
+The command-line cases run `main` in this process; the run-folder cases damage a copy of the
+session's tiny finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import folder_state, make_arrays
+
+from vae_mnist.cli import main
+
+
+def one_line_error(capsys) -> str:
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1, error
+    return error
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["train", "--out", ""], "--out: expected a path or a name, got an empty one"),
+        (["train", "--preset", ""], "--preset: expected a path or a name"),
+        (["plot", "curves", "--run", ""], "--run: expected a path or a name"),
+        (["compare", ""], "RUN: expected a path or a name"),
+        (["evaluate", "--data", ""], "--data: expected a path or a name"),
+        (["train", "--optimizer-epsilon", "1e300"], "expected at most 3.4028234663852886e+38"),
+        (["train", "--kl-weight", "1e300"], "--kl-weight: expected at most"),
+    ],
+)
+def test_the_command_line_refuses_values_that_would_pass_unseen(arguments, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(arguments)
+    assert stopped.value.code == 2
+    assert message in one_line_error(capsys)
+
+
+def test_plot_refuses_data_for_a_figure_that_reads_no_test_images(trained_run, capsys):
+    before = folder_state(trained_run)
+    assert main(["plot", "curves", "--run", str(trained_run), "--data", "/no/such.npz"]) == 1
+    assert "--data does not apply to 'curves': it reads no test images" in one_line_error(capsys)
+    arguments = ["plot", "decode", "--run", str(trained_run), "--z", "0", "0", "--data", "x.npz"]
+    assert main(arguments) == 1
+    assert "'decode' with --z or --code" in one_line_error(capsys)
+    assert folder_state(trained_run) == before
+
+
+def test_plot_names_the_flag_of_an_index_out_of_range_and_leaves_no_folder(
+    trained_run, session_npz, tmp_path, capsys
+):
+    out = tmp_path / "new" / "figures"
+    for flag in ("--from", "--to"):
+        arguments = ["plot", "interpolation", "--run", str(trained_run), flag, "600"]
+        assert main([*arguments, "--data", str(session_npz), "--out", str(out)]) == 1
+        assert f"{flag} 600 is outside the test set (0..99)" in one_line_error(capsys)
+    # A data set that fails to load leaves no folder made for the figures.
+    arguments = ["plot", "latent", "--run", str(trained_run), "--out", str(out)]
+    assert main([*arguments, "--data", str(tmp_path / "missing.npz")]) == 1
+    one_line_error(capsys)
+    assert not (tmp_path / "new").exists()
+
+
+def test_compare_refuses_a_folder_as_its_figure(trained_run, tmp_path, capsys):
+    kept = tmp_path / "folder.png"
+    kept.write_bytes(b"someone's file")
+    assert main(["compare", str(trained_run), "--out", f"{tmp_path / 'folder'}/"]) == 1
+    assert "is a folder: name the figure's file in it" in one_line_error(capsys)
+    (tmp_path / "folder").mkdir()
+    assert main(["compare", str(trained_run), "--out", str(tmp_path / "folder")]) == 1
+    one_line_error(capsys)
+    assert kept.read_bytes() == b"someone's file"
+
+
+def test_explore_refuses_a_host_name_the_socket_cannot_encode(trained_run, capsys):
+    assert main(["explore", "--run", str(trained_run), "--host", "ü" * 70]) == 1
+    assert "is not a host name or address" in one_line_error(capsys)
+
+
+def test_tensorboard_refuses_a_file_in_place_of_its_folder(session_npz, tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "tensorboard").write_text("keep")
+    arguments = ["train", "--data", str(session_npz), "--out", str(folder), "--tensorboard"]
+    assert main([*arguments, "--epochs", "1", "--quiet"]) == 1
+    assert "is a file, where --tensorboard writes its logs" in one_line_error(capsys)
+    assert folder_state(folder) == {"tensorboard": b"keep"}
+
+
+def damaged_copy(run: Path, tmp_path: Path, file: str, change) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    path = copy / file
+    path.write_text(change(path.read_text()))
+    return copy
+
+
+def without_epoch_seconds(text: str) -> str:
+    info = json.loads(text)
+    del info["epoch_seconds"]
+    return json.dumps(info)
+
+
+def seconds_as_words(text: str) -> str:
+    return json.dumps({**json.loads(text), "epoch_seconds": ["a"]})
+
+
+def history_of_words(text: str) -> str:
+    info = json.loads(text)
+    info["history"][0]["val_loss"] = "abc"
+    return json.dumps(info)
+
+
+@pytest.mark.parametrize(
+    ("file", "change", "message"),
+    [
+        ("run.json", without_epoch_seconds, "epoch_seconds is not a list of seconds"),
+        ("run.json", seconds_as_words, "epoch_seconds is not a list of seconds"),
+        ("run.json", history_of_words, "history holds a value that is not a number"),
+        (
+            "history.csv",
+            lambda text: text.replace("\n1,", "\n,", 1),
+            "epoch nan of row 1 is not a count of epochs",
+        ),
+    ],
+)
+def test_a_damaged_run_record_is_one_line_and_nothing_changes(
+    trained_run, session_npz, tmp_path, capsys, file, change, message
+):
+    copy = damaged_copy(trained_run, tmp_path, file, change)
+    before = folder_state(copy)
+    command = (
+        ["plot", "curves", "--run", str(copy)]
+        if file == "history.csv"
+        else ["train", "--data", str(session_npz), "--out", str(copy), "--extend", "--epochs", "3"]
+    )
+    assert main(command) == 1
+    assert message in one_line_error(capsys)
+    assert folder_state(copy) == before
+
+
+def test_a_version_2_configuration_with_sizes_that_are_not_numbers(tmp_path, capsys):
+    preset = tmp_path / "old.json"
+    preset.write_text(json.dumps({"model": {"latent": "rbm", "rbm_units": ["16", "16"]}}))
+    assert main(["presets", str(preset)]) == 1
+    assert "rbm_units needs two whole sizes, one per half" in one_line_error(capsys)
+
+
+def encrypted(path: Path, target: Path) -> Path:
+    """`path`'s zip archive with every member marked encrypted (bit 0 of its flags)."""
+    content = bytearray(path.read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        start = content.find(signature)
+        while start != -1:
+            content[start + offset] |= 1
+            start = content.find(signature, start + 4)
+    target.write_bytes(bytes(content))
+    return target
+
+
+def test_an_encrypted_npz_is_one_line(tmp_path, capsys):
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, **make_arrays(train=20, test=10))
+    data = encrypted(plain, tmp_path / "encrypted.npz")
+    with zipfile.ZipFile(data) as archive:
+        assert archive.infolist()[0].flag_bits & 1
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run")]) == 1
+    assert "not a readable .npz file" in one_line_error(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_idx_header_whose_sizes_overflow_is_one_line(tmp_path):
+    from vae_mnist.data import read_idx
+    from vae_mnist.errors import DataError
+
+    path = tmp_path / "images-idx3-ubyte"
+    path.write_bytes(b"\x00\x00\x08\x03" + struct.pack(">III", 2**28, 2**28, 2**28) + b"\x00" * 10)
+    with pytest.raises(DataError, match=r"promises 19342813113834066795298816 values"):
+        read_idx(path)
+
+
+def test_a_damaged_model_of_version_2_is_one_line(tmp_path, capsys):
+    from conftest import REPOSITORY
+
+    copy = tmp_path / "run"
+    shutil.copytree(REPOSITORY / "tests" / "fixtures" / "run_v2_gaussian", copy)
+    archive_path = copy / "vae.keras"
+    with zipfile.ZipFile(archive_path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(archive_path, "w") as archive:
+        for name, content in members.items():
+            if name != "model.weights.h5":
+                archive.writestr(name, content)
+    assert main(["plot", "curves", "--run", str(copy), "--out", str(tmp_path / "figures")]) == 1
+    error = one_line_error(capsys)
+    assert f"{archive_path}: a damaged model of version 2 (KeyError" in error

@@ -35,6 +35,7 @@ def one_line_error(capsys) -> str:
         (["evaluate", "--data", ""], "--data: expected a path or a name"),
         (["train", "--optimizer-epsilon", "1e300"], "expected at most 3.4028234663852886e+38"),
         (["train", "--kl-weight", "1e300"], "--kl-weight: expected at most"),
+        (["train", "--stage-learning-rates", "1e39"], "expected positive numbers separated by"),
     ],
 )
 def test_the_command_line_refuses_values_that_would_pass_unseen(arguments, message, capsys):
@@ -42,16 +43,6 @@ def test_the_command_line_refuses_values_that_would_pass_unseen(arguments, messa
         main(arguments)
     assert stopped.value.code == 2
     assert message in one_line_error(capsys)
-
-
-def test_plot_refuses_data_for_a_figure_that_reads_no_test_images(trained_run, capsys):
-    before = folder_state(trained_run)
-    assert main(["plot", "curves", "--run", str(trained_run), "--data", "/no/such.npz"]) == 1
-    assert "--data does not apply to 'curves': it reads no test images" in one_line_error(capsys)
-    arguments = ["plot", "decode", "--run", str(trained_run), "--z", "0", "0", "--data", "x.npz"]
-    assert main(arguments) == 1
-    assert "'decode' with --z or --code" in one_line_error(capsys)
-    assert folder_state(trained_run) == before
 
 
 def test_plot_names_the_flag_of_an_index_out_of_range_and_leaves_no_folder(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -130,7 +131,12 @@ def _latent_coordinate(text: str) -> float:
     explore page reads its points)."""
     import numpy as np
 
-    value = _number(float, signed=True)(text)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
     with np.errstate(over="ignore"):
         finite = bool(np.isfinite(np.float32(value)))
     if not finite:

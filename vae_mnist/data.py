@@ -133,15 +133,14 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             ) from None
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
     # A member whose compressed bytes are damaged fails in zlib, which raises its own error;
-    # an encrypted member or an unknown compression method, zipfile's RuntimeError and
-    # NotImplementedError.
+    # an encrypted member or an unknown compression method, zipfile's RuntimeError (or its
+    # subclass NotImplementedError).
     except (
         zipfile.BadZipFile,
         zlib.error,
         OSError,
         EOFError,
         RuntimeError,
-        NotImplementedError,
     ) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
 

@@ -7,7 +7,6 @@ notebook's inline figures included).
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,10 +35,7 @@ def figure_path(path: str | Path) -> Path:
     Raises:
         ValueError: matplotlib cannot write the format that the suffix names.
     """
-    named = str(path)
     path = Path(path)
-    if path.is_dir() or named.endswith(("/", os.sep)):
-        raise ValueError(f"{named} is a folder: name the figure's file in it (e.g. curves.png)")
     if not path.suffix:
         return path.with_name(path.name + DEFAULT_FIGURE_SUFFIX)
     if path.suffix[1:].lower() not in FigureCanvasBase.get_supported_filetypes():

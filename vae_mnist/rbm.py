@@ -639,8 +639,11 @@ def gibbs_sample_numpy(
     """
     bias1, bias2, coupling = _as_float64(bias1, bias2, coupling)
     first = (rng.random((count, bias1.size)) < 0.5).astype(np.float64)
-    # The second half is drawn again in every sweep; its random start shows only with no sweep.
-    second = (rng.random((count, bias2.size)) < 0.5).astype(np.float64)
+    # The first sweep draws the second half anew, so its random start is drawn only where there
+    # is no sweep: chains of sweeps keep the draws, and the figures, of earlier versions.
+    second = np.zeros((count, bias2.size))
+    if steps == 0:
+        second = (rng.random(second.shape) < 0.5).astype(np.float64)
     for _ in range(steps):
         second = (rng.random(second.shape) < _sigmoid(bias2 + first @ coupling)).astype(float)
         first = (rng.random(first.shape) < _sigmoid(bias1 + second @ coupling.T)).astype(float)

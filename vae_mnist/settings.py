@@ -115,6 +115,8 @@ def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
     largest = _largest(kind, checks)
     if value > largest:
         raise ConfigError(f"{name} must be at most {largest}, got {value!r}")
+    if value < -LARGEST_FLOAT:  # A signed number past float32's range.
+        raise ConfigError(f"{name} must be at least {-LARGEST_FLOAT}, got {value!r}")
     return int(value) if kind == "int" else float(value)
 
 
@@ -171,7 +173,7 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
         or not math.isfinite(item)
         or (whole and not float(item).is_integer())
         or item <= 0
-        or (whole and item > LARGEST_COUNT)
+        or item > (LARGEST_COUNT if whole else LARGEST_FLOAT)
         for item in items
     ) or not (items or checks.get("may_be_empty")):
         wanted = "positive whole numbers" if whole else "positive numbers"

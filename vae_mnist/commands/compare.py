@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -260,6 +261,10 @@ def run(arguments: argparse.Namespace, program: str) -> str:
         from vae_mnist.plotting import figure_path
 
         # Refuse a figure that cannot be written before any work, and create nothing yet.
+        if Path(arguments.out).is_dir() or arguments.out.endswith(("/", os.sep)):
+            raise UsageError(
+                f"--out {arguments.out} is a folder: name the figure's file in it (e.g. curves.png)"
+            )
         try:
             figure = figure_path(arguments.out)
         except ValueError as error:

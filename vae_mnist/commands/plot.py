@@ -122,15 +122,11 @@ class Figures:
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
     """Draw the figures that the `plot` command asks for; return their paths."""
     kind = arguments.kind
-    given_options = getattr(arguments, "given_options", set())
-    unread = unread_option(kind, given_options)
+    unread = unread_option(kind, getattr(arguments, "given_options", set()))
     if unread:
         raise UsageError(unread)
     given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
     reads_test_set = kind in NEEDS_TEST_SET and not (kind == "decode" and given_code)
-    if "--data" in given_options and not reads_test_set:
-        decoding = " with --z or --code" if kind == "decode" else ""
-        raise UsageError(f"--data does not apply to '{kind}'{decoding}: it reads no test images")
     run = load_trained_run(arguments.run)
     parts = figure_parts(run.vae)
     check_given_code(arguments, parts["posterior"])

@@ -7,7 +7,7 @@
 // colour them, so that a class has one colour on the page and in the figures.
 const CLASS_COLOURS = [
   "#440154", "#482878", "#3e4989", "#31688e", "#26828e",
-  "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"
+  "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725",
 ];
 
 // What tests and the curious can read: the last decoding drawn, and whether one is on its way.
@@ -386,7 +386,9 @@ async function drawPriorSample() {
   try {
     place(await ask("/api/prior_sample", {}));
     const index = element("test-index").value;
-    element("test-caption").textContent = `test image ${index}, for comparison: the controls hold a sample of the prior now`;
+    if (index !== "") {
+      element("test-caption").textContent = `test image ${index}, for comparison: the controls hold a sample of the prior now`;
+    }
   } catch (error) {
     showError(error.message);
   }

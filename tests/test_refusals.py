@@ -193,3 +193,11 @@ def test_a_damaged_model_of_version_2_is_one_line(tmp_path, capsys):
     assert main(["plot", "curves", "--run", str(copy), "--out", str(tmp_path / "figures")]) == 1
     error = one_line_error(capsys)
     assert f"{archive_path}: a damaged model of version 2 (KeyError" in error
+
+
+def test_a_version_1_configuration_reads_as_a_preset_file(capsys):
+    from conftest import REPOSITORY
+
+    old = REPOSITORY / "tests" / "fixtures" / "run_v1" / "config.json"
+    assert main(["presets", str(old)]) == 0
+    assert str(old) in capsys.readouterr().out

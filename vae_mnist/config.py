@@ -287,13 +287,15 @@ def convert_old_versions(values: dict[str, Any]) -> dict[str, Any]:
 def _convert_version_1(values: dict[str, Any]) -> dict[str, Any]:
     """The version-2 form of a version-1 flat configuration (the 2017 model, any sizes)."""
     values = dict(values)
+    # Version 1 had no presets; a name is given to its file read as a preset file.
+    preset = values.pop("preset", DEFAULT_PRESET)
     model = {key: values.pop(key) for key in _VERSION_1_MODEL_KEYS if key in values}
     if "intermediate_dim" in values:
         model["hidden_layers"] = [values.pop("intermediate_dim")]
     training = {key: values.pop(key) for key in _VERSION_1_TRAINING_KEYS if key in values}
     if values:
         raise ConfigError(f"unknown configuration keys: {', '.join(sorted(values))}")
-    return {"preset": DEFAULT_PRESET, "data": {}, "model": model, "training": training}
+    return {"preset": preset, "data": {}, "model": model, "training": training}
 
 
 def _convert_version_2(values: dict[str, Any]) -> dict[str, Any]:

@@ -132,7 +132,6 @@ class RunConfig:
                 raise ConfigError(
                     f"a layer below another has a conditional Gaussian prior, so its posterior "
                     f"must be continuous with a density, and the {lower.kind} posterior is not"
-                    f"{lower.withheld('density')}"
                 )
         # The top layer's KL term is the sample estimate log q - log p where no prior has it in
         # closed form, so its posterior needs log q of the training sample: a density, or binary
@@ -144,7 +143,7 @@ class RunConfig:
             raise ConfigError(
                 f"the top of a stack of layers needs a posterior with a density, relaxed "
                 f"binary units or smoothed units in groups, and the {top.kind} posterior has "
-                f"none of these{top.withheld('density')}"
+                f"none of these"
             )
 
     @property

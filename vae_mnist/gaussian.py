@@ -8,6 +8,7 @@ otherwise), and the Gaussian posterior with any prior.
 from __future__ import annotations
 
 import dataclasses
+import math
 from statistics import NormalDist
 from typing import Any, ClassVar
 
@@ -56,26 +57,9 @@ class GaussianPosterior(Posterior):
     )
     epsilon_std: float = setting(
         1.0,
-        "gaussian posterior: standard deviation of the sampling noise (1 where the samples are "
-        "weighed by their density: the iwae objective, a vamp prior, a stack of layers)",
+        "gaussian posterior: standard deviation of the sampling noise",
         positive=True,
     )
-
-    def offers(self, capability: str) -> bool:
-        # Its samples come from N(μ, ε_std² σ²), and `log_density` is N(μ, σ²)'s: with
-        # ε_std ≠ 1, what weighs the samples by that density (the importance-weighted bound, a
-        # Monte-Carlo KL, a VampPrior, a layer of a stack) would not be a bound.
-        if capability == "density" and self.epsilon_std != 1.0:
-            return False
-        return super().offers(capability)
-
-    def withheld(self, capability: str) -> str:
-        if capability == "density" and self.epsilon_std != 1.0:
-            return (
-                f" (with epsilon_std {self.epsilon_std} its samples are not drawn from the "
-                "N(μ, σ²) whose density it gives: use --epsilon-std 1)"
-            )
-        return ""
 
     def head_sizes(self) -> dict[str, int]:
         return {"z_mean": self.dimension, "z_log_var": self.dimension}
@@ -98,6 +82,15 @@ class GaussianPosterior(Posterior):
         for _ in range(len(ops.shape(z)) - len(ops.shape(z_mean))):
             z_mean, z_log_var = ops.expand_dims(z_mean, 1), ops.expand_dims(z_log_var, 1)
         return gaussian_log_density(z, z_mean, z_log_var)
+
+    def sample_log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
+        """log N(z; μ, ε_std² σ²): the density `sample` draws from, which weighs its samples
+        (the importance-weighted bound, a Monte-Carlo KL). With ε_std = 1 it is
+        `log_density`, and the 2017 example's closed-form KL takes N(μ, σ²) whatever ε_std."""
+        if self.epsilon_std == 1.0:
+            return self.log_density(z, parameters)
+        widened = parameters["z_log_var"] + 2.0 * math.log(self.epsilon_std)
+        return self.log_density(z, {**parameters, "z_log_var": widened})
 
     def pairwise_log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
         """log N(z_i; μ_k, σ_k²) for every pair, by `gaussian_pairwise_log_density`."""

@@ -153,7 +153,8 @@ class Posterior(Part):
       (or relaxed) sample, so gradients reach the encoder.
     - ``distribution(parameters)``: a `DiagonalGaussian`, `Categorical` or `FactorialBernoulli`
       for the priors that know its KL in closed form, or None.
-    - ``log_density(z, parameters)``: log q(z|x) of a training sample (``density`` kinds).
+    - ``log_density(z, parameters)``: log q(z|x) of a training sample (``density`` kinds);
+      ``sample_log_density``, the same unless `sample` draws from another distribution.
     - ``sample_exact(parameters, samples, seed)``: exact z ``(batch, samples, code_size)`` and
       log q(z|x) ``(batch, samples)``, for the importance-weighted bound.
     - ``decoder_input(z, seed)``: what the decoder sees for an exact sample (z itself, except
@@ -190,6 +191,12 @@ class Posterior(Part):
 
     def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
         raise NotImplementedError(f"the {self.kind} posterior has no density of its samples")
+
+    def sample_log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
+        """log q(z|x) of a sample that `sample` drew: what weighs it in a Monte-Carlo KL or an
+        importance weight. `log_density` unless a kind draws from another distribution than
+        the one whose density it gives (the Gaussian with its 2017 noise scale)."""
+        return self.log_density(z, parameters)
 
     def pairwise_log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
         """log q(z_i | k) for every code z_i ``(n, d)`` and every set k of parameters, each
@@ -309,6 +316,5 @@ def require_posterior(prior: Prior, posterior: Posterior, capability: str, what:
     """`ConfigError` unless the posterior offers `capability`, naming both kinds."""
     if not posterior.offers(capability):
         raise ConfigError(
-            f"the {prior.kind} prior needs {what}, and the {posterior.kind} posterior is not "
-            f"one{posterior.withheld(capability)}"
+            f"the {prior.kind} prior needs {what}, and the {posterior.kind} posterior is not one"
         )

@@ -335,10 +335,11 @@ class VAE(keras.Model):
         elif kl is None and self._weighs_smoothed_density(top):
             kl = top.smoothed_log_ratio(top_z, top_parameters, self.prior.part)
         elif kl is None:
-            kl = top.log_density(top_z, top_parameters) - self.prior.part.log_density(top_z)
+            kl = top.sample_log_density(top_z, top_parameters) - self.prior.part.log_density(top_z)
         for index, (part, parameters, z) in enumerate(layers[:-1]):
             prior_parameters = self.conditional_prior(index, layers[index + 1][2])
-            kl = kl + part.log_density(z, parameters) - part.log_density(z, prior_parameters)
+            # log q of the sample as drawn, against the conditional prior's density.
+            kl = kl + part.sample_log_density(z, parameters) - part.log_density(z, prior_parameters)
         return kl
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

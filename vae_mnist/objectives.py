@@ -191,8 +191,7 @@ class IWAEObjective(Objective):
             return
         raise ConfigError(
             f"the iwae objective weighs samples by their density, which the {posterior.kind} "
-            f"posterior with the {prior.kind} prior does not give"
-            f"{posterior.withheld('density')}; use --objective elbo"
+            f"posterior with the {prior.kind} prior does not give; use --objective elbo"
         )
 
     def loss(self, log_weights: TensorLike) -> TensorLike:

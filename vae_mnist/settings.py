@@ -254,11 +254,6 @@ class Part(Settings):
     def offers(self, capability: str) -> bool:
         return capability in self.capabilities
 
-    def withheld(self, capability: str) -> str:
-        """Why this part does not offer `capability` with its settings, though its kind may:
-        a clause that a refusal adds after the part's name, or nothing."""
-        return ""
-
     def variables_loaded(self) -> None:
         """After a saved model's variables are loaded into this part's host: nothing by
         default (a part may bring state derived from its weights up to date)."""

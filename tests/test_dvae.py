@@ -478,7 +478,7 @@ def test_coupling_figure_refused_for_a_gaussian_run(tmp_path):
         (("--beta", "0"), "--beta"),
         (("--beta", "-2"), "--beta"),
         (("--chains", "0"), "--chains"),
-        (("--halves", "3"), "halves needs 2 numbers"),
+        (("--halves", "3"), "--halves: expected 2 positive whole numbers separated by commas"),
         (("--halves", "3,4"), "halves 3 + 4 need 7 binary units"),
         (("--gibbs-sweeps", "0"), "--gibbs-sweeps"),
         (("--gibbs-sweeps", "1.5"), "--gibbs-sweeps"),

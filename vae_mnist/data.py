@@ -135,13 +135,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     # A member whose compressed bytes are damaged fails in zlib, which raises its own error;
     # an encrypted member or an unknown compression method, zipfile's RuntimeError (or its
     # subclass NotImplementedError).
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        OSError,
-        EOFError,
-        RuntimeError,
-    ) as error:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
 
 

@@ -56,9 +56,7 @@ class GaussianPosterior(Posterior):
         2, "gaussian posterior: dimensions of the latent space z", positive=True
     )
     epsilon_std: float = setting(
-        1.0,
-        "gaussian posterior: standard deviation of the sampling noise",
-        positive=True,
+        1.0, "gaussian posterior: standard deviation of the sampling noise", positive=True
     )
 
     def head_sizes(self) -> dict[str, int]:

@@ -59,6 +59,11 @@ def _uniform_noise(shape: tuple, dtype: str, seed: Seed) -> TensorLike:
     """U ~ Uniform(0, 1) of the given shape, clipped to ``[ε, 1 - ε]``, in the noise type."""
     noise_dtype = _noise_dtype(dtype)
     uniform = noise.uniform(shape, minval=0.0, maxval=1.0, dtype=noise_dtype, seed=seed)
+    return _off_the_ends(uniform)
+
+
+def _off_the_ends(uniform: TensorLike) -> TensorLike:
+    """U clipped to ``[ε, 1 - ε]``."""
     return ops.clip(uniform, UNIFORM_EPSILON, 1.0 - UNIFORM_EPSILON)
 
 
@@ -229,8 +234,7 @@ def bernoulli_bits(uniform: TensorLike, logits: TensorLike) -> TensorLike:
     many nats. Clipped, a bit with probability below ε is never drawn: under-drawn by at most
     ε, never over-drawn. Where it matters not, the bits are those of ``U < σ(l)``.
     """
-    clipped = ops.clip(uniform, UNIFORM_EPSILON, 1.0 - UNIFORM_EPSILON)
-    return ops.cast(clipped < ops.sigmoid(logits), logits.dtype)
+    return ops.cast(_off_the_ends(uniform) < ops.sigmoid(logits), logits.dtype)
 
 
 def categorical_log_probability(one_hot: TensorLike, logits: TensorLike) -> TensorLike:

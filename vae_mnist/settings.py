@@ -159,9 +159,13 @@ def describe_number(kind: str, checks: Any, value: Any = None) -> str:
 def describe_list(kind: str, checks: Any) -> str:
     """What `check_value` asks of a list setting (`field_type` ``list`` or ``numbers``) given
     on the command line, in words."""
-    noun = "positive whole numbers" if kind == "list" else "positive numbers"
+    noun = _list_items(kind == "list")
     length = checks.get("length")
     return f"{length} {noun}" if length is not None else noun
+
+
+def _list_items(whole: bool) -> str:
+    return "positive whole numbers" if whole else "positive numbers"
 
 
 def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> tuple:
@@ -176,8 +180,7 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
         or item > (LARGEST_COUNT if whole else LARGEST_FLOAT)
         for item in items
     ) or not (items or checks.get("may_be_empty")):
-        wanted = "positive whole numbers" if whole else "positive numbers"
-        raise ConfigError(f"{name} must be a list of {wanted}, got {value!r}")
+        raise ConfigError(f"{name} must be a list of {_list_items(whole)}, got {value!r}")
     length = checks.get("length")
     if length is not None and len(items) != length:
         raise ConfigError(f"{name} needs {length} numbers, got {len(items)} ({value!r})")

@@ -157,8 +157,11 @@ def _read_test_set(figures: Figures) -> None:
     _, figures.images = model_inputs(data, config.data.binarize, config.training.seed)
     figures.labels = data[1][1]
     kind = arguments.kind
-    indices = [("--index", index) for index in arguments.index]
-    indices = indices if kind in ("decode", "codes", "all") else []
+    indices = (
+        [("--index", index) for index in arguments.index]
+        if kind in ("decode", "codes", "all")
+        else []
+    )
     if kind in ("interpolation", "all"):
         indices += [("--from", arguments.from_index), ("--to", arguments.to_index)]
     for flag, index in indices:

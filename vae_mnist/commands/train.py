@@ -59,12 +59,12 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
 
     # Every refusal of the folder (a finished run, other settings of an unfinished one) comes
     # before the data load, which may be a download; `train` decides the same again.
-    resumed = decide_resume(
-        RunPaths(folder), config, arguments.overwrite, arguments.restart, arguments.extend
-    )
-    tensorboard = RunPaths(folder).tensorboard
-    if arguments.tensorboard and tensorboard.exists() and not tensorboard.is_dir():
-        raise UsageError(f"{tensorboard} is a file, where --tensorboard writes its logs: move it")
+    paths = RunPaths(folder)
+    resumed = decide_resume(paths, config, arguments.overwrite, arguments.restart, arguments.extend)
+    if arguments.tensorboard and paths.tensorboard.exists() and not paths.tensorboard.is_dir():
+        raise UsageError(
+            f"{paths.tensorboard} is a file, where --tensorboard writes its logs: move it"
+        )
     data = config.data.load(arguments.data)
     # Say "continuing" only where the run will continue.
     if completed and resumed:
@@ -96,7 +96,7 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
     )
     if arguments.tensorboard:
         print(
-            f"{program}: TensorBoard logs in {RunPaths(folder).tensorboard} "
+            f"{program}: TensorBoard logs in {paths.tensorboard} "
             f"(see them with: tensorboard --logdir {folder.parent})"
         )
 

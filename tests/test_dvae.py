@@ -498,16 +498,30 @@ def test_train_refuses_bad_rbm_settings(tmp_path, flags, message):
     assert not folder.exists()
 
 
-def test_evaluate_refuses_exact_log_partition_for_large_halves(tmp_path):
-    config = TINY.replace(units=43, halves=(21, 22))
-    folder = tmp_path / "big"
+@pytest.mark.parametrize(
+    ("settings", "method", "message"),
+    [
+        ({"units": 43, "halves": (21, 22)}, "exact", "21 units: more than 20"),
+        # The prior, not the command line, knows its methods: one check, with the choices.
+        ({}, "banana", "unknown --log-partition 'banana' (choose from auto, exact, ais)"),
+        ({}, "", "unknown --log-partition ''"),
+        (
+            {"posterior": "gaussian", "prior": "standard_normal"},
+            "ais",
+            "--log-partition applies to a prior with a partition function",
+        ),
+    ],
+)
+def test_evaluate_refuses_a_log_partition_it_cannot_have(tmp_path, settings, method, message):
+    config = TINY.replace(**settings)
+    folder = tmp_path / "run"
     folder.mkdir()
     save_model(build_vae(config), folder / "vae.keras")
     config.save(folder / "config.json")
     before = folder_state(folder)
-    result = run_command("evaluate", "--run", str(folder), "--log-partition", "exact")
+    result = run_command("evaluate", "--run", str(folder), "--log-partition", method)
     assert result.returncode != 0
-    assert "21 units: more than 20" in result.stderr
+    assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert folder_state(folder) == before
 

@@ -33,8 +33,16 @@ def one_line_error(capsys) -> str:
         (["plot", "curves", "--run", ""], "--run: expected a path or a name"),
         (["compare", ""], "RUN: expected a path or a name"),
         (["evaluate", "--data", ""], "--data: expected a path or a name"),
-        (["train", "--optimizer-epsilon", "1e300"], "expected at most 3.4028234663852886e+38"),
-        (["train", "--kl-weight", "1e300"], "--kl-weight: expected at most"),
+        (
+            ["train", "--optimizer-epsilon", "1e300"],
+            (
+                "--optimizer-epsilon: expected a number within float32's range (±3.4e38), "
+                "got '1e300'"
+            ),
+        ),
+        (["train", "--kl-weight", "1e300"], "--kl-weight: expected a number within float32"),
+        # argparse takes a negative number for a value only where it is written without an exponent.
+        (["plot", "decode", "--z", "1", "-" + "9" * 40], "--z: expected a number within float32"),
         (["train", "--stage-learning-rates", "1e39"], "expected positive numbers separated by"),
     ],
 )

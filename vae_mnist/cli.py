@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import math
 import os
 import sys
 from collections.abc import Sequence
@@ -124,26 +123,6 @@ def _setting_list(field):
             ) from None
 
     return parse_list
-
-
-def _latent_coordinate(text: str) -> float:
-    """A coordinate of ``--z``: a number that float32, the decoder's type, holds finite (as the
-    explore page reads its points)."""
-    import numpy as np
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
-    with np.errstate(over="ignore"):
-        finite = bool(np.isfinite(np.float32(value)))
-    if not finite:
-        raise argparse.ArgumentTypeError(
-            f"expected a number that float32 holds (within ±3.4e38), got {text!r}"
-        )
-    return value
 
 
 # The most digits a figure puts along a side: 100 digits are 2,800 pixels.
@@ -350,7 +329,7 @@ def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
     )
     plot.add_argument(
         "--z",
-        type=_latent_coordinate,
+        type=_number(float, signed=True),
         nargs="+",
         metavar="X",
         help="decode this latent point instead of test images (one number per dimension)",
@@ -416,10 +395,12 @@ def _add_evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the Monte-Carlo draws")
     evaluate.add_argument(
         "--log-partition",
-        choices=("auto", "exact", "ais"),
         default="auto",
-        help="how an RBM prior's log Z is computed: exact (the smaller half has at most 20 "
-        "units), ais (annealed importance sampling), or auto (exact where possible; default)",
+        metavar="METHOD",
+        # The prior checks the method, once: which methods it has, and which its size allows.
+        help="how an RBM prior's log Z is computed: exact (by enumerating the smaller half), "
+        "ais (annealed importance sampling), or auto (exact where the half is small enough; "
+        "default)",
     )
     evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
 

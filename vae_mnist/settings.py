@@ -112,11 +112,9 @@ def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
         raise ConfigError(f"{name} must not be negative, got {value!r}")
     if "minimum" in checks and value < checks["minimum"]:
         raise ConfigError(f"{name} must be at least {checks['minimum']}, got {value!r}")
-    largest = _largest(kind, checks)
-    if value > largest:
-        raise ConfigError(f"{name} must be at most {largest}, got {value!r}")
-    if value < -LARGEST_FLOAT:  # A signed number past float32's range.
-        raise ConfigError(f"{name} must be at least {-LARGEST_FLOAT}, got {value!r}")
+    outside = _outside_range(kind, checks, value)
+    if outside:
+        raise ConfigError(f"{name} must be {outside}, got {value!r}")
     return int(value) if kind == "int" else float(value)
 
 
@@ -126,21 +124,33 @@ def _largest(kind: str, checks: Any) -> float:
     return checks.get("maximum", LARGEST_COUNT if kind == "int" else LARGEST_FLOAT)
 
 
+def _outside_range(kind: str, checks: Any, value: float) -> str | None:
+    """What a finite `value` must be where it lies past the largest of `checks` (or, signed,
+    below float32's smallest), in words; None where it lies within."""
+    largest = _largest(kind, checks)
+    if -LARGEST_FLOAT <= value <= largest:
+        return None
+    if largest == LARGEST_FLOAT or value < -LARGEST_FLOAT:
+        return "a number within float32's range (±3.4e38)"
+    return f"at most {largest}"
+
+
 def describe_number(kind: str, checks: Any, value: Any = None) -> str:
     """What `check_number` asks of a number of `kind` within `checks`, in words (``a positive
-    whole number``), or, where `value` fails only the largest allowed, ``at most N``.
+    whole number``), or, where `value` fails only its range, ``at most N`` (or float32's
+    range).
 
     The largest a setting names itself is stated; the 32-bit bound of every count is not,
     since no one reaches it but by mistake.
     """
-    largest = _largest(kind, checks)
     if (
         isinstance(value, (int, float))
         and math.isfinite(value)
-        and value > largest
         and (kind != "int" or float(value).is_integer())
     ):
-        return f"at most {largest}"
+        outside = _outside_range(kind, checks, value)
+        if outside:
+            return outside
     noun = "whole number" if kind == "int" else "number"
     minimum, maximum = checks.get("minimum"), checks.get("maximum")
     if minimum not in (None, 0):

@@ -426,37 +426,47 @@ def _start(
 ) -> tuple[keras.Model, dict[str, Any]]:
     """The model to train (built, or the unfinished run's checkpoint) and the progress record,
     with the folder made consistent with them."""
-    resume = info is not None
-    if resume:
-        info = resumed_run_info(info)
-    else:
-        info = new_run_info(config.training.seed)
-        shutil.rmtree(paths.checkpoints, ignore_errors=True)
-        shutil.rmtree(paths.snapshots, ignore_errors=True)
-        # A new run's TensorBoard curves must not continue an old run's.
-        shutil.rmtree(paths.tensorboard, ignore_errors=True)
-    completed = info["completed_epochs"]
     training = config.training
     steps_per_epoch = math.ceil(train_images / training.batch_size)
-    # A resumed run reseeds from its position, so its shuffling is repeatable too.
-    keras.utils.set_random_seed(training.seed + completed)
-    if resume:
-        vae = load_model(paths.folder / info["checkpoint"], config)
-        vae.continue_with(config)
-        # The checkpoint carries the settings of the backend that saved it, which may not be
-        # this one (a run trained on JAX and continued on PyTorch).
-        vae.steps_per_execution, vae.jit_compile = execution_settings(config, steps_per_epoch)
-        if config.optimizer.resumes_with_new_learning_rate:
-            vae.optimizer.learning_rate.assign(config.optimizer.learning_rate)
-    else:
+    if info is None:
+        info = new_run_info(training.seed)
+        _clear_earlier_run(paths)
+        keras.utils.set_random_seed(training.seed)
         vae = build_vae(config)
         compile_vae(vae, config, steps_per_epoch)
+    else:
+        info = resumed_run_info(info)
+        # A resumed run reseeds from its position, so its shuffling is repeatable too.
+        keras.utils.set_random_seed(training.seed + info["completed_epochs"])
+        vae = _resumed_model(paths, config, info["checkpoint"], steps_per_epoch)
     config.save(paths.config)
     write_run_info(paths, info)
     atomic_write_text(paths.history, history_csv_text(info["history"]))
-    if training.snapshot_every and completed == 0:
+    if training.snapshot_every and info["completed_epochs"] == 0:
         save_model(vae.image_decoder(), paths.snapshot(0))
     return vae, info
+
+
+def _clear_earlier_run(paths: RunPaths) -> None:
+    """Remove what a new run must not continue: an old run's checkpoints, snapshots and
+    TensorBoard curves."""
+    shutil.rmtree(paths.checkpoints, ignore_errors=True)
+    shutil.rmtree(paths.snapshots, ignore_errors=True)
+    shutil.rmtree(paths.tensorboard, ignore_errors=True)
+
+
+def _resumed_model(
+    paths: RunPaths, config: RunConfig, checkpoint: str, steps_per_epoch: int
+) -> keras.Model:
+    """The unfinished run's checkpoint, compiled for this run's settings."""
+    vae = load_model(paths.folder / checkpoint, config)
+    vae.continue_with(config)
+    # The checkpoint carries the settings of the backend that saved it, which may not be this
+    # one (a run trained on JAX and continued on PyTorch).
+    vae.steps_per_execution, vae.jit_compile = execution_settings(config, steps_per_epoch)
+    if config.optimizer.resumes_with_new_learning_rate:
+        vae.optimizer.learning_rate.assign(config.optimizer.learning_rate)
+    return vae
 
 
 def _diverged(paths: RunPaths, info: dict[str, Any], value: str) -> TrainingDivergedError:

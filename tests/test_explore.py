@@ -811,6 +811,54 @@ def test_the_pointer_over_the_plane_decodes_each_point_live(browser, page_runs, 
     assert returncode == 0, stderr
 
 
+# Holds the page's first request for a test image back by a second and a half, and says when
+# its answer has been handed to the page.
+HOLD_THE_FIRST_TEST_IMAGE = """
+const pageFetch = window.fetch.bind(window);
+window.heldAnswer = "none";
+window.fetch = async (path, options) => {
+  if (window.heldAnswer !== "none" || !String(path).includes("/api/test/")) {
+    return pageFetch(path, options);
+  }
+  window.heldAnswer = "held";
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const response = await pageFetch(path, options);
+  setTimeout(() => { window.heldAnswer = "answered"; }, 200);
+  return response;
+};
+"""
+
+
+@pytest.mark.browser
+def test_an_index_typed_at_the_start_is_not_replaced_by_the_first_image(browser, page_served):
+    """The page shows a test image as it starts; an index typed and shown before that answer
+    arrives keeps its image, caption and command."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    held = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_THE_FIRST_TEST_IMAGE}
+    )
+    try:
+        browser.get(page_served["wide"].url + "/")
+        WebDriverWait(browser, 30).until(
+            lambda driver: driver.execute_script("return window.heldAnswer") == "held"
+        )
+        browser.find_element("id", "test-index").clear()
+        browser.find_element("id", "test-index").send_keys("5")
+        browser.find_element("css selector", "#test-form button[type=submit]").click()
+        assert text_becomes(browser, "test-command", lambda text: text.endswith("--index 5"))
+        WebDriverWait(browser, 30).until(
+            lambda driver: driver.execute_script("return window.heldAnswer") == "answered"
+        )
+        assert browser.find_element("id", "test-index").get_attribute("value") == "5"
+        assert browser.find_element("id", "test-caption").text.startswith("test image 5 (")
+        assert browser.find_element("id", "test-command").text.endswith("--index 5")
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": held["identifier"]}
+        )
+
+
 @pytest.mark.browser
 def test_the_sliders_of_a_wide_latent_decode_as_they_move(browser, page_served, tmp_path):
     from selenium.webdriver.common.keys import Keys

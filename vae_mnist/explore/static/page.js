@@ -17,6 +17,7 @@ const explore = {
   decodes: 0, // decodings drawn so far
   inflight: false,
   pending: false,
+  testRequests: 0, // test images asked for so far; only the latest one's answer is shown
   // Nothing on its way, and the image shown is that of the code the controls hold.
   get settled() {
     return (
@@ -365,8 +366,12 @@ function withArticle(name) {
 
 // Show a test image and its reconstruction; with `placing`, also put its code in the controls.
 async function showTestImage(which, placing = true) {
+  // An earlier answer arriving late (the start's first image, say) must not replace the image
+  // of an index typed while it was on its way.
+  const request = ++explore.testRequests;
   try {
     const answer = await ask(`/api/test/${which}`);
+    if (request !== explore.testRequests) return;
     drawDigit(element("original"), answer.image);
     drawDigit(element("reconstruction"), answer.reconstruction);
     element("test-index").value = answer.index;

@@ -659,6 +659,38 @@ def test_a_narrow_code_grid_keeps_its_title_inside_the_figure(tmp_path, monkeypa
     assert path.exists() and inside == [True]
 
 
+def test_a_code_grid_in_blocks_labels_its_classes_and_each_blocks_variables(monkeypatch, tmp_path):
+    from vae_mnist import plotting
+
+    seen = {}
+
+    def read_then_save(figure, path):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        # Drawn as saved, so the secondary axis stands where the file shows it.
+        FigureCanvasAgg(figure).draw()
+        axis = figure.axes[0]
+        (top,) = axis.child_axes
+        seen["classes"] = [label.get_text() for label in axis.get_xticklabels()]
+        seen["rows"] = [label.get_text() for label in axis.get_yticklabels()]
+        seen["blocks"] = [label.get_text() for label in top.get_xticklabels()]
+        # The title sits above the blocks' labels, not on them.
+        highest = max(label.get_window_extent().y1 for label in top.get_xticklabels())
+        seen["title clear"] = axis.title.get_window_extent().y0 >= highest
+        return original(figure, path)
+
+    original = plotting._save
+    monkeypatch.setattr(plotting, "_save", read_then_save)
+    decoded = np.zeros((64 * 2, 784), np.float32)
+    plotting.plot_code_grid(decoded, np.zeros(64, int), 2, tmp_path / "codes.png", "codes")
+    assert seen == {
+        "classes": ["0", "1"] * 3,
+        "rows": ["+0", "+5", "+10", "+15", "+20"],
+        "blocks": ["0..24", "25..49", "50..63"],
+        "title clear": True,
+    }
+
+
 def test_a_test_images_class_is_named_with_its_article():
     from vae_mnist.commands.plot import _label
 

@@ -401,13 +401,31 @@ def plot_code_grid(
         axis.set_xlabel("class k")
         axis.set_ylabel("variable i")
     else:
-        axis.set_xticks([])
-        axis.set_yticks([])
-        axis.set_xlabel(f"variables 0..{variables - 1} run down {blocks} blocks of {rows}")
+        _label_code_blocks(axis, variables, classes, rows, block_width)
     # A grid of few blocks is narrower than its title: wrap the title to the figure's width,
     # about 12 characters an inch at this size.
     axis.set_title(textwrap.fill(title, width=int(width * 12)), fontsize=9)
     return _save(figure, path)
+
+
+def _label_code_blocks(axis, variables: int, classes: int, rows: int, block_width: int) -> None:
+    """Ticks for a code grid in blocks: each block's classes below, its variables above, and
+    every fifth row counted from the block's first variable."""
+    blocks = -(-variables // rows)
+    lefts = block_width * np.arange(blocks)
+    # (blocks, classes) -> (blocks * classes,) centres, block-major as the canvas runs.
+    centres = (lefts[:, None] + IMAGE_SIDE * (np.arange(classes) + 0.5)).ravel()
+    axis.set_xticks(centres, [str(k) for _ in range(blocks) for k in range(classes)])
+    axis.set_xlabel("class k")
+    shown_rows = np.arange(0, rows, 5)
+    axis.set_yticks(IMAGE_SIDE * (shown_rows + 0.5), [f"+{row}" for row in shown_rows])
+    axis.set_ylabel("variable: the block's first + row")
+    top = axis.secondary_xaxis("top")
+    top.set_xticks(
+        lefts + classes * IMAGE_SIDE / 2,
+        [f"{block * rows}..{min(variables, (block + 1) * rows) - 1}" for block in range(blocks)],
+    )
+    top.tick_params(labelsize=7, length=0)
 
 
 def plot_class_usage(usage: np.ndarray, path: str | Path) -> Path:

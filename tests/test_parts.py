@@ -145,7 +145,8 @@ def test_a_kind_added_outside_the_package_plots(laplace_run, tmp_path, capsys):
     )
     assert status == 0, capsys.readouterr().err
     written = {path.name for path in out.iterdir()}
-    # Everything but what needs a prior's quantiles (manifold, density) or discrete codes.
+    # Everything but what needs a prior's quantiles (the manifold), the N(0, I) prior (the
+    # density) or discrete codes (the class usage).
     assert {
         "latent_scatter.png",
         "decode_7.png",
@@ -184,7 +185,8 @@ def test_a_kind_of_ones_own_trains_and_evaluates_from_the_command_line(tmp_path)
         environment=kinds,
     )
     assert trained.returncode == 0, trained.stderr
-    # The module imports Keras, and so TensorFlow, which must still start quietly.
+    # Training starts TensorFlow (the module reaches Keras through vae_mnist.backend), which
+    # must still start quietly.
     assert "absl" not in trained.stderr
     assert json.loads((tmp_path / "run" / "config.json").read_text())["posterior"]["kind"] == (
         "laplace"

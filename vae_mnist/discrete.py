@@ -207,8 +207,8 @@ class CategoricalPosterior(RelaxedPosterior):
     kind: ClassVar[str] = "categorical"
     description: ClassVar[str] = "categorical variables, Gumbel-softmax (Jang et al. 2017)"
 
-    variables: int = setting(20, "categorical posterior: the number of variables N", positive=True)
-    categories: int = setting(10, "categorical posterior: classes K of each variable", minimum=2)
+    variables: int = setting(20, "the number of categorical variables N", positive=True)
+    categories: int = setting(10, "classes K of each categorical variable", minimum=2)
     straight_through: bool = _temperature_settings()["straight_through"]
     temperature: float = _temperature_settings()["temperature"]
     temperature_min: float = _temperature_settings()["temperature_min"]
@@ -346,7 +346,7 @@ class BernoulliPosterior(RelaxedPosterior, BinaryPosterior):
     description: ClassVar[str] = "binary units, binary Concrete (Maddison et al. 2017)"
     capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_density", "relaxed_bits"})
 
-    units: int = setting(200, "binary posteriors: the number of binary units", positive=True)
+    units: int = setting(200, "the number of binary units", positive=True)
     straight_through: bool = _temperature_settings()["straight_through"]
     temperature: float = _temperature_settings()["temperature"]
     temperature_min: float = _temperature_settings()["temperature_min"]
@@ -400,9 +400,9 @@ class SpikeExponentialPosterior(BinaryPosterior):
     kind: ClassVar[str] = "spike_exponential"
     description: ClassVar[str] = "binary units, spike-and-exponential smoothing (Rolfe 2017)"
 
-    units: int = setting(200, "binary posteriors: the number of binary units", positive=True)
+    units: int = setting(200, "the number of binary units", positive=True)
     sharpness: float = setting(
-        8.0, "smoothed binary posteriors: β, the sharpness of the exponentials", positive=True
+        8.0, "β, the sharpness of the smoothing's exponentials", positive=True
     )
 
     def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:

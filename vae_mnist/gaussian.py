@@ -52,12 +52,8 @@ class GaussianPosterior(Posterior):
     description: ClassVar[str] = "a diagonal Gaussian (Kingma & Welling 2013)"
     capabilities: ClassVar[frozenset[str]] = frozenset({"continuous", "density"})
 
-    dimension: int = setting(
-        2, "gaussian posterior: dimensions of the latent space z", positive=True
-    )
-    epsilon_std: float = setting(
-        1.0, "gaussian posterior: standard deviation of the sampling noise", positive=True
-    )
+    dimension: int = setting(2, "dimensions of the latent space z", positive=True)
+    epsilon_std: float = setting(1.0, "standard deviation of the sampling noise ε", positive=True)
 
     def head_sizes(self) -> dict[str, int]:
         return {"z_mean": self.dimension, "z_log_var": self.dimension}

@@ -144,7 +144,7 @@ class GaussianLikelihood(Likelihood):
 
     minimum_std: float = setting(
         GAUSSIAN_MINIMUM_STD,
-        "gaussian likelihood: the smallest standard deviation of a pixel (one gray level)",
+        "the smallest standard deviation of a pixel (one gray level)",
         positive=True,
     )
 

@@ -104,11 +104,9 @@ class ELBOObjective(Objective):
     kind: ClassVar[str] = "elbo"
     description: ClassVar[str] = "the evidence lower bound, one sample per image"
 
-    kl_weight: float = setting(
-        1.0, "elbo objective: the weight of the KL term (a beta-VAE; 1 is the ELBO)"
-    )
+    kl_weight: float = setting(1.0, "the weight of the KL term (a beta-VAE; 1 is the ELBO)")
     kl_warmup_epochs: int = setting(
-        0, "elbo objective: epochs over which the KL weight rises linearly from 0 (0: none)"
+        0, "epochs over which the KL weight rises linearly from 0 (0: none)"
     )
 
     @property
@@ -171,7 +169,7 @@ class IWAEObjective(Objective):
     needs_log_weights: ClassVar[bool] = True
 
     importance_samples: int = setting(
-        5, "iwae objective: K, the samples of z per image in the bound", positive=True
+        5, "K, the samples of z per image in the importance-weighted bound", positive=True
     )
 
     def check_parts(self, posterior: Any, prior: Any) -> None:

@@ -96,24 +96,24 @@ class RBMPrior(Prior):
     )
 
     halves: tuple[int, ...] = setting(
-        (16, 16), "rbm prior: binary units of its two halves (e.g. 16,16)", length=2
+        (16, 16), "binary units of the RBM's two halves (e.g. 16,16)", length=2
     )
     chains: int = setting(
-        100, "rbm prior: persistent Gibbs chains that estimate its gradient", positive=True
+        100, "persistent Gibbs chains that estimate the gradient of log Z", positive=True
     )
     gibbs_sweeps: int = setting(
-        1, "rbm prior: block Gibbs sweeps of the chains per training step", positive=True
+        1, "block Gibbs sweeps of the chains per training step", positive=True
     )
     log_partition_gradient: str = setting(
         "chains",
-        "rbm prior: the gradient of log Z from the persistent chains, or exact (enumerated "
+        "the gradient of log Z from the persistent chains, or exact (enumerated "
         f"inside the step; a half of at most {IN_GRAPH_EXACT_UNITS} units), or auto (exact "
         "where it can be, chains otherwise)",
         choices=("chains", "exact", "auto"),
     )
     relaxation: str = setting(
         "closed_form",
-        "rbm prior: its term in training, closed_form (E_q[E(z)] for a factorial q, Rolfe "
+        "the RBM's term in training, closed_form (E_q[E(z)] for a factorial q, Rolfe "
         "2017), gumbolt (the energy at the posterior's relaxed sample, Khoshaman & Amin "
         "2018; a bernoulli posterior; trains with --objective iwae too) or mean_field (the "
         "prior's density of the smoothed sample, its sum over states by mean-field, DVAE# "
@@ -122,19 +122,15 @@ class RBMPrior(Prior):
     )
     mean_field_iterations: int = setting(
         10,
-        "rbm prior: fixed-point sweeps of the mean-field bound that the mean_field relaxation "
+        "fixed-point sweeps of the mean-field bound that the mean_field relaxation "
         "takes for each sample",
         positive=True,
     )
-    ais_runs: int = setting(
-        100, "rbm prior: annealed importance sampling runs for log Z", minimum=2
-    )
-    ais_steps: int = setting(
-        10_000, "rbm prior: annealing steps of each AIS run for log Z", positive=True
-    )
+    ais_runs: int = setting(100, "annealed importance sampling runs for log Z", minimum=2)
+    ais_steps: int = setting(10_000, "annealing steps of each AIS run for log Z", positive=True)
     ais_refresh_steps: int = setting(
         1_000,
-        "rbm prior: annealing steps of the AIS estimate of log Z that training's logged loss "
+        "annealing steps of the AIS estimate of log Z that training's logged loss "
         "uses, refreshed each epoch (evaluation uses --ais-steps)",
         positive=True,
     )

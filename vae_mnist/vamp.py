@@ -35,7 +35,7 @@ class VampPrior(Prior):
     capabilities: ClassVar[frozenset[str]] = frozenset({"sample"})
 
     pseudo_inputs: int = setting(
-        500, "vamp prior: K, the learned pseudo-inputs whose posteriors it mixes", positive=True
+        500, "K, the learned pseudo-inputs whose posteriors the VampPrior mixes", positive=True
     )
 
     def check_posterior(self, posterior: Posterior) -> None:

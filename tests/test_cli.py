@@ -325,6 +325,16 @@ BAD_FLAGS = {
     "z word": (["plot", "decode", "--z", "1.0", "abc"], r"--z: expected a number, got 'abc'"),
     "z beyond float32": (["plot", "decode", "--z", "1e39", "1"], r"--z: .*float32.*'1e39'"),
     "z just beyond float32": (["plot", "decode", "--z", "3.41e38", "1"], r"float32.*'3.41e38'"),
+    "z infinite": (["plot", "decode", "--z", "1", "1e999"], r"--z: expected a finite number"),
+    "learning rate infinite": (
+        ["train", "--learning-rate", "inf"],
+        r"--learning-rate: expected a positive finite number, got 'inf'",
+    ),
+    # A sign is what a negative seed gets wrong, however large it is.
+    "seed far below zero": (
+        ["train", "--seed", "-" + "9" * 41],
+        r"--seed: expected a non-negative whole number of at most 1073741823",
+    ),
     "n zero": (["plot", "manifold", "--n", "0"], r"--n: expected a positive whole number"),
     "unknown kind": (["plot", "everything"], r"invalid choice: 'everything'"),
     # Seeds stay within PyTorch's 32-bit signed ones; sizes past 31 bits no backend builds.
@@ -657,6 +667,14 @@ def test_a_narrow_code_grid_keeps_its_title_inside_the_figure(tmp_path, monkeypa
     title = "test image 9 (a 9): its most probable code (framed), variable i set to class k"
     path = plotting.plot_code_grid(decoded, np.zeros(64, int), 2, tmp_path / "codes.png", title)
     assert path.exists() and inside == [True]
+
+
+def test_a_number_that_float32_rounds_to_its_largest_is_taken():
+    """Numpy prints float32's largest as 3.4028235e38, a little above it, which rounds back."""
+    from vae_mnist.cli import _number
+
+    assert _number(float, signed=True)("3.4028235e38") == 3.4028235e38
+    assert _number(float, signed=True)("-3.4028235e38") == -3.4028235e38
 
 
 def test_a_code_grid_in_blocks_labels_its_classes_and_each_blocks_variables(monkeypatch, tmp_path):

@@ -49,6 +49,9 @@ LARGEST_SEED = 2**30 - 1
 LARGEST_COUNT = 2**31 - 1
 # The largest number setting: float32's largest, the type the models compute in.
 LARGEST_FLOAT = 3.4028234663852886e38
+# From here on a number rounds to infinity in float32: its largest plus half its last step
+# (2**128 - 2**103), so a number printed as float32's largest (3.4028235e38) is still taken.
+FLOAT32_OVERFLOW = 3.4028235677973366e38
 
 
 def setting(default: Any, help_text: str, **checks: Any) -> Any:
@@ -125,14 +128,16 @@ def _largest(kind: str, checks: Any) -> float:
 
 
 def _outside_range(kind: str, checks: Any, value: float) -> str | None:
-    """What a finite `value` must be where it lies past the largest of `checks` (or, signed,
-    below float32's smallest), in words; None where it lies within."""
+    """What a finite `value` must be where it lies past the largest of `checks` (a setting's
+    own, or float32's), or, for a signed setting, past float32's most negative; in words, or
+    None where it lies within."""
     largest = _largest(kind, checks)
-    if -LARGEST_FLOAT <= value <= largest:
-        return None
-    if largest == LARGEST_FLOAT or value < -LARGEST_FLOAT:
+    past_float32 = abs(value) >= FLOAT32_OVERFLOW and (value > 0 or checks.get("signed"))
+    if past_float32 and (largest == LARGEST_FLOAT or value < 0):
         return "a number within float32's range (±3.4e38)"
-    return f"at most {largest}"
+    if largest != LARGEST_FLOAT and value > largest:
+        return f"at most {largest}"
+    return None
 
 
 def describe_number(kind: str, checks: Any, value: Any = None) -> str:
@@ -152,6 +157,8 @@ def describe_number(kind: str, checks: Any, value: Any = None) -> str:
         if outside:
             return outside
     noun = "whole number" if kind == "int" else "number"
+    if isinstance(value, float) and not math.isfinite(value):
+        noun = f"finite {noun}"
     minimum, maximum = checks.get("minimum"), checks.get("maximum")
     if minimum not in (None, 0):
         if maximum is not None:

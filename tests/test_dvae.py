@@ -526,6 +526,18 @@ def test_evaluate_refuses_a_log_partition_it_cannot_have(tmp_path, settings, met
     assert folder_state(folder) == before
 
 
+def test_evaluate_refuses_an_unknown_log_partition_before_loading_the_model(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    # A model file that would fail to load: the method is refused first, from the config.
+    (folder / "vae.keras").write_bytes(b"not a model")
+    TINY.save(folder / "config.json")
+    result = run_command("evaluate", "--run", str(folder), "--log-partition", "banana")
+    assert result.returncode != 0
+    assert "unknown --log-partition 'banana'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("settings", "weight"),
     [

@@ -181,16 +181,12 @@ class RelaxedPosterior(CodePosterior):
 
 def _temperature_settings() -> dict[str, Any]:
     return dict(
-        straight_through=setting(
-            False, "discrete posteriors: one-hot forward pass, gradients through the relaxation"
-        ),
-        temperature=setting(
-            1.0, "discrete posteriors: the relaxation's starting temperature", positive=True
-        ),
-        temperature_min=setting(0.5, "discrete posteriors: the temperature's floor", positive=True),
+        straight_through=setting(False, "one-hot forward pass, gradients through the relaxation"),
+        temperature=setting(1.0, "the relaxation's starting temperature", positive=True),
+        temperature_min=setting(0.5, "the relaxation's temperature floor", positive=True),
         temperature_rate=setting(
             math.log(2.0) / 30_000,
-            "discrete posteriors: r in temperature = max(min, start * exp(-r * step))",
+            "r in temperature = max(min, start * exp(-r * step))",
         ),
     )
 
@@ -401,9 +397,7 @@ class SpikeExponentialPosterior(BinaryPosterior):
     description: ClassVar[str] = "binary units, spike-and-exponential smoothing (Rolfe 2017)"
 
     units: int = setting(200, "the number of binary units", positive=True)
-    sharpness: float = setting(
-        8.0, "β, the sharpness of the smoothing's exponentials", positive=True
-    )
+    sharpness: float = setting(8.0, "β, the sharpness of the smoothing", positive=True)
 
     def smooth(self, q: TensorLike, uniform: TensorLike) -> TensorLike:
         """ζ by the mixture's inverse CDF at ρ = `uniform`, q = q(z = 1 | x) (or the bits)."""

@@ -87,7 +87,7 @@ def conditional_units_setting() -> Any:
     """The hierarchical kinds' `conditional_units` setting (a field of each)."""
     return setting(
         0,
-        "hierarchical posteriors: hidden ReLU units of a network of the earlier groups added to "
+        "hidden ReLU units of a network of the earlier groups added to "
         "each group's logits (0: the linear condition alone)",
         minimum=0,
     )
@@ -97,7 +97,7 @@ def groups_setting() -> Any:
     """The hierarchical kinds' one `groups` setting (a field of each)."""
     return setting(
         2,
-        "hierarchical posteriors: groups of units, each conditioned on those before",
+        "groups of units, each conditioned on those before",
         positive=True,
     )
 

@@ -373,7 +373,8 @@ def test_a_setting_shared_by_two_families_is_one_flag_a_run_with_both_cannot_use
     # The flag's help gives each meaning with its kinds and default.
     shown = setting_flags()["temperature"].help_text()
     assert shown.endswith(f" | {help_text} [the tempered likelihood; default: 2.0]")
-    assert shown.startswith("discrete posteriors: ") and shown.count("default:") == 2
+    assert shown.startswith("the relaxation's starting temperature [the categorical posterior")
+    assert shown.count("default:") == 2
 
 
 def test_a_module_of_kinds_that_fails_names_its_line(tmp_path, monkeypatch, capsys):

@@ -860,6 +860,40 @@ def test_an_index_typed_at_the_start_is_not_replaced_by_the_first_image(browser,
 
 
 @pytest.mark.browser
+def test_a_code_set_at_the_start_is_not_replaced_by_the_first_images_code(browser, page_served):
+    """A discrete run's page places its first test image's code; a code chosen by hand before
+    that answer arrives stays in the controls."""
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    served = page_served["categorical"]
+    info = request(served.url + "/api/info")[1]
+    first = info["marked"][0] if info["marked"] else 0
+    first_code = request(served.url + f"/api/test/{first}")[1]["code"]
+    # A class for variable 0 that the first image's code does not have.
+    chosen = (first_code[0] + 1) % info["posterior"]["layout"]["classes"]
+    held = browser.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_THE_FIRST_TEST_IMAGE}
+    )
+    try:
+        browser.get(served.url + "/")
+        WebDriverWait(browser, 30).until(
+            lambda driver: driver.execute_script("return window.heldAnswer") == "held"
+        )
+        selector = browser.find_element("css selector", "#codes select[data-variable='0']")
+        Select(selector).select_by_value(str(chosen))
+        WebDriverWait(browser, 30).until(
+            lambda driver: driver.execute_script("return window.heldAnswer") == "answered"
+        )
+        code = browser.execute_script("return state.code")
+        assert code[0] == chosen and code[1:] == [0] * (len(code) - 1)
+        assert browser.find_element("id", "test-caption").text.startswith(f"test image {first} (")
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": held["identifier"]}
+        )
+
+
+@pytest.mark.browser
 def test_the_sliders_of_a_wide_latent_decode_as_they_move(browser, page_served, tmp_path):
     from selenium.webdriver.common.keys import Keys
 

@@ -18,6 +18,7 @@ const explore = {
   inflight: false,
   pending: false,
   testRequests: 0, // test images asked for so far; only the latest one's answer is shown
+  codesSet: 0, // codes set by hand or by a prior sample; a test image asked before keeps out
   // Nothing on its way, and the image shown is that of the code the controls hold.
   get settled() {
     return (
@@ -129,6 +130,7 @@ function showReadout(request) {
 }
 
 function codeChanged() {
+  explore.codesSet++;
   state.pinned = currentRequest();
   syncControls();
   requestDecode();
@@ -268,6 +270,7 @@ function setUpPlane(continuous) {
     requestDecode();
   });
   plane.canvas.addEventListener("click", (event) => {
+    explore.codesSet++;
     moveTo(pointAt(event));
     state.pinned = currentRequest();
     syncControls();
@@ -367,11 +370,13 @@ function withArticle(name) {
 // Show a test image and its reconstruction; with `placing`, also put its code in the controls.
 async function showTestImage(which, placing = true) {
   // An earlier answer arriving late (the start's first image, say) must not replace the image
-  // of an index typed while it was on its way.
+  // of an index typed while it was on its way, nor its code one set meanwhile.
   const request = ++explore.testRequests;
+  const codesSet = explore.codesSet;
   try {
     const answer = await ask(`/api/test/${which}`);
     if (request !== explore.testRequests) return;
+    placing = placing && codesSet === explore.codesSet;
     drawDigit(element("original"), answer.image);
     drawDigit(element("reconstruction"), answer.reconstruction);
     element("test-index").value = answer.index;
@@ -383,11 +388,12 @@ async function showTestImage(which, placing = true) {
     element("test-command").textContent = `${explore.info.decode_command} --index ${answer.index}`;
     if (placing) place(answer);
   } catch (error) {
-    showError(error.message);
+    if (request === explore.testRequests) showError(error.message);
   }
 }
 
 async function drawPriorSample() {
+  explore.codesSet++;
   try {
     place(await ask("/api/prior_sample", {}));
     const index = element("test-index").value;

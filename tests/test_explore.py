@@ -869,8 +869,10 @@ def test_a_code_set_at_the_start_is_not_replaced_by_the_first_images_code(browse
     info = request(served.url + "/api/info")[1]
     first = info["marked"][0] if info["marked"] else 0
     first_code = request(served.url + f"/api/test/{first}")[1]["code"]
-    # A class for variable 0 that the first image's code does not have.
-    chosen = (first_code[0] + 1) % info["posterior"]["layout"]["classes"]
+    # A class for variable 0 that neither the first image's code nor the page's starting code
+    # (all zeros, where choosing 0 again would change nothing) has.
+    classes = info["posterior"]["layout"]["classes"]
+    chosen = next(k for k in range(1, classes) if k != first_code[0])
     held = browser.execute_cdp_cmd(
         "Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_THE_FIRST_TEST_IMAGE}
     )

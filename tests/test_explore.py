@@ -9,6 +9,7 @@ browser tests (marked ``browser``) drive Debian's headless ``chromium`` through 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -829,41 +830,50 @@ window.fetch = async (path, options) => {
 """
 
 
+@contextlib.contextmanager
+def first_test_image_held(driver, url: str):
+    """Open the page at `url` with its first request for a test image held back, and wait until
+    it is; the function yielded waits until that answer has reached the page."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def wait_until_held_answer_is(state: str) -> None:
+        WebDriverWait(driver, 30).until(
+            lambda driver: driver.execute_script("return window.heldAnswer") == state
+        )
+
+    held = driver.execute_cdp_cmd(
+        "Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_THE_FIRST_TEST_IMAGE}
+    )
+    try:
+        driver.get(url)
+        wait_until_held_answer_is("held")
+        yield lambda: wait_until_held_answer_is("answered")
+    finally:
+        driver.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": held["identifier"]}
+        )
+
+
 @pytest.mark.browser
 def test_an_index_typed_at_the_start_is_not_replaced_by_the_first_image(browser, page_served):
     """The page shows a test image as it starts; an index typed and shown before that answer
     arrives keeps its image, caption and command."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    held = browser.execute_cdp_cmd(
-        "Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_THE_FIRST_TEST_IMAGE}
-    )
-    try:
-        browser.get(page_served["wide"].url + "/")
-        WebDriverWait(browser, 30).until(
-            lambda driver: driver.execute_script("return window.heldAnswer") == "held"
-        )
+    with first_test_image_held(browser, page_served["wide"].url + "/") as wait_for_the_answer:
         browser.find_element("id", "test-index").clear()
         browser.find_element("id", "test-index").send_keys("5")
         browser.find_element("css selector", "#test-form button[type=submit]").click()
         assert text_becomes(browser, "test-command", lambda text: text.endswith("--index 5"))
-        WebDriverWait(browser, 30).until(
-            lambda driver: driver.execute_script("return window.heldAnswer") == "answered"
-        )
-        assert browser.find_element("id", "test-index").get_attribute("value") == "5"
-        assert browser.find_element("id", "test-caption").text.startswith("test image 5 (")
-        assert browser.find_element("id", "test-command").text.endswith("--index 5")
-    finally:
-        browser.execute_cdp_cmd(
-            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": held["identifier"]}
-        )
+        wait_for_the_answer()
+    assert browser.find_element("id", "test-index").get_attribute("value") == "5"
+    assert browser.find_element("id", "test-caption").text.startswith("test image 5 (")
+    assert browser.find_element("id", "test-command").text.endswith("--index 5")
 
 
 @pytest.mark.browser
 def test_a_code_set_at_the_start_is_not_replaced_by_the_first_images_code(browser, page_served):
     """A discrete run's page places its first test image's code; a code chosen by hand before
     that answer arrives stays in the controls."""
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import Select
 
     served = page_served["categorical"]
     info = request(served.url + "/api/info")[1]
@@ -873,26 +883,13 @@ def test_a_code_set_at_the_start_is_not_replaced_by_the_first_images_code(browse
     # (all zeros, where choosing 0 again would change nothing) has.
     classes = info["posterior"]["layout"]["classes"]
     chosen = next(k for k in range(1, classes) if k != first_code[0])
-    held = browser.execute_cdp_cmd(
-        "Page.addScriptToEvaluateOnNewDocument", {"source": HOLD_THE_FIRST_TEST_IMAGE}
-    )
-    try:
-        browser.get(served.url + "/")
-        WebDriverWait(browser, 30).until(
-            lambda driver: driver.execute_script("return window.heldAnswer") == "held"
-        )
+    with first_test_image_held(browser, served.url + "/") as wait_for_the_answer:
         selector = browser.find_element("css selector", "#codes select[data-variable='0']")
         Select(selector).select_by_value(str(chosen))
-        WebDriverWait(browser, 30).until(
-            lambda driver: driver.execute_script("return window.heldAnswer") == "answered"
-        )
-        code = browser.execute_script("return state.code")
-        assert code[0] == chosen and code[1:] == [0] * (len(code) - 1)
-        assert browser.find_element("id", "test-caption").text.startswith(f"test image {first} (")
-    finally:
-        browser.execute_cdp_cmd(
-            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": held["identifier"]}
-        )
+        wait_for_the_answer()
+    code = browser.execute_script("return state.code")
+    assert code[0] == chosen and code[1:] == [0] * (len(code) - 1)
+    assert browser.find_element("id", "test-caption").text.startswith(f"test image {first} (")
 
 
 @pytest.mark.browser

@@ -29,6 +29,7 @@ import io
 import json
 import os
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -444,12 +445,17 @@ def check_trained_run(folder: str | Path) -> RunPaths:
     return paths
 
 
-def load_trained_run(folder: str | Path) -> TrainedRun:
-    """Load ``config.json`` and ``vae.keras`` of a finished run folder (safe mode on)."""
+def load_trained_run(
+    folder: str | Path, check_config: Callable[[RunConfig], None] | None = None
+) -> TrainedRun:
+    """Load ``config.json`` and ``vae.keras`` of a finished run folder (safe mode on);
+    `check_config`, given, may refuse the configuration before the model is loaded."""
     paths = check_trained_run(folder)
     from vae_mnist.model import VAE, load_model
 
     config = read_saved_config(paths)
+    if check_config is not None:
+        check_config(config)
     vae = load_model(paths.vae, config)
     if not isinstance(vae, VAE):
         # A Keras model of another kind loads, but has none of the parts the commands ask.

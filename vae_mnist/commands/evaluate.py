@@ -10,14 +10,15 @@ from typing import Any
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import UsageError
 from vae_mnist.evaluation import evaluate_run, format_table
-from vae_mnist.runs import check_trained_run, load_trained_run, read_saved_config, write_metrics
+from vae_mnist.runs import load_trained_run, write_metrics
 
 
 def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     log_partition = getattr(arguments, "log_partition", "auto")
     # Refused from the run's configuration, before its model is loaded.
-    check_log_partition(read_saved_config(check_trained_run(arguments.run)).prior, log_partition)
-    trained = load_trained_run(arguments.run)
+    trained = load_trained_run(
+        arguments.run, check_config=lambda config: check_log_partition(config.prior, log_partition)
+    )
     config = trained.config
     data = config.data.load(arguments.data)
     train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)

@@ -677,6 +677,22 @@ def test_a_number_that_float32_rounds_to_its_largest_is_taken():
     assert _number(float, signed=True)("-3.4028235e38") == -3.4028235e38
 
 
+def test_a_list_item_that_float32_rounds_to_its_largest_is_taken():
+    from vae_mnist.optimizers import Adam
+    from vae_mnist.settings import ConfigError
+
+    def staged(epochs, rates):
+        return Adam(
+            learning_rate_schedule="stages", stage_epochs=epochs, stage_learning_rates=rates
+        )
+
+    assert staged((5,), (3.4028235e38,)).stage_learning_rates == (3.4028235e38,)
+    with pytest.raises(ConfigError, match="list of positive numbers"):
+        staged((5,), (3.41e38,))
+    with pytest.raises(ConfigError, match="list of positive whole numbers"):
+        staged((2**31,), (1e-4,))
+
+
 def test_a_code_grid_in_blocks_labels_its_classes_and_each_blocks_variables(monkeypatch, tmp_path):
     from vae_mnist import plotting
 

@@ -194,7 +194,7 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
         or not math.isfinite(item)
         or (whole and not float(item).is_integer())
         or item <= 0
-        or item > _largest("int" if whole else "float", {})
+        or _outside_range("int" if whole else "float", {}, item) is not None
         for item in items
     ) or not (items or checks.get("may_be_empty")):
         raise ConfigError(f"{name} must be a list of {_list_items(whole)}, got {value!r}")

@@ -432,6 +432,39 @@ def test_a_content_length_that_is_not_a_count_gets_a_4xx(served, length):
     assert request(url + "/api/info")[0] == 200
 
 
+def test_two_different_content_lengths_get_a_400(served):
+    url = served["gaussian"].url
+    host, port = url.removeprefix("http://").split(":")
+    body = b'{"z": [1, 2]}'
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(
+            b"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            b"\r\nContent-Length: 13\r\nContent-Length: 2\r\nConnection: close\r\n\r\n" + body
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.split()[1] == b"400", answer[:60]
+    assert b"two different Content-Lengths" in answer
+    assert request(url + "/api/info")[0] == 200
+
+
+def test_a_number_of_thousands_of_digits_gets_a_400_in_the_pages_words(served):
+    url = served["gaussian"].url
+    call = urllib.request.Request(
+        url + "/api/prior_sample",
+        data=b'{"seed": ' + b"9" * 5000 + b"}",
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call, timeout=30)
+    error = json.loads(refused.value.read())["error"]
+    assert refused.value.code == 400
+    assert "a whole number of 5000 digits" in error and "sys." not in error
+    assert request(url + "/api/info")[0] == 200
+
+
 def test_a_decoding_that_is_not_finite_is_refused(served, monkeypatch):
     gaussian = served["gaussian"]
 

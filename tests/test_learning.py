@@ -182,10 +182,39 @@ def test_compare_warns_where_config_json_was_edited_to_disagree_with_the_model(
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
         f"vae-mnist compare: warning: {edited / 'config.json'} gives posterior.dimension 5, but "
-        "its model (vae.keras) was saved with 2; the table shows config.json, while plot and "
-        "evaluate use the model"
+        "its model (vae.keras) was saved with 2; the table shows config.json, while plot, "
+        "evaluate and train refuse the run until they agree"
     ]
     assert next(line for line in captured.out.splitlines() if line.startswith("dimension"))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--extend", "--epochs", "5", "--quiet"],
+        ["evaluate", "--samples", "2"],
+        ["plot", "latent"],
+    ],
+)
+def test_a_model_that_config_json_does_not_describe_is_refused_before_it_is_used(
+    tmp_path, trained_run, session_npz, capsys, command
+):
+    """A vae.keras of other settings than config.json (one copied in, or the configuration
+    edited by hand) would be trained, measured or drawn as the model config.json describes."""
+    edited = Path(shutil.copytree(trained_run, tmp_path / "edited"))
+    config = json.loads((edited / "config.json").read_text())
+    config["posterior"]["dimension"] = 5
+    (edited / "config.json").write_text(json.dumps(config))
+    before = folder_state(edited)
+    folder = ["--out" if command[0] == "train" else "--run", str(edited)]
+    data = [] if command[0] == "plot" else ["--data", str(session_npz)]
+    assert main([*command, *folder, *data]) != 0
+    assert capsys.readouterr().err.strip() == (
+        f"vae-mnist {command[0]}: error: {edited / 'vae.keras'} was saved with other settings "
+        f"than {edited / 'config.json'} gives: dimension 2 (saved) against 5; restore the run's "
+        "own config.json, or train into another folder"
+    )
+    assert folder_state(edited) == before
 
 
 def test_compare_names_the_backends_where_runs_trained_on_different_ones(

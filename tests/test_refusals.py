@@ -118,9 +118,32 @@ def history_of_words(text: str) -> str:
     return json.dumps(info)
 
 
+def history_without_epochs(text: str) -> str:
+    return json.dumps({**json.loads(text), "history": []})
+
+
+def history_with_an_epoch_twice(text: str) -> str:
+    info = json.loads(text)
+    info["history"] = [info["history"][0], info["history"][0]]
+    return json.dumps(info)
+
+
+def history_csv_cut_short(text: str) -> str:
+    return text[: text.rindex(",")]
+
+
+def history_csv_with_an_epoch_twice(text: str) -> str:
+    lines = text.splitlines()
+    return "\n".join([lines[0], lines[1], lines[1]]) + "\n"
+
+
 @pytest.mark.parametrize(
     ("file", "change", "message"),
     [
+        ("run.json", history_without_epochs, "its history does not hold epochs 1 to 2"),
+        ("run.json", history_with_an_epoch_twice, "its history does not hold epochs 1 to 2"),
+        ("history.csv", history_csv_cut_short, "values, but the header names"),
+        ("history.csv", history_csv_with_an_epoch_twice, "row 2 is epoch 1, where the history"),
         ("run.json", without_epoch_seconds, "epoch_seconds is not a list of seconds"),
         ("run.json", seconds_as_words, "epoch_seconds is not a list of seconds"),
         ("run.json", history_of_words, "history holds a value that is not a number"),
@@ -209,3 +232,111 @@ def test_a_version_1_configuration_reads_as_a_preset_file(capsys):
     old = REPOSITORY / "tests" / "fixtures" / "run_v1" / "config.json"
     assert main(["presets", str(old)]) == 0
     assert str(old) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["plot", "curves"], ["evaluate", "--samples", "2"]],
+)
+def test_plot_and_evaluate_refuse_a_damaged_progress_record(
+    trained_run, session_npz, tmp_path, capsys, command
+):
+    """Every command reads run.json, not only those that train or compare."""
+    copy = damaged_copy(trained_run, tmp_path, "run.json", lambda text: '{"status": "done"}')
+    before = folder_state(copy)
+    assert main([*command, "--run", str(copy), "--data", str(session_npz)]) == 1
+    assert "not a vae-mnist progress record (status 'done'" in one_line_error(capsys)
+    assert folder_state(copy) == before
+
+
+def test_a_metric_too_large_for_a_float_is_one_line(trained_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    (copy / "metrics.json").write_text('{"negative_elbo": 1' + "0" * 400 + "}")
+    assert main(["compare", str(copy)]) == 1
+    assert "metrics.json: negative_elbo is 1000" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("file", "command"),
+    [
+        ("metrics.json", ["evaluate", "--samples", "2", "--run"]),
+        ("history.csv", ["train", "--extend", "--epochs", "3", "--out"]),
+    ],
+)
+def test_a_folder_where_a_run_writes_a_file_is_refused_before_the_work(
+    trained_run, session_npz, tmp_path, capsys, file, command
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    (copy / file).unlink(missing_ok=True)
+    (copy / file).mkdir()
+    before = folder_state(copy)
+    assert main([*command, str(copy), "--data", str(session_npz)]) == 1
+    assert one_line_error(capsys).endswith(
+        f"{copy / file} is a folder, where a file of the run is written: move it"
+    )
+    assert folder_state(copy) == before
+
+
+def test_a_configuration_of_a_newer_version_is_refused(trained_run, tmp_path, capsys):
+    def newer(text: str) -> str:
+        return json.dumps({**json.loads(text), "version": 99})
+
+    copy = damaged_copy(trained_run, tmp_path, "config.json", newer)
+    assert main(["compare", str(copy)]) == 1
+    assert "version 99: this vae-mnist reads configurations of versions 1 to 3" in (
+        one_line_error(capsys)
+    )
+
+
+def test_a_new_run_keeps_a_checkpoint_it_did_not_write(session_npz, tmp_path, capsys):
+    folder = tmp_path / "run"
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "checkpoint" / "epoch-0001.keras").write_bytes(b"someone's")
+    before = folder_state(folder)
+    arguments = ["train", "--data", str(session_npz), "--out", str(folder), "--epochs", "1"]
+    assert main([*arguments, "--quiet"]) == 1
+    assert "holds checkpoint but no run.json" in one_line_error(capsys)
+    assert folder_state(folder) == before
+
+
+def test_a_run_stopped_before_its_first_epoch_starts_again_with_new_settings(
+    session_npz, tmp_path, capsys
+):
+    """Out of memory in the first epoch leaves a record of nothing trained; the hint to choose
+    smaller sizes must work in the same folder."""
+    from vae_mnist.presets import preset_config
+    from vae_mnist.runs import RunPaths, new_run_info, write_run_info
+
+    paths = RunPaths(tmp_path / "run")
+    paths.folder.mkdir()
+    preset_config("keras2017", hidden_layers=(512,)).save(paths.config)
+    write_run_info(paths, new_run_info(seed=0))
+    arguments = ["train", "--data", str(session_npz), "--out", str(paths.folder), "--epochs", "1"]
+    assert main([*arguments, "--hidden-layers", "8", "--quiet"]) == 0
+    assert json.loads(paths.config.read_text())["network"]["hidden_layers"] == [8]
+    assert json.loads(paths.run_info.read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda path: path.write_bytes(b""), "not a .keras archive: empty, cut short"),
+        (lambda path: path.write_bytes(path.read_bytes()[:1000]), "not a .keras archive"),
+        (lambda path: (path.unlink(), path.mkdir()), "a folder, where a model file is expected"),
+    ],
+)
+def test_a_model_file_that_is_no_archive_is_named_so(
+    trained_run, tmp_path, capsys, damage, message
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    damage(copy / "vae.keras")
+    assert main(["plot", "latent", "--run", str(copy), "--out", str(tmp_path / "figures")]) == 1
+    assert message in one_line_error(capsys)
+
+
+def test_a_folder_given_as_a_preset_file_is_named_so(tmp_path, capsys):
+    assert main(["presets", str(tmp_path)]) == 1
+    assert "a folder, not a preset file" in one_line_error(capsys)

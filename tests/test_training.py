@@ -299,7 +299,7 @@ def test_an_extension_stopped_before_its_first_epoch_can_go_back_to_the_finished
 @pytest.mark.parametrize(
     "changes, options, message",
     [
-        ({"epochs": 1}, {}, r"finished run of 1 epochs; --extend needs --epochs above 1"),
+        ({"epochs": 1}, {}, r"finished run of 1 epoch; --extend needs --epochs above 1"),
         ({"epochs": 2, "dimension": 3}, {}, r"other settings: dimension 2 .saved. against 3"),
         ({"epochs": 2}, {"overwrite": True}, r"cannot be combined with --overwrite or --restart"),
         ({"epochs": 2}, {"restart": True}, r"cannot be combined with --overwrite or --restart"),
@@ -600,14 +600,18 @@ def test_a_malformed_history_is_a_run_error_naming_the_file(tmp_path, case):
     assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value)
 
 
-def test_a_history_reads_an_empty_cell_and_a_short_row_as_not_a_number(tmp_path):
-    from vae_mnist.runs import EmptyHistoryError, read_history
+def test_a_history_reads_an_empty_cell_as_not_a_number_and_refuses_a_short_row(tmp_path):
+    from vae_mnist.runs import EmptyHistoryError, RunError, read_history
 
     path = tmp_path / "history.csv"
-    path.write_text("epoch,loss,val_loss\n1,2,\n\n2,1\n")
+    path.write_text("epoch,loss,val_loss\n1,2,\n\n2,1,\n")
     history = read_history(path)
     np.testing.assert_array_equal(history["epoch"], [1, 2])
     np.testing.assert_array_equal(history["val_loss"], [np.nan, np.nan])
+    # Training writes every cell of a row; a shorter one is a file cut short.
+    path.write_text("epoch,loss,val_loss\n1,2,3\n2,1")
+    with pytest.raises(RunError, match="line 3 has 2 values, but the header names 3 columns"):
+        read_history(path)
     path.write_text("epoch,loss,val_loss\n")
     with pytest.raises(EmptyHistoryError, match="no finished epoch"):
         read_history(path)

@@ -179,6 +179,12 @@ class RunConfig:
         if not isinstance(values, dict):
             raise ConfigError("a configuration must be a JSON object")
         values = convert_old_versions(values)
+        version = values.get("version", VERSION)
+        if isinstance(version, bool) or version not in range(1, VERSION + 1):
+            raise ConfigError(
+                f"version {version!r}: this vae-mnist reads configurations of versions 1 to "
+                f"{VERSION} (one written by a newer vae-mnist needs that version)"
+            )
         unknown = sorted(
             set(values) - {"version", "preset", "training", "upper_layers", *PART_SECTIONS}
         )

@@ -14,6 +14,7 @@ tracks and saves.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -517,8 +518,15 @@ def load_model(path: str | os.PathLike, config: RunConfig | None = None) -> kera
     (`vae_mnist.legacy`).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: a folder, where a model file is expected")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path}: not a readable Keras model (not a .keras archive: empty, cut short or "
+            "another kind of file)"
+        )
     from vae_mnist import legacy
 
     if config is not None and legacy.is_legacy_vae(path):

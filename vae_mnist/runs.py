@@ -224,6 +224,14 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
     if history and history[0].get("epoch") == 0:
         # Numbered from 0 by version 2.0.0 or earlier; a resumed run rewrites it from 1.
         info["history"] = [{**row, "epoch": row["epoch"] + 1} for row in history]
+    epochs = [row["epoch"] for row in info["history"]]
+    if epochs != list(range(1, info["completed_epochs"] + 1)):
+        # A continued run writes history.csv again from this record, so it must hold each
+        # finished epoch once, in order.
+        raise RunError(
+            f"{paths.run_info}: not a vae-mnist progress record (its history does not hold "
+            f"epochs 1 to {info['completed_epochs']}, the epochs it says are finished)"
+        )
     return info
 
 
@@ -268,19 +276,28 @@ def _is_inside_the_folder(name: Any) -> bool:
     return not path.is_absolute() and ".." not in path.parts
 
 
+def check_files_can_be_written(files: tuple[Path, ...]) -> None:
+    """Refuse, before any work, where a folder stands in the place of a file to be written
+    (the write would fail only after the work, and lose it)."""
+    for path in files:
+        if path.is_dir():
+            raise RunError(f"{path} is a folder, where a file of the run is written: move it")
+
+
 def read_saved_config(paths: RunPaths) -> RunConfig:
     """The run's configuration from ``config.json`` (of any version, converted)."""
     return RunConfig.load(paths.config)
 
 
-def config_in_model(paths: RunPaths) -> RunConfig | None:
-    """The configuration the model in ``vae.keras`` was saved with, read from the archive's own
-    ``config.json`` without loading the model; None where there is no readable model of a
-    version that embeds one (the commands that load the model report those)."""
+def config_in_model(model_file: Path) -> RunConfig | None:
+    """The configuration the model in `model_file` (a run's ``vae.keras`` or a checkpoint) was
+    saved with, read from the archive's own ``config.json`` without loading the model; None
+    where there is no readable model of a version that embeds one (the commands that load the
+    model report those)."""
     import zipfile
 
     try:
-        with zipfile.ZipFile(paths.vae) as archive:
+        with zipfile.ZipFile(model_file) as archive:
             saved = json.loads(archive.read("config.json"))
         return RunConfig.from_dict(saved["config"]["config"])
     except (zipfile.BadZipFile, KeyError, TypeError, ConfigError, *JSON_READ_ERRORS):
@@ -317,8 +334,9 @@ class EmptyHistoryError(RunError):
 def read_history(path: str | Path) -> dict[str, np.ndarray]:
     """The columns of a ``history.csv`` as float arrays, the epochs numbered from 1.
 
-    An empty cell reads as NaN. A file that cannot be read as numbers under its header is a
-    `RunError` naming the file and the line; one with no finished epoch, `EmptyHistoryError`.
+    An empty cell reads as NaN. A file that cannot be read as numbers under its header, or
+    whose rows are not epochs 1, 2, ... in order, is a `RunError` naming the file and the
+    line; one with no finished epoch, `EmptyHistoryError`.
     """
     header, rows = _history_rows(path)
     if not rows:
@@ -336,6 +354,13 @@ def read_history(path: str | Path) -> dict[str, np.ndarray]:
     if columns["epoch"][0] == 0:
         # Numbered from 0 by version 2.0.0 or earlier.
         columns["epoch"] = columns["epoch"] + 1
+    expected = np.arange(1, len(rows) + 1)
+    if not np.array_equal(columns["epoch"], expected):
+        row = int(np.argmax(columns["epoch"] != expected))
+        raise RunError(
+            f"{path}: row {row + 1} is epoch {columns['epoch'][row]:g}, where the history holds "
+            "each finished epoch once, in order"
+        )
     return columns
 
 
@@ -361,13 +386,14 @@ def _history_rows(path: str | Path) -> tuple[list[str], list[dict[str, float]]]:
 def _history_row(
     path: str | Path, line: int, header: list[str], fields: list[str]
 ) -> dict[str, float]:
-    """One row of a ``history.csv`` as numbers by column; an empty or absent cell is NaN."""
-    if len(fields) > len(header):
+    """One row of a ``history.csv`` as numbers by column; an empty cell is NaN."""
+    if len(fields) != len(header):
+        # Training writes every column of every row (empty where an epoch did not log it), so
+        # a shorter row is a file cut short.
         raise RunError(
             f"{path}: line {line} has {len(fields)} values, but the header names "
             f"{len(header)} columns"
         )
-    fields = fields + [""] * (len(header) - len(fields))
     row = {}
     for key, text in zip(header, fields, strict=True):
         try:
@@ -420,8 +446,15 @@ def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
 
 
 def _is_number(value: Any) -> bool:
-    # JSON's true and false read as bool, which Python counts as an int.
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    # JSON's true and false read as bool, which Python counts as an int; a whole number of
+    # hundreds of digits reads as an int that no float holds.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 @dataclass
@@ -452,10 +485,14 @@ def load_trained_run(
     `check_config`, given, may refuse the configuration before the model is loaded."""
     paths = check_trained_run(folder)
     from vae_mnist.model import VAE, load_model
+    from vae_mnist.training import check_model_agrees
 
+    # A progress record that says something else than a run's stops every command.
+    read_run_info(paths)
     config = read_saved_config(paths)
     if check_config is not None:
         check_config(config)
+    check_model_agrees(paths, config, paths.vae)
     vae = load_model(paths.vae, config)
     if not isinstance(vae, VAE):
         # A Keras model of another kind loads, but has none of the parts the commands ask.

@@ -27,6 +27,8 @@ from vae_mnist.progress import report_stop, training_progress
 from vae_mnist.runs import (
     RunError,
     RunPaths,
+    check_files_can_be_written,
+    config_in_model,
     extended_run_info,
     history_columns,
     history_csv_text,
@@ -240,7 +242,9 @@ def describe_differences(saved: RunConfig, wanted: RunConfig, names: list[str]) 
 
 
 def _flag_value(value: Any) -> str:
-    return ",".join(str(item) for item in value) if isinstance(value, list) else str(value)
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value) if value else "none"
+    return str(value)
 
 
 def decide_resume(
@@ -253,6 +257,9 @@ def decide_resume(
     continued when its saved settings match `config` but for what a resumed run may change,
     and started over with `restart` (or `overwrite`).
     """
+    check_files_can_be_written(
+        (paths.config, paths.run_info, paths.history, paths.vae, paths.encoder, paths.decoder)
+    )
     # Replacing a run needs nothing of its record, so one that cannot be read is replaced too.
     info = None if overwrite else read_run_info(paths)
     if extend:
@@ -267,7 +274,12 @@ def decide_resume(
             f"{paths.folder} already holds a model; replace it (--overwrite, or overwrite=True "
             "from Python) or train into another folder"
         )
-    kept = [path.name for path in paths.written_files() if path.exists()]
+    # A new run clears checkpoints and snapshots, which without a record are not its own.
+    kept = [
+        path.name
+        for path in (*paths.written_files(), paths.checkpoints, paths.snapshots)
+        if path.exists()
+    ]
     if info is None and kept and not overwrite:
         # Files of a run's names with no progress record: someone's own, or a run whose record
         # is gone. Either way not this run's to replace unasked.
@@ -277,6 +289,10 @@ def decide_resume(
         )
     if info is None or info["status"] != "training" or restart or overwrite:
         return None
+    if info.get("checkpoint") is None:
+        # Stopped before its first epoch finished (out of memory, say): nothing to continue or
+        # to lose, so it starts afresh with the settings given now.
+        return None
     _check_saved_settings(
         paths,
         config,
@@ -285,7 +301,28 @@ def decide_resume(
         "from Python)",
     )
     _check_epochs_ahead(paths, config, info)
-    return info if info.get("checkpoint") is not None else None
+    check_model_agrees(paths, read_saved_config(paths), paths.folder / info["checkpoint"])
+    return info
+
+
+def check_model_agrees(paths: RunPaths, config: RunConfig, model_file: Path) -> None:
+    """Refuse a model file saved with other settings than `config`, the run's ``config.json``
+    (a file copied in, or a configuration edited by hand): a command would use one model and
+    describe it as another."""
+    modelled = config_in_model(model_file)
+    if modelled is None:
+        # No configuration inside (a model of version 2 or earlier, or an unreadable file,
+        # which loading it reports).
+        return
+    differing = settings_that_differ(modelled, config)
+    if differing:
+        # The first few name the problem; a model of another kind differs in dozens.
+        shown = describe_differences(modelled, config, differing[:3])
+        more = f", and {len(differing) - 3} more" if len(differing) > 3 else ""
+        raise RunError(
+            f"{model_file} was saved with other settings than {paths.config} gives: "
+            f"{shown}{more}; restore the run's own config.json, or train into another folder"
+        )
 
 
 def _check_epochs_ahead(paths: RunPaths, config: RunConfig, info: dict[str, Any]) -> None:
@@ -329,14 +366,16 @@ def _extension(
     if info is None or (info["status"] == "training" and info.get("checkpoint") is None):
         raise RunError(f"{paths.folder} holds no trained run to extend")
     _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
+    checkpoint = info.get("checkpoint") or paths.vae.name
+    check_model_agrees(paths, read_saved_config(paths), paths.folder / checkpoint)
     if info["status"] == "training":
         _check_epochs_ahead(paths, config, info)
         return info
     completed = int(info["completed_epochs"])
     if config.training.epochs <= completed:
         raise RunError(
-            f"{paths.folder} holds a finished run of {completed} epochs; --extend needs "
-            f"--epochs above {completed}"
+            f"{paths.folder} holds a finished run of {completed} "
+            f"epoch{'' if completed == 1 else 's'}; --extend needs --epochs above {completed}"
         )
     # The finished model is saved with its optimizer, so it is the checkpoint to continue from.
     return extended_run_info(paths, info)

@@ -124,7 +124,7 @@ def _part_leaves(config: RunConfig) -> dict[str, Any]:
 def _model_disagreement(paths: RunPaths, config: RunConfig) -> str | None:
     """Where a ``config.json`` edited by hand no longer describes the model that ``plot`` and
     ``evaluate`` load: the first such setting, in words."""
-    saved = config_in_model(paths)
+    saved = config_in_model(paths.vae)
     if saved is None:
         return None
     written, modelled = _part_leaves(config), _part_leaves(saved)
@@ -274,7 +274,7 @@ def run(arguments: argparse.Namespace, program: str) -> str:
         if summary.model_disagreement:
             print(
                 f"{program} compare: warning: {summary.model_disagreement}; the table shows "
-                "config.json, while plot and evaluate use the model",
+                "config.json, while plot, evaluate and train refuse the run until they agree",
                 file=sys.stderr,
             )
     table = format_comparison(names, comparison_rows(summaries))

@@ -10,7 +10,8 @@ from typing import Any
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import UsageError
 from vae_mnist.evaluation import evaluate_run, format_table
-from vae_mnist.runs import load_trained_run, write_metrics
+from vae_mnist.files import check_writable_folder
+from vae_mnist.runs import check_files_can_be_written, load_trained_run, write_metrics
 
 
 def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
@@ -19,6 +20,9 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     trained = load_trained_run(
         arguments.run, check_config=lambda config: check_log_partition(config.prior, log_partition)
     )
+    # Checked before the evaluation, which a failed write at its end would lose.
+    check_writable_folder(trained.paths.folder)
+    check_files_can_be_written((trained.paths.metrics,))
     config = trained.config
     data = config.data.load(arguments.data)
     train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)

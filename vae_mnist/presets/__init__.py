@@ -44,6 +44,8 @@ def _preset_file(name: str) -> tuple[str, Path]:
         return name, PRESET_FOLDER / f"{name}.json"
     path = Path(name)
     if path.suffix == ".json" or path.exists() or "/" in name:
+        if path.is_dir():
+            raise ConfigError(f"preset file {path}: a folder, not a preset file")
         if not path.is_file():
             raise ConfigError(f"preset file {path}: no such file")
         # A copy of a package preset, edited, keeps its path as its name, so that runs of the

@@ -691,6 +691,9 @@ def test_a_list_item_that_float32_rounds_to_its_largest_is_taken():
         staged((5,), (3.41e38,))
     with pytest.raises(ConfigError, match="list of positive whole numbers"):
         staged((2**31,), (1e-4,))
+    # A whole number of hundreds of digits, as a JSON file may hold: refused, not a traceback.
+    with pytest.raises(ConfigError, match="list of positive whole numbers"):
+        staged((10**400,), (1e-4,))
 
 
 def test_a_code_grid_in_blocks_labels_its_classes_and_each_blocks_variables(monkeypatch, tmp_path):

@@ -181,9 +181,10 @@ def test_compare_warns_where_config_json_was_edited_to_disagree_with_the_model(
     assert main(["compare", str(trained_run), str(edited)]) == 0
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
-        f"vae-mnist compare: warning: {edited / 'config.json'} gives posterior.dimension 5, but "
-        "its model (vae.keras) was saved with 2; the table shows config.json, while plot, "
-        "evaluate and train refuse the run until they agree"
+        f"vae-mnist compare: warning: {edited / 'vae.keras'} was saved with other settings than "
+        f"{edited / 'config.json'} gives: dimension 2 (saved) against 5; restore the run's own "
+        "config.json, or train into another folder (the table shows config.json; plot, "
+        "evaluate and train refuse the run until the two agree)"
     ]
     assert next(line for line in captured.out.splitlines() if line.startswith("dimension"))
 

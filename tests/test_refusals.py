@@ -141,6 +141,7 @@ def history_csv_with_an_epoch_twice(text: str) -> str:
     ("file", "change", "message"),
     [
         ("run.json", history_without_epochs, "its history does not hold epochs 1 to 2"),
+        ("run.json", lambda text: '{"status": ' + "9" * 5000 + "}", "unreadable progress record"),
         ("run.json", history_with_an_epoch_twice, "its history does not hold epochs 1 to 2"),
         ("history.csv", history_csv_cut_short, "values, but the header names"),
         ("history.csv", history_csv_with_an_epoch_twice, "row 2 is epoch 1, where the history"),
@@ -261,6 +262,7 @@ def test_a_metric_too_large_for_a_float_is_one_line(trained_run, tmp_path, capsy
     ("file", "command"),
     [
         ("metrics.json", ["evaluate", "--samples", "2", "--run"]),
+        ("metrics.json", ["train", "--extend", "--epochs", "3", "--out"]),
         ("history.csv", ["train", "--extend", "--epochs", "3", "--out"]),
     ],
 )
@@ -311,11 +313,13 @@ def test_a_run_stopped_before_its_first_epoch_starts_again_with_new_settings(
 
     paths = RunPaths(tmp_path / "run")
     paths.folder.mkdir()
-    preset_config("keras2017", hidden_layers=(512,)).save(paths.config)
+    preset_config("keras2017", hidden_layers=(512,), dimension=3).save(paths.config)
     write_run_info(paths, new_run_info(seed=0))
     arguments = ["train", "--data", str(session_npz), "--out", str(paths.folder), "--epochs", "1"]
     assert main([*arguments, "--hidden-layers", "8", "--quiet"]) == 0
-    assert json.loads(paths.config.read_text())["network"]["hidden_layers"] == [8]
+    saved = json.loads(paths.config.read_text())
+    # The sizes given replace the saved ones; the saved settings are kept otherwise.
+    assert saved["network"]["hidden_layers"] == [8] and saved["posterior"]["dimension"] == 3
     assert json.loads(paths.run_info.read_text())["status"] == "finished"
 
 

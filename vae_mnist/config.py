@@ -181,9 +181,11 @@ class RunConfig:
         values = convert_old_versions(values)
         version = values.get("version", VERSION)
         if isinstance(version, bool) or version not in range(1, VERSION + 1):
+            newer = isinstance(version, int) and version > VERSION
+            hint = " (one written by a newer vae-mnist needs that version)" if newer else ""
             raise ConfigError(
                 f"version {version!r}: this vae-mnist reads configurations of versions 1 to "
-                f"{VERSION} (one written by a newer vae-mnist needs that version)"
+                f"{VERSION}{hint}"
             )
         unknown = sorted(
             set(values) - {"version", "preset", "training", "upper_layers", *PART_SECTIONS}

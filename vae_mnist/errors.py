@@ -4,8 +4,6 @@ They live apart from the modules that raise them so that the command line can ca
 without importing Keras.
 """
 
-import json
-
 
 class ConfigError(ValueError):
     """A configuration file or value that cannot be used."""
@@ -33,7 +31,8 @@ class TrainingDivergedError(RuntimeError):
 
 # What reading a JSON file of the user's can raise: unreadable, not UTF-8, not JSON, or nested
 # deeper than the parser's recursion allows.
-JSON_READ_ERRORS = (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError)
+# ValueError covers json's decoding errors and a whole number of more digits than Python converts.
+JSON_READ_ERRORS = (OSError, ValueError, RecursionError)
 
 # Every error a command reports in one line: a file, flag or value the user can correct.
 REPORTED = (ConfigError, UsageError, DataError, ModelFileError, RunError, TrainingDivergedError)

@@ -522,6 +522,10 @@ def load_model(path: str | os.PathLike, config: RunConfig | None = None) -> kera
         raise ModelFileError(f"{path}: a folder, where a model file is expected")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
+    try:
+        path.open("rb").close()
+    except OSError as error:
+        raise ModelFileError(f"{path}: cannot be read ({error.strerror or error})") from None
     if not zipfile.is_zipfile(path):
         raise ModelFileError(
             f"{path}: not a readable Keras model (not a .keras archive: empty, cut short or "

@@ -38,8 +38,9 @@ import numpy as np
 
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
-from vae_mnist.errors import JSON_READ_ERRORS, ConfigError, ModelFileError, RunError
+from vae_mnist.errors import JSON_READ_ERRORS, ModelFileError, RunError
 from vae_mnist.files import atomic_write_text
+from vae_mnist.flags import flat_settings
 
 # The loss terms come first in history.csv, in this order; other logged values follow.
 LEADING_HISTORY_COLUMNS = ("loss", "reconstruction_loss", "kl_loss")
@@ -178,6 +179,12 @@ def record_epoch(
     return previous if previous != info["checkpoint"] else None
 
 
+def has_nothing_to_continue(info: dict[str, Any]) -> bool:
+    """Whether an unfinished run's record names no checkpoint: it stopped (or diverged) before
+    its first epoch finished, so nothing of it can be continued or lost."""
+    return info["status"] == "training" and info.get("checkpoint") is None
+
+
 def record_failure(info: dict[str, Any], epoch: int) -> None:
     """Note in `info` the epoch (counted from 0) whose loss stopped being a number."""
     info["failed_epoch"] = epoch
@@ -300,8 +307,89 @@ def config_in_model(model_file: Path) -> RunConfig | None:
         with zipfile.ZipFile(model_file) as archive:
             saved = json.loads(archive.read("config.json"))
         return RunConfig.from_dict(saved["config"]["config"])
-    except (zipfile.BadZipFile, KeyError, TypeError, ConfigError, *JSON_READ_ERRORS):
+    except Exception:  # A damaged archive fails in many ways; loading the model reports it.
         return None
+
+
+# A resumed run may change its epoch count, besides each part's own `resumable_settings`, and
+# its learning rate (to continue more gently after a divergence) where the optimizer takes a
+# new one. Everything else must match to continue.
+RESUMABLE_CHANGES = ("epochs",)
+
+
+def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
+    """The settings by flag name, other than the ones a resumed run may change, that differ."""
+    saved_values, wanted_values = _compared_settings(saved), _compared_settings(wanted)
+    names = list(dict.fromkeys([*saved_values, *wanted_values]))
+    # A part of another kind differs in its kind, which is never resumable.
+    resumable = {
+        *RESUMABLE_CHANGES,
+        *(name for part in wanted.parts() for name in part.resumable_settings),
+    }
+    # A scheduled run's optimizer keeps the schedule it was saved with, so a new learning rate
+    # would be written into config.json without ever being used.
+    if wanted.optimizer.resumes_with_new_learning_rate:
+        resumable.add("learning_rate")
+    return [
+        name
+        for name in names
+        if name not in resumable and saved_values.get(name) != wanted_values.get(name)
+    ]
+
+
+def _compared_settings(config: RunConfig) -> dict[str, Any]:
+    """Every setting by flag name; the upper layers' one by one (`_fixed_upper_settings`)."""
+    values = flat_settings(config)
+    values.pop("upper_layers", None)
+    return {**values, **_fixed_upper_settings(config)}
+
+
+def _fixed_upper_settings(config: RunConfig) -> dict[str, Any]:
+    """The upper layers' settings other than their parts' resumable ones, each named by its
+    layer (the first upper layer is layer 2): ``layer 2's groups``, ``layer 2's posterior``."""
+    flat: dict[str, Any] = {}
+    for number, layer in enumerate(config.upper_layers, start=2):
+        for family, part in (("network", layer.network), ("posterior", layer.posterior)):
+            for name, value in part.get_config().items():
+                if name not in part.resumable_settings:
+                    flat[f"layer {number}'s {family if name == 'kind' else name}"] = value
+    return flat
+
+
+def describe_differences(saved: RunConfig, wanted: RunConfig, names: list[str]) -> str:
+    """``batch_size 100 (saved) against 50`` for each name, joined by commas."""
+    saved_values, wanted_values = _compared_settings(saved), _compared_settings(wanted)
+    return ", ".join(
+        f"{name} {_flag_value(saved_values.get(name, '-'))} (saved) against "
+        f"{_flag_value(wanted_values.get(name, '-'))}"
+        for name in names
+    )
+
+
+def _flag_value(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value) if value else "none"
+    return str(value)
+
+
+def check_model_agrees(paths: RunPaths, config: RunConfig, model_file: Path) -> None:
+    """Refuse a model file saved with other settings than `config`, the run's ``config.json``
+    (a file copied in, or a configuration edited by hand): a command would use one model and
+    describe it as another."""
+    modelled = config_in_model(model_file)
+    if modelled is None:
+        # No configuration inside (a model of version 2 or earlier, or an unreadable file,
+        # which loading it reports).
+        return
+    differing = settings_that_differ(modelled, config)
+    if differing:
+        # The first few name the problem; a model of another kind differs in dozens.
+        shown = describe_differences(modelled, config, differing[:3])
+        more = f", and {len(differing) - 3} more" if len(differing) > 3 else ""
+        raise RunError(
+            f"{model_file} was saved with other settings than {paths.config} gives: "
+            f"{shown}{more}; restore the run's own config.json, or train into another folder"
+        )
 
 
 def write_run_info(paths: RunPaths, info: dict[str, Any]) -> None:
@@ -485,7 +573,6 @@ def load_trained_run(
     `check_config`, given, may refuse the configuration before the model is loaded."""
     paths = check_trained_run(folder)
     from vae_mnist.model import VAE, load_model
-    from vae_mnist.training import check_model_agrees
 
     # A progress record that says something else than a run's stops every command.
     read_run_info(paths)

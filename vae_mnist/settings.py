@@ -191,7 +191,7 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
     if any(
         isinstance(item, bool)
         or not isinstance(item, (int, float))
-        or not math.isfinite(item)
+        or not _is_finite(item)
         or (whole and not float(item).is_integer())
         or item <= 0
         or _outside_range("int" if whole else "float", {}, item) is not None
@@ -202,6 +202,14 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
     if length is not None and len(items) != length:
         raise ConfigError(f"{name} needs {length} numbers, got {len(items)} ({value!r})")
     return tuple(int(item) if whole else float(item) for item in items)
+
+
+def _is_finite(number: float) -> bool:
+    # A whole number of hundreds of digits is finite, but no float holds it.
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False
 
 
 class Settings:

@@ -21,15 +21,16 @@ from vae_mnist.config import RunConfig, TrainingConfig
 from vae_mnist.data import model_inputs
 from vae_mnist.errors import TrainingDivergedError
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
-from vae_mnist.flags import flat_settings
 from vae_mnist.model import build_vae, load_model, save_model
 from vae_mnist.progress import report_stop, training_progress
 from vae_mnist.runs import (
     RunError,
     RunPaths,
     check_files_can_be_written,
-    config_in_model,
+    check_model_agrees,
+    describe_differences,
     extended_run_info,
+    has_nothing_to_continue,
     history_columns,
     history_csv_text,
     new_run_info,
@@ -39,6 +40,7 @@ from vae_mnist.runs import (
     record_failure,
     record_finished,
     resumed_run_info,
+    settings_that_differ,
     write_run_info,
 )
 
@@ -186,67 +188,6 @@ class _StopRequest:
                 signal.signal(number, handler)
 
 
-# A resumed run may change its epoch count, besides each part's own `resumable_settings`, and
-# its learning rate (to continue more gently after a divergence) where the optimizer takes a
-# new one. Everything else must match to continue.
-RESUMABLE_CHANGES = ("epochs",)
-
-
-def settings_that_differ(saved: RunConfig, wanted: RunConfig) -> list[str]:
-    """The settings by flag name, other than the ones a resumed run may change, that differ."""
-    saved_values, wanted_values = _compared_settings(saved), _compared_settings(wanted)
-    names = list(dict.fromkeys([*saved_values, *wanted_values]))
-    # A part of another kind differs in its kind, which is never resumable.
-    resumable = {
-        *RESUMABLE_CHANGES,
-        *(name for part in wanted.parts() for name in part.resumable_settings),
-    }
-    # A scheduled run's optimizer keeps the schedule it was saved with, so a new learning rate
-    # would be written into config.json without ever being used.
-    if wanted.optimizer.resumes_with_new_learning_rate:
-        resumable.add("learning_rate")
-    return [
-        name
-        for name in names
-        if name not in resumable and saved_values.get(name) != wanted_values.get(name)
-    ]
-
-
-def _compared_settings(config: RunConfig) -> dict[str, Any]:
-    """Every setting by flag name; the upper layers' one by one (`_fixed_upper_settings`)."""
-    values = flat_settings(config)
-    values.pop("upper_layers", None)
-    return {**values, **_fixed_upper_settings(config)}
-
-
-def _fixed_upper_settings(config: RunConfig) -> dict[str, Any]:
-    """The upper layers' settings other than their parts' resumable ones, each named by its
-    layer (the first upper layer is layer 2): ``layer 2's groups``, ``layer 2's posterior``."""
-    flat: dict[str, Any] = {}
-    for number, layer in enumerate(config.upper_layers, start=2):
-        for family, part in (("network", layer.network), ("posterior", layer.posterior)):
-            for name, value in part.get_config().items():
-                if name not in part.resumable_settings:
-                    flat[f"layer {number}'s {family if name == 'kind' else name}"] = value
-    return flat
-
-
-def describe_differences(saved: RunConfig, wanted: RunConfig, names: list[str]) -> str:
-    """``batch_size 100 (saved) against 50`` for each name, joined by commas."""
-    saved_values, wanted_values = _compared_settings(saved), _compared_settings(wanted)
-    return ", ".join(
-        f"{name} {_flag_value(saved_values.get(name, '-'))} (saved) against "
-        f"{_flag_value(wanted_values.get(name, '-'))}"
-        for name in names
-    )
-
-
-def _flag_value(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value) if value else "none"
-    return str(value)
-
-
 def decide_resume(
     paths: RunPaths, config: RunConfig, overwrite: bool, restart: bool, extend: bool = False
 ) -> dict[str, Any] | None:
@@ -257,9 +198,7 @@ def decide_resume(
     continued when its saved settings match `config` but for what a resumed run may change,
     and started over with `restart` (or `overwrite`).
     """
-    check_files_can_be_written(
-        (paths.config, paths.run_info, paths.history, paths.vae, paths.encoder, paths.decoder)
-    )
+    check_files_can_be_written((paths.config, paths.run_info, paths.vae, *paths.written_files()))
     # Replacing a run needs nothing of its record, so one that cannot be read is replaced too.
     info = None if overwrite else read_run_info(paths)
     if extend:
@@ -289,9 +228,8 @@ def decide_resume(
         )
     if info is None or info["status"] != "training" or restart or overwrite:
         return None
-    if info.get("checkpoint") is None:
-        # Stopped before its first epoch finished (out of memory, say): nothing to continue or
-        # to lose, so it starts afresh with the settings given now.
+    if has_nothing_to_continue(info):
+        # Out of memory in its first epoch, say: it starts afresh with the settings given now.
         return None
     _check_saved_settings(
         paths,
@@ -303,26 +241,6 @@ def decide_resume(
     _check_epochs_ahead(paths, config, info)
     check_model_agrees(paths, read_saved_config(paths), paths.folder / info["checkpoint"])
     return info
-
-
-def check_model_agrees(paths: RunPaths, config: RunConfig, model_file: Path) -> None:
-    """Refuse a model file saved with other settings than `config`, the run's ``config.json``
-    (a file copied in, or a configuration edited by hand): a command would use one model and
-    describe it as another."""
-    modelled = config_in_model(model_file)
-    if modelled is None:
-        # No configuration inside (a model of version 2 or earlier, or an unreadable file,
-        # which loading it reports).
-        return
-    differing = settings_that_differ(modelled, config)
-    if differing:
-        # The first few name the problem; a model of another kind differs in dozens.
-        shown = describe_differences(modelled, config, differing[:3])
-        more = f", and {len(differing) - 3} more" if len(differing) > 3 else ""
-        raise RunError(
-            f"{model_file} was saved with other settings than {paths.config} gives: "
-            f"{shown}{more}; restore the run's own config.json, or train into another folder"
-        )
 
 
 def _check_epochs_ahead(paths: RunPaths, config: RunConfig, info: dict[str, Any]) -> None:
@@ -363,7 +281,7 @@ def _extension(
         raise RunError(
             "--extend continues a run, so it cannot be combined with --overwrite or --restart"
         )
-    if info is None or (info["status"] == "training" and info.get("checkpoint") is None):
+    if info is None or has_nothing_to_continue(info):
         raise RunError(f"{paths.folder} holds no trained run to extend")
     _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
     checkpoint = info.get("checkpoint") or paths.vae.name

@@ -27,7 +27,7 @@ from vae_mnist.runs import (
     EmptyHistoryError,
     RunError,
     RunPaths,
-    config_in_model,
+    check_model_agrees,
     read_history,
     read_metrics,
     read_run_info,
@@ -109,31 +109,13 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
     )
 
 
-def _part_leaves(config: RunConfig) -> dict[str, Any]:
-    """The preset and every part's settings as ``(dotted name, value)``; training is left out,
-    since a continued run's settings there move on while its last model stays."""
-    values = config.to_dict()
-    return {
-        name: value
-        for section, settings in values.items()
-        if section not in ("training", "version")
-        for name, value in _leaves(section, settings)
-    }
-
-
 def _model_disagreement(paths: RunPaths, config: RunConfig) -> str | None:
-    """Where a ``config.json`` edited by hand no longer describes the model that ``plot`` and
-    ``evaluate`` load: the first such setting, in words."""
-    saved = config_in_model(paths.vae)
-    if saved is None:
-        return None
-    written, modelled = _part_leaves(config), _part_leaves(saved)
-    for name in dict.fromkeys([*written, *modelled]):
-        if json.dumps(written.get(name)) != json.dumps(modelled.get(name)):
-            return (
-                f"{paths.config} gives {name} {written.get(name, MISSING)}, but its model "
-                f"(vae.keras) was saved with {modelled.get(name, MISSING)}"
-            )
+    """Where a ``config.json`` edited by hand no longer describes the model in ``vae.keras``
+    (which ``plot``, ``evaluate`` and ``train`` then refuse), in words; None where it does."""
+    try:
+        check_model_agrees(paths, config, paths.vae)
+    except RunError as error:
+        return str(error)
     return None
 
 
@@ -273,8 +255,8 @@ def run(arguments: argparse.Namespace, program: str) -> str:
     for summary in summaries:
         if summary.model_disagreement:
             print(
-                f"{program} compare: warning: {summary.model_disagreement}; the table shows "
-                "config.json, while plot, evaluate and train refuse the run until they agree",
+                f"{program} compare: warning: {summary.model_disagreement} (the table shows "
+                "config.json; plot, evaluate and train refuse the run until the two agree)",
                 file=sys.stderr,
             )
     table = format_comparison(names, comparison_rows(summaries))

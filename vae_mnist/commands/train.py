@@ -37,11 +37,7 @@ def resolve_config(arguments: argparse.Namespace, folder: Path) -> tuple[RunConf
     if not (arguments.restart or arguments.overwrite) and folder.is_dir():
         info = read_run_info(RunPaths(folder))
     continuing = ("training", "finished") if arguments.extend else ("training",)
-    # A run stopped before its first epoch finished has nothing to continue: it starts afresh.
-    nothing_trained = (
-        info is not None and info.get("status") == "training" and info.get("checkpoint") is None
-    )
-    if info is None or info.get("status") not in continuing or nothing_trained:
+    if info is None or info.get("status") not in continuing:
         return preset_config(arguments.preset or DEFAULT_PRESET, **changes), 0
     saved = read_saved_config(RunPaths(folder))
     base = preset_config(arguments.preset) if arguments.preset else saved

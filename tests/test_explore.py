@@ -414,36 +414,33 @@ def test_a_request_the_standard_library_refuses_gets_a_json_error(served, reques
     assert request(url + "/api/info")[0] == 200
 
 
-# b"\xb2" is "²" in Latin-1, the headers' encoding: a digit to str.isdigit, not to int.
-@pytest.mark.parametrize("length", [b"\xb2", b"-3", b"x"])
-def test_a_content_length_that_is_not_a_count_gets_a_4xx(served, length):
-    url = served["gaussian"].url
+def raw_post_to_decode(url: str, length_headers: bytes) -> bytes:
+    """The whole answer to a POST of a small body to /api/decode, written byte for byte with
+    the Content-Length header lines given (which urllib would write for itself)."""
     host, port = url.removeprefix("http://").split(":")
-    body = b'{"z": [1, 2]}'
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(
             b"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-            b"\r\nContent-Length: " + length + b"\r\nConnection: close\r\n\r\n" + body
+            b"\r\n" + length_headers + b"Connection: close\r\n\r\n" + b'{"z": [1, 2]}'
         )
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
+    return answer
+
+
+# b"\xb2" is "²" in Latin-1, the headers' encoding: a digit to str.isdigit, not to int.
+@pytest.mark.parametrize("length", [b"\xb2", b"-3", b"x"])
+def test_a_content_length_that_is_not_a_count_gets_a_4xx(served, length):
+    url = served["gaussian"].url
+    answer = raw_post_to_decode(url, b"Content-Length: " + length + b"\r\n")
     assert answer.split()[1] == b"411", answer[:60]
     assert request(url + "/api/info")[0] == 200
 
 
 def test_two_different_content_lengths_get_a_400(served):
     url = served["gaussian"].url
-    host, port = url.removeprefix("http://").split(":")
-    body = b'{"z": [1, 2]}'
-    with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(
-            b"POST /api/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
-            b"\r\nContent-Length: 13\r\nContent-Length: 2\r\nConnection: close\r\n\r\n" + body
-        )
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
+    answer = raw_post_to_decode(url, b"Content-Length: 13\r\nContent-Length: 2\r\n")
     assert answer.split()[1] == b"400", answer[:60]
     assert b"two different Content-Lengths" in answer
     assert request(url + "/api/info")[0] == 200

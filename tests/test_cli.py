@@ -691,9 +691,12 @@ def test_a_list_item_that_float32_rounds_to_its_largest_is_taken():
         staged((5,), (3.41e38,))
     with pytest.raises(ConfigError, match="list of positive whole numbers"):
         staged((2**31,), (1e-4,))
-    # A whole number of hundreds of digits, as a JSON file may hold: refused, not a traceback.
+    # A whole number of hundreds of digits, as a JSON file may hold: refused, not a traceback,
+    # in a list and alone.
     with pytest.raises(ConfigError, match="list of positive whole numbers"):
         staged((10**400,), (1e-4,))
+    with pytest.raises(ConfigError, match="optimizer_epsilon must be finite"):
+        Adam(optimizer_epsilon=10**400)
 
 
 def test_a_code_grid_in_blocks_labels_its_classes_and_each_blocks_variables(monkeypatch, tmp_path):

@@ -105,7 +105,7 @@ def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
     ``positive``, ``signed``, ``minimum`` and ``maximum``), or `ConfigError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number, got {value!r}")
-    if not math.isfinite(value):
+    if not _is_finite(value):
         raise ConfigError(f"{name} must be finite, got {value!r}")
     if kind == "int" and not float(value).is_integer():
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
@@ -205,7 +205,8 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
 
 
 def _is_finite(number: float) -> bool:
-    # A whole number of hundreds of digits is finite, but no float holds it.
+    # A whole number of hundreds of digits (in a JSON file) is finite, but no float holds it:
+    # it counts as the infinity it rounds to, as 1e400 does.
     try:
         return math.isfinite(number)
     except OverflowError:

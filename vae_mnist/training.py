@@ -231,7 +231,7 @@ def decide_resume(
     if has_nothing_to_continue(info):
         # Out of memory in its first epoch, say: it starts afresh with the settings given now.
         return None
-    _check_saved_settings(
+    saved = _check_saved_settings(
         paths,
         config,
         "an unfinished run",
@@ -239,7 +239,7 @@ def decide_resume(
         "from Python)",
     )
     _check_epochs_ahead(paths, config, info)
-    check_model_agrees(paths, read_saved_config(paths), paths.folder / info["checkpoint"])
+    check_model_agrees(paths, saved, paths.folder / info["checkpoint"])
     return info
 
 
@@ -258,9 +258,9 @@ def _check_epochs_ahead(paths: RunPaths, config: RunConfig, info: dict[str, Any]
         )
 
 
-def _check_saved_settings(paths: RunPaths, config: RunConfig, what: str, remedy: str) -> None:
-    """Refuse `config` where it differs from the saved run's settings in more than a resumed
-    run may change."""
+def _check_saved_settings(paths: RunPaths, config: RunConfig, what: str, remedy: str) -> RunConfig:
+    """The saved run's settings (``config.json``); refuse `config` where it differs from them in
+    more than a resumed run may change."""
     saved = read_saved_config(paths)
     differing = settings_that_differ(saved, config)
     if "learning_rate" in differing:
@@ -270,6 +270,7 @@ def _check_saved_settings(paths: RunPaths, config: RunConfig, what: str, remedy:
             f"{paths.folder} holds {what} with other settings: "
             f"{describe_differences(saved, config, differing)}; {remedy}"
         )
+    return saved
 
 
 def _extension(
@@ -283,9 +284,9 @@ def _extension(
         )
     if info is None or has_nothing_to_continue(info):
         raise RunError(f"{paths.folder} holds no trained run to extend")
-    _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
+    saved = _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
     checkpoint = info.get("checkpoint") or paths.vae.name
-    check_model_agrees(paths, read_saved_config(paths), paths.folder / checkpoint)
+    check_model_agrees(paths, saved, paths.folder / checkpoint)
     if info["status"] == "training":
         _check_epochs_ahead(paths, config, info)
         return info

@@ -489,6 +489,10 @@ def test_requests_naming_another_host_are_refused(served):
     )
     assert status == 403 and "loopback" in answer["error"]
     assert request(url, headers={"Host": "localhost"})[0] == 200
+    # A header that is not a host and port is malformed, not a host to look up.
+    for header in ("[::1", "localhost:http", "[::1]x"):
+        status, answer = request(url, headers={"Host": header})
+        assert status == 400 and "the Host header" in answer["error"], header
 
 
 def test_the_page_and_its_files_are_served_with_a_self_only_policy(served):
@@ -593,7 +597,7 @@ def test_the_refusals_come_before_any_backend_starts(tmp_path, trained_run):
 def test_loopback_hosts_and_others():
     for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]", "LOCALHOST"):
         assert is_loopback(host), host
-    for host in ("0.0.0.0", "::", "192.168.1.2", "example.com", ""):
+    for host in ("0.0.0.0", "::", "192.168.1.2", "example.com", "", "[::1", "::1]"):
         assert not is_loopback(host), host
     assert choose_host(None, {}) == "127.0.0.1"
     assert choose_host(None, {HOST_VARIABLE: "::1"}) == "::1"

@@ -619,6 +619,21 @@ def test_a_preset_file_given_by_its_path(tmp_path):
     assert config.replace(preset="iwae2015") == load_preset("iwae2015").config
 
 
+def test_files_edited_by_hand_read_with_a_byte_order_mark(tmp_path):
+    from vae_mnist.presets import PRESET_FOLDER, load_preset
+
+    # A Windows editor saves UTF-8 with the mark, which JSON's reader refuses as text.
+    mark = b"\xef\xbb\xbf"
+    mine = tmp_path / "mine.json"
+    mine.write_bytes(mark + (PRESET_FOLDER / "iwae2015.json").read_bytes())
+    preset = load_preset(str(mine))
+    assert preset.config.replace(preset="iwae2015") == load_preset("iwae2015").config
+    saved = tmp_path / "config.json"
+    preset.config.save(saved)
+    saved.write_bytes(mark + saved.read_bytes())
+    assert RunConfig.load(saved) == preset.config
+
+
 @pytest.mark.parametrize("problem", ["missing", "malformed", "not an object"])
 def test_a_bad_preset_file_is_one_line_naming_it(problem, tmp_path, capsys):
     from vae_mnist import cli

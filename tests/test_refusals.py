@@ -61,6 +61,16 @@ def test_plot_names_the_flag_of_an_index_out_of_range_and_leaves_no_folder(
         arguments = ["plot", "interpolation", "--run", str(trained_run), flag, "600"]
         assert main([*arguments, "--data", str(session_npz), "--out", str(out)]) == 1
         assert f"{flag} 600 is outside the test set (0..99)" in one_line_error(capsys)
+    # A test set of five images fails the default --index 7 9, which the user did not type.
+    small = tmp_path / "five.npz"
+    np.savez(small, **make_arrays(train=10, test=5))
+    arguments = ["plot", "all", "--run", str(trained_run), "--data", str(small)]
+    assert main([*arguments, "--out", str(out)]) == 1
+    assert "--index 7 is outside the test set (0..4) (the default; give --index within it)" in (
+        one_line_error(capsys)
+    )
+    assert main([*arguments, "--out", str(out), "--index", "8"]) == 1
+    assert one_line_error(capsys).endswith("--index 8 is outside the test set (0..4)")
     # A data set that fails to load leaves no folder made for the figures.
     arguments = ["plot", "latent", "--run", str(trained_run), "--out", str(out)]
     assert main([*arguments, "--data", str(tmp_path / "missing.npz")]) == 1
@@ -292,14 +302,19 @@ def test_a_configuration_of_a_newer_version_is_refused(trained_run, tmp_path, ca
     )
 
 
-def test_a_new_run_keeps_a_checkpoint_it_did_not_write(session_npz, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("name", "file"), [("checkpoint", "epoch-0001.keras"), ("tensorboard", "events.out.mine")]
+)
+def test_a_new_run_keeps_a_folder_it_would_clear_but_did_not_write(
+    name, file, session_npz, tmp_path, capsys
+):
     folder = tmp_path / "run"
-    (folder / "checkpoint").mkdir(parents=True)
-    (folder / "checkpoint" / "epoch-0001.keras").write_bytes(b"someone's")
+    (folder / name).mkdir(parents=True)
+    (folder / name / file).write_bytes(b"someone's")
     before = folder_state(folder)
     arguments = ["train", "--data", str(session_npz), "--out", str(folder), "--epochs", "1"]
     assert main([*arguments, "--quiet"]) == 1
-    assert "holds checkpoint but no run.json" in one_line_error(capsys)
+    assert f"holds {name} but no run.json" in one_line_error(capsys)
     assert folder_state(folder) == before
 
 

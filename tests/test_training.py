@@ -617,6 +617,17 @@ def test_a_history_reads_an_empty_cell_as_not_a_number_and_refuses_a_short_row(t
         read_history(path)
 
 
+def test_a_history_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    from vae_mnist.runs import read_history
+
+    # A spreadsheet saves a CSV with the mark, which would read as part of "epoch".
+    path = tmp_path / "history.csv"
+    path.write_bytes(b"\xef\xbb\xbfepoch,loss,val_loss\n1,2,3\n")
+    history = read_history(path)
+    assert list(history) == ["epoch", "loss", "val_loss"]
+    np.testing.assert_array_equal(history["loss"], [2])
+
+
 def test_the_curves_of_an_old_run_start_at_epoch_1(monkeypatch, tmp_path):
     from vae_mnist import plotting
     from vae_mnist.runs import read_history

@@ -30,7 +30,7 @@ from typing import Any
 
 from vae_mnist.data import MNISTData
 from vae_mnist.errors import JSON_READ_ERRORS
-from vae_mnist.files import atomic_write_text
+from vae_mnist.files import atomic_write_text, read_text
 from vae_mnist.gaussian import GaussianPosterior, StandardNormalPrior
 from vae_mnist.likelihoods import BernoulliLikelihood
 from vae_mnist.networks import MLPNetwork
@@ -226,7 +226,7 @@ class RunConfig:
     def load(cls, path: str | Path) -> RunConfig:
         """Read a configuration written by `save` (or by versions 1 and 2)."""
         try:
-            values = json.loads(Path(path).read_text())
+            values = json.loads(read_text(path))
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such file") from None
         except JSON_READ_ERRORS as error:

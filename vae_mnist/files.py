@@ -45,9 +45,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` atomically."""
+    """Write `text` to `path` atomically, as UTF-8."""
     with atomic_path(path) as temporary:
-        temporary.write_text(text)
+        temporary.write_text(text, encoding="utf-8")
+
+
+def read_text(path: str | Path) -> str:
+    """The text of a UTF-8 file, with or without the byte-order mark that some editors write.
+
+    Users edit a run's settings, preset files and histories by hand; a spreadsheet or a Windows
+    editor saves them with the mark, which the JSON and CSV readers would take for text.
+    """
+    return Path(path).read_text(encoding="utf-8-sig")
 
 
 def remove_stale_temporaries(folder: str | Path) -> None:

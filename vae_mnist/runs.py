@@ -39,7 +39,7 @@ import numpy as np
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
 from vae_mnist.errors import JSON_READ_ERRORS, ModelFileError, RunError
-from vae_mnist.files import atomic_write_text
+from vae_mnist.files import atomic_write_text, read_text
 from vae_mnist.flags import flat_settings
 
 # The loss terms come first in history.csv, in this order; other logged values follow.
@@ -217,7 +217,7 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
     if not paths.run_info.exists():
         return None
     try:
-        info = json.loads(paths.run_info.read_text())
+        info = json.loads(read_text(paths.run_info))
     except JSON_READ_ERRORS as error:
         raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
     if not isinstance(info, dict) or "status" not in info:
@@ -455,7 +455,7 @@ def read_history(path: str | Path) -> dict[str, np.ndarray]:
 def _history_rows(path: str | Path) -> tuple[list[str], list[dict[str, float]]]:
     """The header of a ``history.csv`` and its rows as numbers by column."""
     try:
-        with open(path, newline="", encoding="utf-8") as stream:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
             reader = csv.reader(stream)
             header = next(reader, [])
             # A blank line is no epoch; the csv module reads it as a row of no fields.
@@ -522,7 +522,7 @@ def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
     if not paths.metrics.exists():
         return None
     try:
-        metrics = json.loads(paths.metrics.read_text())
+        metrics = json.loads(read_text(paths.metrics))
     except JSON_READ_ERRORS as error:
         raise RunError(f"{paths.metrics}: unreadable metrics ({error})") from None
     if not isinstance(metrics, dict):

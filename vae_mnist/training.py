@@ -213,12 +213,10 @@ def decide_resume(
             f"{paths.folder} already holds a model; replace it (--overwrite, or overwrite=True "
             "from Python) or train into another folder"
         )
-    # A new run clears checkpoints and snapshots, which without a record are not its own.
-    kept = [
-        path.name
-        for path in (*paths.written_files(), paths.checkpoints, paths.snapshots)
-        if path.exists()
-    ]
+    # A new run clears checkpoints, snapshots and TensorBoard curves, which without a record
+    # are not its own.
+    cleared = (paths.checkpoints, paths.snapshots, paths.tensorboard)
+    kept = [path.name for path in (*paths.written_files(), *cleared) if path.exists()]
     if info is None and kept and not overwrite:
         # Files of a run's names with no progress record: someone's own, or a run whose record
         # is gone. Either way not this run's to replace unasked.

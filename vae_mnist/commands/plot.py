@@ -44,10 +44,12 @@ RECONSTRUCTION_COUNT = 10
 SAMPLE_ROWS = 10
 
 
-def _check_index(index: int, count: int, flag: str = "--index") -> int:
+def _check_index(index: int, count: int, flag: str, given: bool) -> None:
     if not 0 <= index < count:
-        raise UsageError(f"{flag} {index} is outside the test set (0..{count - 1})")
-    return index
+        # A test set smaller than the blog's (a local file of a few images) fails the
+        # defaults, which the user never typed; the message says which flag to give.
+        source = "" if given else f" (the default; give {flag} within it)"
+        raise UsageError(f"{flag} {index} is outside the test set (0..{count - 1}){source}")
 
 
 def format_point(z: np.ndarray) -> str:
@@ -165,7 +167,7 @@ def _read_test_set(figures: Figures) -> None:
     if kind in ("interpolation", "all"):
         indices += [("--from", arguments.from_index), ("--to", arguments.to_index)]
     for flag, index in indices:
-        _check_index(index, len(figures.images), flag)
+        _check_index(index, len(figures.images), flag, flag in arguments.given_options)
     # The whole test set in one call: the scatter, the density and the decodes share it.
     figures.parameters = _numpy_dict(figures.run.vae.encode(figures.images))
     figures.points = _to_numpy(figures.posterior.representation(figures.parameters))

@@ -60,11 +60,11 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
     # Every refusal of the folder (a finished run, other settings of an unfinished one) comes
     # before the data load, which may be a download; `train` decides the same again.
     paths = RunPaths(folder)
-    resumed = decide_resume(paths, config, arguments.overwrite, arguments.restart, arguments.extend)
     if arguments.tensorboard and paths.tensorboard.exists() and not paths.tensorboard.is_dir():
         raise UsageError(
             f"{paths.tensorboard} is a file, where --tensorboard writes its logs: move it"
         )
+    resumed = decide_resume(paths, config, arguments.overwrite, arguments.restart, arguments.extend)
     data = config.data.load(arguments.data)
     # Say "continuing" only where the run will continue.
     if completed and resumed:

@@ -68,7 +68,8 @@ class RequestError(ValueError):
 
 def is_loopback(host: str) -> bool:
     """Whether `host` (a name or an address, IPv6 with or without brackets) is loopback."""
-    name = host.strip("[]").lower()
+    bracketed = host.startswith("[") and host.endswith("]")
+    name = (host[1:-1] if bracketed else host).lower()
     if name in LOOPBACK_NAMES or name.endswith(".localhost"):
         return True
     try:
@@ -78,9 +79,12 @@ def is_loopback(host: str) -> bool:
 
 
 def _host_of(header: str) -> str:
-    """The host name of a ``Host`` header: ``127.0.0.1:8080`` and ``[::1]:8080`` alike."""
-    match = re.fullmatch(r"(\[[^\]]*\]|[^:]*)(:\d+)?", header.strip())
-    return match.group(1) if match else header
+    """The host name of a ``Host`` header: ``127.0.0.1:8080`` and ``[::1]:8080`` alike; a
+    header that is neither (``[::1``, ``localhost:http``) is a 400."""
+    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(:\d+)?", header.strip())
+    if match is None:
+        raise RequestError(clipped(f"the Host header {header!r} is not a host and port"))
+    return match.group(1)
 
 
 def _read_static(name: str) -> bytes:

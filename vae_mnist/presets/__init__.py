@@ -15,6 +15,7 @@ from typing import Any
 
 from vae_mnist.config import DEFAULT_PRESET, ConfigError, RunConfig
 from vae_mnist.errors import JSON_READ_ERRORS
+from vae_mnist.files import read_text
 
 PRESET_FOLDER = Path(__file__).resolve().parent
 DESCRIPTIVE_KEYS = ("description", "paper", "differs")
@@ -60,7 +61,7 @@ def load_preset(name: str) -> Preset:
     """The preset called `name`, or the preset file at the path `name`; one-line errors."""
     preset_name, path = _preset_file(name)
     try:
-        values: Any = json.loads(path.read_text())
+        values: Any = json.loads(read_text(path))
     except JSON_READ_ERRORS as error:
         raise ConfigError(f"preset file {path}: not readable JSON ({error})") from None
     if not isinstance(values, dict):

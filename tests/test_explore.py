@@ -431,9 +431,13 @@ def raw_post_to_decode(url: str, length_headers: bytes) -> bytes:
 
 # b"\xb2" is "²" in Latin-1, the headers' encoding: a digit to str.isdigit, not to int.
 @pytest.mark.parametrize("length", [b"\xb2", b"-3", b"x"])
-def test_a_content_length_that_is_not_a_count_gets_a_4xx(served, length):
+def test_a_content_length_that_is_not_a_count_gets_a_400_naming_it(served, length):
     url = served["gaussian"].url
     answer = raw_post_to_decode(url, b"Content-Length: " + length + b"\r\n")
+    assert answer.split()[1] == b"400", answer[:60]
+    assert "is not a count of bytes" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    # A POST with no length at all is told the header it lacks.
+    answer = raw_post_to_decode(url, b"")
     assert answer.split()[1] == b"411", answer[:60]
     assert request(url + "/api/info")[0] == 200
 

@@ -207,9 +207,11 @@ class ExploreHandler(BaseHTTPRequestHandler):
             # Two lengths leave the body's end in doubt (RFC 9110, section 8.6).
             raise RequestError("a request with two different Content-Lengths")
         length_text = next(iter(lengths), None)
-        # isascii too: str.isdigit() takes "²", which int() does not.
-        if length_text is None or not (length_text.isascii() and length_text.isdigit()):
+        if length_text is None:
             raise RequestError("a POST needs a Content-Length", 411)
+        # isascii too: str.isdigit() takes "²", which int() does not.
+        if not (length_text.isascii() and length_text.isdigit()):
+            raise RequestError(clipped(f"Content-Length {length_text!r} is not a count of bytes"))
         length = int(length_text)
         if length > LARGEST_BODY:
             raise RequestError(f"a request body of {length} bytes is too large", 413)

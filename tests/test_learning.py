@@ -22,7 +22,14 @@ from vae_mnist.cli import main, parse_arguments
 from vae_mnist.data import load_dataset
 from vae_mnist.monitoring import tensorboard_callbacks
 from vae_mnist.presets import preset_config
-from vae_mnist.runs import RunError, RunPaths, read_run_info, write_metrics
+from vae_mnist.runs import (
+    RunError,
+    RunPaths,
+    new_run_info,
+    read_run_info,
+    write_metrics,
+    write_run_info,
+)
 from vae_mnist.training import train
 
 PROGRESS_BAR = "━"
@@ -349,8 +356,18 @@ def test_compare_refuses_a_malformed_history_in_one_line(tmp_path, trained_run, 
     assert capsys.readouterr().err == (
         f"vae-mnist compare: error: {folder / 'history.csv'}: line 2: loss is 'abc', not a number\n"
     )
-    # A history of its header alone was written before the first epoch: nothing to show yet.
+    # Whole rows cut away: run.json records two finished epochs.
+    (folder / "history.csv").write_text("epoch,loss,val_loss\n1,2,3\n")
+    assert main(["compare", str(folder)]) == 1
+    assert capsys.readouterr().err == (
+        f"vae-mnist compare: error: {folder / 'history.csv'}: holds 1 epoch where run.json "
+        "records 2 epochs (cut short or edited)\n"
+    )
     (folder / "history.csv").write_text("epoch,loss,val_loss\n")
+    assert main(["compare", str(folder)]) == 1
+    assert "holds 0 epochs where run.json records 2 epochs" in capsys.readouterr().err
+    # A history of its header alone was written before the first epoch: nothing to show yet.
+    write_run_info(RunPaths(folder), new_run_info(seed=0))
     assert main(["compare", str(folder)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert next(line for line in lines if line.startswith("epochs trained")).split()[-1] == "0"
@@ -358,7 +375,7 @@ def test_compare_refuses_a_malformed_history_in_one_line(tmp_path, trained_run, 
 
 def test_plot_curves_refuses_a_history_without_the_columns_it_draws(tmp_path, trained_run, capsys):
     folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
-    (folder / "history.csv").write_text("epoch,val_loss\n1,2\n")
+    (folder / "history.csv").write_text("epoch,val_loss\n1,2\n2,1\n")
     out = tmp_path / "figures"
     assert main(["plot", "curves", "--run", str(folder), "--out", str(out), "--quiet"]) == 1
     assert capsys.readouterr().err == (
@@ -367,6 +384,23 @@ def test_plot_curves_refuses_a_history_without_the_columns_it_draws(tmp_path, tr
         "curves draw\n"
     )
     assert not (out / "training_curves.png").exists()
+    # A history of the columns it draws but fewer epochs than the run finished.
+    full = (trained_run / "history.csv").read_text().splitlines()
+    (folder / "history.csv").write_text("\n".join(full[:2]) + "\n")
+    assert main(["plot", "curves", "--run", str(folder), "--out", str(out), "--quiet"]) == 1
+    assert "holds 1 epoch where run.json records 2 epochs" in capsys.readouterr().err
+    assert not (out / "training_curves.png").exists()
+
+
+def test_plot_names_a_folder_where_a_figure_goes(tmp_path, trained_run, capsys):
+    out = tmp_path / "figures"
+    (out / "training_curves.png").mkdir(parents=True)
+    assert main(["plot", "curves", "--run", str(trained_run), "--out", str(out), "--quiet"]) == 1
+    assert capsys.readouterr().err == (
+        f"vae-mnist plot: error: {out / 'training_curves.png'} is a folder, where a file is "
+        "written: move it\n"
+    )
+    assert [path.name for path in out.iterdir()] == ["training_curves.png"]
 
 
 def test_read_metrics_refuses_a_record_not_an_object_or_a_shown_number_not_a_number(tmp_path):

@@ -175,10 +175,20 @@ def test_a_kind_added_outside_the_package_reloads_in_safe_mode(laplace_run, tmp_
         np.testing.assert_array_equal(_numpy(value), _numpy(parameters[name]))
 
 
+def readme_module_of_kinds() -> str:
+    """The module of "Adding a latent kind" in README.md: its first Python block."""
+    text = (REPOSITORY / "README.md").read_text()
+    section = text.split("\n## Adding a latent kind\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
 def test_a_kind_of_ones_own_trains_and_evaluates_from_the_command_line(tmp_path):
+    """README's module of kinds, as written there, in $VAE_MNIST_KINDS."""
     npz = _write_npz(tmp_path / "tiny.npz")
     folder = str(tmp_path / "run")
-    kinds = {"VAE_MNIST_KINDS": str(REPOSITORY / "tests" / "laplace_kinds.py")}
+    module = tmp_path / "laplace.py"
+    module.write_text(readme_module_of_kinds())
+    kinds = {"VAE_MNIST_KINDS": str(module)}
     trained = run_command(
         *("train", "--posterior", "laplace", "--prior", LAPLACE_PRIOR, "--epochs", "1"),
         *("--hidden-layers", "8", "--batch-size", "40", "--data", str(npz), "--out", folder),
@@ -195,6 +205,10 @@ def test_a_kind_of_ones_own_trains_and_evaluates_from_the_command_line(tmp_path)
     evaluated = run_command(*evaluate, environment=kinds)
     assert evaluated.returncode == 0, evaluated.stderr
     assert (tmp_path / "run" / "metrics.json").is_file()
+    plot = ("plot", "all", "--run", folder, "--data", str(npz), "--quiet")
+    plotted = run_command(*plot, "--out", str(tmp_path / "figures"), environment=kinds)
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / "figures" / "latent_scatter.png").is_file()
     # Without its module the run's kind is unknown: one line, which says where to name it.
     (tmp_path / "run" / "metrics.json").unlink()
     refused = run_command(*evaluate)
@@ -341,9 +355,26 @@ def test_what_is_not_a_kind_is_refused_when_registered():
     nameless = dataclasses.make_dataclass("Nameless", [], bases=(vae_mnist.Likelihood,))
     unnamed_data = dataclasses.make_dataclass("Cifar", [], bases=(vae_mnist.Data,), frozen=True)
     unnamed_data.kind = "cifar"
+    # README's first sketch of a kind: a sample and a density, but nothing for the evaluation
+    # (an exact sample) or the figures (a representation, a mode).
+    sketch = dataclasses.make_dataclass(
+        "Sketch",
+        [],
+        bases=(vae_mnist.Posterior,),
+        namespace={"head_sizes": lambda self: {}, "code_size": 2, "sample": lambda self: None},
+        frozen=True,
+    )
+    sketch.kind = "sketch"
+    unnamed_likelihood = dataclasses.make_dataclass(
+        "Poisson", [], bases=(vae_mnist.Likelihood,), frozen=True
+    )
+    unnamed_likelihood.kind = "poisson"
     refusals = {
         unnamed_data: "Cifar lacks display_name, environment_variable, keras_dataset, "
         "class_names, which every data kind names: give it each as a ClassVar",
+        sketch: "Sketch lacks sample_exact, representation, mode, which every posterior kind "
+        "defines (vae_mnist.Posterior's documentation says what each does)",
+        unnamed_likelihood: "Poisson lacks heads, which every likelihood kind names",
         Undecorated: "Undecorated is not a dataclass: put @dataclasses.dataclass(frozen=True) "
         "under @register",
         nameless: "Nameless has no name: give it kind: ClassVar[str] = 'a_name'",
@@ -353,6 +384,7 @@ def test_what_is_not_a_kind_is_refused_when_registered():
         with pytest.raises(ValueError, match=re.escape(message)):
             register(cls)
     assert "undecorated" not in settings_module._REGISTRY["likelihood"]
+    assert "sketch" not in settings_module._REGISTRY["posterior"]
 
 
 def test_a_setting_shared_by_two_families_is_one_flag_a_run_with_both_cannot_use(registered):
@@ -573,6 +605,20 @@ def test_beta_is_the_sharpness_of_a_spike_exponential_posterior(tmp_path):
     assert RunConfig().replace(
         posterior="spike_exponential", units=5, prior="rbm", halves=(3, 2), beta=5
     ) == config.replace(preset="keras2017")
+
+
+def test_the_old_name_beta_is_named_in_its_refusals(tmp_path, capsys):
+    from vae_mnist import cli
+
+    out = str(tmp_path / "run")
+    # The default Gaussian posterior has no sharpness: the message names the flag typed.
+    assert cli.main(["train", "--beta", "3", "--out", out]) == cli.EXIT_ERROR
+    error = capsys.readouterr().err
+    assert "--beta is a setting of the spike_exponential posterior" in error
+    arguments = ["train", "--posterior", "spike_exponential", "--units", "4", "--out", out]
+    assert cli.main([*arguments, "--beta", "3", "--sharpness", "4"]) == cli.EXIT_ERROR
+    assert "--sharpness and --beta are one setting: give one" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_every_setting_belongs_to_one_family():

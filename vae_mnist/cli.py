@@ -177,7 +177,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     # Earlier names of settings, still accepted and hidden from the help.
     flags = setting_flags()
     for old, name in ALIASES.items():
-        _add_setting_flag(parser, option(old), name, flags[name], help_text=argparse.SUPPRESS)
+        _add_setting_flag(parser, option(old), old, flags[name], help_text=argparse.SUPPRESS)
 
 
 def _add_setting_flag(

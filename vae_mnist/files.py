@@ -21,6 +21,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     file or the complete new one.
     """
     path = Path(path)
+    if path.is_dir():
+        # The rename would fail only after the writer's work, naming the temporary file.
+        raise IsADirectoryError(f"{path} is a folder, where a file is written: move it")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary_name = tempfile.mkstemp(
         prefix=TEMPORARY_PREFIX, suffix=path.name, dir=path.parent

@@ -107,14 +107,24 @@ def check_kind(flag: str, name: str) -> str:
 def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
     """`config` with kinds and settings changed by flag name (see `RunConfig.replace`)."""
     values = config.to_dict()
-    changes = {ALIASES.get(name, name): value for name, value in changes.items()}
+    # The name each setting was given by (an old name, say), for the messages.
+    given: dict[str, str] = {}
+    for name in changes:
+        setting = ALIASES.get(name, name)
+        if setting in given:
+            raise ConfigError(
+                f"{option(given[setting])} and {option(name)} are one setting: give one"
+            )
+        given[setting] = name
+    changes = {setting: changes[name] for setting, name in given.items()}
     if "preset" in changes:
         values["preset"] = changes.pop("preset")
     families = {flag: family for family, flag in KIND_FLAGS.items()}
     for flag in [name for name in changes if name in families]:
         _switch_kind(values, families[flag], changes.pop(flag))
     for name, value in changes.items():
-        _settings_holding(values, name)[name] = list(value) if isinstance(value, tuple) else value
+        section = _settings_holding(values, name, given[name])
+        section[name] = list(value) if isinstance(value, tuple) else value
     return RunConfig.from_dict(values)
 
 
@@ -135,10 +145,10 @@ def _has_setting(family: str, section: dict[str, Any], name: str) -> bool:
     return name in {field.name for field in kinds(family)[section["kind"]].settings()}
 
 
-def _settings_holding(values: dict[str, Any], name: str) -> dict[str, Any]:
+def _settings_holding(values: dict[str, Any], name: str, given: str) -> dict[str, Any]:
     """The section of `values` whose kind has the setting `name`: the training's, the first
     layer's parts', or else the one part of an upper layer that has it; `ConfigError` naming
-    the kinds that have it otherwise."""
+    the kinds that have it otherwise, and the setting by the name it was `given`."""
     if name in {field.name for field in dataclasses.fields(TrainingConfig)}:
         return values["training"]
     holding = [section for section in PART_SECTIONS if _has_setting(section, values[section], name)]
@@ -146,7 +156,7 @@ def _settings_holding(values: dict[str, Any], name: str) -> dict[str, Any]:
         # Kinds of one's own may share a setting's name across families.
         parts = " and ".join(f"{values[section]['kind']} {section}" for section in holding)
         raise ConfigError(
-            f"{option(name)} is a setting of this run's {parts}, which a flag cannot tell "
+            f"{option(given)} is a setting of this run's {parts}, which a flag cannot tell "
             "apart: set it in their sections of a preset file"
         )
     if holding:
@@ -162,16 +172,16 @@ def _settings_holding(values: dict[str, Any], name: str) -> dict[str, Any]:
         return upper[0]
     flag = setting_flags().get(name)
     if flag is None:
-        raise ConfigError(f"unknown setting {name!r}")
+        raise ConfigError(f"unknown setting {given!r}")
     if upper:
         raise ConfigError(
-            f"{option(name)} is a setting of {len(upper)} of this run's upper layers' parts, "
+            f"{option(given)} is a setting of {len(upper)} of this run's upper layers' parts, "
             "which a flag cannot tell apart: set it in upper_layers of a preset file"
         )
     family = flag.owners[0][0]
     owners = " and of ".join(f"the {kind} {family}" for family, kind in flag.owners)
     raise ConfigError(
-        f"{option(name)} is a setting of {owners}, and this run's {family} is "
+        f"{option(given)} is a setting of {owners}, and this run's {family} is "
         f"{values[family]['kind']}"
     )
 

@@ -172,19 +172,15 @@ class Posterior(Part):
     """
 
     family: ClassVar[str] = "posterior"
+    required_methods: ClassVar[tuple[str, ...]] = (
+        *("head_sizes", "code_size", "sample", "sample_exact", "representation", "mode"),
+    )
     logged_metrics: ClassVar[tuple[str, ...]] = ()
 
     def create_state(self, host: Any, seed: int | None) -> None:
         """Make this part's variables on `host`, the Keras layer that tracks and saves them."""
         host.seed_generator = keras.random.SeedGenerator(seed)
         self.attach(seed_generator=host.seed_generator)
-
-    def head_sizes(self) -> dict[str, int]:
-        raise NotImplementedError
-
-    @property
-    def code_size(self) -> int:
-        raise NotImplementedError
 
     def distribution(self, parameters: dict) -> Any:
         return None
@@ -268,6 +264,7 @@ class Prior(Part):
     """
 
     family: ClassVar[str] = "prior"
+    required_methods: ClassVar[tuple[str, ...]] = ("log_density", "sample")
 
     def check_posterior(self, posterior: Posterior) -> None:
         """Refuse a posterior this prior cannot pair with; every pair is fine by default."""
@@ -284,12 +281,6 @@ class Prior(Part):
 
     def kl_divergence(self, distribution: Any) -> TensorLike | None:
         return None
-
-    def log_density(self, z: TensorLike) -> TensorLike:
-        raise NotImplementedError
-
-    def sample(self, count: int, seed: int) -> np.ndarray:
-        raise NotImplementedError
 
     def mean(self) -> np.ndarray | None:
         return None

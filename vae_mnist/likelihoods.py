@@ -104,6 +104,8 @@ class Likelihood(Part):
     """
 
     family: ClassVar[str] = "likelihood"
+    required_attributes: ClassVar[tuple[str, ...]] = ("heads",)
+    required_methods: ClassVar[tuple[str, ...]] = ("negative_log_likelihood",)
     heads: ClassVar[dict[str, str | None]]
 
     def check_data(self, data: Any) -> None:

@@ -65,6 +65,7 @@ class Objective(Part):
     """
 
     family: ClassVar[str] = "objective"
+    required_methods: ClassVar[tuple[str, ...]] = ("loss",)
     needs_log_weights: ClassVar[bool] = False
     importance_samples: int = 1
 

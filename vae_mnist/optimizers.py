@@ -18,6 +18,7 @@ class Optimizer(Part):
     """The base of the optimizer kinds: a Keras optimizer class and its shared settings."""
 
     family: ClassVar[str] = "optimizer"
+    required_attributes: ClassVar[tuple[str, ...]] = ("keras_class",)
     keras_class: ClassVar[str]
 
     learning_rate: float = setting(1e-3, "the optimizer's learning rate", positive=True)

@@ -452,6 +452,35 @@ def read_history(path: str | Path) -> dict[str, np.ndarray]:
     return columns
 
 
+def read_run_history(paths: RunPaths, info: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    """A run's ``history.csv`` (`read_history`), holding as many epochs as its progress record
+    `info` (from `read_run_info`; None for a run saved without one) says it finished.
+
+    Training writes the history from the record after every epoch, so a history of other
+    epochs was cut short or edited: a `RunError` saying so, rather than curves and counts
+    that disagree with the run.
+    """
+    recorded = int(info["completed_epochs"]) if info is not None else None
+    try:
+        history = read_history(paths.history)
+    except EmptyHistoryError:
+        if not recorded:
+            raise
+        history = {"epoch": np.zeros(0)}
+    held = len(history["epoch"])
+    if recorded is not None and held != recorded:
+        raise RunError(
+            f"{paths.history}: holds {epochs_text(held)} where {paths.run_info.name} records "
+            f"{epochs_text(recorded)} (cut short or edited)"
+        )
+    return history
+
+
+def epochs_text(count: int) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
+
+
 def _history_rows(path: str | Path) -> tuple[list[str], list[dict[str, float]]]:
     """The header of a ``history.csv`` and its rows as numbers by column."""
     try:

@@ -271,9 +271,12 @@ class Part(Settings):
     # The settings a continued run (resumed, or extended with `train --extend`) may change, as
     # it may change the learning rate: a schedule's later stages, not the model's structure.
     resumable_settings: ClassVar[tuple[str, ...]] = ()
-    # The class attributes every kind of a family names (a data set's name, say), which
-    # `register` asks of a new kind.
+    # The class attributes every kind of a family names (a data set's name, say), and the
+    # methods every kind of it defines (the family's base class has none of its own), which
+    # `register` asks of a new kind, where a kind without one would fail in the middle of a
+    # command.
     required_attributes: ClassVar[tuple[str, ...]] = ()
+    required_methods: ClassVar[tuple[str, ...]] = ()
 
     def attach(self, **state: Any) -> None:
         """Keep references to the variables that the hosting layer made (the part is frozen)."""
@@ -367,6 +370,13 @@ def _check_kind_class(cls: Any) -> None:
         raise ValueError(
             f"{name} lacks {', '.join(missing)}, which every {cls.family} kind names: give it "
             "each as a ClassVar"
+        )
+    missing = [method for method in cls.required_methods if not hasattr(cls, method)]
+    if missing:
+        base = next(klass for klass in cls.__mro__ if "family" in klass.__dict__)
+        raise ValueError(
+            f"{name} lacks {', '.join(missing)}, which every {cls.family} kind defines "
+            f"(vae_mnist.{base.__name__}'s documentation says what each does)"
         )
 
 

@@ -28,8 +28,8 @@ from vae_mnist.runs import (
     RunError,
     RunPaths,
     check_model_agrees,
-    read_history,
     read_metrics,
+    read_run_history,
     read_run_info,
 )
 
@@ -92,7 +92,7 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
     history = None
     if paths.history.exists():
         try:
-            history = read_history(paths.history)
+            history = read_run_history(paths, info)
         except EmptyHistoryError:
             # Written before the first epoch finished: nothing to show yet. Any other RunError,
             # a history that cannot be read, is reported in one line.

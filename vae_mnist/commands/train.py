@@ -9,14 +9,14 @@ from pathlib import Path
 from vae_mnist.config import DEFAULT_PRESET, RunConfig
 from vae_mnist.errors import UsageError
 from vae_mnist.files import check_can_create_folder, removed_if_left_empty
-from vae_mnist.flags import kind_choices, setting_flags
+from vae_mnist.flags import ALIASES, kind_choices, setting_flags
 from vae_mnist.presets import preset_config
-from vae_mnist.runs import RunPaths, read_run_info, read_saved_config
+from vae_mnist.runs import RunPaths, epochs_text, read_run_info, read_saved_config
 
 
 def flag_changes(arguments: argparse.Namespace) -> dict:
     """The kinds and settings that the command line gives, by flag name."""
-    names = [*kind_choices(), *setting_flags()]
+    names = [*kind_choices(), *setting_flags(), *ALIASES]
     return {
         name: getattr(arguments, name)
         for name in names
@@ -90,7 +90,7 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
     last = result["history"][-1] if result["history"] else {}
     validation = f" (val_loss {last['val_loss']:.2f})" if "val_loss" in last else ""
     print(
-        f"{program}: trained {_epochs(result['completed_epochs'])} into {folder}{validation}"
+        f"{program}: trained {epochs_text(result['completed_epochs'])} into {folder}{validation}"
         if result["history"]
         else f"{program}: nothing to train in {folder}"
     )
@@ -99,7 +99,3 @@ def _train(arguments: argparse.Namespace, program: str, folder: Path) -> None:
             f"{program}: TensorBoard logs in {paths.tensorboard} "
             f"(see them with: tensorboard --logdir {folder.parent})"
         )
-
-
-def _epochs(count: int) -> str:
-    return f"{count} epoch" if count == 1 else f"{count} epochs"

@@ -173,7 +173,12 @@ class Posterior(Part):
 
     family: ClassVar[str] = "posterior"
     required_methods: ClassVar[tuple[str, ...]] = (
-        *("head_sizes", "code_size", "sample", "sample_exact", "representation", "mode"),
+        "head_sizes",
+        "code_size",
+        "sample",
+        "sample_exact",
+        "representation",
+        "mode",
     )
     logged_metrics: ClassVar[tuple[str, ...]] = ()
 

@@ -145,10 +145,14 @@ def _has_setting(family: str, section: dict[str, Any], name: str) -> bool:
     return name in {field.name for field in kinds(family)[section["kind"]].settings()}
 
 
-def _settings_holding(values: dict[str, Any], name: str, given: str) -> dict[str, Any]:
+def _settings_holding(
+    values: dict[str, Any], name: str, given: str | None = None
+) -> dict[str, Any]:
     """The section of `values` whose kind has the setting `name`: the training's, the first
     layer's parts', or else the one part of an upper layer that has it; `ConfigError` naming
-    the kinds that have it otherwise, and the setting by the name it was `given`."""
+    the kinds that have it otherwise, and the setting by the name it was `given` (an old
+    name) where that is not `name`."""
+    given = given or name
     if name in {field.name for field in dataclasses.fields(TrainingConfig)}:
         return values["training"]
     holding = [section for section in PART_SECTIONS if _has_setting(section, values[section], name)]

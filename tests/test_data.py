@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import struct
 import zipfile
 from pathlib import Path
@@ -61,6 +62,16 @@ def test_prepare_images():
     prepared = prepare_images(images)
     assert prepared.dtype == np.float32 and prepared.shape == (1, 4)
     np.testing.assert_allclose(prepared, [[0.0, 1.0, 0.2, 0.4]])
+    # Images scaled twice, pixels past a byte, or one image read as a stack of rows would pass
+    # unseen into training.
+    refusals = {
+        "expected integer pixels 0..255": images / 255.0,
+        "pixel values in 0..300": np.array([[[0, 300]]]),
+        "expected a stack of images (n, height, width)": images[0],
+    }
+    for message, bad in refusals.items():
+        with pytest.raises(DataError, match=re.escape(message)):
+            prepare_images(bad)
 
 
 def test_download_failure_says_how_to_give_a_local_file(monkeypatch):

@@ -572,6 +572,19 @@ def test_a_setting_of_another_kind_is_refused_in_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_numpy_numbers_are_numbers_and_a_kind_is_a_name():
+    config = RunConfig().replace(
+        epochs=np.int64(3), learning_rate=np.float32(0.5), hidden_layers=(np.int64(8),)
+    )
+    assert config.training.epochs == 3 and type(config.training.epochs) is int
+    assert config.optimizer.learning_rate == 0.5 and config.network.hidden_layers == (8,)
+    with pytest.raises(vae_mnist.ConfigError, match="epochs must be a number, got np.True_"):
+        RunConfig().replace(epochs=np.bool_(True))
+    for kind in (["gaussian"], {"kind": "gaussian"}):
+        with pytest.raises(vae_mnist.ConfigError, match=re.escape(f"unknown posterior {kind!r}")):
+            RunConfig().replace(posterior=kind)
+
+
 def test_a_setting_of_another_kind_is_refused_from_python():
     with pytest.raises(vae_mnist.ConfigError, match="--sharpness .* spike_exponential"):
         RunConfig().replace(sharpness=3.0)

@@ -349,6 +349,32 @@ def test_a_progress_record_that_says_something_else_stops_training(tmp_path, cha
     assert info["status"] == "finished"
 
 
+def test_bad_data_is_refused_before_a_finished_run_is_touched(tmp_path):
+    from vae_mnist.errors import ConfigError, DataError
+
+    folder = tmp_path / "run"
+    train(SMALL.replace(epochs=1), _data(), folder, verbose=0)
+    before = folder_state(folder)
+    (x_train, y_train), test = _data()
+    bad = {
+        "no images": (((x_train[:0], y_train[:0]), test), "x_train is empty"),
+        "other sizes": (((x_train[:, :20, :20], y_train), test), "expected (n, 28, 28)"),
+        "scaled already": (((x_train / 255.0, y_train), test), "expected integers (uint8)"),
+        "fewer labels": (((x_train, y_train[:-1]), test), "but y_train has"),
+        "one split": ((x_train, y_train), "expected ((x_train, y_train), (x_test, y_test))"),
+        "nothing": (None, "expected ((x_train, y_train), (x_test, y_test))"),
+    }
+    for case, (data, message) in bad.items():
+        with pytest.raises(DataError, match=re.escape(message)):
+            train(SMALL.replace(epochs=1), data, folder, verbose=0, overwrite=True)
+        assert folder_state(folder) == before, case
+    with pytest.raises(ConfigError, match="config must be a RunConfig, got str"):
+        train("keras2017", _data(), folder, verbose=0, overwrite=True)
+    with pytest.raises(RunError, match="out_dir is empty"):
+        train(SMALL, _data(), "", verbose=0)
+    assert folder_state(folder) == before
+
+
 @pytest.mark.parametrize("name", ["history.csv", "metrics.json", "decoder.keras"])
 def test_a_folder_with_a_runs_files_but_no_record_is_not_trained_into_unasked(tmp_path, name):
     folder = tmp_path / "mine"

@@ -65,9 +65,46 @@ def load_mnist(path: str | os.PathLike | None = None) -> tuple[Split, Split]:
 
 
 def prepare_images(images: np.ndarray) -> np.ndarray:
-    """Scale uint8 images to float32 in [0, 1] and flatten each to 784 values."""
-    # (n, 28, 28) -> (n, 784)
+    """Scale uint8 images ``(n, height, width)`` to float32 in [0, 1] and flatten each.
+
+    Raises:
+        DataError: images that are not a stack of integer images in 0..255 (images scaled
+            already would be scaled twice, a single image read as rows of pixels).
+    """
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise DataError(
+            f"images of shape {images.shape}: expected a stack of images (n, height, width)"
+        )
+    if not np.issubdtype(images.dtype, np.integer):
+        raise DataError(
+            f"images of dtype {images.dtype}: expected integer pixels 0..255 (uint8), as "
+            "load_dataset gives them; images scaled to [0, 1] need no preparing"
+        )
+    if images.size and (images.min() < 0 or images.max() > 255):
+        raise DataError(f"pixel values in {images.min()}..{images.max()}: expected 0..255")
+    # (n, height, width) -> (n, height * width)
     return (images.astype(np.float32) / 255.0).reshape(len(images), -1)
+
+
+def check_data(data: object, source: str) -> tuple[Split, Split]:
+    """`data` as `load_dataset` returns it, ``((x_train, y_train), (x_test, y_test))``, or a
+    `DataError` naming what is wrong (`validate_mnist`'s checks)."""
+    try:
+        (x_train, y_train), (x_test, y_test) = data  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{source}: expected ((x_train, y_train), (x_test, y_test)) as load_dataset gives, "
+            f"got {type(data).__name__}"
+        ) from None
+    arrays = {}
+    for key, value in zip(NPZ_KEYS, (x_train, y_train, x_test, y_test), strict=True):
+        try:
+            arrays[key] = np.asarray(value)
+        except ValueError as error:  # Lists of rows of different lengths.
+            raise DataError(f"{source}: {key} is not an array ({error})") from None
+    validate_mnist(arrays, source)
+    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
 
 
 def binarize(images: np.ndarray, seed: int) -> np.ndarray:

@@ -131,7 +131,7 @@ def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
 def _switch_kind(values: dict[str, Any], family: str, kind: Any) -> None:
     """Change a section's kind, keeping the settings that the new kind has too."""
     available = kinds(family)
-    if kind not in available:
+    if not isinstance(kind, str) or kind not in available:
         flag = KIND_FLAGS[family]
         raise ConfigError(f"unknown {flag} {kind!r} (choose from {', '.join(available)})")
     if values[family]["kind"] == kind:

@@ -31,6 +31,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import math
+import numbers
 import os
 import sys
 import sysconfig
@@ -103,8 +104,10 @@ def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
 def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
     """`value` as a number of `kind` (``int`` or ``float``) within `checks` (`setting`'s
     ``positive``, ``signed``, ``minimum`` and ``maximum``), or `ConfigError` naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a number, got {value!r}")
+    # NumPy's numbers (an epoch count taken from an array) as Python's.
+    value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if not _is_finite(value):
         raise ConfigError(f"{name} must be finite, got {value!r}")
     if kind == "int" and not float(value).is_integer():
@@ -190,7 +193,7 @@ def _check_list(name: str, value: Any, whole: bool, checks: dict[str, Any]) -> t
     items = list(value) if isinstance(value, (list, tuple)) else [value]
     if any(
         isinstance(item, bool)
-        or not isinstance(item, (int, float))
+        or not isinstance(item, numbers.Real)
         or not _is_finite(item)
         or (whole and not float(item).is_integer())
         or item <= 0

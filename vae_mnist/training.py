@@ -18,8 +18,8 @@ import numpy as np
 # Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig, TrainingConfig
-from vae_mnist.data import model_inputs
-from vae_mnist.errors import TrainingDivergedError
+from vae_mnist.data import check_data, model_inputs
+from vae_mnist.errors import ConfigError, TrainingDivergedError
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
 from vae_mnist.model import build_vae, load_model, save_model
 from vae_mnist.progress import report_stop, training_progress
@@ -327,11 +327,19 @@ def train(
         RunError: the folder holds a finished run (and `overwrite` and `extend` are off), or
             a run with other settings (and `restart` is off), or `extend` finds nothing to
             extend.
+        DataError: `data` is not MNIST-shaped uint8 images and labels (checked before the
+            folder is touched).
         TrainingDivergedError: the loss became NaN or infinite.
         KeyboardInterrupt: Ctrl-C or SIGTERM; the folder keeps every finished epoch, and an
             epoch cut short is discarded (standard error says where it stopped). A signal
             that comes while the last epoch is validated lets the run finish.
     """
+    # Checked before the folder is touched: bad data must not cost a finished run its record.
+    if not isinstance(config, RunConfig):
+        raise ConfigError(f"config must be a RunConfig, got {type(config).__name__}")
+    if not str(out_dir):
+        raise RunError("out_dir is empty: name the run folder ('.' for the current one)")
+    data = check_data(data, "the data given to train")
     paths = RunPaths(Path(out_dir))
     # Decide before creating the folder, so that a refusal leaves nothing behind.
     info = decide_resume(paths, config, overwrite, restart, extend)

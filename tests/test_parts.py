@@ -572,6 +572,19 @@ def test_a_setting_of_another_kind_is_refused_in_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_the_constructor_checks_each_sections_type():
+    refusals = {
+        "posterior must be a posterior kind's part, got 'gaussian'": {"posterior": "gaussian"},
+        "data must be a data kind's part, got RMSprop(": {"data": RunConfig().optimizer},
+        "training must be a TrainingConfig, got None": {"training": None},
+        "upper_layers must be a tuple of UpperLayer, got [1]": {"upper_layers": [1]},
+        "preset must be a name, got None": {"preset": None},
+    }
+    for message, values in refusals.items():
+        with pytest.raises(vae_mnist.ConfigError, match=re.escape(message)):
+            RunConfig(**values)
+
+
 def test_numpy_numbers_are_numbers_and_a_kind_is_a_name():
     config = RunConfig().replace(
         epochs=np.int64(3), learning_rate=np.float32(0.5), hidden_layers=(np.int64(8),)

@@ -121,7 +121,8 @@ class RunConfig:
     preset: str = DEFAULT_PRESET
 
     def __post_init__(self) -> None:
-        """The checks between parts, each in the part that knows it."""
+        """The sections' types, then the checks between parts, each in the part that knows it."""
+        self._check_sections()
         self.network.check_data(self.data)
         self.likelihood.check_data(self.data)
         self.prior.check_posterior(self.top_posterior)
@@ -145,6 +146,24 @@ class RunConfig:
                 f"binary units or smoothed units in groups, and the {top.kind} posterior has "
                 f"none of these"
             )
+
+    def _check_sections(self) -> None:
+        """Each section a part of its family (made in Python, a configuration may hold
+        anything); `replace` takes a kind by its name."""
+        for family in PART_SECTIONS:
+            part = getattr(self, family)
+            if not (isinstance(part, Part) and part.family == family):
+                raise ConfigError(
+                    f"{family} must be a {family} kind's part, got {part!r} (replace({family}="
+                    f"'a_kind') chooses one by its name)"
+                )
+        if not isinstance(self.training, TrainingConfig):
+            raise ConfigError(f"training must be a TrainingConfig, got {self.training!r}")
+        layers = self.upper_layers
+        if not (isinstance(layers, tuple) and all(isinstance(x, UpperLayer) for x in layers)):
+            raise ConfigError(f"upper_layers must be a tuple of UpperLayer, got {layers!r}")
+        if not isinstance(self.preset, str):
+            raise ConfigError(f"preset must be a name, got {self.preset!r}")
 
     @property
     def posteriors(self) -> list[Part]:
@@ -202,8 +221,6 @@ class RunConfig:
         if not isinstance(layers, list):
             raise ConfigError(f"upper_layers must be a list, got {layers!r}")
         preset = values.get("preset", DEFAULT_PRESET)
-        if not isinstance(preset, str):
-            raise ConfigError(f"preset must be a name, got {preset!r}")
         upper = tuple(UpperLayer.from_config(layer) for layer in layers)
         return cls(**parts, training=training, upper_layers=upper, preset=preset)
 

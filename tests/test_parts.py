@@ -346,6 +346,17 @@ def test_a_setting_that_means_another_thing_is_refused_when_registered(field, me
     assert "annealed" not in settings_module._REGISTRY["likelihood"]
 
 
+def test_a_setting_of_no_flags_type_a_misspelt_check_or_an_odd_name_is_refused():
+    with pytest.raises(TypeError, match="setting\\(\\) has no check positiv \\(its checks: "):
+        vae_mnist.setting(2, "units", positiv=True)
+    counts = ("counts", dict, vae_mnist.setting(None, "counts by name"))
+    with pytest.raises(ValueError, match="'counts' is of type dict, where a setting is one of"):
+        register(_likelihood_kind("counted", counts))
+    with pytest.raises(ValueError, match="kind 'my kind' is not a name of lowercase letters"):
+        register(_likelihood_kind("my kind"))
+    assert not {"counted", "my kind"} & set(settings_module._REGISTRY["likelihood"])
+
+
 def test_what_is_not_a_kind_is_refused_when_registered():
     from vae_mnist.likelihoods import BernoulliLikelihood
 

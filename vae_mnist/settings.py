@@ -33,6 +33,7 @@ import importlib.util
 import math
 import numbers
 import os
+import re
 import sys
 import sysconfig
 import traceback
@@ -55,6 +56,16 @@ LARGEST_FLOAT = 3.4028234663852886e38
 FLOAT32_OVERFLOW = 3.4028235677973366e38
 
 
+# The checks `setting` takes, which `check_value` applies.
+SETTING_CHECKS = frozenset(
+    {"positive", "signed", "choices", "minimum", "maximum", "length", "may_be_empty"}
+)
+# The types a setting may have, as `field_type` names them: one flag each on the command line.
+SETTING_TYPES = ("bool", "str", "int", "float", "list", "numbers")
+# A kind's name is a word of the command line and of config.json.
+KIND_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
 def setting(default: Any, help_text: str, **checks: Any) -> Any:
     """A dataclass field that is a setting: its default, its one help string and its checks.
 
@@ -62,6 +73,12 @@ def setting(default: Any, help_text: str, **checks: Any) -> Any:
     ``choices=(...)`` lists the allowed words, ``minimum=N`` and ``maximum=N`` bound a number,
     ``length=N`` fixes the length of a list and ``may_be_empty=True`` allows an empty one.
     """
+    unknown = sorted(set(checks) - SETTING_CHECKS)
+    if unknown:
+        raise TypeError(
+            f"setting() has no check {', '.join(unknown)} (its checks: "
+            f"{', '.join(sorted(SETTING_CHECKS))})"
+        )
     metadata = {"help": help_text, **checks}
     if isinstance(default, tuple):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
@@ -368,6 +385,11 @@ def _check_kind_class(cls: Any) -> None:
         )
     if not isinstance(getattr(cls, "kind", None), str) or not cls.kind:
         raise ValueError(f"{name} has no name: give it kind: ClassVar[str] = 'a_name'")
+    if not KIND_NAME.fullmatch(cls.kind):
+        raise ValueError(
+            f"{name}'s kind {cls.kind!r} is not a name of lowercase letters, digits and "
+            "underscores (a word of the command line and of config.json)"
+        )
     missing = [attribute for attribute in cls.required_attributes if not hasattr(cls, attribute)]
     if missing:
         raise ValueError(
@@ -394,6 +416,11 @@ def _check_setting(cls: type[Part], field: dataclasses.Field, title: str) -> Non
         raise ValueError(
             f"{title}'s field {field.name!r} is not a setting: declare it with "
             "setting(default, help_text), or make it a ClassVar"
+        )
+    if field_type(field) not in SETTING_TYPES:
+        raise ValueError(
+            f"{title}'s setting {field.name!r} is of type {field_type(field)}, where a setting is "
+            "one of bool, str, int, float, tuple[int, ...] or tuple[float, ...]"
         )
     for family, kinds_of_family in _REGISTRY.items():
         for other in kinds_of_family.values():

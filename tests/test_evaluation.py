@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import keras
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from conftest import make_arrays
 
-from vae_mnist import RunConfig, build_vae
+from vae_mnist import ConfigError, RunConfig, build_vae
 from vae_mnist.cli import main
 from vae_mnist.data import prepare_images
 from vae_mnist.evaluation import (
@@ -179,6 +180,23 @@ def test_evaluate_is_repeatable_and_has_every_key(small_vae):
     assert first["iwae_negative_log_likelihood"] == -first["iwae_log_likelihood"]
 
 
+def test_evaluate_run_refuses_counts_that_are_not_counts_before_any_work(small_vae):
+    arrays = make_arrays(train=20, test=5)
+    train_images, test_images = prepare_images(arrays["x_train"]), prepare_images(arrays["x_test"])
+    inputs = (train_images, arrays["y_train"], test_images, arrays["y_test"])
+    refusals = {
+        "samples must be positive, got 0": {"samples": 0},
+        "samples must be a whole number, got 2.5": {"samples": 2.5},
+        "neighbours 21 is more than the 20 training images: choose at most 20": {"neighbours": 21},
+        "seed must not be negative, got -1": {"seed": -1},
+    }
+    for message, options in refusals.items():
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            evaluate_run(small_vae, *inputs, **options)
+    with pytest.raises(ConfigError, match="20 training images and 19 labels"):
+        evaluate_run(small_vae, train_images, arrays["y_train"][:-1], *inputs[2:], samples=2)
+
+
 def test_evaluate_command_writes_metrics(trained_run, session_npz, tmp_path, capsys):
     # A copy: the shared run is only read, so other tests may rely on it holding no metrics.
     run = tmp_path / "run"
@@ -196,7 +214,7 @@ def test_evaluate_command_writes_metrics(trained_run, session_npz, tmp_path, cap
 def test_evaluate_refuses_more_neighbours_than_training_images_before_any_estimate(
     trained_run, session_npz, tmp_path, capsys, monkeypatch
 ):
-    from vae_mnist.commands import evaluate as evaluate_command
+    from vae_mnist import evaluation
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -205,7 +223,7 @@ def test_evaluate_refuses_more_neighbours_than_training_images_before_any_estima
     def estimate(*args, **kwargs):
         raise AssertionError("the estimate ran before the refusal")
 
-    monkeypatch.setattr(evaluate_command, "evaluate_run", estimate)
+    monkeypatch.setattr(evaluation, "negative_elbo_terms", estimate)
     status = main(
         ["evaluate", "--run", str(run), "--data", str(session_npz)]
         + [
@@ -215,7 +233,7 @@ def test_evaluate_refuses_more_neighbours_than_training_images_before_any_estima
     )
     error = capsys.readouterr().err.strip()
     assert status == 1 and "\n" not in error
-    assert f"--neighbours {count + 1} is more than the {count} training images" in error
+    assert f"neighbours {count + 1} is more than the {count} training images" in error
     assert not (run / "metrics.json").exists()
     # As many neighbours as images is a vote of them all: allowed, so the estimate runs.
     arguments = ["evaluate", "--run", str(run), "--data", str(session_npz)]

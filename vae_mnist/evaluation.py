@@ -20,6 +20,7 @@ from vae_mnist.backend import keras, ops
 from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
 from vae_mnist.objectives import log_mean_exp
 from vae_mnist.progress import CountBar
+from vae_mnist.settings import LARGEST_SEED, ConfigError, check_number
 
 # Decoded pixels held in memory at once by the importance-weighted estimate (about 300 MB).
 DECODED_VALUES_PER_CHUNK = 80_000_000
@@ -218,7 +219,28 @@ def evaluate_run(
     representation (z_mean; a discrete latent's posterior probabilities). The prior prepares
     first (the RBM prior computes its log Z: `log_partition` is exact, ais or auto) and the
     posterior adds its own numbers (`Prior.prepare_evaluation`, `Posterior.latent_metrics`).
+
+    Raises:
+        ConfigError: a count or seed that is not one (checked before the work), or images
+            and labels of different lengths.
     """
+    samples = check_number("samples", "int", {"positive": True}, samples)
+    neighbours = check_number("neighbours", "int", {"positive": True}, neighbours)
+    if neighbours > len(train_images):
+        raise ConfigError(
+            f"neighbours {neighbours} is more than the {len(train_images)} training images: "
+            f"choose at most {len(train_images)}"
+        )
+    seed = check_number("seed", "int", {"maximum": LARGEST_SEED}, seed)
+    for split, images, labels in (
+        ("training", train_images, train_labels),
+        ("test", test_images, test_labels),
+    ):
+        if len(images) != len(labels) or not len(images):
+            raise ConfigError(
+                f"{len(images)} {split} images and {len(labels)} labels: expected as many of "
+                "each, and at least one"
+            )
     prepared = vae.prior_part.prepare_evaluation(log_partition=log_partition, seed=seed)
     reconstruction, kl = negative_elbo_terms(vae, test_images, seed)
     log_likelihood = importance_weighted_log_likelihood(

@@ -27,12 +27,6 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     data = config.data.load(arguments.data)
     train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)
     (_, train_labels), (_, test_labels) = data
-    # Checked before the long importance-sampled estimate, not after it.
-    if arguments.neighbours > len(train_images):
-        raise UsageError(
-            f"--neighbours {arguments.neighbours} is more than the {len(train_images)} "
-            f"training images of the data set: choose at most {len(train_images)}"
-        )
     metrics = evaluate_run(
         trained.vae,
         train_images,

@@ -384,22 +384,27 @@ def test_plot_curves_refuses_a_history_without_the_columns_it_draws(tmp_path, tr
         "curves draw\n"
     )
     assert not (out / "training_curves.png").exists()
-    # A history of the columns it draws but fewer epochs than the run finished.
+    # A history of the columns it draws but fewer epochs than the run finished, refused by
+    # `plot all` before it draws the figures that come before the curves.
     full = (trained_run / "history.csv").read_text().splitlines()
     (folder / "history.csv").write_text("\n".join(full[:2]) + "\n")
-    assert main(["plot", "curves", "--run", str(folder), "--out", str(out), "--quiet"]) == 1
+    assert main(["plot", "all", "--run", str(folder), "--out", str(out), "--quiet"]) == 1
     assert "holds 1 epoch where run.json records 2 epochs" in capsys.readouterr().err
-    assert not (out / "training_curves.png").exists()
+    assert not out.exists()
 
 
-def test_plot_names_a_folder_where_a_figure_goes(tmp_path, trained_run, capsys):
+def test_plot_names_a_folder_where_a_figure_goes_before_drawing_any(
+    tmp_path, trained_run, session_npz, capsys
+):
     out = tmp_path / "figures"
     (out / "training_curves.png").mkdir(parents=True)
-    assert main(["plot", "curves", "--run", str(trained_run), "--out", str(out), "--quiet"]) == 1
+    arguments = ["plot", "all", "--run", str(trained_run), "--data", str(session_npz)]
+    assert main([*arguments, "--out", str(out), "--quiet"]) == 1
     assert capsys.readouterr().err == (
-        f"vae-mnist plot: error: {out / 'training_curves.png'} is a folder, where a file is "
-        "written: move it\n"
+        f"vae-mnist plot: error: {out / 'training_curves.png'} is a folder, where plot writes "
+        "a figure: move it\n"
     )
+    # `plot all` draws the latent scatter and others before the curves: none is written.
     assert [path.name for path in out.iterdir()] == ["training_curves.png"]
 
 

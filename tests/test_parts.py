@@ -352,9 +352,14 @@ def test_a_setting_of_no_flags_type_a_misspelt_check_or_an_odd_name_is_refused()
     counts = ("counts", dict, vae_mnist.setting(None, "counts by name"))
     with pytest.raises(ValueError, match="'counts' is of type dict, where a setting is one of"):
         register(_likelihood_kind("counted", counts))
-    with pytest.raises(ValueError, match="kind 'my kind' is not a name of lowercase letters"):
-        register(_likelihood_kind("my kind"))
-    assert not {"counted", "my kind"} & set(settings_module._REGISTRY["likelihood"])
+    optional = ("most", int | None, vae_mnist.setting(None, "an optional count"))
+    with pytest.raises(ValueError, match=re.escape("'most' is of type int | None, where a")):
+        register(_likelihood_kind("bounded", optional))
+    for name in ("my kind", "--x"):
+        with pytest.raises(ValueError, match=f"kind '{name}' is not one word of letters"):
+            register(_likelihood_kind(name))
+    refused = {"counted", "bounded", "my kind", "--x"}
+    assert not refused & set(settings_module._REGISTRY["likelihood"])
 
 
 def test_what_is_not_a_kind_is_refused_when_registered():

@@ -224,14 +224,6 @@ def evaluate_run(
         ConfigError: a count or seed that is not one (checked before the work), or images
             and labels of different lengths.
     """
-    samples = check_number("samples", "int", {"positive": True}, samples)
-    neighbours = check_number("neighbours", "int", {"positive": True}, neighbours)
-    if neighbours > len(train_images):
-        raise ConfigError(
-            f"neighbours {neighbours} is more than the {len(train_images)} training images: "
-            f"choose at most {len(train_images)}"
-        )
-    seed = check_number("seed", "int", {"maximum": LARGEST_SEED}, seed)
     for split, images, labels in (
         ("training", train_images, train_labels),
         ("test", test_images, test_labels),
@@ -241,6 +233,14 @@ def evaluate_run(
                 f"{len(images)} {split} images and {len(labels)} labels: expected as many of "
                 "each, and at least one"
             )
+    samples = check_number("samples", "int", {"positive": True}, samples)
+    neighbours = check_number("neighbours", "int", {"positive": True}, neighbours)
+    if neighbours > len(train_images):
+        raise ConfigError(
+            f"neighbours {neighbours} is more than the {len(train_images)} training images: "
+            f"choose at most {len(train_images)}"
+        )
+    seed = check_number("seed", "int", {"maximum": LARGEST_SEED}, seed)
     prepared = vae.prior_part.prepare_evaluation(log_partition=log_partition, seed=seed)
     reconstruction, kl = negative_elbo_terms(vae, test_images, seed)
     log_likelihood = importance_weighted_log_likelihood(

@@ -62,8 +62,9 @@ SETTING_CHECKS = frozenset(
 )
 # The types a setting may have, as `field_type` names them: one flag each on the command line.
 SETTING_TYPES = ("bool", "str", "int", "float", "list", "numbers")
-# A kind's name is a word of the command line and of config.json.
-KIND_NAME = re.compile(r"[a-z][a-z0-9_]*")
+# A kind's name is one word of the command line (not one argparse reads as a flag) and of
+# config.json.
+KIND_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 def setting(default: Any, help_text: str, **checks: Any) -> Any:
@@ -88,7 +89,9 @@ def setting(default: Any, help_text: str, **checks: Any) -> Any:
 def field_type(field: dataclasses.Field) -> str:
     """``bool``, ``str``, ``int``, ``float``, ``list`` (of positive whole numbers) or
     ``numbers`` (a list of positive numbers)."""
-    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    # A type written out (`int | None` without postponed annotations) may have no name.
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", None)
+    kind = kind or str(field.type)
     if kind.startswith("tuple"):
         return "numbers" if "float" in kind else "list"
     return kind
@@ -387,8 +390,8 @@ def _check_kind_class(cls: Any) -> None:
         raise ValueError(f"{name} has no name: give it kind: ClassVar[str] = 'a_name'")
     if not KIND_NAME.fullmatch(cls.kind):
         raise ValueError(
-            f"{name}'s kind {cls.kind!r} is not a name of lowercase letters, digits and "
-            "underscores (a word of the command line and of config.json)"
+            f"{name}'s kind {cls.kind!r} is not one word of letters, digits, '_', '-' and "
+            "'.' (a word of the command line and of config.json)"
         )
     missing = [attribute for attribute in cls.required_attributes if not hasattr(cls, attribute)]
     if missing:

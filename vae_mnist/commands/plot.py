@@ -97,6 +97,7 @@ class Figures:
     parameters: dict | None = None
     points: np.ndarray | None = None
     top_points: np.ndarray | None = None
+    history: dict[str, np.ndarray] | None = None
 
     @property
     def posterior(self):
@@ -138,15 +139,19 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     # passes --out figures to refresh the repository's committed figures.
     folder = arguments.out if arguments.out is not None else run.paths.figures
     # A folder made for figures that then fail (a bad test set) is not left behind empty.
+    drawn = [name for name in DRAWERS if kind in (name, "all") and not unmet_need(name, parts)]
     with removed_if_left_empty(folder):
         out = check_writable_folder(folder)
         figures = Figures(arguments, run, out, run.vae.image_decoder())
+        # Refused before any figure is written, not after the first few of `plot all`.
+        _check_no_folder_takes_a_figures_name(out)
+        if "curves" in drawn:
+            figures.history = _read_curves_history(run)
         if reads_test_set:
             _read_test_set(figures)
         written: list[Path] = []
-        for name, draw in DRAWERS.items():
-            if kind == name or (kind == "all" and unmet_need(name, parts) is None):
-                written.extend(draw(figures))
+        for name in drawn:
+            written.extend(DRAWERS[name](figures))
     for path in written:
         print(f"wrote {path}")
     return written
@@ -232,11 +237,20 @@ def _interpolation(figures: Figures) -> list[Path]:
     return [plotting.plot_interpolation(decoded, figures.out / "interpolation.png", title)]
 
 
-def _curves(figures: Figures) -> list[Path]:
-    history_path = figures.run.paths.history
+def _check_no_folder_takes_a_figures_name(out: Path) -> None:
+    """Refuse a folder in `out` named as a figure is (``*.png``, ``*.gif``), where writing
+    that figure would fail after the figures before it were written."""
+    for entry in sorted(out.iterdir()):
+        if entry.suffix in (".png", ".gif") and entry.is_dir():
+            raise UsageError(f"{entry} is a folder, where plot writes a figure: move it")
+
+
+def _read_curves_history(run: TrainedRun) -> dict[str, np.ndarray]:
+    """The run's history, with every column the training curves draw."""
+    history_path = run.paths.history
     if not history_path.exists():
         raise ModelFileError(f"{history_path}: no training history in the run")
-    history = read_run_history(figures.run.paths, read_run_info(figures.run.paths))
+    history = read_run_history(run.paths, read_run_info(run.paths))
     # Refused before drawing, so that a history of other columns is one line, not a KeyError.
     missing = [column for column in plotting.TRAINING_CURVE_COLUMNS if column not in history]
     if missing:
@@ -244,9 +258,13 @@ def _curves(figures: Figures) -> list[Path]:
             f"{history_path}: the training history lacks {', '.join(missing)}, which the "
             "training curves draw"
         )
+    return history
+
+
+def _curves(figures: Figures) -> list[Path]:
     path = figures.out / "training_curves.png"
     loss_name = figures.run.config.objective.loss_name
-    return [plotting.plot_training_curves(history, path, loss_name=loss_name)]
+    return [plotting.plot_training_curves(figures.history, path, loss_name=loss_name)]
 
 
 def _density(figures: Figures) -> list[Path]:

@@ -138,8 +138,8 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     # A user's figures belong with the run they show; the README's reproduction command
     # passes --out figures to refresh the repository's committed figures.
     folder = arguments.out if arguments.out is not None else run.paths.figures
-    # A folder made for figures that then fail (a bad test set) is not left behind empty.
     drawn = [name for name in DRAWERS if kind in (name, "all") and not unmet_need(name, parts)]
+    # A folder made for figures that then fail (a bad test set) is not left behind empty.
     with removed_if_left_empty(folder):
         out = check_writable_folder(folder)
         figures = Figures(arguments, run, out, run.vae.image_decoder())

@@ -195,6 +195,9 @@ def test_evaluate_run_refuses_counts_that_are_not_counts_before_any_work(small_v
             evaluate_run(small_vae, *inputs, **options)
     with pytest.raises(ConfigError, match="20 training images and 19 labels"):
         evaluate_run(small_vae, train_images, arrays["y_train"][:-1], *inputs[2:], samples=2)
+    # A log Z method asked of a prior that has no partition function was ignored.
+    with pytest.raises(ValueError, match="--log-partition applies to a prior with a partition"):
+        evaluate_run(small_vae, *inputs, samples=2, log_partition="ais")
 
 
 def test_evaluate_command_writes_metrics(trained_run, session_npz, tmp_path, capsys):

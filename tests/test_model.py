@@ -245,6 +245,30 @@ def test_gaussian_decoder_outputs_a_mean_and_a_log_variance():
     np.testing.assert_array_equal(numpy(outputs["reconstruction"]), numpy(outputs["x_mean"]))
 
 
+def test_encode_and_decode_refuse_a_batch_they_cannot_read_in_one_line():
+    vae = build_vae(RunConfig().replace(hidden_layers=(8,)))
+    refusals = {
+        "VAE.encode takes images of shape (batch, 784), got (3, 28, 28)": lambda: vae.encode(
+            np.zeros((3, 28, 28), "float32")
+        ),
+        "VAE.encode takes images of shape (batch, 784), got (784,)": lambda: vae.encode(
+            np.zeros(784, "float32")
+        ),
+        # Raw pixels of 0 to 255 were encoded as they were, far outside the scale trained on.
+        "VAE.encode takes images scaled to floats": lambda: vae.encode(np.zeros((3, 784), "uint8")),
+        "VAE.decode takes codes of shape (batch, 2), got (3, 3)": lambda: vae.decode(
+            np.zeros((3, 3), "float32")
+        ),
+    }
+    for message, call in refusals.items():
+        with pytest.raises(ValueError) as refusal:
+            call()
+        assert str(refusal.value).startswith(message) and "\n" not in str(refusal.value)
+    # A nested list reads as the array it spells.
+    assert tuple(vae.encode([[0.5] * 784])["z_mean"].shape) == (1, 2)
+    assert tuple(vae.decode(np.zeros((3, 2), "float32"))["probabilities"].shape) == (3, 784)
+
+
 def test_compute_loss_is_the_batch_mean_of_both_terms():
     vae = build_vae(RunConfig().replace(hidden_layers=(8,)))
     images = np.random.default_rng(1).random((6, 784)).astype("float32")

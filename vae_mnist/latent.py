@@ -58,7 +58,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vae_mnist.backend import keras, ops
-from vae_mnist.settings import ConfigError, Part
+from vae_mnist.settings import ConfigError, Part, UsageError
 
 TensorLike = Any
 LOG_TWO_PI = math.log(2.0 * math.pi)
@@ -263,7 +263,10 @@ class Prior(Part):
     - ``structure()``: with the ``structure`` capability, ``(bias1 (n1,), bias2 (n2,),
       coupling (n1, n2))`` numpy arrays of a learned pairwise structure between two halves of
       the code (an RBM's), for the coupling figure.
-    - ``prepare_evaluation(**options)``: work before evaluation; JSON-ready metrics.
+    - ``check_evaluation(**options)``: refuse evaluation options it cannot honour (the
+      ``log_partition`` method of a prior without a partition function).
+    - ``prepare_evaluation(**options)``: work before evaluation (its options checked
+      first); JSON-ready metrics.
     - ``relaxed_divergence(zeta, parameters, sample_estimate)``: with ``relaxed_energy``, the
       training KL (or each sample's log-ratio) at the posterior's relaxed sample.
     """
@@ -304,7 +307,17 @@ class Prior(Part):
     def callbacks(self) -> list:
         return []
 
+    def check_evaluation(self, log_partition: str = "auto", **options: Any) -> None:
+        """Refuse, before anything is computed, an evaluation option this prior cannot honour:
+        a way of computing log Z, where the prior has no partition function."""
+        if log_partition != "auto":
+            raise UsageError(
+                f"--log-partition applies to a prior with a partition function, and this run's "
+                f"{self.kind} prior has none"
+            )
+
     def prepare_evaluation(self, **options: Any) -> dict[str, Any]:
+        self.check_evaluation(**options)
         return {}
 
 

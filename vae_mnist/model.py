@@ -18,6 +18,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from vae_mnist._quiet import start_tensorflow_quietly
 
 start_tensorflow_quietly()
@@ -84,6 +86,25 @@ class PartLayer(keras.layers.Layer):
 
 def _as_list(outputs: Any) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def _checked_batch(values: Any, network: keras.Model, method: str, what: str) -> Any:
+    """`values` as `network` reads them (a nested list as an array), or `ValueError` in one
+    line for a batch it cannot read: not ``(batch, width)`` of its input's width, or (for
+    images) integers, which are pixels not yet scaled."""
+    width = network.inputs[0].shape[-1]
+    if not hasattr(values, "shape"):
+        values = np.asarray(values)  # A nested list, which Keras reads as an array.
+    shape = tuple(values.shape)
+    if len(shape) != 2 or shape[1] not in (width, None):
+        raise ValueError(f"VAE.{method} takes {what} of shape (batch, {width}), got {shape}")
+    dtype = keras.backend.standardize_dtype(values.dtype)
+    if what == "images" and "float" not in dtype:
+        raise ValueError(
+            f"VAE.{method} takes images scaled to floats (vae_mnist.data.prepare_images), "
+            f"got {dtype}"
+        )
+    return values
 
 
 def _fresh(part: Part) -> Part:
@@ -232,10 +253,12 @@ class VAE(keras.Model):
 
     def encode(self, images) -> dict:
         """The first layer's posterior parameters by head name, each ``(batch, units)``."""
+        images = _checked_batch(images, self.encoder, "encode", "images")
         return dict(zip(self.latent_heads, _as_list(self.encoder(images)), strict=True))
 
     def decode(self, z) -> dict:
         """The likelihood's parameters by head name, each ``(batch, pixels)``."""
+        z = _checked_batch(z, self.decoder, "decode", "codes")
         return dict(zip(self.likelihood_heads, _as_list(self.decoder(z)), strict=True))
 
     def _upper_parameters(self, layer: StochasticLayer, z) -> dict:

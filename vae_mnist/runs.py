@@ -576,11 +576,13 @@ def _is_number(value: Any) -> bool:
 
 @dataclass
 class TrainedRun:
-    """A finished run: its files, its configuration and its whole VAE."""
+    """A finished run: its files, its configuration, its whole VAE and its progress record
+    (``run.json`` as `read_run_info` read it; None for a run saved without one)."""
 
     paths: RunPaths
     config: RunConfig
     vae: Any
+    info: dict[str, Any] | None = None
 
 
 def check_trained_run(folder: str | Path) -> RunPaths:
@@ -604,7 +606,7 @@ def load_trained_run(
     from vae_mnist.model import VAE, load_model
 
     # A progress record that says something else than a run's stops every command.
-    read_run_info(paths)
+    info = read_run_info(paths)
     config = read_saved_config(paths)
     if check_config is not None:
         check_config(config)
@@ -613,4 +615,4 @@ def load_trained_run(
     if not isinstance(vae, VAE):
         # A Keras model of another kind loads, but has none of the parts the commands ask.
         raise ModelFileError(f"{paths.vae}: a Keras model, but not a vae-mnist VAE")
-    return TrainedRun(paths, config, vae)
+    return TrainedRun(paths, config, vae, info)

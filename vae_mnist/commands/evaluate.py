@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from vae_mnist.data import model_inputs
-from vae_mnist.errors import UsageError
 from vae_mnist.evaluation import evaluate_run, format_table
 from vae_mnist.files import check_writable_folder
 from vae_mnist.runs import check_files_can_be_written, load_trained_run, write_metrics
@@ -18,7 +17,8 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     log_partition = getattr(arguments, "log_partition", "auto")
     # Refused from the run's configuration, before its model is loaded.
     trained = load_trained_run(
-        arguments.run, check_config=lambda config: check_log_partition(config.prior, log_partition)
+        arguments.run,
+        check_config=lambda config: config.prior.check_evaluation(log_partition=log_partition),
     )
     # Checked before the evaluation, which a failed write at its end would lose.
     check_writable_folder(trained.paths.folder)
@@ -66,15 +66,3 @@ def warn_of_non_finite(metrics: dict[str, Any], program: str) -> None:
             "sample, or weights that are no longer numbers)",
             file=sys.stderr,
         )
-
-
-def check_log_partition(prior, method: str) -> None:
-    """Refuse, before anything is computed or written, a log Z that cannot be had."""
-    if not prior.offers("partition_function"):
-        if method != "auto":
-            raise UsageError(
-                f"--log-partition applies to a prior with a partition function, and this run's "
-                f"{prior.kind} prior has none"
-            )
-        return
-    prior.check_evaluation(method)

@@ -28,7 +28,7 @@ from vae_mnist.files import check_writable_folder, removed_if_left_empty
 from vae_mnist.latent import active_units
 from vae_mnist.model import load_model
 from vae_mnist.progress import CountBar
-from vae_mnist.runs import TrainedRun, load_trained_run, read_run_history, read_run_info
+from vae_mnist.runs import TrainedRun, load_trained_run, read_run_history
 
 NEEDS_TEST_SET = {
     "latent",
@@ -250,7 +250,7 @@ def _read_curves_history(run: TrainedRun) -> dict[str, np.ndarray]:
     history_path = run.paths.history
     if not history_path.exists():
         raise ModelFileError(f"{history_path}: no training history in the run")
-    history = read_run_history(run.paths, read_run_info(run.paths))
+    history = read_run_history(run.paths, run.info)
     # Refused before drawing, so that a history of other columns is one line, not a KeyError.
     missing = [column for column in plotting.TRAINING_CURVE_COLUMNS if column not in history]
     if missing:

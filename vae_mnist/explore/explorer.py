@@ -26,7 +26,7 @@ from vae_mnist.data import IMAGE_SIDE
 from vae_mnist.evaluation import TABLE_ROWS, format_metric
 from vae_mnist.explore.server import RequestError, clipped
 from vae_mnist.latent import active_units
-from vae_mnist.runs import TrainedRun, read_metrics, read_run_info
+from vae_mnist.runs import TrainedRun, read_metrics
 from vae_mnist.settings import LARGEST_SEED
 
 # The blog's two nines: test images 7 and 9, marked on the plane.
@@ -86,7 +86,7 @@ class Explorer:
 
     def _describe(self) -> dict[str, Any]:
         config, paths = self.run.config, self.run.paths
-        progress = read_run_info(paths) or {}
+        progress = self.run.info or {}
         metrics = read_metrics(paths)
         class_names = config.data.class_names
         description: dict[str, Any] = {

@@ -16,7 +16,9 @@ from conftest import make_arrays, write_idx
 from vae_mnist.data import (
     IDX_FILE_STEMS,
     DataError,
+    check_data,
     load_mnist,
+    model_inputs,
     prepare_images,
     read_idx,
 )
@@ -46,6 +48,29 @@ def test_environment_variable(npz_file, arrays, monkeypatch):
 def test_explicit_path_wins_over_the_environment(npz_file, arrays, monkeypatch, tmp_path):
     monkeypatch.setenv("VAE_MNIST_DATA", str(tmp_path / "missing.npz"))
     _assert_keras_layout(load_mnist(npz_file), arrays)
+
+
+def test_data_is_checked_once_from_loading_to_the_model_inputs(npz_file, arrays, monkeypatch):
+    import vae_mnist.data as data_module
+
+    loaded = load_mnist(npz_file)
+    # Loaded data is checked already: neither check_data nor model_inputs scans it again.
+    monkeypatch.setattr(data_module, "validate_mnist", _never_called)
+    monkeypatch.setattr(data_module, "prepare_images", _never_called)
+    assert check_data(loaded, "loaded") is loaded
+    train_images, test_images = model_inputs(loaded)
+    np.testing.assert_array_equal(test_images * 255, arrays["x_test"].reshape(-1, 784))
+    assert train_images.dtype == np.float32 and train_images.shape == (len(arrays["x_train"]), 784)
+    # Data of the caller's own is checked, and scaled by prepare_images.
+    monkeypatch.undo()
+    own = ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+    with pytest.raises(DataError, match="pixel values in 0..300"):
+        model_inputs(((np.array([[[0, 300]]]), arrays["y_train"][:1]), own[1]))
+    np.testing.assert_array_equal(model_inputs(own)[1], test_images)
+
+
+def _never_called(*arguments):
+    raise AssertionError("checked twice")
 
 
 @pytest.mark.parametrize("compress", [False, True])

@@ -39,6 +39,15 @@ IDX_UNSIGNED_BYTE = 0x08
 Split = tuple[np.ndarray, np.ndarray]
 
 
+class CheckedData(tuple):
+    """``((x_train, y_train), (x_test, y_test))`` that `validate_mnist` has passed, as
+    `load_dataset` and `check_data` return it. What takes data checks it once: `check_data`
+    returns such data as it is, and `model_inputs` scales its images without scanning them
+    again."""
+
+    __slots__ = ()
+
+
 def load_dataset(
     dataset: str = "mnist", path: str | os.PathLike | None = None
 ) -> tuple[Split, Split]:
@@ -83,6 +92,10 @@ def prepare_images(images: np.ndarray) -> np.ndarray:
         )
     if images.size and (images.min() < 0 or images.max() > 255):
         raise DataError(f"pixel values in {images.min()}..{images.max()}: expected 0..255")
+    return _scaled(images)
+
+
+def _scaled(images: np.ndarray) -> np.ndarray:
     # (n, height, width) -> (n, height * width)
     return (images.astype(np.float32) / 255.0).reshape(len(images), -1)
 
@@ -90,6 +103,8 @@ def prepare_images(images: np.ndarray) -> np.ndarray:
 def check_data(data: object, source: str) -> tuple[Split, Split]:
     """`data` as `load_dataset` returns it, ``((x_train, y_train), (x_test, y_test))``, or a
     `DataError` naming what is wrong (`validate_mnist`'s checks)."""
+    if isinstance(data, CheckedData):
+        return data
     try:
         (x_train, y_train), (x_test, y_test) = data  # type: ignore[misc]
     except (TypeError, ValueError):
@@ -104,7 +119,13 @@ def check_data(data: object, source: str) -> tuple[Split, Split]:
         except ValueError as error:  # Lists of rows of different lengths.
             raise DataError(f"{source}: {key} is not an array ({error})") from None
     validate_mnist(arrays, source)
-    return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+    return _checked(arrays)
+
+
+def _checked(arrays: dict[str, np.ndarray]) -> CheckedData:
+    return CheckedData(
+        ((arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"]))
+    )
 
 
 def binarize(images: np.ndarray, seed: int) -> np.ndarray:
@@ -128,7 +149,9 @@ def model_inputs(
     test set of a binarized run is binarized once under `TEST_BINARIZATION_SEED`.
     """
     (x_train, _), (x_test, _) = data
-    x_train, x_test = prepare_images(x_train), prepare_images(x_test)
+    # Data that validate_mnist passed holds integer pixels in 0..255 already.
+    prepare = _scaled if isinstance(data, CheckedData) else prepare_images
+    x_train, x_test = prepare(x_train), prepare(x_test)
     if binarization == "static":
         x_train = binarize(x_train, seed)
     if binarization != "none":
@@ -339,7 +362,7 @@ class Data(Part):
             path = os.environ.get(self.environment_variable) or None
         arrays = _download_with_keras(self) if path is None else read_mnist_file(path)
         validate_mnist(arrays, source=str(path) if path is not None else "keras download")
-        return (arrays["x_train"], arrays["y_train"]), (arrays["x_test"], arrays["y_test"])
+        return _checked(arrays)
 
 
 @register

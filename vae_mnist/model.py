@@ -88,10 +88,12 @@ def _as_list(outputs: Any) -> list:
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
 
-def _checked_batch(values: Any, network: keras.Model, method: str, what: str) -> Any:
+def _checked_batch(
+    values: Any, network: keras.Model, method: str, what: str, pixels: bool = False
+) -> Any:
     """`values` as `network` reads them (a nested list as an array), or `ValueError` in one
-    line for a batch it cannot read: not ``(batch, width)`` of its input's width, or (for
-    images) integers, which are pixels not yet scaled."""
+    line for a batch it cannot read: not ``(batch, width)`` of its input's width, or, where
+    it reads `pixels`, integers: pixels not yet scaled."""
     width = network.inputs[0].shape[-1]
     if not hasattr(values, "shape"):
         values = np.asarray(values)  # A nested list, which Keras reads as an array.
@@ -99,7 +101,7 @@ def _checked_batch(values: Any, network: keras.Model, method: str, what: str) ->
     if len(shape) != 2 or shape[1] not in (width, None):
         raise ValueError(f"VAE.{method} takes {what} of shape (batch, {width}), got {shape}")
     dtype = keras.backend.standardize_dtype(values.dtype)
-    if what == "images" and "float" not in dtype:
+    if pixels and "float" not in dtype:
         raise ValueError(
             f"VAE.{method} takes images scaled to floats (vae_mnist.data.prepare_images), "
             f"got {dtype}"
@@ -253,7 +255,7 @@ class VAE(keras.Model):
 
     def encode(self, images) -> dict:
         """The first layer's posterior parameters by head name, each ``(batch, units)``."""
-        images = _checked_batch(images, self.encoder, "encode", "images")
+        images = _checked_batch(images, self.encoder, "encode", "images", pixels=True)
         return dict(zip(self.latent_heads, _as_list(self.encoder(images)), strict=True))
 
     def decode(self, z) -> dict:

@@ -297,7 +297,7 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
         "--tensorboard",
         action="store_true",
         help="also write TensorBoard logs into DIR/tensorboard (every loss term per epoch; the "
-        "manifold image for a 2-D Gaussian latent); see them with `tensorboard --logdir runs`",
+        "manifold image for a 2-D continuous latent); see them with `tensorboard --logdir runs`",
     )
     _add_config_flags(train)
 
@@ -397,7 +397,8 @@ def _add_evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
         "--log-partition",
         default="auto",
         metavar="METHOD",
-        # The prior checks the method, once: which methods it has, and which its size allows.
+        # Not checked here: the prior knows which methods it has and which its size allows
+        # (`Prior.check_evaluation`, asked before the model loads).
         help="how an RBM prior's log Z is computed: exact (by enumerating the smaller half), "
         "ais (annealed importance sampling), or auto (exact where the half is small enough; "
         "default)",

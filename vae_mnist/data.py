@@ -352,6 +352,21 @@ class Data(Part):
         return self.kind
 
     @property
+    def binarized_each_step(self) -> bool:
+        """Whether the model draws binary targets from the grayscale pixels at every step."""
+        return self.binarize == "dynamic"
+
+    @property
+    def grayscale_targets(self) -> bool:
+        """Whether the model's targets are the grayscale pixels themselves."""
+        return self.binarize == "none"
+
+    def model_inputs(self, data: tuple[Split, Split], seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The training and test images as a model of this data sees them: the module's
+        `model_inputs` under this part's binarization."""
+        return model_inputs(data, self.binarize, seed)
+
+    @property
     def legend_names(self) -> tuple[str, ...] | None:
         """The classes' names for a figure's legend, or None where the labels name themselves
         (MNIST's digits 0..9)."""

@@ -113,7 +113,7 @@ class CodePosterior(Posterior):
 class RelaxedPosterior(CodePosterior):
     """A discrete posterior relaxed at an annealed temperature in training (see the module).
 
-    It offers ``relaxed_density``: a relaxed sample in the logits' space v (`sample_relaxed`),
+    It offers ``relaxed_density``: a relaxed sample in the logits' space v (`draw_relaxed_logits`),
     the code the decoder sees for it (`relaxed_code`), and its density at the current
     temperature (`relaxed_log_density`), which the importance-weighted objective weighs
     relaxed samples by (Maddison et al. 2017). `log_density` is the exact code's probability.
@@ -156,7 +156,7 @@ class RelaxedPosterior(CodePosterior):
     def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
         raise NotImplementedError
 
-    def sample_relaxed(self, parameters: dict) -> TensorLike:
+    def draw_relaxed_logits(self, parameters: dict) -> TensorLike:
         """A relaxed sample in the logits' space at the current temperature. The step is not
         advanced here: the sample's densities must be taken at the temperature that drew it,
         and `advance_step` follows them."""
@@ -175,7 +175,7 @@ class RelaxedPosterior(CodePosterior):
             z, _ = self.sample_exact(parameters, 1, self.seed_generator)
             return ops.squeeze(z, 1)  # (batch, 1, code) -> (batch, code)
         z = self.relaxed_sample(parameters, self.current_temperature())
-        self.step.assign_add(1)
+        self.advance_step()
         return z
 
 
@@ -255,18 +255,20 @@ class CategoricalPosterior(RelaxedPosterior):
 
     def log_density(self, z: TensorLike, parameters: dict) -> TensorLike:
         """log q(z|x) of exact one-hot codes ``(batch, N·K)``."""
+        # (batch, N·K) -> (batch, N, K)
         one_hot = ops.reshape(z, (-1, self.variables, self.categories))
         return categorical_log_probability(one_hot, self._logits(parameters))
 
     def representation(self, parameters: dict) -> TensorLike:
         """The posterior probabilities softmax(logits) of every variable, ``(batch, N·K)``."""
+        # (batch, N, K) -> (batch, N·K)
         return ops.reshape(ops.softmax(self._logits(parameters), axis=-1), (-1, self.code_size))
 
     def mode(self, parameters: dict) -> TensorLike:
         """Each variable's most probable class, one-hot, ``(batch, N·K)``."""
         logits = self._logits(parameters)
         one_hot = ops.one_hot(ops.argmax(logits, axis=-1), self.categories, dtype=logits.dtype)
-        return ops.reshape(one_hot, (-1, self.code_size))
+        return ops.reshape(one_hot, (-1, self.code_size))  # (batch, N, K) -> (batch, N·K)
 
     def sample_exact(self, parameters: dict, samples: int, seed: Any) -> tuple[Any, Any]:
         """Exact one-hot codes z ~ q(z|x) ``(batch, samples, N·K)`` and log q(z|x)."""

@@ -280,16 +280,20 @@ TABLE_ROWS = (
     ("kNN accuracy on the latent", "knn_accuracy", "{:.4f}"),
     ("active latent units", "active_units", "{}"),
     ("classes used per variable (mean)", "mean_classes_used", "{:.2f}"),
-    ("log Z of the RBM prior (nats)", "log_partition", "{:.3f}"),
+    ("log Z of the prior (nats)", "log_partition", "{:.3f}"),
 )
+
+
+def _code_size(metrics: dict[str, Any]) -> Any:
+    # Metrics written by version 2 name the code's size latent_dim.
+    return metrics.get("code_size", metrics.get("latent_dim"))
 
 
 def format_metric(key: str, template: str, metrics: dict[str, Any]) -> str:
     """One row's value as the table shows it: active units out of the code's size (``2 of 2``,
     as README's tables give them), every other value by its template."""
     text = template.format(metrics[key])
-    # Metrics written by version 2 name the code's size latent_dim.
-    code_size = metrics.get("code_size", metrics.get("latent_dim"))
+    code_size = _code_size(metrics)
     if key == "active_units" and isinstance(code_size, int):
         text += f" of {code_size}"
     return text
@@ -304,18 +308,14 @@ def format_table(metrics: dict[str, Any]) -> str:
         for label, key, template in rows
     ]
     if "log_partition_method" in metrics:
+        # An estimate gives its standard error; an exact value has none (0).
+        error = metrics.get("log_partition_standard_error")
         lines.append(
             f"(log Z by {metrics['log_partition_method']}"
-            + (
-                f", standard error {metrics['log_partition_standard_error']:.3f})"
-                if metrics["log_partition_method"] == "ais"
-                else ")"
-            )
+            + (f", standard error {error:.3f})" if error else ")")
         )
-    # Metrics written by version 2 name the code's size latent_dim.
-    code_size = metrics.get("code_size", metrics.get("latent_dim"))
     lines.append(
         f"({metrics['test_images']} test images, K={metrics['iwae_samples']}, "
-        f"k={metrics['knn_neighbours']}, a code of {code_size} values)"
+        f"k={metrics['knn_neighbours']}, a code of {_code_size(metrics)} values)"
     )
     return "\n".join(lines)

@@ -34,6 +34,11 @@ z by ``log q(z|x, ζ) = Σ_g log q(z_g | x, ζ_<g)``, the decoder seeing that ζ
 log q(z | x, ζ)`` (r(ζ|z) cancels) bounds the model that training fits. (A fresh
 ζ' ~ r(ζ'|z) for the decoder gives a valid but looser bound: it loses how ζ placed the later
 groups.)
+
+The kind ``hierarchical_spike_exponential`` groups Rolfe's own spike-and-exponential units the
+same way. There ζ > 0 only where the bit is set, so ``E[z_i | ζ]`` is the bit itself, a step
+with no pathwise gradient; the KL's gradient through it comes from the jump at the step,
+weighed over the unset bits (Rolfe 2017, Eq. 12; `HierarchicalSpikeExponentialPosterior`).
 """
 
 from __future__ import annotations

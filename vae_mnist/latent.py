@@ -23,7 +23,7 @@ What a posterior or a prior offers is in its ``capabilities``; the commands ask 
 ``density``        log q(z|x) of the training sample: the Monte-Carlo KL and the IWAE objective.
 ``relaxed_density`` a relaxed sample's density in the logits' space (a posterior), or the relaxed
                    uniform prior's (a prior): the IWAE objective on a relaxed posterior. Such
-                   a posterior draws with `sample_relaxed`, and moves its temperature's clock
+                   a posterior draws with `draw_relaxed_logits`, and moves its temperature's clock
                    with `advance_step` after the sample's densities are taken.
 ``partition_function`` a normalising constant that evaluation computes (an RBM's log Z).
 ``relaxed_bits``   (a posterior) binary units whose training sample ζ in [0, 1]^N tends to the

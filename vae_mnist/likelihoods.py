@@ -151,7 +151,7 @@ class GaussianLikelihood(Likelihood):
     )
 
     def check_data(self, data: Any) -> None:
-        if data.binarize != "none":
+        if not data.grayscale_targets:
             raise ConfigError(
                 f"a gaussian likelihood models grayscale pixels, but binarize is "
                 f"{data.binarize!r}; use --likelihood bernoulli or --binarize none"

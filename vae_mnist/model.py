@@ -168,7 +168,7 @@ class VAE(keras.Model):
         self.prior.part.connect(self, self.prior, seed)
         self.objective = PartLayer(_fresh(config.objective), seed, name="objective")
         self.binarization = None
-        if config.data.binarize == "dynamic":
+        if config.data.binarized_each_step:
             self.binarization = DynamicBinarization(
                 seed=None if seed is None else seed + BINARIZATION_SEED_OFFSET, name="binarization"
             )
@@ -304,7 +304,7 @@ class VAE(keras.Model):
         outputs = dict(parameters)
         if training and self.weighs_relaxed_samples:
             # The relaxed sample's densities, in the logits' space where they are stable.
-            v = self.posterior.part.sample_relaxed(parameters)
+            v = self.posterior.part.draw_relaxed_logits(parameters)
             z = self.posterior.part.relaxed_code(v)
             log_q = self.posterior.part.relaxed_log_density(v, parameters)
             outputs["relaxed_log_ratio"] = log_q - self.prior.part.relaxed_log_density(v)
@@ -408,7 +408,7 @@ class VAE(keras.Model):
         # What each layer's conditional prior below it reads: the code, or the smoothed ζ that
         # a layer of smoothed binary units drew with its bits, as in training.
         conditions = [codes[0]]
-        log_ratio = ops.reshape(log_q, (batch * samples,))
+        log_ratio = ops.reshape(log_q, (batch * samples,))  # (batch, K) -> (batch*K,)
         for layer in self.upper_layers:
             upper = self._upper_parameters(layer, conditions[-1])
             part = layer.posterior.part
@@ -417,8 +417,8 @@ class VAE(keras.Model):
             if smoothed is None:
                 conditions.append(part.decoder_input(codes[-1], seed))
             else:
-                conditions.append(ops.squeeze(smoothed, 1))
-            log_ratio = log_ratio + ops.squeeze(log_q, 1)
+                conditions.append(ops.squeeze(smoothed, 1))  # (batch*K, 1, code) -> (batch*K, code)
+            log_ratio = log_ratio + ops.squeeze(log_q, 1)  # (batch*K, 1) -> (batch*K,)
         for index in range(len(self.upper_layers)):
             lower = self.layer_posteriors[index]
             prior_parameters = self.conditional_prior(index, conditions[index + 1])

@@ -35,7 +35,7 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
 
 class ManifoldImage(keras.callbacks.Callback):
-    """Writes the decoded manifold of a 2-D Gaussian latent as a TensorBoard image summary.
+    """Writes the decoded manifold of a 2-D continuous latent as a TensorBoard image summary.
 
     The image (``n*28 × n*28`` grey levels) appears under the tag ``manifold`` in the
     ``manifold`` log folder, at step = epoch index, like Keras' own epoch scalars.
@@ -82,8 +82,9 @@ def tensorboard_callbacks(
 
     Keras' TensorBoard callback writes each logged value (``loss``, ``reconstruction_loss``,
     ``kl_loss``, ...) per epoch into ``train/`` and ``validation/``, at step = epoch index, so a
-    resumed run (which starts at its next epoch) continues the same curves. A 2-D Gaussian
-    latent adds the manifold image every `image_every` epochs.
+    resumed run (which starts at its next epoch) continues the same curves. A one-layer 2-D
+    continuous latent whose prior has quantiles (the Gaussian's) adds the manifold image every
+    `image_every` epochs.
     """
     log_dir = RunPaths(Path(folder)).tensorboard
     callbacks: list[keras.callbacks.Callback] = [

@@ -219,6 +219,7 @@ def plot_decoded_beside_original(
     figure = Figure(figsize=(3 * len(panels), 3.4))
     axes = figure.subplots(1, len(panels), squeeze=False)
     for axis, (name, image) in zip(axes[0], panels, strict=True):
+        # (784,) -> (28, 28)
         axis.imshow(np.reshape(image, (IMAGE_SIDE, IMAGE_SIDE)), cmap="Greys_r", vmin=0, vmax=1)
         axis.set_title(name, fontsize=9)
         axis.axis("off")

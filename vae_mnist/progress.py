@@ -131,8 +131,8 @@ def report_stop(
 
 class CountBar(keras.utils.Progbar):
     """Keras' progress bar over a count of items (images), whose time estimate leaves out a
-    warm-up: the first call of a compiled function includes its compilation, which made the
-    first estimate about twice the real time.
+    warm-up: the first call of a compiled function includes its compilation, which would
+    inflate an estimate taken over it.
 
     Call `warmed_up(count)` once the warm-up's items are done, instead of `update`: the bar
     appears at the next update, with an estimate from the time and items since the warm-up.

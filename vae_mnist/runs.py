@@ -179,10 +179,36 @@ def record_epoch(
     return previous if previous != info["checkpoint"] else None
 
 
+def is_finished(info: dict[str, Any] | None) -> bool:
+    """Whether a progress record (None where there is none) says its run finished."""
+    return info is not None and info["status"] == "finished"
+
+
+def is_unfinished(info: dict[str, Any] | None) -> bool:
+    """Whether a progress record (None where there is none) says its run is still training."""
+    return info is not None and info["status"] == "training"
+
+
+def trained_backends(info: dict[str, Any] | None) -> str | None:
+    """The backends a run trained on, its first then each continuation's (``"jax, then
+    torch"``), or None where the record names none."""
+    if not info:
+        return None
+    continued = info.get("continued")
+    records = [info, *(continued if isinstance(continued, list) else [])]
+    versions = [record.get("versions") for record in records if isinstance(record, dict)]
+    names = [
+        str(entry["backend"])
+        for entry in versions
+        if isinstance(entry, dict) and "backend" in entry
+    ]
+    return ", then ".join(dict.fromkeys(names)) or None
+
+
 def has_nothing_to_continue(info: dict[str, Any]) -> bool:
     """Whether an unfinished run's record names no checkpoint: it stopped (or diverged) before
     its first epoch finished, so nothing of it can be continued or lost."""
-    return info["status"] == "training" and info.get("checkpoint") is None
+    return is_unfinished(info) and info.get("checkpoint") is None
 
 
 def record_failure(info: dict[str, Any], epoch: int) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 # Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig, TrainingConfig
-from vae_mnist.data import check_data, model_inputs
+from vae_mnist.data import check_data
 from vae_mnist.errors import ConfigError, TrainingDivergedError
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
 from vae_mnist.model import build_vae, load_model, save_model
@@ -33,6 +33,8 @@ from vae_mnist.runs import (
     has_nothing_to_continue,
     history_columns,
     history_csv_text,
+    is_finished,
+    is_unfinished,
     new_run_info,
     read_run_info,
     read_saved_config,
@@ -203,7 +205,7 @@ def decide_resume(
     info = None if overwrite else read_run_info(paths)
     if extend:
         return _extension(paths, config, info, overwrite or restart)
-    if info is not None and info["status"] == "finished" and not overwrite:
+    if is_finished(info) and not overwrite:
         raise RunError(
             f"{paths.folder} holds a finished run; replace it (--overwrite, or overwrite=True "
             "from Python) or train into another folder"
@@ -224,7 +226,7 @@ def decide_resume(
             f"{paths.folder} holds {', '.join(kept)} but no run.json; replace them "
             "(--overwrite, or overwrite=True from Python) or train into another folder"
         )
-    if info is None or info["status"] != "training" or restart or overwrite:
+    if not is_unfinished(info) or restart or overwrite:
         return None
     if has_nothing_to_continue(info):
         # Out of memory in its first epoch, say: it starts afresh with the settings given now.
@@ -285,7 +287,7 @@ def _extension(
     saved = _check_saved_settings(paths, config, "a run", "extend it with the saved settings")
     checkpoint = info.get("checkpoint") or paths.vae.name
     check_model_agrees(paths, saved, paths.folder / checkpoint)
-    if info["status"] == "training":
+    if is_unfinished(info):
         _check_epochs_ahead(paths, config, info)
         return info
     completed = int(info["completed_epochs"])
@@ -348,7 +350,7 @@ def train(
     remove_stale_temporaries(paths.checkpoints)
     vae, info = _start(paths, config, info, len(data[0][0]))
     training = config.training
-    x_train, x_test = model_inputs(data, config.data.binarize, training.seed)
+    x_train, x_test = config.data.model_inputs(data, training.seed)
     stop = _StopRequest()
     recorder = _EpochRecorder(paths, info, training, stop)
     progress = training_progress(verbose)

@@ -92,4 +92,5 @@ class VampPrior(Prior):
             for name, value in self.components().items()
         }
         z, _ = self.posterior.sample_exact(parameters, 1, seed)
+        # (count, 1, code) -> (count, code)
         return np.asarray(ops.convert_to_numpy(ops.squeeze(z, 1)), np.float32)

@@ -28,9 +28,11 @@ from vae_mnist.runs import (
     RunError,
     RunPaths,
     check_model_agrees,
+    is_finished,
     read_metrics,
     read_run_history,
     read_run_info,
+    trained_backends,
 )
 
 # The final epoch's values of history.csv, as (row label, column).
@@ -65,21 +67,6 @@ class RunSummary:
     model_disagreement: str | None = None
 
 
-def _backends(info: dict[str, Any] | None) -> str:
-    """The backends a run trained on, from run.json: its first, then each continuation's."""
-    if not info:
-        return MISSING
-    continued = info.get("continued")
-    records = [info, *(continued if isinstance(continued, list) else [])]
-    versions = [record.get("versions") for record in records if isinstance(record, dict)]
-    names = [
-        str(entry["backend"])
-        for entry in versions
-        if isinstance(entry, dict) and "backend" in entry
-    ]
-    return ", then ".join(dict.fromkeys(names)) or MISSING
-
-
 def read_summary(folder: str | Path, name: str) -> RunSummary:
     """A run folder's settings, progress, history and metrics; one-line errors where unusable."""
     paths = RunPaths(Path(folder))
@@ -97,15 +84,15 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
             # Written before the first epoch finished: nothing to show yet. Any other RunError,
             # a history that cannot be read, is reported in one line.
             history = None
-    status = info.get("status", "unknown") if info else "unknown"
+    status = info["status"] if info else "unknown"
     return RunSummary(
         name=name,
         config=config,
         status=status,
         history=history,
         metrics=read_metrics(paths),
-        backends=_backends(info),
-        model_disagreement=_model_disagreement(paths, config) if status == "finished" else None,
+        backends=trained_backends(info) or MISSING,
+        model_disagreement=_model_disagreement(paths, config) if is_finished(info) else None,
     )
 
 

@@ -7,7 +7,6 @@ import math
 import sys
 from typing import Any
 
-from vae_mnist.data import model_inputs
 from vae_mnist.evaluation import evaluate_run, format_table
 from vae_mnist.files import check_writable_folder
 from vae_mnist.runs import check_files_can_be_written, load_trained_run, write_metrics
@@ -25,7 +24,7 @@ def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
     check_files_can_be_written((trained.paths.metrics,))
     config = trained.config
     data = config.data.load(arguments.data)
-    train_images, test_images = model_inputs(data, config.data.binarize, config.training.seed)
+    train_images, test_images = config.data.model_inputs(data, config.training.seed)
     (_, train_labels), (_, test_labels) = data
     metrics = evaluate_run(
         trained.vae,

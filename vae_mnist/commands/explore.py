@@ -91,13 +91,12 @@ def run(arguments: argparse.Namespace, program: str) -> None:
 
 def _load_explorer(folder, data_path: str | None):
     """The run's model and its test set as the model sees them, in an `Explorer`."""
-    from vae_mnist.data import model_inputs
     from vae_mnist.explore.explorer import Explorer
     from vae_mnist.runs import load_trained_run
 
     run = load_trained_run(folder)
     config = run.config
     data = config.data.load(data_path)
-    _, test_images = model_inputs(data, config.data.binarize, config.training.seed)
+    _, test_images = config.data.model_inputs(data, config.training.seed)
     (_, _), (_, test_labels) = data
     return Explorer(run, test_images, test_labels)

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from vae_mnist import plotting
-from vae_mnist.data import model_inputs
 from vae_mnist.errors import ModelFileError, UsageError
 from vae_mnist.figures import figure_parts, unmet_need, unread_option
 from vae_mnist.files import check_writable_folder, removed_if_left_empty
@@ -104,9 +103,9 @@ class Figures:
         return self.run.vae.posterior_part
 
     @property
-    def class_names(self) -> tuple[str, ...] | None:
-        data = self.run.config.data
-        return data.legend_names
+    def legend_names(self) -> tuple[str, ...] | None:
+        """The classes' names for a legend, or None where the labels name themselves."""
+        return self.run.config.data.legend_names
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -119,7 +118,7 @@ class Figures:
         return _to_numpy(self.posterior.mode(chosen))
 
     def label(self, index: int) -> str:
-        return _label(self.labels, index, self.class_names)
+        return _label(self.labels, index, self.legend_names)
 
 
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
@@ -161,7 +160,7 @@ def _read_test_set(figures: Figures) -> None:
     """The run's test set, checked indices, and its posterior parameters in one call."""
     arguments, config = figures.arguments, figures.run.config
     data = config.data.load(arguments.data)
-    _, figures.images = model_inputs(data, config.data.binarize, config.training.seed)
+    _, figures.images = config.data.model_inputs(data, config.training.seed)
     figures.labels = data[1][1]
     kind = arguments.kind
     indices = (
@@ -187,7 +186,7 @@ def _latent(figures: Figures) -> list[Path]:
         axis_names = ("z[0]", "z[1]")
     path = figures.out / "latent_scatter.png"
     written = [
-        plotting.plot_latent_scatter(view, figures.labels, path, axis_names, figures.class_names)
+        plotting.plot_latent_scatter(view, figures.labels, path, axis_names, figures.legend_names)
     ]
     if figures.top_points is not None:
         # A stack's top layer: its plane where it has two dimensions, else its principal
@@ -197,7 +196,7 @@ def _latent(figures: Figures) -> list[Path]:
         path = figures.out / "latent_scatter_top.png"
         written.append(
             plotting.plot_latent_scatter(
-                view, figures.labels, path, axis_names, figures.class_names
+                view, figures.labels, path, axis_names, figures.legend_names
             )
         )
     return written

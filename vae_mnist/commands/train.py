@@ -11,7 +11,14 @@ from vae_mnist.errors import UsageError
 from vae_mnist.files import check_can_create_folder, removed_if_left_empty
 from vae_mnist.flags import ALIASES, kind_choices, setting_flags
 from vae_mnist.presets import preset_config
-from vae_mnist.runs import RunPaths, epochs_text, read_run_info, read_saved_config
+from vae_mnist.runs import (
+    RunPaths,
+    epochs_text,
+    is_finished,
+    is_unfinished,
+    read_run_info,
+    read_saved_config,
+)
 
 
 def flag_changes(arguments: argparse.Namespace) -> dict:
@@ -36,8 +43,7 @@ def resolve_config(arguments: argparse.Namespace, folder: Path) -> tuple[RunConf
     info = None
     if not (arguments.restart or arguments.overwrite) and folder.is_dir():
         info = read_run_info(RunPaths(folder))
-    continuing = ("training", "finished") if arguments.extend else ("training",)
-    if info is None or info.get("status") not in continuing:
+    if not (is_unfinished(info) or (arguments.extend and is_finished(info))):
         return preset_config(arguments.preset or DEFAULT_PRESET, **changes), 0
     saved = read_saved_config(RunPaths(folder))
     base = preset_config(arguments.preset) if arguments.preset else saved

@@ -137,7 +137,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         # Send each small answer at once: with Nagle's algorithm, the answer's body would wait
-        # for the acknowledgement of its headers, which the client delays (about 40 ms).
+        # for the acknowledgement of its headers, which the client delays (delayed ACK).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)

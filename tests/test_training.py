@@ -668,6 +668,31 @@ def test_the_curves_of_an_old_run_start_at_epoch_1(monkeypatch, tmp_path):
         np.testing.assert_array_equal(x_values, np.arange(1, len(history["loss"]) + 1))
 
 
+def test_the_curves_draw_every_value_that_training_alone_logs(monkeypatch, tmp_path):
+    from vae_mnist import plotting
+    from vae_mnist.model import build_vae
+
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    history = {"epoch": np.arange(1.0, 4.0)}
+    for name in ("loss", "reconstruction_loss", "kl_loss"):
+        history[name] = history["val_" + name] = np.linspace(170.0, 160.0, 3)
+    # A relaxed posterior's temperature and a warm-up's KL weight, named by the model's parts;
+    # a value of a kind of one's own without a title, by its column.
+    history |= {"temperature": np.ones(3), "kl_weight": np.ones(3), "my_value": np.ones(3)}
+    config = RunConfig().replace(
+        posterior="bernoulli", prior="uniform", units=4, hidden_layers=(4,), kl_warmup_epochs=2
+    )
+    titles = build_vae(config).logged_titles
+    plotting.plot_training_curves(history, tmp_path / "curves.png", titles=titles)
+    panels = [axis.get_title() for axis in figures[0].axes]
+    assert panels[3:] == [
+        "relaxation temperature τ (epoch mean)",
+        "KL weight β during the warm-up (epoch mean)",
+        "my_value (epoch mean)",
+    ]
+
+
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_the_curves_of_a_short_run_mark_each_epoch_on_whole_epoch_ticks(
     monkeypatch, tmp_path, epochs

@@ -121,6 +121,7 @@ class RelaxedPosterior(CodePosterior):
 
     capabilities: ClassVar[frozenset[str]] = frozenset({"codes", "relaxed_density"})
     logged_metrics: ClassVar[tuple[str, ...]] = ("temperature",)
+    logged_titles: ClassVar[dict[str, str]] = {"temperature": "relaxation temperature τ"}
     # A later stage of training may relax differently (a lower floor, or exact bits forward).
     resumable_settings: ClassVar[tuple[str, ...]] = (
         "straight_through",

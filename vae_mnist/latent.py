@@ -181,6 +181,8 @@ class Posterior(Part):
         "mode",
     )
     logged_metrics: ClassVar[tuple[str, ...]] = ()
+    # What the training curves call each logged value (its name, where it has no title).
+    logged_titles: ClassVar[dict[str, str]] = {}
 
     def create_state(self, host: Any, seed: int | None) -> None:
         """Make this part's variables on `host`, the Keras layer that tracks and saves them."""

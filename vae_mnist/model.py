@@ -210,6 +210,11 @@ class VAE(keras.Model):
         return (*self.posterior.part.logged_metrics, *self.objective.part.logged_metrics)
 
     @property
+    def logged_titles(self) -> dict[str, str]:
+        """What the training curves call the values that training alone logs."""
+        return {**self.posterior.part.logged_titles, **self.objective.part.logged_titles}
+
+    @property
     def weighs_relaxed_samples(self) -> bool:
         """Whether training weighs the posterior's relaxed samples by their densities: an
         importance-weighted objective on a relaxed posterior (the one layer of its model)."""

@@ -67,6 +67,8 @@ class Objective(Part):
     family: ClassVar[str] = "objective"
     required_methods: ClassVar[tuple[str, ...]] = ("loss",)
     needs_log_weights: ClassVar[bool] = False
+    # What the training curves call each logged value (its name, where it has no title).
+    logged_titles: ClassVar[dict[str, str]] = {}
     importance_samples: int = 1
 
     def create_state(self, host: Any, seed: int | None) -> None:
@@ -104,6 +106,7 @@ class ELBOObjective(Objective):
 
     kind: ClassVar[str] = "elbo"
     description: ClassVar[str] = "the evidence lower bound, one sample per image"
+    logged_titles: ClassVar[dict[str, str]] = {"kl_weight": "KL weight β during the warm-up"}
 
     kl_weight: float = setting(1.0, "the weight of the KL term (a beta-VAE; 1 is the ELBO)")
     kl_warmup_epochs: int = setting(

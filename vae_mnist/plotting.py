@@ -312,16 +312,28 @@ TRAINING_CURVE_COLUMNS = (*TRAINING_CURVE_TERMS, *(f"val_{term}" for term in TRA
 
 
 def plot_training_curves(
-    history: dict[str, np.ndarray], path: str | Path, loss_name: str = "negative ELBO"
+    history: dict[str, np.ndarray],
+    path: str | Path,
+    loss_name: str = "negative ELBO",
+    titles: dict[str, str] | None = None,
 ) -> Path:
     """Loss, reconstruction and KL per epoch, training and validation.
 
-    `loss_name` titles the loss's panel (the run's objective's `loss_name`). A history with a
-    ``temperature`` column (a discrete latent's relaxation) adds a fourth panel with the
-    temperature's mean over each epoch.
+    `loss_name` titles the loss's panel (the run's objective's `loss_name`). Every other
+    column that training alone logs (a relaxation's temperature, a KL weight's warm-up) adds a
+    panel of its mean over each epoch, titled by `titles` (the model's `logged_titles`) or
+    by its column's name.
     """
-    with_temperature = "temperature" in history
-    panels = 4 if with_temperature else 3
+    titles = titles or {}
+    # Columns of training alone: no validation copy, and not the three terms.
+    logged = [
+        column
+        for column in history
+        if column != "epoch"
+        and column not in TRAINING_CURVE_COLUMNS
+        and not column.startswith("val_")
+    ]
+    panels = 3 + len(logged)
     figure = Figure(figsize=(13 * panels / 3, 3.8))
     axes = figure.subplots(1, panels)
     epochs = history["epoch"]
@@ -336,10 +348,10 @@ def plot_training_curves(
         axis.set_title(_panel_title(f"{title} (nats per image)"))
         _label_epochs(axis, epochs)
         axis.legend()
-    if with_temperature:
-        axes[3].plot(epochs, history["temperature"], **_epoch_style(epochs))
-        axes[3].set_title("relaxation temperature τ (epoch mean)")
-        _label_epochs(axes[3], epochs)
+    for axis, column in zip(axes[3:], logged, strict=True):
+        axis.plot(epochs, history[column], **_epoch_style(epochs))
+        axis.set_title(_panel_title(f"{titles.get(column, column)} (epoch mean)"))
+        _label_epochs(axis, epochs)
     figure.tight_layout()
     return _save(figure, path)
 

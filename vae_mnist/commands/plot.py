@@ -263,7 +263,8 @@ def _read_curves_history(run: TrainedRun) -> dict[str, np.ndarray]:
 def _curves(figures: Figures) -> list[Path]:
     path = figures.out / "training_curves.png"
     loss_name = figures.run.config.objective.loss_name
-    return [plotting.plot_training_curves(figures.history, path, loss_name=loss_name)]
+    titles = figures.run.vae.logged_titles
+    return [plotting.plot_training_curves(figures.history, path, loss_name, titles)]
 
 
 def _density(figures: Figures) -> list[Path]:

@@ -34,7 +34,7 @@ def _numpy(tensor) -> np.ndarray:
     return np.asarray(ops.convert_to_numpy(tensor))
 
 
-def importance_log_weights(vae: keras.Model, images, samples: int, seed: Any):
+def importance_log_weights(vae: keras.Model, images: Any, samples: int, seed: Any) -> Any:
     """``log p(x, z_k) - log q(z_k|x)`` for K exact posterior samples z_k, ``(batch, K)``.
 
     `seed` is a `keras.random.SeedGenerator`; the model computes the weights over every

@@ -16,11 +16,15 @@ import re
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from vae_mnist.config import RunConfig
+
+if TYPE_CHECKING:
+    import keras
 
 LEGACY_LATENT = re.compile(r"^latent/vars/(\d+)$")
 
@@ -69,7 +73,7 @@ def _part_variables(vae) -> list:
     ]
 
 
-def load_legacy_vae(path: str | Path, config: RunConfig):
+def load_legacy_vae(path: str | Path, config: RunConfig) -> keras.Model:
     """The VAE of `config` with the weights (and optimizer state) of the old file at `path`."""
     from vae_mnist.model import ModelFileError, build_vae
     from vae_mnist.training import compile_vae

@@ -32,6 +32,7 @@ from vae_mnist.chunks import chunked, compiles_chunks  # noqa: E402
 from vae_mnist.config import RunConfig  # noqa: E402
 from vae_mnist.errors import ModelFileError  # noqa: E402
 from vae_mnist.files import atomic_path  # noqa: E402
+from vae_mnist.latent import TensorLike  # noqa: E402
 from vae_mnist.optimizers import backend_neutral_optimizers  # noqa: E402
 from vae_mnist.settings import Part  # noqa: E402
 
@@ -258,12 +259,12 @@ class VAE(keras.Model):
         # The networks are functional models, built with weights when made.
         self.built = True
 
-    def encode(self, images) -> dict:
+    def encode(self, images: TensorLike) -> dict[str, TensorLike]:
         """The first layer's posterior parameters by head name, each ``(batch, units)``."""
         images = _checked_batch(images, self.encoder, "encode", "images", pixels=True)
         return dict(zip(self.latent_heads, _as_list(self.encoder(images)), strict=True))
 
-    def decode(self, z) -> dict:
+    def decode(self, z: TensorLike) -> dict[str, TensorLike]:
         """The likelihood's parameters by head name, each ``(batch, pixels)``."""
         z = _checked_batch(z, self.decoder, "decode", "codes")
         return dict(zip(self.likelihood_heads, _as_list(self.decoder(z)), strict=True))
@@ -272,7 +273,7 @@ class VAE(keras.Model):
         names = list(layer.posterior.part.head_sizes())
         return dict(zip(names, _as_list(layer.encoder(z)), strict=True))
 
-    def layer_representations(self, images) -> list:
+    def layer_representations(self, images: TensorLike) -> list[TensorLike]:
         """Each stochastic layer's representation of `images` (the Gaussian's mean), first up.
 
         Each upper layer encodes the representation of the layer below, so the path is
@@ -285,7 +286,7 @@ class VAE(keras.Model):
             representations.append(layer.posterior.part.representation(parameters))
         return representations
 
-    def conditional_prior(self, index: int, z_above) -> dict:
+    def conditional_prior(self, index: int, z_above: TensorLike) -> dict[str, TensorLike]:
         """p(z_i | z_{i+1})'s parameters from upper layer `index` (0-based), by head name."""
         layer = self.upper_layers[index]
         lower = self.layer_posteriors[index]
@@ -348,7 +349,7 @@ class VAE(keras.Model):
             layers.append((part, parameters, y_pred[f"z_{number}"]))
         return layers
 
-    def kl_terms(self, y_pred: dict, analytic: bool = True):
+    def kl_terms(self, y_pred: dict, analytic: bool = True) -> TensorLike:
         """The KL term per image: ``Σ_layers log q - log p`` at the samples, or in closed form
         for the top layer where the prior knows the posterior's distribution and `analytic`, or
         GumBolt's term at the relaxed sample where the training step gave it (``relaxed_kl``)."""
@@ -396,7 +397,9 @@ class VAE(keras.Model):
         # that a warm-up or a beta weighs the whole of the KL's gradient alike.
         return loss + objective.weighted_kl(self.prior.part.auxiliary_loss())
 
-    def exact_terms(self, images, samples: int, seed: Any):
+    def exact_terms(
+        self, images: TensorLike, samples: int, seed: Any
+    ) -> tuple[TensorLike, TensorLike, dict[str, TensorLike]]:
         """``-log p(x|z)`` and ``log q(z|x) - log p(z)`` for K exact posterior samples per image.
 
         Every layer draws exactly; what the decoder sees for z₁ is the ζ the posterior drew
@@ -439,13 +442,13 @@ class VAE(keras.Model):
         targets = ops.repeat(images, samples, axis=0) if samples > 1 else images
         return self.likelihood.negative_log_likelihood(targets, decoded), log_ratio, parameters
 
-    def log_weights(self, images, samples: int, seed: Any):
+    def log_weights(self, images: TensorLike, samples: int, seed: Any) -> TensorLike:
         """``log p(x, z_k) - log q(z_k|x)`` for K exact posterior samples, ``(batch, K)``."""
         reconstruction, log_ratio, _ = self.exact_terms(images, samples, seed)
         # (batch*K,) -> (batch, K)
         return ops.reshape(-(reconstruction + log_ratio), (-1, samples))
 
-    def elbo_terms(self, images, seed: Any):
+    def elbo_terms(self, images: TensorLike, seed: Any) -> tuple[TensorLike, TensorLike]:
         """The negative ELBO's reconstruction and KL per image, ``(batch,)`` each, from one
         exact sample; the KL in closed form where the prior has one, as training takes it."""
         reconstruction, log_ratio, parameters = self.exact_terms(images, 1, seed)
@@ -455,12 +458,12 @@ class VAE(keras.Model):
             analytic = self.prior.part.kl_divergence(distribution)
         return reconstruction, log_ratio if analytic is None else analytic
 
-    def sample_codes(self, count: int, seed: int):
+    def sample_codes(self, count: int, seed: int) -> np.ndarray:
         """Codes z₁ ``(count, code_size)`` numpy float32 drawn from the model's prior, as the
         decoder sees them: `decoder_codes` of the prior part's draw."""
         return self.decoder_codes(self.prior.part.sample(count, seed), seed)
 
-    def decoder_codes(self, top_code, seed: int):
+    def decoder_codes(self, top_code: TensorLike, seed: int) -> np.ndarray:
         """What the decoder sees, numpy float32, for codes of the top layer drawn from the prior.
 
         The top code passes through its posterior's `decoder_input` (a smoothed binary code is

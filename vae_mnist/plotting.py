@@ -10,7 +10,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.colors
 import matplotlib.ticker
@@ -22,6 +22,9 @@ from matplotlib.patches import Rectangle
 from vae_mnist.files import atomic_path
 from vae_mnist.gaussian import standard_normal_quantiles
 from vae_mnist.runs import LEADING_HISTORY_COLUMNS
+
+if TYPE_CHECKING:  # Keras is imported where a figure needs a model, not with this module.
+    import keras
 
 IMAGE_SIDE = 28
 DOTS_PER_INCH = 100
@@ -55,7 +58,7 @@ def _save(figure: Figure, path: str | Path) -> Path:
     return path
 
 
-def predict(model, inputs: np.ndarray) -> np.ndarray:
+def predict(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
     """Run `model` over all `inputs` in one batched call and return numpy.
 
     A direct call rather than `Model.predict`: for one batch it skips building a data pipeline
@@ -111,7 +114,7 @@ def tile_images(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
 
 
 def decode_manifold(
-    decoder,
+    decoder: keras.Model,
     n: int = 15,
     dimensions: tuple[int, int] = (0, 1),
     latent_dim: int = 2,
@@ -176,7 +179,7 @@ def plot_latent_scatter(
 
 
 def plot_manifold(
-    decoder,
+    decoder: keras.Model,
     path: str | Path,
     n: int = 15,
     dimensions: tuple[int, int] = (0, 1),

@@ -325,7 +325,9 @@ def binary_concrete_logit_sample(logits: TensorLike, temperature: Any, seed: See
     return (logits + _logistic_noise(ops.shape(logits), logits.dtype, seed)) / temperature
 
 
-def binary_concrete_log_density(logit: TensorLike, logits: TensorLike, temperature: Any):
+def binary_concrete_log_density(
+    logit: TensorLike, logits: TensorLike, temperature: Any
+) -> TensorLike:
     """``log p(L) = Σ_u [log τ - τ L_u + α_u - 2 softplus(α_u - τ L_u)]``, the logistic density
     of L with location α/τ and scale 1/τ, summed over the last axis."""
     logits = ops.convert_to_tensor(logits)
@@ -345,7 +347,9 @@ def exp_concrete_sample(logits: TensorLike, temperature: Any, seed: Seed) -> Ten
     return ops.log_softmax((logits + gumbel) / temperature, axis=-1)
 
 
-def exp_concrete_log_density(log_sample: TensorLike, logits: TensorLike, temperature: Any):
+def exp_concrete_log_density(
+    log_sample: TensorLike, logits: TensorLike, temperature: Any
+) -> TensorLike:
     """``log p(x) = log (K-1)! + (K-1) log τ + Σ_k (α_k - τ x_k) - K logsumexp(α - τ x)`` per
     variable (the density of x on the log-simplex), summed over the variables.
 

@@ -39,7 +39,7 @@ import sysconfig
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from vae_mnist.errors import ConfigError, UsageError  # noqa: F401  (raised by the parts)
 
@@ -256,7 +256,7 @@ class Settings:
             values[field.name] = list(value) if isinstance(value, tuple) else value
         return values
 
-    def replace(self, **changes: Any):
+    def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
 
     @classmethod
@@ -264,7 +264,7 @@ class Settings:
         return dataclasses.fields(cls)  # type: ignore[arg-type]
 
     @classmethod
-    def from_config(cls, section: Any, title: str):
+    def from_config(cls, section: Any, title: str) -> Self:
         """The section a configuration holds, with one-line errors naming what is wrong."""
         if not isinstance(section, dict):
             raise ConfigError(f"the {title} settings must be a JSON object, got {section!r}")

@@ -13,9 +13,13 @@ import argparse
 import errno
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from vae_mnist.errors import UsageError
 from vae_mnist.runs import check_trained_run
+
+if TYPE_CHECKING:
+    from vae_mnist.explore.server import ExploreServer
 
 DEFAULT_HOST = "127.0.0.1"
 HOST_VARIABLE = "VAE_MNIST_EXPLORE_HOST"
@@ -43,7 +47,7 @@ def page_address(host: str, port: int) -> str:
     return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
-def open_server(host: str, port: int):
+def open_server(host: str, port: int) -> ExploreServer:
     """An `ExploreServer` bound to (host, port), or a one-line `UsageError` saying why not."""
     from vae_mnist.explore.server import ExploreServer
 

@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from vae_mnist.latent import active_units
 from vae_mnist.model import load_model
 from vae_mnist.progress import CountBar
 from vae_mnist.runs import TrainedRun, load_trained_run, read_run_history
+
+if TYPE_CHECKING:
+    from vae_mnist.settings import Part
 
 NEEDS_TEST_SET = {
     "latent",
@@ -335,7 +338,7 @@ DRAWERS = {
 }
 
 
-def check_given_code(arguments: argparse.Namespace, posterior) -> None:
+def check_given_code(arguments: argparse.Namespace, posterior: Part) -> None:
     """Refuse a ``--z`` or ``--code`` that the posterior cannot decode, in one line."""
     code = getattr(arguments, "code", None)
     if arguments.z is not None and not posterior.offers("continuous"):
@@ -357,9 +360,9 @@ def check_given_code(arguments: argparse.Namespace, posterior) -> None:
         )
 
 
-def check_code(code: list[int], latent) -> None:
+def check_code(code: list[int], posterior: Part) -> None:
     """Refuse a ``--code`` with the wrong count of classes or a class out of range."""
-    count, classes = latent.variable_count, latent.classes
+    count, classes = posterior.variable_count, posterior.classes
     if len(code) != count:
         raise UsageError(f"--code needs {count} classes (one per latent variable), got {len(code)}")
     outside = [value for value in code if not 0 <= value < classes]

@@ -303,7 +303,7 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
 
 
 def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
-    plot.add_argument("kind", choices=FIGURES, help="which figure ('all': every one)")
+    plot.add_argument("figure", choices=FIGURES, help="which figure ('all': every one)")
     _add_run_flag(plot)
     plot.add_argument(
         "--out",

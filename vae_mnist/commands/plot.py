@@ -126,21 +126,21 @@ class Figures:
 
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
     """Draw the figures that the `plot` command asks for; return their paths."""
-    kind = arguments.kind
-    unread = unread_option(kind, getattr(arguments, "given_options", set()))
+    figure = arguments.figure
+    unread = unread_option(figure, getattr(arguments, "given_options", set()))
     if unread:
         raise UsageError(unread)
     given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
-    reads_test_set = kind in NEEDS_TEST_SET and not (kind == "decode" and given_code)
+    reads_test_set = figure in NEEDS_TEST_SET and not (figure == "decode" and given_code)
     run = load_trained_run(arguments.run)
     parts = figure_parts(run.vae)
     check_given_code(arguments, parts["posterior"])
-    if kind != "all" and unmet_need(kind, parts):
-        raise UsageError(unmet_need(kind, parts))
+    if figure != "all" and unmet_need(figure, parts):
+        raise UsageError(unmet_need(figure, parts))
     # A user's figures belong with the run they show; the README's reproduction command
     # passes --out figures to refresh the repository's committed figures.
     folder = arguments.out if arguments.out is not None else run.paths.figures
-    drawn = [name for name in DRAWERS if kind in (name, "all") and not unmet_need(name, parts)]
+    drawn = [name for name in DRAWERS if figure in (name, "all") and not unmet_need(name, parts)]
     # A folder made for figures that then fail (a bad test set) is not left behind empty.
     with removed_if_left_empty(folder):
         out = check_writable_folder(folder)
@@ -165,13 +165,13 @@ def _read_test_set(figures: Figures) -> None:
     data = config.data.load(arguments.data)
     _, figures.images = config.data.model_inputs(data, config.training.seed)
     figures.labels = data[1][1]
-    kind = arguments.kind
+    figure = arguments.figure
     indices = (
         [("--index", index) for index in arguments.index]
-        if kind in ("decode", "codes", "all")
+        if figure in ("decode", "codes", "all")
         else []
     )
-    if kind in ("interpolation", "all"):
+    if figure in ("interpolation", "all"):
         indices += [("--from", arguments.from_index), ("--to", arguments.to_index)]
     for flag, index in indices:
         _check_index(index, len(figures.images), flag, flag in arguments.given_options)
@@ -316,7 +316,7 @@ def _decode_figures(figures: Figures) -> list[Path]:
 
 def _animation_figure(figures: Figures) -> list[Path]:
     size = figures.posterior.code_size
-    required = figures.arguments.kind == "animation"
+    required = figures.arguments.figure == "animation"
     arguments = figures.arguments
     return _animation(figures.run, arguments, figures.out, figures.dimensions, size, required)
 
@@ -461,7 +461,7 @@ def _decode(
     latent = run.vae.posterior_part
     discrete = latent.offers("codes")
     given = arguments.z is not None or getattr(arguments, "code", None) is not None
-    if given and arguments.kind == "decode":
+    if given and arguments.figure == "decode":
         return _decode_given(latent, generator, arguments, out)
     indices = list(arguments.index)
     chosen = _to_numpy(latent.mode({name: values[indices] for name, values in parameters.items()}))

@@ -109,7 +109,8 @@ class ExploreServer(ThreadingHTTPServer):
         self.explorer = explorer
         self.loopback_only = is_loopback(address[0])
         self.static = {
-            path: (_read_static(name), kind) for path, (name, kind) in STATIC_FILES.items()
+            path: (_read_static(name), content_type)
+            for path, (name, content_type) in STATIC_FILES.items()
         }
 
     @property
@@ -238,10 +239,10 @@ class ExploreHandler(BaseHTTPRequestHandler):
             )
             status, content = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": message}
         if isinstance(content, tuple):
-            body, kind = content
+            body, content_type = content
         else:
-            body, kind = json.dumps(content, allow_nan=False).encode(), "application/json"
-        self._send(status, body, kind, allow)
+            body, content_type = json.dumps(content, allow_nan=False).encode(), "application/json"
+        self._send(status, body, content_type, allow)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's own refusals (a malformed request line, headers too long, a
@@ -259,9 +260,9 @@ class ExploreHandler(BaseHTTPRequestHandler):
         body = json.dumps({"error": clipped(text)}).encode()
         self._send(code, body, "application/json", allow)
 
-    def _send(self, status: int, body: bytes, kind: str, allow: str | None = None) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, allow: str | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", kind)
+        self.send_header("Content-Type", content_type)
         if allow:
             self.send_header("Allow", allow)
         self.send_header("Content-Length", str(len(body)))

@@ -16,6 +16,9 @@ import pytest
 from conftest import REPOSITORY, folder_state, make_arrays, run_command, write_idx
 
 from vae_mnist.cli import main
+from vae_mnist.figures import TEST_SET_FIGURES
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 FIGURE_SIZES = {
     "latent_scatter.png": (600, 600),
@@ -103,8 +106,9 @@ def test_plot_single_kinds_and_options(trained_run, session_npz, tmp_path):
     out = tmp_path / "figures"
 
     def plot(kind: str, *options: str) -> int:
-        folders = ["--run", str(trained_run), "--out", str(out), "--data", str(session_npz)]
-        return main(["plot", kind, *folders, *options])
+        folders = ["--run", str(trained_run), "--out", str(out)]
+        data = ["--data", str(session_npz)] if kind in TEST_SET_FIGURES else []
+        return main(["plot", kind, *folders, *data, *options])
 
     assert plot("manifold", "--n", "4") == 0
     assert png_size(out / "manifold.png") == (1000, 1000)
@@ -390,6 +394,20 @@ def test_plot_refusals(finished_run, session_npz, tmp_path, capsys):
         (
             ["plot", "manifold", "--run", str(finished_run), "--out", str(blocker / "f")],
             r"cannot write to the folder",
+        )
+    )
+    # A file named as the run was "no such run folder", though it is there.
+    cases.append((["plot", "all", "--run", str(blocker)], r"a-file is a file, not a run folder"))
+    cases.append(
+        (["compare", str(finished_run), str(blocker)], r"a-file is a file, not a run folder")
+    )
+    # A run stopped before it finished is told to continue, not to train into its folder.
+    unfinished = FIXTURES / "run_v2_unfinished"
+    cases.append(
+        (
+            ["evaluate", "--run", str(unfinished)],
+            r"holds no trained model \(no vae\.keras\); it holds an unfinished run \(1 epoch "
+            r"done\): continue training it",
         )
     )
     for arguments, pattern in cases:
@@ -829,6 +847,8 @@ def test_out_of_memory_errors_are_told_apart(error, expected):
         (["samples", "--index", "3"], "--index does not apply to 'samples'"),
         (["manifold", "--steps=4"], "--steps does not apply to 'manifold'"),
         (["decode", "--z", "1", "2", "--index", "3"], "'decode' decodes one thing"),
+        # A figure of the model alone reads no data: a file named for it went unread.
+        (["samples", "--data", "elsewhere.npz"], "--data does not apply to 'samples'"),
     ],
 )
 def test_an_option_the_figure_does_not_read_is_refused(finished_run, capsys, arguments, message):
@@ -846,7 +866,8 @@ def test_an_option_the_figure_does_not_read_is_refused(finished_run, capsys, arg
         ("decode", {"--code"}),
         ("decode", {"--z"}),
         ("animation", {"--n", "--quiet"}),
-        ("samples", {"--seed", "--data"}),
+        ("samples", {"--seed"}),
+        ("reconstructions", {"--data"}),
     ],
 )
 def test_the_options_a_figure_reads_are_let_through(figure, options):
@@ -883,7 +904,7 @@ def test_a_figures_name_after_a_list_option_is_the_figure():
     }
     for tokens, (figure, run, z, index) in cases.items():
         arguments = parse_arguments(list(tokens))
-        assert (arguments.kind, arguments.run, arguments.z, arguments.index) == (
+        assert (arguments.figure, arguments.run, arguments.z, arguments.index) == (
             figure,
             run,
             z,

@@ -15,6 +15,7 @@ from conftest import make_arrays
 from vae_mnist import ConfigError, RunConfig, build_vae
 from vae_mnist.cli import main
 from vae_mnist.data import prepare_images
+from vae_mnist.errors import DataError
 from vae_mnist.evaluation import (
     active_units,
     evaluate_run,
@@ -195,6 +196,27 @@ def test_evaluate_run_refuses_counts_that_are_not_counts_before_any_work(small_v
             evaluate_run(small_vae, *inputs, **options)
     with pytest.raises(ConfigError, match="20 training images and 19 labels"):
         evaluate_run(small_vae, train_images, arrays["y_train"][:-1], *inputs[2:], samples=2)
+    # Pixels not divided by 255 gave a NaN ELBO and a kNN accuracy from nothing; float labels
+    # an IndexError, negative ones a wrong accuracy.
+    bad_inputs = {
+        "the test images hold values in 0..255": (train_images, test_images * 255),
+        "the training images of dtype uint8: expected floats": (
+            arrays["x_train"].reshape(20, -1),
+            test_images,
+        ),
+    }
+    for message, (train, test) in bad_inputs.items():
+        with pytest.raises(DataError, match=re.escape(message)):
+            evaluate_run(small_vae, train, arrays["y_train"], test, arrays["y_test"], samples=2)
+    bad_labels = {
+        "the test labels of dtype float64: expected class numbers": arrays["y_test"] + 0.5,
+        "the test labels include -1: expected class numbers from 0": np.r_[
+            -1, arrays["y_test"][1:].astype(int)
+        ],
+    }
+    for message, labels in bad_labels.items():
+        with pytest.raises(DataError, match=re.escape(message)):
+            evaluate_run(small_vae, train_images, arrays["y_train"], test_images, labels, samples=2)
     # A log Z method asked of a prior that has no partition function was ignored.
     with pytest.raises(ValueError, match="--log-partition applies to a prior with a partition"):
         evaluate_run(small_vae, *inputs, samples=2, log_partition="ais")

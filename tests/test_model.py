@@ -255,7 +255,16 @@ def test_encode_and_decode_refuse_a_batch_they_cannot_read_in_one_line():
             np.zeros(784, "float32")
         ),
         # Raw pixels of 0 to 255 were encoded as they were, far outside the scale trained on.
-        "VAE.encode takes images scaled to floats": lambda: vae.encode(np.zeros((3, 784), "uint8")),
+        "VAE.encode's images of dtype uint8: expected floats": lambda: vae.encode(
+            np.zeros((3, 784), "uint8")
+        ),
+        # As floats, too: the astype without the division by 255.
+        "VAE.encode's images hold values in 0..255: expected pixels in [0, 1]": lambda: vae.encode(
+            np.linspace(0, 255, 3 * 784, dtype="float32").reshape(3, 784)
+        ),
+        "VAE.encode's images hold values that are not numbers": lambda: vae.encode(
+            np.full((3, 784), np.nan, "float32")
+        ),
         "VAE.decode takes codes of shape (batch, 2), got (3, 3)": lambda: vae.decode(
             np.zeros((3, 3), "float32")
         ),

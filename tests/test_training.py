@@ -315,6 +315,18 @@ def test_extend_refuses_what_it_cannot_do_and_changes_nothing(tmp_path, changes,
 
 
 @pytest.mark.parametrize(
+    ("record", "problem"),
+    [("[1, 2]", "not a JSON object"), ('{"completed_epochs": 1}', "no status")],
+)
+def test_a_progress_record_without_a_status_is_named_so(tmp_path, record, problem):
+    from vae_mnist.runs import RunPaths, read_run_info
+
+    tmp_path.joinpath("run.json").write_text(record)
+    with pytest.raises(RunError, match=re.escape(f"not a vae-mnist progress record ({problem})")):
+        read_run_info(RunPaths(tmp_path))
+
+
+@pytest.mark.parametrize(
     "changes, problem",
     [
         ({"status": "interrupted"}, "status 'interrupted'"),

@@ -37,13 +37,16 @@ IDX_FILE_STEMS = {
 IDX_UNSIGNED_BYTE = 0x08
 
 Split = tuple[np.ndarray, np.ndarray]
+# What a model's inputs are, for the messages that refuse others.
+MODEL_INPUTS = "the pixels / 255 that vae_mnist.data.model_inputs gives"
 
 
 class CheckedData(tuple):
     """``((x_train, y_train), (x_test, y_test))`` that `validate_mnist` has passed, as
     `load_dataset` and `check_data` return it. What takes data checks it once: `check_data`
     returns such data as it is, and `model_inputs` scales its images without scanning them
-    again."""
+    again. (Its images are uint8 arrays, so a pixel written into them in place stays in
+    0..255.)"""
 
     __slots__ = ()
 
@@ -98,6 +101,25 @@ def prepare_images(images: np.ndarray) -> np.ndarray:
 def _scaled(images: np.ndarray) -> np.ndarray:
     # (n, height, width) -> (n, height * width)
     return (images.astype(np.float32) / 255.0).reshape(len(images), -1)
+
+
+def check_model_inputs(images: np.ndarray, what: str) -> np.ndarray:
+    """`images` if they are a model's inputs, ``(n, pixels)`` floats in [0, 1] as
+    `model_inputs` gives them, or a `DataError` naming `what` and the problem: pixels not yet
+    scaled (integers, or floats up to 255) would be read as far brighter than any trained on."""
+    images = np.asarray(images)
+    if images.ndim != 2:
+        raise DataError(f"{what} of shape {images.shape}: expected (n, pixels), {MODEL_INPUTS}")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"{what} of dtype {images.dtype}: expected floats, {MODEL_INPUTS}")
+    if images.size and not np.isfinite(images).all():
+        raise DataError(f"{what} hold values that are not numbers: expected {MODEL_INPUTS}")
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise DataError(
+            f"{what} hold values in {images.min():g}..{images.max():g}: expected pixels in "
+            f"[0, 1], {MODEL_INPUTS}"
+        )
+    return images
 
 
 def check_data(data: object, source: str) -> tuple[Split, Split]:

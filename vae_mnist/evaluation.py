@@ -15,6 +15,8 @@ import numpy as np
 
 # Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
 from vae_mnist.backend import keras, ops
+from vae_mnist.data import check_model_inputs
+from vae_mnist.errors import DataError
 
 # The Gaussian's active units live with its latent; kept importable from here.
 from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
@@ -221,18 +223,13 @@ def evaluate_run(
     posterior adds its own numbers (`Prior.prepare_evaluation`, `Posterior.latent_metrics`).
 
     Raises:
-        ConfigError: a count or seed that is not one (checked before the work), or images
-            and labels of different lengths.
+        ConfigError: a count or seed that is not one, or images and labels of different
+            lengths (checked before the work).
+        DataError: images that are not the model's inputs (pixels / 255), or labels that are
+            not class numbers.
     """
-    for split, images, labels in (
-        ("training", train_images, train_labels),
-        ("test", test_images, test_labels),
-    ):
-        if len(images) != len(labels) or not len(images):
-            raise ConfigError(
-                f"{len(images)} {split} images and {len(labels)} labels: expected as many of "
-                "each, and at least one"
-            )
+    train_images, train_labels = _checked_split("training", train_images, train_labels)
+    test_images, test_labels = _checked_split("test", test_images, test_labels)
     samples = check_number("samples", "int", {"positive": True}, samples)
     neighbours = check_number("neighbours", "int", {"positive": True}, neighbours)
     if neighbours > len(train_images):
@@ -282,6 +279,26 @@ TABLE_ROWS = (
     ("classes used per variable (mean)", "mean_classes_used", "{:.2f}"),
     ("log Z of the prior (nats)", "log_partition", "{:.3f}"),
 )
+
+
+def _checked_split(
+    split: str, images: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images and labels, or a one-line error naming what is wrong with them."""
+    images, labels = check_model_inputs(images, f"the {split} images"), np.asarray(labels)
+    if labels.ndim != 1:
+        raise DataError(f"the {split} labels of shape {labels.shape}: expected one per image")
+    if len(images) != len(labels) or not len(images):
+        raise ConfigError(
+            f"{len(images)} {split} images and {len(labels)} labels: expected as many of each, "
+            "and at least one"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"the {split} labels of dtype {labels.dtype}: expected class numbers")
+    if labels.min() < 0:
+        # The neighbours' vote counts each class by its number.
+        raise DataError(f"the {split} labels include {labels.min()}: expected class numbers from 0")
+    return images, labels
 
 
 def _code_size(metrics: dict[str, Any]) -> Any:

@@ -71,7 +71,21 @@ def unmet_need(figure: str, parts: dict[str, Any]) -> str | None:
 
 # The figures that read each of plot's options, by the option's flag; `all` reads those of the
 # figures it draws. An option given to a figure that does not read it is refused.
+# The figures drawn from the test set, which `--data` names (the others draw the model alone,
+# or the run's history).
+TEST_SET_FIGURES = (
+    "latent",
+    "decode",
+    "reconstructions",
+    "interpolation",
+    "density",
+    "codes",
+    "usage",
+    "all",
+)
+
 OPTION_FIGURES: dict[str, tuple[str, ...]] = {
+    "--data": TEST_SET_FIGURES,
     "--n": ("manifold", "animation", "all"),
     "--index": ("decode", "codes", "all"),
     "--z": ("decode",),

@@ -30,6 +30,7 @@ from keras import ops  # noqa: E402
 from vae_mnist import noise  # noqa: E402
 from vae_mnist.chunks import chunked, compiles_chunks  # noqa: E402
 from vae_mnist.config import RunConfig  # noqa: E402
+from vae_mnist.data import MODEL_INPUTS, check_model_inputs  # noqa: E402
 from vae_mnist.errors import ModelFileError  # noqa: E402
 from vae_mnist.files import atomic_path  # noqa: E402
 from vae_mnist.latent import TensorLike  # noqa: E402
@@ -94,19 +95,19 @@ def _checked_batch(
 ) -> Any:
     """`values` as `network` reads them (a nested list as an array), or `ValueError` in one
     line for a batch it cannot read: not ``(batch, width)`` of its input's width, or, where
-    it reads `pixels`, integers: pixels not yet scaled."""
+    it reads `pixels`, not the model's inputs (`vae_mnist.data.check_model_inputs`)."""
     width = network.inputs[0].shape[-1]
     if not hasattr(values, "shape"):
         values = np.asarray(values)  # A nested list, which Keras reads as an array.
     shape = tuple(values.shape)
     if len(shape) != 2 or shape[1] not in (width, None):
         raise ValueError(f"VAE.{method} takes {what} of shape (batch, {width}), got {shape}")
+    if pixels and isinstance(values, np.ndarray):
+        # Values are read from arrays only: a backend tensor may be symbolic, inside a step.
+        return check_model_inputs(values, f"VAE.{method}'s images")
     dtype = keras.backend.standardize_dtype(values.dtype)
     if pixels and "float" not in dtype:
-        raise ValueError(
-            f"VAE.{method} takes images scaled to floats (vae_mnist.data.prepare_images), "
-            f"got {dtype}"
-        )
+        raise ValueError(f"VAE.{method}'s images of dtype {dtype}: expected floats, {MODEL_INPUTS}")
     return values
 
 

@@ -246,8 +246,10 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
         info = json.loads(read_text(paths.run_info))
     except JSON_READ_ERRORS as error:
         raise RunError(f"{paths.run_info}: unreadable progress record ({error})") from None
-    if not isinstance(info, dict) or "status" not in info:
-        raise RunError(f"{paths.run_info}: not a vae-mnist progress record")
+    if not isinstance(info, dict):
+        raise RunError(f"{paths.run_info}: not a vae-mnist progress record (not a JSON object)")
+    if "status" not in info:
+        raise RunError(f"{paths.run_info}: not a vae-mnist progress record (no status)")
     problem = _progress_record_problem(info)
     if problem:
         # What the record says decides whether a finished model may be replaced: a record
@@ -614,13 +616,32 @@ class TrainedRun:
 def check_trained_run(folder: str | Path) -> RunPaths:
     """The paths of a run folder that holds a trained model, or `ModelFileError`; reads none."""
     paths = RunPaths(Path(folder))
-    if not paths.folder.is_dir():
-        raise ModelFileError(f"{paths.folder}: no such run folder")
+    check_run_folder(paths, ModelFileError)
     if not paths.vae.exists():
         raise ModelFileError(
-            f"{paths.folder} holds no trained model (no vae.keras); train into it first"
+            f"{paths.folder} holds no trained model (no vae.keras); {_next_step(paths)}"
         )
     return paths
+
+
+def check_run_folder(paths: RunPaths, error: type[Exception] = RunError) -> None:
+    """`error` in one line unless `paths.folder` is a folder: missing, or a file."""
+    if paths.folder.is_file():
+        raise error(f"{paths.folder} is a file, not a run folder")
+    if not paths.folder.is_dir():
+        raise error(f"{paths.folder}: no such run folder")
+
+
+def _next_step(paths: RunPaths) -> str:
+    """What makes a run folder without a model hold one: finishing the run it holds, if any."""
+    try:
+        info = read_run_info(paths)
+    except RunError:
+        info = None
+    if is_unfinished(info):
+        epochs = info["completed_epochs"]
+        return f"it holds an unfinished run ({epochs_text(epochs)} done): continue training it"
+    return "train into it first"
 
 
 def load_trained_run(

@@ -28,6 +28,7 @@ from vae_mnist.runs import (
     RunError,
     RunPaths,
     check_model_agrees,
+    check_run_folder,
     is_finished,
     read_metrics,
     read_run_history,
@@ -70,8 +71,7 @@ class RunSummary:
 def read_summary(folder: str | Path, name: str) -> RunSummary:
     """A run folder's settings, progress, history and metrics; one-line errors where unusable."""
     paths = RunPaths(Path(folder))
-    if not paths.folder.is_dir():
-        raise RunError(f"{paths.folder}: no such run folder")
+    check_run_folder(paths)
     if not paths.config.exists():
         raise RunError(f"{paths.folder}: not a run folder (no config.json)")
     config = RunConfig.load(paths.config)

@@ -22,7 +22,7 @@ import numpy as np
 
 from vae_mnist import plotting
 from vae_mnist.errors import ModelFileError, UsageError
-from vae_mnist.figures import figure_parts, unmet_need, unread_option
+from vae_mnist.figures import TEST_SET_FIGURES, figure_parts, unmet_need, unread_option
 from vae_mnist.files import check_writable_folder, removed_if_left_empty
 from vae_mnist.latent import active_units
 from vae_mnist.model import load_model
@@ -32,16 +32,6 @@ from vae_mnist.runs import TrainedRun, load_trained_run, read_run_history
 if TYPE_CHECKING:
     from vae_mnist.settings import Part
 
-NEEDS_TEST_SET = {
-    "latent",
-    "decode",
-    "reconstructions",
-    "interpolation",
-    "density",
-    "codes",
-    "usage",
-    "all",
-}
 RECONSTRUCTION_COUNT = 10
 SAMPLE_ROWS = 10
 
@@ -131,7 +121,7 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     if unread:
         raise UsageError(unread)
     given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
-    reads_test_set = figure in NEEDS_TEST_SET and not (figure == "decode" and given_code)
+    reads_test_set = figure in TEST_SET_FIGURES and not (figure == "decode" and given_code)
     run = load_trained_run(arguments.run)
     parts = figure_parts(run.vae)
     check_given_code(arguments, parts["posterior"])

@@ -107,7 +107,8 @@ def test_plot_single_kinds_and_options(trained_run, session_npz, tmp_path):
 
     def plot(kind: str, *options: str) -> int:
         folders = ["--run", str(trained_run), "--out", str(out)]
-        data = ["--data", str(session_npz)] if kind in TEST_SET_FIGURES else []
+        reads_data = kind in TEST_SET_FIGURES and "--z" not in options
+        data = ["--data", str(session_npz)] if reads_data else []
         return main(["plot", kind, *folders, *data, *options])
 
     assert plot("manifold", "--n", "4") == 0
@@ -375,7 +376,7 @@ def test_plot_refusals(finished_run, session_npz, tmp_path, capsys):
     base = ["--run", str(finished_run), "--out", str(tmp_path / "f"), "--data", str(session_npz)]
     cases = [
         (
-            ["plot", "decode", "--z", "1", "2", "3", *base],
+            ["plot", "decode", "--z", "1", "2", "3", *base[:4]],
             r"--z needs 2 numbers \(one per latent dimension\), got 3",
         ),
         (
@@ -849,6 +850,10 @@ def test_out_of_memory_errors_are_told_apart(error, expected):
         (["decode", "--z", "1", "2", "--index", "3"], "'decode' decodes one thing"),
         # A figure of the model alone reads no data: a file named for it went unread.
         (["samples", "--data", "elsewhere.npz"], "--data does not apply to 'samples'"),
+        (
+            ["decode", "--z", "1", "2", "--data", "x.npz"],
+            "--data does not apply to 'decode' with --z",
+        ),
     ],
 )
 def test_an_option_the_figure_does_not_read_is_refused(finished_run, capsys, arguments, message):

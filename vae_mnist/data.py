@@ -110,13 +110,14 @@ def check_model_inputs(images: np.ndarray, what: str) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 2:
         raise DataError(f"{what} of shape {images.shape}: expected (n, pixels), {MODEL_INPUTS}")
-    if not np.issubdtype(images.dtype, np.floating):
+    # By name, so that bfloat16 (ml_dtypes', not a NumPy floating type) is a float too.
+    if "float" not in images.dtype.name:
         raise DataError(f"{what} of dtype {images.dtype}: expected floats, {MODEL_INPUTS}")
     if images.size and not np.isfinite(images).all():
         raise DataError(f"{what} hold values that are not numbers: expected {MODEL_INPUTS}")
     if images.size and (images.min() < 0 or images.max() > 1):
         raise DataError(
-            f"{what} hold values in {images.min():g}..{images.max():g}: expected pixels in "
+            f"{what} hold values in {images.min():.9g}..{images.max():.9g}: expected pixels in "
             f"[0, 1], {MODEL_INPUTS}"
         )
     return images

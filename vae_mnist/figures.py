@@ -69,10 +69,9 @@ def unmet_need(figure: str, parts: dict[str, Any]) -> str | None:
     return None
 
 
-# The figures that read each of plot's options, by the option's flag; `all` reads those of the
-# figures it draws. An option given to a figure that does not read it is refused.
 # The figures drawn from the test set, which `--data` names (the others draw the model alone,
-# or the run's history).
+# or the run's history; `decode` reads it for `--index`, not for a code given with `--z` or
+# `--code`).
 TEST_SET_FIGURES = (
     "latent",
     "decode",
@@ -84,6 +83,8 @@ TEST_SET_FIGURES = (
     "all",
 )
 
+# The figures that read each of plot's options, by the option's flag; `all` reads those of the
+# figures it draws. An option given to a figure that does not read it is refused.
 OPTION_FIGURES: dict[str, tuple[str, ...]] = {
     "--data": TEST_SET_FIGURES,
     "--n": ("manifold", "animation", "all"),
@@ -106,4 +107,6 @@ def unread_option(figure: str, options: set[str]) -> str | None:
     chosen = sorted(options & {"--index", "--z", "--code"})
     if figure == "decode" and len(chosen) > 1:
         return f"'decode' decodes one thing: give one of {', '.join(chosen)}"
+    if figure == "decode" and "--data" in options and chosen and chosen[0] != "--index":
+        return f"--data does not apply to 'decode' with {chosen[0]}, which decodes no test image"
     return None

@@ -312,7 +312,7 @@ class Prior(Part):
     def check_evaluation(self, log_partition: str = "auto", **options: Any) -> None:
         """Refuse, before anything is computed, an evaluation option this prior cannot honour:
         a way of computing log Z, where the prior has no partition function."""
-        if log_partition != "auto":
+        if log_partition != "auto" and not self.offers("partition_function"):
             raise UsageError(
                 f"--log-partition applies to a prior with a partition function, and this run's "
                 f"{self.kind} prior has none"

@@ -638,7 +638,7 @@ def _next_step(paths: RunPaths) -> str:
         info = read_run_info(paths)
     except RunError:
         info = None
-    if is_unfinished(info):
+    if is_unfinished(info) and not has_nothing_to_continue(info):
         epochs = info["completed_epochs"]
         return f"it holds an unfinished run ({epochs_text(epochs)} done): continue training it"
     return "train into it first"

@@ -39,9 +39,12 @@ import sysconfig
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vae_mnist.errors import ConfigError, UsageError  # noqa: F401  (raised by the parts)
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11's, and the package runs on 3.10.
+    from typing import Self
 
 FAMILIES = ("data", "network", "posterior", "prior", "likelihood", "objective", "optimizer")
 # The largest seed: PyTorch's generators take 32-bit signed seeds, and a run adds offsets to

@@ -247,7 +247,7 @@ def test_a_version_1_configuration_reads_as_a_preset_file(capsys):
 
 @pytest.mark.parametrize(
     "command",
-    [["plot", "curves"], ["evaluate", "--samples", "2"]],
+    [["plot", "latent"], ["evaluate", "--samples", "2"]],
 )
 def test_plot_and_evaluate_refuse_a_damaged_progress_record(
     trained_run, session_npz, tmp_path, capsys, command

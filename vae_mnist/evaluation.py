@@ -151,10 +151,12 @@ def negative_elbo_terms(
 
 
 def encode_all(vae: keras.Model, images: np.ndarray, batch_size: int = ENCODER_BATCH) -> dict:
-    """The posterior's parameters of every image, by head name, as numpy arrays."""
+    """The posterior's parameters of every image, by head name, as numpy arrays: of the
+    model's inputs, which `evaluate_run` checks once for the whole evaluation."""
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(images), batch_size):
-        for name, value in vae.encode(images[start : start + batch_size]).items():
+        batch = images[start : start + batch_size]
+        for name, value in vae.posterior_parameters(batch).items():
             parts.setdefault(name, []).append(_numpy(value))
     return {name: np.concatenate(values) for name, values in parts.items()}
 

@@ -261,13 +261,24 @@ class VAE(keras.Model):
         self.built = True
 
     def encode(self, images: TensorLike) -> dict[str, TensorLike]:
-        """The first layer's posterior parameters by head name, each ``(batch, units)``."""
+        """The first layer's posterior parameters by head name, each ``(batch, units)``, of
+        a caller's images, checked first (`_checked_batch`)."""
         images = _checked_batch(images, self.encoder, "encode", "images", pixels=True)
-        return dict(zip(self.latent_heads, _as_list(self.encoder(images)), strict=True))
+        return self.posterior_parameters(images)
 
     def decode(self, z: TensorLike) -> dict[str, TensorLike]:
-        """The likelihood's parameters by head name, each ``(batch, pixels)``."""
+        """The likelihood's parameters by head name, each ``(batch, pixels)``, of a caller's
+        codes, checked first."""
         z = _checked_batch(z, self.decoder, "decode", "codes")
+        return self.likelihood_parameters(z)
+
+    def posterior_parameters(self, images: TensorLike) -> dict[str, TensorLike]:
+        """`encode` unchecked: for the model's own inputs, inside a training or evaluation
+        step, where a check would run (or be traced) at every step."""
+        return dict(zip(self.latent_heads, _as_list(self.encoder(images)), strict=True))
+
+    def likelihood_parameters(self, z: TensorLike) -> dict[str, TensorLike]:
+        """`decode` unchecked, for the model's own codes inside a step."""
         return dict(zip(self.likelihood_heads, _as_list(self.decoder(z)), strict=True))
 
     def _upper_parameters(self, layer: StochasticLayer, z) -> dict:
@@ -298,7 +309,7 @@ class VAE(keras.Model):
         targets = images
         if self.binarization is not None:
             targets = self.binarization(images, training=training)
-        parameters = self.encode(targets)
+        parameters = self.posterior_parameters(targets)
         samples = self.objective.part.importance_samples
         if samples > 1:
             # (batch, ...) -> (batch*K, ...): each image's K samples side by side.
@@ -331,7 +342,7 @@ class VAE(keras.Model):
             outputs["relaxed_kl"] = self.prior.part.relaxed_divergence(
                 code, top_parameters, sample_estimate=self.objective.part.needs_log_weights
             )
-        decoded = self.decode(z)
+        decoded = self.likelihood_parameters(z)
         return {
             **outputs,
             **decoded,
@@ -410,7 +421,7 @@ class VAE(keras.Model):
         """
         images = ops.convert_to_tensor(images)
         batch = ops.shape(images)[0]
-        parameters = self.encode(images)
+        parameters = self.posterior_parameters(images)
         z, log_q, drawn_input = self.posterior.part.exact_sample(parameters, samples, seed)
         # (batch, K, code) -> (batch*K, code) for the networks above and below.
         codes = [ops.reshape(z, (batch * samples, -1))]
@@ -438,7 +449,7 @@ class VAE(keras.Model):
         else:
             # (batch, K, code) -> (batch*K, code), as the codes.
             decoder_input = ops.reshape(drawn_input, (batch * samples, -1))
-        decoded = self.decode(decoder_input)
+        decoded = self.likelihood_parameters(decoder_input)
         # (batch, pixels) -> (batch*K, pixels): each image once per sample.
         targets = ops.repeat(images, samples, axis=0) if samples > 1 else images
         return self.likelihood.negative_log_likelihood(targets, decoded), log_ratio, parameters

@@ -64,7 +64,7 @@ class VampPrior(Prior):
 
     def components(self) -> dict:
         """q(z | u_k)'s parameters by head name, each ``(K, dimensions)``."""
-        return self.model.encode(self.pseudo_images())
+        return self.model.posterior_parameters(self.pseudo_images())
 
     def log_density(self, z: TensorLike) -> TensorLike:
         """``log p(z) = logsumexp_k log q(z | u_k) - log K``, z ``(..., d)`` → ``(...)``."""

@@ -123,11 +123,19 @@ def _npz(tmp_path, **changes):
 BAD_NPZ = {
     "missing key": (dict(y_test=None), "missing the arrays y_test"),
     "wrong image shape": (dict(x_train=np.zeros((20, 784), np.uint8)), "expected \\(n, 28, 28\\)"),
-    "wrong label shape": (dict(y_train=np.zeros((20, 2), np.uint8)), "expected \\(n,\\)"),
+    "wrong label shape": (
+        dict(y_train=np.zeros((20, 2), np.uint8)),
+        "y_train of shape \\(20, 2\\): expected one class number per image",
+    ),
+    "float labels": (dict(y_train=np.zeros(20)), "y_train of dtype float64: expected integer"),
+    "negative labels": (dict(y_test=np.full(10, -2, np.int16)), "in -2..-2: expected class"),
     "float images": (dict(x_test=np.zeros((10, 28, 28), np.float32)), "dtype float32"),
     "pixels above 255": (dict(x_train=np.full((20, 28, 28), 300, np.int32)), "expected 0..255"),
     "negative pixels": (dict(x_train=np.full((20, 28, 28), -1, np.int16)), "expected 0..255"),
-    "labels above 9": (dict(y_test=np.full(10, 10, np.uint8)), "expected 0..9"),
+    "labels above 9": (
+        dict(y_test=np.full(10, 10, np.uint8)),
+        "y_test in 10..10: expected class numbers 0..9",
+    ),
     "lengths differ": (dict(y_train=np.zeros(19, np.uint8)), "20 images but y_train has 19"),
     "empty": (
         dict(x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.uint8)),

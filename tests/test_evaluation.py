@@ -209,8 +209,8 @@ def test_evaluate_run_refuses_counts_that_are_not_counts_before_any_work(small_v
         with pytest.raises(DataError, match=re.escape(message)):
             evaluate_run(small_vae, train, arrays["y_train"], test, arrays["y_test"], samples=2)
     bad_labels = {
-        "the test labels of dtype float64: expected class numbers": arrays["y_test"] + 0.5,
-        "the test labels include -1: expected class numbers from 0": np.r_[
+        "the test labels of dtype float64: expected integer class numbers": arrays["y_test"] + 0.5,
+        "the test labels in -1..9: expected class numbers from 0": np.r_[
             -1, arrays["y_test"][1:].astype(int)
         ],
     }

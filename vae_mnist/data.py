@@ -123,6 +123,23 @@ def check_model_inputs(images: np.ndarray, what: str) -> np.ndarray:
     return images
 
 
+def check_labels(labels: np.ndarray, what: str, classes: int | None = None) -> np.ndarray:
+    """`labels` if they are class numbers, one per image (integers from 0, and below `classes`
+    where given), or a `DataError` naming `what` and the problem."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DataError(f"{what} of shape {labels.shape}: expected one class number per image")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{what} of dtype {labels.dtype}: expected integer class numbers")
+    # The neighbours' vote of evaluation counts each class by its number.
+    if labels.size and (labels.min() < 0 or (classes and labels.max() >= classes)):
+        expected = f"0..{classes - 1}" if classes else "from 0"
+        raise DataError(
+            f"{what} in {labels.min()}..{labels.max()}: expected class numbers {expected}"
+        )
+    return labels
+
+
 def check_data(data: object, source: str) -> tuple[Split, Split]:
     """`data` as `load_dataset` returns it, ``((x_train, y_train), (x_test, y_test))``, or a
     `DataError` naming what is wrong (`validate_mnist`'s checks)."""
@@ -289,8 +306,7 @@ def validate_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
         images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if images.ndim != 3 or images.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
             raise DataError(f"{source}: x_{split} has shape {images.shape}, expected (n, 28, 28)")
-        if labels.ndim != 1:
-            raise DataError(f"{source}: y_{split} has shape {labels.shape}, expected (n,)")
+        labels = check_labels(labels, f"{source}: y_{split}", NUMBER_OF_CLASSES)
         if len(images) != len(labels):
             raise DataError(
                 f"{source}: x_{split} has {len(images)} images but y_{split} "
@@ -298,19 +314,14 @@ def validate_mnist(arrays: dict[str, np.ndarray], source: str) -> None:
             )
         if len(images) == 0:
             raise DataError(f"{source}: x_{split} is empty")
-        for name, array in ((f"x_{split}", images), (f"y_{split}", labels)):
-            if not np.issubdtype(array.dtype, np.integer):
-                raise DataError(
-                    f"{source}: {name} has dtype {array.dtype}, expected integers (uint8)"
-                )
+        if not np.issubdtype(images.dtype, np.integer):
+            raise DataError(
+                f"{source}: x_{split} has dtype {images.dtype}, expected integers (uint8)"
+            )
         if images.min() < 0 or images.max() > 255:
             raise DataError(
                 f"{source}: x_{split} has pixel values in {images.min()}..{images.max()}, "
                 "expected 0..255"
-            )
-        if labels.min() < 0 or labels.max() >= NUMBER_OF_CLASSES:
-            raise DataError(
-                f"{source}: y_{split} has labels in {labels.min()}..{labels.max()}, expected 0..9"
             )
     for key in NPZ_KEYS:
         arrays[key] = arrays[key].astype(np.uint8, copy=False)

@@ -15,8 +15,7 @@ import numpy as np
 
 # Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
 from vae_mnist.backend import keras, ops
-from vae_mnist.data import check_model_inputs
-from vae_mnist.errors import DataError
+from vae_mnist.data import check_labels, check_model_inputs
 
 # The Gaussian's active units live with its latent; kept importable from here.
 from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
@@ -287,19 +286,13 @@ def _checked_split(
     split: str, images: np.ndarray, labels: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """One split's images and labels, or a one-line error naming what is wrong with them."""
-    images, labels = check_model_inputs(images, f"the {split} images"), np.asarray(labels)
-    if labels.ndim != 1:
-        raise DataError(f"the {split} labels of shape {labels.shape}: expected one per image")
+    images = check_model_inputs(images, f"the {split} images")
+    labels = check_labels(labels, f"the {split} labels")
     if len(images) != len(labels) or not len(images):
         raise ConfigError(
             f"{len(images)} {split} images and {len(labels)} labels: expected as many of each, "
             "and at least one"
         )
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"the {split} labels of dtype {labels.dtype}: expected class numbers")
-    if labels.min() < 0:
-        # The neighbours' vote counts each class by its number.
-        raise DataError(f"the {split} labels include {labels.min()}: expected class numbers from 0")
     return images, labels
 
 

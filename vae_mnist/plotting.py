@@ -73,7 +73,7 @@ def predict(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
 def manifold_points(
     n: int = 15,
     dimensions: tuple[int, int] = (0, 1),
-    latent_dim: int = 2,
+    code_size: int = 2,
     quantiles: Callable[[np.ndarray], np.ndarray] = standard_normal_quantiles,
     low: float = 0.05,
     high: float = 0.95,
@@ -81,20 +81,20 @@ def manifold_points(
     """Latent points of the blog's manifold: the prior's inverse CDF of an even grid.
 
     Args:
-        quantiles: each dimension's inverse CDF, ``(count, latent_dim)`` probabilities to
+        quantiles: each dimension's inverse CDF, ``(count, code_size)`` probabilities to
             values of that shape (a prior's `quantiles`; the blog's N(0, I) by default).
 
     Returns:
-        Shape ``(n*n, latent_dim)``, row-major over an ``n × n`` grid: z[dimensions[0]] rises
+        Shape ``(n*n, code_size)``, row-major over an ``n × n`` grid: z[dimensions[0]] rises
         left to right along the columns and z[dimensions[1]] top to bottom along the rows, as
         the 2017 example laid it out; the other dimensions stay at the prior's median.
     """
     walked = list(dimensions)
-    probabilities = np.full((n, latent_dim), 0.5)
+    probabilities = np.full((n, code_size), 0.5)
     probabilities[:, walked] = np.linspace(low, high, n)[:, None]
-    values = np.asarray(quantiles(probabilities), np.float32)  # (n, latent_dim)
+    values = np.asarray(quantiles(probabilities), np.float32)  # (n, code_size)
     across, down = np.meshgrid(values[:, walked[0]], values[:, walked[1]])  # each (n, n)
-    points = np.repeat(values[:1], n * n, axis=0)  # the medians, (n*n, latent_dim)
+    points = np.repeat(values[:1], n * n, axis=0)  # the medians, (n*n, code_size)
     points[:, walked[0]] = across.ravel()
     points[:, walked[1]] = down.ravel()
     return points
@@ -117,13 +117,13 @@ def decode_manifold(
     decoder: keras.Model,
     n: int = 15,
     dimensions: tuple[int, int] = (0, 1),
-    latent_dim: int = 2,
+    code_size: int = 2,
     quantiles: Callable[[np.ndarray], np.ndarray] = standard_normal_quantiles,
 ) -> np.ndarray:
     """Decode the n × n manifold grid (`manifold_points`) in one call; return the tiled
     ``(n*28, n*28)`` image."""
-    points = manifold_points(n, dimensions, latent_dim, quantiles)
-    decoded = predict(decoder, points)  # (n*n, latent_dim) -> (n*n, 784)
+    points = manifold_points(n, dimensions, code_size, quantiles)
+    decoded = predict(decoder, points)  # (n*n, code_size) -> (n*n, 784)
     return tile_images(decoded, n, n)
 
 
@@ -183,7 +183,7 @@ def plot_manifold(
     path: str | Path,
     n: int = 15,
     dimensions: tuple[int, int] = (0, 1),
-    latent_dim: int = 2,
+    code_size: int = 2,
     quantiles: Callable[[np.ndarray], np.ndarray] = standard_normal_quantiles,
 ) -> Path:
     """The blog's manifold: n × n decoded digits over the prior's quantiles, 10 × 10 inches.
@@ -193,12 +193,12 @@ def plot_manifold(
     """
     figure = Figure(figsize=(10, 10))
     axis = figure.subplots()
-    axis.imshow(decode_manifold(decoder, n, dimensions, latent_dim, quantiles), cmap="Greys_r")
+    axis.imshow(decode_manifold(decoder, n, dimensions, code_size, quantiles), cmap="Greys_r")
     axis.axis("off")
-    if latent_dim != 2:
+    if code_size != 2:
         axis.set_title(
             f"z[{dimensions[0]}] across, z[{dimensions[1]}] down (the two most active of "
-            f"{latent_dim} dimensions); the others at the prior's median"
+            f"{code_size} dimensions); the others at the prior's median"
         )
     return _save(figure, path)
 

@@ -64,13 +64,13 @@ def _z_name(z: np.ndarray) -> str:
     )
 
 
-def walked_dimensions(z_mean: np.ndarray | None, latent_dim: int) -> tuple[int, int]:
+def walked_dimensions(z_mean: np.ndarray | None, code_size: int) -> tuple[int, int]:
     """The two latent dimensions the manifold walks: the two most active, in index order.
 
     A 2-D latent space walks (0, 1), as the blog's manifold did; without the test set to
     measure activity, so do larger ones.
     """
-    if latent_dim == 2 or z_mean is None:
+    if code_size == 2 or z_mean is None:
         return (0, 1)
     most_active = np.argsort(active_units(z_mean))[::-1][:2]
     return tuple(sorted(int(dimension) for dimension in most_active))  # type: ignore[return-value]
@@ -427,7 +427,7 @@ def _decode_given(latent, generator, arguments: argparse.Namespace, out: Path) -
                 code_text=f"code {format_code(classes)}",
             )
         ]
-    z = np.array([arguments.z], dtype=np.float32)  # (1, latent_dim)
+    z = np.array([arguments.z], dtype=np.float32)  # (1, code_size)
     decoded = plotting.predict(generator, z)
     print(f"z = {format_point(np.array(arguments.z))}")
     return [
@@ -489,7 +489,7 @@ def _animation(
     arguments: argparse.Namespace,
     out: Path,
     dimensions: tuple[int, int],
-    latent_dim: int,
+    code_size: int,
     required: bool,
 ) -> list[Path]:
     """The manifold as it formed, from the decoder snapshots that training saved."""
@@ -509,7 +509,7 @@ def _animation(
     for position, (_, snapshot) in enumerate(snapshots, start=1):
         decoder = load_model(snapshot)
         frames.append(
-            plotting.decode_manifold(decoder, arguments.n, dimensions, latent_dim, quantiles)
+            plotting.decode_manifold(decoder, arguments.n, dimensions, code_size, quantiles)
         )
         if bar is not None:
             bar.update(position)

@@ -705,6 +705,29 @@ def test_the_curves_draw_every_value_that_training_alone_logs(monkeypatch, tmp_p
     ]
 
 
+def test_the_curves_of_a_history_with_many_columns_stay_a_readable_figure(monkeypatch, tmp_path):
+    from vae_mnist import plotting
+
+    figures = []
+    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    history = {"epoch": np.arange(1.0, 4.0)}
+    for name in ("loss", "reconstruction_loss", "kl_loss"):
+        history[name] = history["val_" + name] = np.linspace(170.0, 160.0, 3)
+    # A history edited by hand to hold 300 more columns drew a figure 131,300 pixels wide;
+    # the parts' own values come first, wherever their columns stand.
+    history |= {f"extra{index}": np.ones(3) for index in range(300)}
+    history["temperature"] = np.ones(3)
+    titles = {"temperature": "relaxation temperature τ"}
+    plotting.plot_training_curves(history, tmp_path / "curves.png", titles=titles)
+    figure = figures[0]
+    panels = [axis.get_title() for axis in figure.axes]
+    assert len(panels) == 3 + plotting.MOST_LOGGED_PANELS
+    assert panels[3:5] == ["relaxation temperature τ (epoch mean)", "extra0 (epoch mean)"]
+    width, height = figure.get_size_inches()
+    assert width <= 13 and height <= 3.8 * 4
+    assert figure.get_suptitle().startswith("292 more logged columns not drawn: extra8, extra9")
+
+
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_the_curves_of_a_short_run_mark_each_epoch_on_whole_epoch_ticks(
     monkeypatch, tmp_path, epochs

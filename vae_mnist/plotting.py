@@ -7,6 +7,7 @@ notebook's inline figures included).
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -314,6 +315,13 @@ TRAINING_CURVE_TERMS = LEADING_HISTORY_COLUMNS
 TRAINING_CURVE_COLUMNS = (*TRAINING_CURVE_TERMS, *(f"val_{term}" for term in TRAINING_CURVE_TERMS))
 
 
+# A history edited by hand may hold any number of columns; the figure draws this many of the
+# values training alone logs, the parts' own (those with titles) first, and names the rest.
+MOST_LOGGED_PANELS = 9
+# Panels in one row: the three terms and one logged value stay a single row, as most runs have.
+CURVE_PANELS_PER_ROW = 3
+
+
 def plot_training_curves(
     history: dict[str, np.ndarray],
     path: str | Path,
@@ -325,7 +333,8 @@ def plot_training_curves(
     `loss_name` titles the loss's panel (the run's objective's `loss_name`). Every other
     column that training alone logs (a relaxation's temperature, a KL weight's warm-up) adds a
     panel of its mean over each epoch, titled by `titles` (the model's `logged_titles`) or
-    by its column's name.
+    by its column's name; past `MOST_LOGGED_PANELS` of them, the figure's title names the
+    columns left out. More than four panels wrap into rows of three.
     """
     titles = titles or {}
     # Columns of training alone: no validation copy, and not the three terms.
@@ -336,9 +345,16 @@ def plot_training_curves(
         and column not in TRAINING_CURVE_COLUMNS
         and not column.startswith("val_")
     ]
+    # The parts' own values first (a stable sort keeps each group's order).
+    logged.sort(key=lambda column: column not in titles)
+    logged, left_out = logged[:MOST_LOGGED_PANELS], logged[MOST_LOGGED_PANELS:]
     panels = 3 + len(logged)
-    figure = Figure(figsize=(13 * panels / 3, 3.8))
-    axes = figure.subplots(1, panels)
+    columns = panels if panels <= CURVE_PANELS_PER_ROW + 1 else CURVE_PANELS_PER_ROW
+    rows = math.ceil(panels / columns)
+    figure = Figure(figsize=(13 * columns / 3, 3.8 * rows))
+    axes = np.ravel(figure.subplots(rows, columns, squeeze=False))
+    for axis in axes[panels:]:
+        axis.remove()
     epochs = history["epoch"]
     for axis, key, title in zip(
         axes[:3],
@@ -351,11 +367,15 @@ def plot_training_curves(
         axis.set_title(_panel_title(f"{title} (nats per image)"))
         _label_epochs(axis, epochs)
         axis.legend()
-    for axis, column in zip(axes[3:], logged, strict=True):
+    for axis, column in zip(axes[3:panels], logged, strict=True):
         axis.plot(epochs, history[column], **_epoch_style(epochs))
         axis.set_title(_panel_title(f"{titles.get(column, column)} (epoch mean)"))
         _label_epochs(axis, epochs)
-    figure.tight_layout()
+    if left_out:
+        names = ", ".join(left_out[:3]) + (", ..." if len(left_out) > 3 else "")
+        figure.suptitle(f"{len(left_out)} more logged columns not drawn: {names}")
+    # Room at the top for that title: half an inch of the figure's height.
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.8 * rows) if left_out else 1))
     return _save(figure, path)
 
 

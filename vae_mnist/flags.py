@@ -100,7 +100,7 @@ def check_kind(flag: str, name: str) -> str:
     line a configuration file with that kind gets.
     """
     families = {flag: family for family, flag in KIND_FLAGS.items()}
-    kind_of(families[flag], name)
+    kind_of(families[flag], name, flag)
     return name
 
 
@@ -130,13 +130,10 @@ def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
 
 def _switch_kind(values: dict[str, Any], family: str, kind: Any) -> None:
     """Change a section's kind, keeping the settings that the new kind has too."""
-    available = kinds(family)
-    if not isinstance(kind, str) or kind not in available:
-        flag = KIND_FLAGS[family]
-        raise ConfigError(f"unknown {flag} {kind!r} (choose from {', '.join(available)})")
+    cls = kind_of(family, kind, KIND_FLAGS[family])
     if values[family]["kind"] == kind:
         return
-    names = {field.name for field in available[kind].settings()}
+    names = {field.name for field in cls.settings()}
     kept = {name: value for name, value in values[family].items() if name in names}
     values[family] = {"kind": kind, **kept}
 

@@ -466,12 +466,15 @@ def kinds(family: str) -> dict[str, type[Part]]:
     return dict(_REGISTRY[family])
 
 
-def kind_of(family: str, name: Any) -> type[Part]:
+def kind_of(family: str, name: Any, given_as: str | None = None) -> type[Part]:
+    """The registered kind `name` of `family`, or a `ConfigError` naming the choices and how
+    to bring a kind of one's own; `given_as` names the kind where a setting other than the
+    family's name gave it (the flag ``dataset`` gives the data's kind)."""
     available = kinds(family)
     if not isinstance(name, str) or name not in available:
         raise ConfigError(
-            f"unknown {family} {name!r} (choose from {', '.join(available)}; a kind of your "
-            f"own: name its module in ${KIND_MODULES_VARIABLE})"
+            f"unknown {given_as or family} {name!r} (choose from {', '.join(available)}; a "
+            f"kind of your own: name its module in ${KIND_MODULES_VARIABLE})"
         )
     return available[name]
 

@@ -248,7 +248,7 @@ BAD_DATA = {
     ),
     "labels out of range": (
         lambda tmp: bad_npz(tmp, y_train=np.full(20, 12, np.int64)),
-        r"labels in 12\.\.12, expected 0\.\.9",
+        r"y_train in 12\.\.12: expected class numbers 0\.\.9",
     ),
     "lengths differ": (
         lambda tmp: bad_npz(tmp, y_test=np.zeros(9, np.uint8)),

@@ -666,29 +666,42 @@ def test_a_history_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
     np.testing.assert_array_equal(history["loss"], [2])
 
 
-def test_the_curves_of_an_old_run_start_at_epoch_1(monkeypatch, tmp_path):
+@pytest.fixture
+def drawn_figures(monkeypatch):
+    """The figures that plotting saves, kept instead of written."""
     from vae_mnist import plotting
-    from vae_mnist.runs import read_history
 
     figures = []
     monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
+    return figures
+
+
+def _terms_history(epochs: int) -> dict[str, np.ndarray]:
+    """A history of the three terms, training and validation, over `epochs` epochs."""
+    history = {"epoch": np.arange(1, epochs + 1, dtype=float)}
+    for name in ("loss", "reconstruction_loss", "kl_loss"):
+        history[name] = history["val_" + name] = np.linspace(170.0, 160.0, epochs)
+    return history
+
+
+def test_the_curves_of_an_old_run_start_at_epoch_1(drawn_figures, tmp_path):
+    from vae_mnist import plotting
+    from vae_mnist.runs import read_history
+
     history = read_history(FIXTURES / "run_v1" / "history.csv")
     plotting.plot_training_curves(history, tmp_path / "curves.png")
     plotting.plot_validation_curves({"old": history}, tmp_path / "compare.png")
-    for figure in figures:
+    assert len(drawn_figures) == 2
+    for figure in drawn_figures:
         x_values = figure.axes[0].lines[0].get_xdata()
         np.testing.assert_array_equal(x_values, np.arange(1, len(history["loss"]) + 1))
 
 
-def test_the_curves_draw_every_value_that_training_alone_logs(monkeypatch, tmp_path):
+def test_the_curves_draw_every_value_that_training_alone_logs(drawn_figures, tmp_path):
     from vae_mnist import plotting
     from vae_mnist.model import build_vae
 
-    figures = []
-    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
-    history = {"epoch": np.arange(1.0, 4.0)}
-    for name in ("loss", "reconstruction_loss", "kl_loss"):
-        history[name] = history["val_" + name] = np.linspace(170.0, 160.0, 3)
+    history = _terms_history(3)
     # A relaxed posterior's temperature and a warm-up's KL weight, named by the model's parts;
     # a value of a kind of one's own without a title, by its column.
     history |= {"temperature": np.ones(3), "kl_weight": np.ones(3), "my_value": np.ones(3)}
@@ -697,7 +710,7 @@ def test_the_curves_draw_every_value_that_training_alone_logs(monkeypatch, tmp_p
     )
     titles = build_vae(config).logged_titles
     plotting.plot_training_curves(history, tmp_path / "curves.png", titles=titles)
-    panels = [axis.get_title() for axis in figures[0].axes]
+    panels = [axis.get_title() for axis in drawn_figures[0].axes]
     assert panels[3:] == [
         "relaxation temperature τ (epoch mean)",
         "KL weight β during the warm-up (epoch mean)",
@@ -705,21 +718,17 @@ def test_the_curves_draw_every_value_that_training_alone_logs(monkeypatch, tmp_p
     ]
 
 
-def test_the_curves_of_a_history_with_many_columns_stay_a_readable_figure(monkeypatch, tmp_path):
+def test_the_curves_of_a_history_with_many_columns_stay_a_readable_figure(drawn_figures, tmp_path):
     from vae_mnist import plotting
 
-    figures = []
-    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
-    history = {"epoch": np.arange(1.0, 4.0)}
-    for name in ("loss", "reconstruction_loss", "kl_loss"):
-        history[name] = history["val_" + name] = np.linspace(170.0, 160.0, 3)
+    history = _terms_history(3)
     # A history edited by hand to hold 300 more columns drew a figure 131,300 pixels wide;
     # the parts' own values come first, wherever their columns stand.
     history |= {f"extra{index}": np.ones(3) for index in range(300)}
     history["temperature"] = np.ones(3)
     titles = {"temperature": "relaxation temperature τ"}
     plotting.plot_training_curves(history, tmp_path / "curves.png", titles=titles)
-    figure = figures[0]
+    figure = drawn_figures[0]
     panels = [axis.get_title() for axis in figure.axes]
     assert len(panels) == 3 + plotting.MOST_LOGGED_PANELS
     assert panels[3:5] == ["relaxation temperature τ (epoch mean)", "extra0 (epoch mean)"]
@@ -730,19 +739,15 @@ def test_the_curves_of_a_history_with_many_columns_stay_a_readable_figure(monkey
 
 @pytest.mark.parametrize("epochs", [1, 2])
 def test_the_curves_of_a_short_run_mark_each_epoch_on_whole_epoch_ticks(
-    monkeypatch, tmp_path, epochs
+    drawn_figures, tmp_path, epochs
 ):
     from vae_mnist import plotting
 
-    figures = []
-    monkeypatch.setattr(plotting, "_save", lambda figure, path: figures.append(figure))
-    columns = ("loss", "reconstruction_loss", "kl_loss")
-    history = {"epoch": np.arange(1, epochs + 1, dtype=float)}
-    for name in columns:
-        history[name] = history["val_" + name] = np.linspace(170.0, 160.0, epochs)
+    history = _terms_history(epochs)
     plotting.plot_training_curves(history, tmp_path / "curves.png")
     plotting.plot_validation_curves({"short": history}, tmp_path / "compare.png")
-    for figure in figures:
+    assert len(drawn_figures) == 2
+    for figure in drawn_figures:
         for axis in figure.axes:
             # A single point is drawn only by a marker; a line alone leaves the panel empty.
             assert all(line.get_marker() == "o" for line in axis.get_lines())

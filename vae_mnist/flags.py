@@ -17,6 +17,8 @@ from vae_mnist.settings import FAMILIES, ConfigError, all_settings, default_of, 
 
 # The flag that chooses each family's kind; `--data` is the data set's local path.
 KIND_FLAGS = {family: family for family in FAMILIES} | {"data": "dataset"}
+# The family whose kind each of those flags chooses.
+FAMILY_OF_KIND_FLAG = {flag: family for family, flag in KIND_FLAGS.items()}
 # Earlier names of settings, still accepted: version 2's `beta` of the RBM latent.
 ALIASES = {"beta": "sharpness"}
 
@@ -99,8 +101,7 @@ def check_kind(flag: str, name: str) -> str:
     Raises `ConfigError` naming the choices and where a kind of one's own is named, the same
     line a configuration file with that kind gets.
     """
-    families = {flag: family for family, flag in KIND_FLAGS.items()}
-    kind_of(families[flag], name, flag)
+    kind_of(FAMILY_OF_KIND_FLAG[flag], name, flag)
     return name
 
 
@@ -119,9 +120,8 @@ def apply_changes(config: RunConfig, changes: dict[str, Any]) -> RunConfig:
     changes = {setting: changes[name] for setting, name in given.items()}
     if "preset" in changes:
         values["preset"] = changes.pop("preset")
-    families = {flag: family for family, flag in KIND_FLAGS.items()}
-    for flag in [name for name in changes if name in families]:
-        _switch_kind(values, families[flag], changes.pop(flag))
+    for flag in [name for name in changes if name in FAMILY_OF_KIND_FLAG]:
+        _switch_kind(values, FAMILY_OF_KIND_FLAG[flag], changes.pop(flag))
     for name, value in changes.items():
         section = _settings_holding(values, name, given[name])
         section[name] = list(value) if isinstance(value, tuple) else value

@@ -915,3 +915,11 @@ def test_a_figures_name_after_a_list_option_is_the_figure():
             z,
             index,
         )
+
+
+def test_an_empty_list_setting_is_written_none_on_the_command_line():
+    from vae_mnist.cli import parse_arguments
+
+    # `none`, as `compare`, `--help` and the refusals write an empty list, is an empty list.
+    assert parse_arguments(["train", "--hidden-layers", "none"]).hidden_layers == ()
+    assert parse_arguments(["train", "--hidden-layers", "64,32"]).hidden_layers == (64, 32)

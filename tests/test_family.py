@@ -281,6 +281,9 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
         (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
         (["--hidden-layers", "256,-1"], "expected positive whole numbers separated by commas"),
         (["--hidden-layers", "256,abc"], "expected positive whole numbers separated by commas"),
+        # A list that may be empty says how to write the empty one; one that may not, does not.
+        (["--hidden-layers", ""], "separated by commas, or none, got ''"),
+        (["--halves", "none"], "expected 2 positive whole numbers separated by commas, got"),
         (["--likelihood", "gaussian", "--binarize", "static"], "models grayscale pixels"),
         (
             ["--posterior", "categorical"],

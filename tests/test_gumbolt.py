@@ -175,6 +175,8 @@ def test_gumbolt_training_relaxes_the_energy_and_validation_takes_exact_bits():
     assert not build_vae(GUMBOLT.replace(relaxation="closed_form")).prior_part.offers(
         "relaxed_energy"
     )
+    # What the explore page is told the prior offers is what `offers` answers.
+    assert "relaxed_energy" in vae.prior_part.offered_capabilities()
     images = np.random.default_rng(0).random((6, 784)).astype("float32")
     outputs = vae(images, training=True)
     zeta = numpy(outputs["z"])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+import numpy as np
+
 
 class LazyModule:
     """A module that is imported when one of its attributes is first read."""
@@ -35,3 +37,8 @@ class LazyModule:
 
 keras = LazyModule("keras")
 ops = LazyModule("keras.ops")
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A tensor of any backend (or an array, or a number) as a NumPy array."""
+    return np.asarray(ops.convert_to_numpy(value))

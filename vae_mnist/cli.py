@@ -25,6 +25,7 @@ from vae_mnist.flags import (
     setting_flags,
 )
 from vae_mnist.settings import (
+    EMPTY_LIST_TEXT,
     LARGEST_SEED,
     check_number,
     check_value,
@@ -111,16 +112,16 @@ def _comma_list(parse, wanted: str):
 
 def _setting_list(field):
     """An argparse type for a list setting, ``16,16``, checked by the settings' `check_value`."""
-    wanted = describe_list(field_type(field), field.metadata)
+    wanted = f"{describe_list(field_type(field), field.metadata)} separated by commas"
+    if field.metadata.get("may_be_empty"):
+        wanted += f", or {EMPTY_LIST_TEXT}"
 
     def parse_list(text: str) -> tuple:
         try:
-            items = [float(item) for item in text.split(",")]
+            items = [] if text == EMPTY_LIST_TEXT else [float(item) for item in text.split(",")]
             return check_value(text, field, items)
         except (ValueError, ConfigError):
-            raise argparse.ArgumentTypeError(
-                f"expected {wanted} separated by commas, got {text!r}"
-            ) from None
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
 
     return parse_list
 

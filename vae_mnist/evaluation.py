@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 # Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
-from vae_mnist.backend import keras, ops
+from vae_mnist.backend import keras, ops, to_numpy
 from vae_mnist.data import check_labels, check_model_inputs
 
 # The Gaussian's active units live with its latent; kept importable from here.
@@ -29,10 +29,6 @@ DECODED_VALUES_PER_CHUNK = 80_000_000
 # time: compiling it would take longer than it saves.
 COMPILE_FROM_DECODED_VALUES = 20_000_000
 ENCODER_BATCH = 1000
-
-
-def _numpy(tensor) -> np.ndarray:
-    return np.asarray(ops.convert_to_numpy(tensor))
 
 
 def importance_log_weights(vae: keras.Model, images: Any, samples: int, seed: Any) -> Any:
@@ -78,7 +74,7 @@ def importance_weighted_log_likelihood(
             # (count, pixels) -> (chunk, pixels): zero images whose estimates are dropped.
             padding = np.zeros((chunk - count, *batch.shape[1:]), dtype=batch.dtype)
             batch = np.concatenate([batch, padding])
-        estimates.append(_numpy(estimate(batch))[:count])
+        estimates.append(to_numpy(estimate(batch))[:count])
         if bar is not None and start == 0:
             # The first chunk includes compiling the estimate; the time estimate leaves it out.
             bar.warmed_up(count)
@@ -144,8 +140,8 @@ def negative_elbo_terms(
     for start in range(0, len(images), batch_size):
         batch = ops.convert_to_tensor(images[start : start + batch_size])
         reconstruction, kl = vae.elbo_terms(batch, generator)
-        reconstructions.append(_numpy(reconstruction))
-        kls.append(_numpy(kl))
+        reconstructions.append(to_numpy(reconstruction))
+        kls.append(to_numpy(kl))
     return np.concatenate(reconstructions), np.concatenate(kls)
 
 
@@ -156,13 +152,13 @@ def encode_all(vae: keras.Model, images: np.ndarray, batch_size: int = ENCODER_B
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         for name, value in vae.posterior_parameters(batch).items():
-            parts.setdefault(name, []).append(_numpy(value))
+            parts.setdefault(name, []).append(to_numpy(value))
     return {name: np.concatenate(values) for name, values in parts.items()}
 
 
 def representation(vae: keras.Model, parameters: dict) -> np.ndarray:
     """What the latent scatter and the kNN classifier use (z_mean for the Gaussian)."""
-    return _numpy(vae.posterior_part.representation(parameters))
+    return to_numpy(vae.posterior_part.representation(parameters))
 
 
 def knn_accuracy(

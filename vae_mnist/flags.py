@@ -13,7 +13,15 @@ import dataclasses
 from typing import Any
 
 from vae_mnist.config import PART_SECTIONS, RunConfig, TrainingConfig
-from vae_mnist.settings import FAMILIES, ConfigError, all_settings, default_of, kind_of, kinds
+from vae_mnist.settings import (
+    FAMILIES,
+    ConfigError,
+    all_settings,
+    default_of,
+    kind_of,
+    kinds,
+    setting_text,
+)
 
 # The flag that chooses each family's kind; `--data` is the data set's local path.
 KIND_FLAGS = {family: family for family in FAMILIES} | {"data": "dataset"}
@@ -42,7 +50,7 @@ class Flag:
         share both (as the package's kinds do), else one for each help and default."""
         groups: dict[tuple[str, str], list[str]] = {}
         for (family, kind), field in zip(self.owners, self.fields, strict=True):
-            key = (field.metadata["help"], _default_text(field))
+            key = (field.metadata["help"], setting_text(default_of(field)))
             groups.setdefault(key, []).append(_owner_text(family, kind))
         return " | ".join(
             f"{help_text} [{' / '.join(owners)}; default: {default}]"
@@ -52,13 +60,6 @@ class Flag:
 
 def _owner_text(family: str, kind: str) -> str:
     return family if family == "training" else f"the {kind} {family}"
-
-
-def _default_text(field: dataclasses.Field) -> str:
-    default = default_of(field)
-    if isinstance(default, tuple):
-        return ",".join(str(item) for item in default) or "none"
-    return str(default)
 
 
 def setting_flags() -> dict[str, Flag]:

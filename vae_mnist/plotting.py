@@ -20,6 +20,7 @@ from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from vae_mnist.backend import to_numpy
 from vae_mnist.files import atomic_path
 from vae_mnist.gaussian import standard_normal_quantiles
 from vae_mnist.runs import LEADING_HISTORY_COLUMNS
@@ -66,9 +67,7 @@ def predict(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
     and tracing a graph, which would cost more than the arithmetic of a figure's few thousand
     images.
     """
-    from keras import ops
-
-    return np.asarray(ops.convert_to_numpy(model(np.asarray(inputs, np.float32), training=False)))
+    return to_numpy(model(np.asarray(inputs, np.float32), training=False))
 
 
 def manifold_points(

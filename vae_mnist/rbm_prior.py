@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vae_mnist.backend import keras, ops
+from vae_mnist.backend import keras, ops, to_numpy
 from vae_mnist.latent import FactorialBernoulli, Posterior, Prior, TensorLike, require_posterior
 from vae_mnist.rbm import (
     annealed_importance_sampling_log_partition,
@@ -78,10 +78,6 @@ PRIOR_SAMPLE_GIBBS_STEPS = 1000
 LOG_PARTITION_METHODS = ("auto", "exact", "ais")
 # The coupling W starts from N(0, 0.01²); the biases start at zero.
 COUPLING_SCALE = 0.01
-
-
-def _numpy(value: TensorLike) -> np.ndarray:
-    return np.asarray(ops.convert_to_numpy(value))
 
 
 @register
@@ -154,13 +150,14 @@ class RBMPrior(Prior):
             return min(self.halves) <= IN_GRAPH_EXACT_UNITS
         return self.log_partition_gradient == "exact"
 
-    def offers(self, capability: str) -> bool:
+    def offered_capabilities(self) -> frozenset[str]:
         # The relaxation is a setting, so these capabilities are the instance's.
-        if capability == "relaxed_energy":
-            return self.relaxation in ("gumbolt", "mean_field")
-        if capability == "smoothed_density":
-            return self.relaxation == "mean_field"
-        return super().offers(capability)
+        offered = set(self.capabilities)
+        if self.relaxation in ("gumbolt", "mean_field"):
+            offered.add("relaxed_energy")
+        if self.relaxation == "mean_field":
+            offered.add("smoothed_density")
+        return frozenset(offered)
 
     def check_posterior(self, posterior: Posterior) -> None:
         require_posterior(self, posterior, "codes", "a binary posterior")
@@ -368,7 +365,7 @@ class RBMPrior(Prior):
 
     def numpy_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The biases a1, a2 and the coupling W as numpy arrays."""
-        return tuple(_numpy(weight) for weight in self._weights())  # type: ignore[return-value]
+        return tuple(to_numpy(weight) for weight in self._weights())  # type: ignore[return-value]
 
     def structure(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What the coupling figure draws: the biases a1, a2 and the coupling W."""

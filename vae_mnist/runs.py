@@ -41,6 +41,7 @@ from vae_mnist.config import RunConfig
 from vae_mnist.errors import JSON_READ_ERRORS, ModelFileError, RunError
 from vae_mnist.files import atomic_write_text, read_text
 from vae_mnist.flags import flat_settings
+from vae_mnist.settings import setting_text
 
 # The loss terms come first in history.csv, in this order; other logged values follow.
 LEADING_HISTORY_COLUMNS = ("loss", "reconstruction_loss", "kl_loss")
@@ -388,16 +389,10 @@ def describe_differences(saved: RunConfig, wanted: RunConfig, names: list[str]) 
     """``batch_size 100 (saved) against 50`` for each name, joined by commas."""
     saved_values, wanted_values = _compared_settings(saved), _compared_settings(wanted)
     return ", ".join(
-        f"{name} {_flag_value(saved_values.get(name, '-'))} (saved) against "
-        f"{_flag_value(wanted_values.get(name, '-'))}"
+        f"{name} {setting_text(saved_values.get(name, '-'))} (saved) against "
+        f"{setting_text(wanted_values.get(name, '-'))}"
         for name in names
     )
-
-
-def _flag_value(value: Any) -> str:
-    if isinstance(value, list):
-        return ",".join(str(item) for item in value) if value else "none"
-    return str(value)
 
 
 def check_model_agrees(paths: RunPaths, config: RunConfig, model_file: Path) -> None:

@@ -106,6 +106,17 @@ def default_of(field: dataclasses.Field) -> Any:
     return field.default
 
 
+# How the command line and the messages write an empty list setting (`--hidden-layers none`).
+EMPTY_LIST_TEXT = "none"
+
+
+def setting_text(value: Any) -> str:
+    """A setting's value as its flag takes it: a list ``16,16``, an empty one ``none``."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value) or EMPTY_LIST_TEXT
+    return str(value)
+
+
 def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
     """`value` as the field's type, or `ConfigError` naming the setting and what it must be."""
     kind, checks = field_type(field), field.metadata
@@ -309,8 +320,13 @@ class Part(Settings):
         for name, value in state.items():
             object.__setattr__(self, name, value)
 
+    def offered_capabilities(self) -> frozenset[str]:
+        """What this part offers: its kind's ``capabilities``, or more where a setting adds
+        some (a kind whose capabilities depend on its settings overrides this)."""
+        return self.capabilities
+
     def offers(self, capability: str) -> bool:
-        return capability in self.capabilities
+        return capability in self.offered_capabilities()
 
     def variables_loaded(self) -> None:
         """After a saved model's variables are loaded into this part's host: nothing by

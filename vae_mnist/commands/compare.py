@@ -35,6 +35,7 @@ from vae_mnist.runs import (
     read_run_info,
     trained_backends,
 )
+from vae_mnist.settings import setting_text
 
 # The final epoch's values of history.csv, as (row label, column).
 LOSS_ROWS = (
@@ -114,12 +115,6 @@ def run_names(folders: list[str]) -> list[str]:
     return [str(folder) for folder in folders]
 
 
-def _setting_text(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(item) for item in value) if value else "none"
-    return str(value)
-
-
 def _leaves(name: str, value: Any) -> Iterator[tuple[str, Any]]:
     """``(dotted name, value)`` for each plain value of a setting: a stacked layer's parts
     (``upper_layers``) become rows of their own, ``upper_layers[0].posterior.units``, so that
@@ -153,7 +148,7 @@ def differing_settings(summaries: list[RunSummary]) -> list[tuple[str, list[str]
         values = [flat.get(name) for flat in flats]
         if len({json.dumps(value, sort_keys=True) for value in values}) > 1:
             # A setting of a kind the run does not use has no value there.
-            texts = [MISSING if value is None else _setting_text(value) for value in values]
+            texts = [MISSING if value is None else setting_text(value) for value in values]
             rows.append((name, texts))
     return rows
 

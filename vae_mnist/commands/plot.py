@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vae_mnist import plotting
+from vae_mnist.backend import to_numpy
 from vae_mnist.errors import ModelFileError, UsageError
 from vae_mnist.figures import TEST_SET_FIGURES, figure_parts, unmet_need, unread_option
 from vae_mnist.files import check_writable_folder, removed_if_left_empty
@@ -108,7 +109,7 @@ class Figures:
     def modes(self, indices) -> np.ndarray:
         """The most probable codes of the test images at `indices`."""
         chosen = {name: value[indices] for name, value in self.parameters.items()}
-        return _to_numpy(self.posterior.mode(chosen))
+        return to_numpy(self.posterior.mode(chosen))
 
     def label(self, index: int) -> str:
         return _label(self.labels, index, self.legend_names)
@@ -167,9 +168,9 @@ def _read_test_set(figures: Figures) -> None:
         _check_index(index, len(figures.images), flag, flag in arguments.given_options)
     # The whole test set in one call: the scatter, the density and the decodes share it.
     figures.parameters = _numpy_dict(figures.run.vae.encode(figures.images))
-    figures.points = _to_numpy(figures.posterior.representation(figures.parameters))
+    figures.points = to_numpy(figures.posterior.representation(figures.parameters))
     if figures.run.vae.upper_layers:
-        figures.top_points = _to_numpy(figures.run.vae.layer_representations(figures.images)[-1])
+        figures.top_points = to_numpy(figures.run.vae.layer_representations(figures.images)[-1])
 
 
 def _latent(figures: Figures) -> list[Path]:
@@ -393,14 +394,8 @@ def _codes(
     return plotting.plot_code_grid(decoded, chosen, classes, out / f"codes_{index}.png", title)
 
 
-def _to_numpy(value) -> np.ndarray:
-    from keras import ops
-
-    return np.asarray(ops.convert_to_numpy(value))
-
-
 def _numpy_dict(values: dict) -> dict:
-    return {name: _to_numpy(value) for name, value in values.items()}
+    return {name: to_numpy(value) for name, value in values.items()}
 
 
 def _label(labels: np.ndarray, index: int, class_names) -> str:
@@ -454,7 +449,7 @@ def _decode(
     if given and arguments.figure == "decode":
         return _decode_given(latent, generator, arguments, out)
     indices = list(arguments.index)
-    chosen = _to_numpy(latent.mode({name: values[indices] for name, values in parameters.items()}))
+    chosen = to_numpy(latent.mode({name: values[indices] for name, values in parameters.items()}))
     decoded = plotting.predict(generator, chosen)
     class_names = run.config.data.legend_names
     modes = (

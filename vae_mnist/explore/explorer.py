@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from vae_mnist import plotting
-from vae_mnist.backend import ops
+from vae_mnist.backend import to_numpy
 from vae_mnist.data import IMAGE_SIDE
 from vae_mnist.evaluation import TABLE_ROWS, format_metric
 from vae_mnist.explore.server import RequestError, clipped
@@ -41,10 +41,6 @@ SCATTER_DECIMALS = 3
 PRIOR_MEAN_SAMPLES = 10_000
 # The largest seed of a prior sample that the page may ask for.
 LARGEST_PRIOR_SEED = LARGEST_SEED
-
-
-def _numpy(value: Any) -> np.ndarray:
-    return np.asarray(ops.convert_to_numpy(value))
 
 
 def _pixels(image: np.ndarray) -> list[float]:
@@ -77,9 +73,9 @@ class Explorer:
         with self.lock:
             # The whole test set in one call, as `plot` encodes it.
             self.parameters = {
-                name: _numpy(value) for name, value in run.vae.encode(self.images).items()
+                name: to_numpy(value) for name, value in run.vae.encode(self.images).items()
             }
-            self.modes = _numpy(self.posterior.mode(self.parameters))
+            self.modes = to_numpy(self.posterior.mode(self.parameters))
         self.description = self._describe()
 
     # -- what the page is told once ------------------------------------------------------------
@@ -283,7 +279,7 @@ def _part_description(part: Any, layout: bool = False) -> dict[str, Any]:
     described = {
         "kind": part.kind,
         "description": part.description,
-        "capabilities": sorted(part.capabilities),
+        "capabilities": sorted(part.offered_capabilities()),
     }
     if layout:
         described["layout"] = part.code_layout()

@@ -17,7 +17,6 @@ from vae_mnist.cli import main
 from vae_mnist.data import prepare_images
 from vae_mnist.errors import DataError
 from vae_mnist.evaluation import (
-    active_units,
     evaluate_run,
     importance_log_weights,
     importance_weighted_log_likelihood,
@@ -149,9 +148,11 @@ def test_knn_breaks_ties_by_the_nearest_neighbour():
 
 
 def test_active_units():
+    from vae_mnist.latent import posterior_mean_variances
+
     rng = np.random.default_rng(0)
     z_mean = np.stack([rng.normal(0, 1, 1000), rng.normal(0, 0.01, 1000)], axis=1)
-    variances = active_units(z_mean)
+    variances = posterior_mean_variances(z_mean)
     assert variances[0] > 0.5 and variances[1] < 1e-3
 
 

@@ -164,7 +164,7 @@ def test_compare_puts_two_runs_side_by_side_and_draws_their_curves(
     epochs_row = next(line for line in lines if line.startswith("epochs trained"))
     assert epochs_row.split()[-2:] == ["2", "1"]
     assert next(line for line in lines if line.startswith("final val_loss")).count(".") == 2
-    assert next(line for line in lines if line.startswith("test negative ELBO")).split()[-2:] == [
+    assert next(line for line in lines if line.startswith("negative ELBO")).split()[-2:] == [
         "-",
         "123.46",
     ]

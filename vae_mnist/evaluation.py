@@ -17,8 +17,10 @@ import numpy as np
 from vae_mnist.backend import keras, ops, to_numpy
 from vae_mnist.data import check_labels, check_model_inputs
 
-# The Gaussian's active units live with its latent; kept importable from here.
-from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
+# The Gaussian's active units live with its latent; kept importable from here, under the
+# name of earlier versions too.
+from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD  # noqa: F401
+from vae_mnist.latent import posterior_mean_variances as active_units  # noqa: F401
 from vae_mnist.objectives import log_mean_exp
 from vae_mnist.progress import CountBar
 from vae_mnist.settings import LARGEST_SEED, ConfigError, check_number
@@ -307,14 +309,21 @@ def format_metric(key: str, template: str, metrics: dict[str, Any]) -> str:
     return text
 
 
+def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(label, value as text)`` for each row of `TABLE_ROWS` that the metrics hold as a
+    number: the table of `evaluate`, `compare` and the explore page."""
+    return [
+        (label, format_metric(key, template, metrics))
+        for label, key, template in TABLE_ROWS
+        if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics[key], bool)
+    ]
+
+
 def format_table(metrics: dict[str, Any]) -> str:
     """The metrics as an aligned text table: the rows that the metrics hold."""
-    rows = [row for row in TABLE_ROWS if row[1] in metrics]
-    width = max(len(label) for label, _, _ in rows)
-    lines = [
-        f"{label:<{width}}  {format_metric(key, template, metrics)}"
-        for label, key, template in rows
-    ]
+    rows = metric_rows(metrics)
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{label:<{width}}  {text}" for label, text in rows]
     if "log_partition_method" in metrics:
         # An estimate gives its standard error; an exact value has none (0).
         error = metrics.get("log_partition_standard_error")

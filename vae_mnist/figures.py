@@ -54,10 +54,15 @@ class ConditionalPrior:
 
 
 def figure_parts(vae: Any) -> dict[str, Any]:
-    """The parts the figures ask, by their role in `NEEDS`: the first layer's posterior, the
-    prior of its code (a stack's is conditional on the layer above), and the top prior."""
-    code_prior = ConditionalPrior() if vae.upper_layers else vae.prior_part
-    return {"posterior": vae.posterior_part, "code_prior": code_prior, "prior": vae.prior_part}
+    """The parts the figures ask of a built model, by their role in `NEEDS`."""
+    return parts_by_role(vae.posterior_part, vae.prior_part, stacked=bool(vae.upper_layers))
+
+
+def parts_by_role(posterior: Any, prior: Any, stacked: bool) -> dict[str, Any]:
+    """The first layer's posterior, the prior of its code (a stack's is conditional on the
+    layer above), and the top prior, by their role in `NEEDS`."""
+    code_prior = ConditionalPrior() if stacked else prior
+    return {"posterior": posterior, "code_prior": code_prior, "prior": prior}
 
 
 def unmet_need(figure: str, parts: dict[str, Any]) -> str | None:

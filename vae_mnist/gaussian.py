@@ -1,8 +1,9 @@
 """The Gaussian latent of Kingma & Welling (2013): a diagonal Gaussian posterior, an N(0, I) prior.
 
 Kinds: the ``gaussian`` posterior and the ``standard_normal`` prior. Their KL is analytic; the
-standard normal prior pairs with any posterior that has a density (by the Monte-Carlo KL
-otherwise), and the Gaussian posterior with any prior.
+standard normal prior pairs with any continuous posterior (by the Monte-Carlo KL where the
+posterior is not Gaussian, which needs its density), and the Gaussian posterior with any prior
+of real codes.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from vae_mnist.latent import (
     Posterior,
     Prior,
     TensorLike,
-    active_units,
     gaussian_log_density,
     gaussian_pairwise_log_density,
+    posterior_mean_variances,
     require_posterior,
 )
 from vae_mnist.settings import register, setting
@@ -106,7 +107,7 @@ class GaussianPosterior(Posterior):
     def latent_metrics(self, parameters: dict[str, np.ndarray]) -> dict[str, Any]:
         """``active_units``: dimensions whose z_mean varies across the data by more than
         `ACTIVE_UNIT_THRESHOLD`; ``latent_variances``: that variance per dimension."""
-        variances = active_units(parameters["z_mean"])
+        variances = posterior_mean_variances(parameters["z_mean"])
         return {
             "active_units": int(np.sum(variances > ACTIVE_UNIT_THRESHOLD)),
             "latent_variances": [float(value) for value in variances],

@@ -133,7 +133,7 @@ def gaussian_pairwise_log_density(
     return -0.5 * (quadratic + normalizer)
 
 
-def active_units(z_mean: np.ndarray) -> np.ndarray:
+def posterior_mean_variances(z_mean: np.ndarray) -> np.ndarray:
     """Per latent dimension, Cov_x(E_q[z]): the variance of z_mean across the data.
 
     A dimension is active where this exceeds `ACTIVE_UNIT_THRESHOLD` (Burda et al. 2015).

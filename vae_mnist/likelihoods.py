@@ -11,6 +11,7 @@ import math
 from typing import Any, ClassVar
 
 from vae_mnist.backend import ops
+from vae_mnist.latent import gaussian_log_density
 from vae_mnist.settings import ConfigError, Part, register, setting
 
 # A backend tensor or a numpy array: keras.ops accepts both.
@@ -19,7 +20,6 @@ TensorLike = Any
 # Keras clips probabilities by this epsilon inside its binary cross-entropy; the 2017 example
 # used that function, so the same clip keeps the loss identical to it.
 PROBABILITY_EPSILON = 1e-7
-LOG_TWO_PI = math.log(2.0 * math.pi)
 # The Gaussian decoder's smallest standard deviation: one gray level of an 8-bit image. MNIST's
 # border pixels are 0 in every training image, so an unbounded variance there shrinks towards
 # zero, the training loss towards minus infinity, and the first test image with ink in such a
@@ -88,8 +88,7 @@ def gaussian_negative_log_likelihood(
     mean = ops.convert_to_tensor(mean)
     images = ops.cast(images, mean.dtype)
     log_var = ops.cast(log_var, mean.dtype)
-    per_pixel = LOG_TWO_PI + log_var + ops.square(images - mean) * ops.exp(-log_var)
-    return 0.5 * ops.sum(per_pixel, axis=-1)
+    return -gaussian_log_density(images, mean, log_var)
 
 
 # The parts: each names the decoder's heads and turns their outputs into the loss term.

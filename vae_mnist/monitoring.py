@@ -15,6 +15,7 @@ import numpy as np
 # Keras through the package, so that TensorFlow starts quietly (`vae_mnist._quiet`).
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
+from vae_mnist.figures import parts_by_role, unmet_need
 from vae_mnist.runs import RunPaths
 
 # The manifold image is drawn every this many epochs, and after the last epoch.
@@ -41,7 +42,9 @@ class ManifoldImage(keras.callbacks.Callback):
     ``manifold`` log folder, at step = epoch index, like Keras' own epoch scalars.
     """
 
-    def __init__(self, log_dir: str | Path, every: int = MANIFOLD_IMAGE_EVERY, n: int = 15):
+    def __init__(
+        self, log_dir: str | Path, every: int = MANIFOLD_IMAGE_EVERY, n: int = MANIFOLD_IMAGE_SIDE
+    ):
         super().__init__()
         self.log_dir = Path(log_dir)
         self.every = every
@@ -92,8 +95,7 @@ def tensorboard_callbacks(
             log_dir=str(log_dir), write_graph=False, update_freq="epoch", profile_batch=0
         )
     ]
-    posterior, prior = config.top_posterior, config.prior
-    walkable = posterior.offers("continuous") and prior.offers("quantiles")
-    if walkable and posterior.code_size == 2 and not config.upper_layers:
+    parts = parts_by_role(config.posterior, config.prior, stacked=bool(config.upper_layers))
+    if unmet_need("manifold", parts) is None and config.posterior.code_size == 2:
         callbacks.append(ManifoldImage(log_dir, image_every, MANIFOLD_IMAGE_SIDE))
     return callbacks

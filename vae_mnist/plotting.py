@@ -314,6 +314,11 @@ TRAINING_CURVE_TERMS = LEADING_HISTORY_COLUMNS
 TRAINING_CURVE_COLUMNS = (*TRAINING_CURVE_TERMS, *(f"val_{term}" for term in TRAINING_CURVE_TERMS))
 
 
+def _term_titles(loss_name: str) -> tuple[str, ...]:
+    """Each of `TRAINING_CURVE_TERMS`' panel titles: the loss by its objective's name."""
+    return (loss_name, "reconstruction", "KL")
+
+
 # A history edited by hand may hold any number of columns; the figure draws this many of the
 # values training alone logs, the parts' own (those with titles) first, and names the rest.
 MOST_LOGGED_PANELS = 9
@@ -358,7 +363,7 @@ def plot_training_curves(
     for axis, key, title in zip(
         axes[:3],
         TRAINING_CURVE_TERMS,
-        (loss_name, "reconstruction", "KL"),
+        _term_titles(loss_name),
         strict=True,
     ):
         axis.plot(epochs, history[key], label="training", **_epoch_style(epochs))
@@ -625,11 +630,10 @@ def plot_validation_curves(
         histories: run name → its ``history.csv`` columns (`vae_mnist.runs.read_history`).
         loss_name: what the runs' loss is (their objectives' `loss_name`, where they share one).
     """
-    terms = (
-        ("val_loss", loss_name),
-        ("val_reconstruction_loss", "reconstruction"),
-        ("val_kl_loss", "KL"),
-    )
+    terms = [
+        (f"val_{term}", title)
+        for term, title in zip(TRAINING_CURVE_TERMS, _term_titles(loss_name), strict=True)
+    ]
     figure = Figure(figsize=(13, 3.8))
     axes = figure.subplots(1, len(terms))
     every_epoch = np.unique(np.concatenate([history["epoch"] for history in histories.values()]))

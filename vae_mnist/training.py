@@ -29,6 +29,7 @@ from vae_mnist.runs import (
     check_files_can_be_written,
     check_model_agrees,
     describe_differences,
+    epochs_text,
     extended_run_info,
     has_nothing_to_continue,
     history_columns,
@@ -293,8 +294,8 @@ def _extension(
     completed = int(info["completed_epochs"])
     if config.training.epochs <= completed:
         raise RunError(
-            f"{paths.folder} holds a finished run of {completed} "
-            f"epoch{'' if completed == 1 else 's'}; --extend needs --epochs above {completed}"
+            f"{paths.folder} holds a finished run of {epochs_text(completed)}; --extend needs "
+            f"--epochs above {completed}"
         )
     # The finished model is saved with its optimizer, so it is the checkpoint to continue from.
     return extended_run_info(paths, info)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from vae_mnist.config import RunConfig, UsageError
+from vae_mnist.evaluation import TABLE_ROWS, metric_rows
 from vae_mnist.files import check_can_create_folder
 from vae_mnist.flags import flat_settings
 from vae_mnist.runs import (
@@ -43,14 +44,6 @@ LOSS_ROWS = (
     ("val_loss", "val_loss"),
     ("val_reconstruction_loss", "val_reconstruction_loss"),
     ("val_kl_loss", "val_kl_loss"),
-)
-# The `evaluate` numbers shown, as (row label, metrics.json key, format).
-METRIC_ROWS = (
-    ("test negative ELBO", "negative_elbo", "{:.2f}"),
-    ("test -log p(x), IWAE", "iwae_negative_log_likelihood", "{:.2f}"),
-    ("IWAE samples", "iwae_samples", "{}"),
-    ("kNN accuracy", "knn_accuracy", "{:.4f}"),
-    ("active units", "active_units", "{}"),
 )
 MISSING = "-"
 
@@ -179,17 +172,26 @@ def comparison_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
             for summary in summaries
         ]
         rows.append((f"final {label}", values))
-    for label, key, template in METRIC_ROWS:
-        values = [
-            template.format(summary.metrics[key])
-            if summary.metrics and key in summary.metrics
-            else MISSING
-            for summary in summaries
-        ]
-        if any(value != MISSING for value in values):
-            rows.append((label, values))
+    rows.extend(_metric_rows(summaries))
     if all(not summary.metrics for summary in summaries):
         rows.append(("test metrics", ["not evaluated"] * len(summaries)))
+    return rows
+
+
+def _metric_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
+    """`evaluate`'s table, a column per run: the rows some run's metrics hold, then the
+    importance samples each run's estimate drew."""
+    metrics = [summary.metrics or {} for summary in summaries]
+    texts = [dict(metric_rows(values)) for values in metrics]
+    labels = [label for label, _, _ in TABLE_ROWS if any(label in text for text in texts)]
+    rows = [(label, [text.get(label, MISSING) for text in texts]) for label in labels]
+    if any("iwae_samples" in values for values in metrics):
+        rows.append(
+            (
+                "importance samples K",
+                [str(values.get("iwae_samples", MISSING)) for values in metrics],
+            )
+        )
     return rows
 
 

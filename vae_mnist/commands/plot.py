@@ -23,9 +23,15 @@ import numpy as np
 from vae_mnist import plotting
 from vae_mnist.backend import to_numpy
 from vae_mnist.errors import ModelFileError, UsageError
-from vae_mnist.figures import TEST_SET_FIGURES, figure_parts, unmet_need, unread_option
+from vae_mnist.figures import (
+    OPTION_FIGURES,
+    TEST_SET_FIGURES,
+    figure_parts,
+    unmet_need,
+    unread_option,
+)
 from vae_mnist.files import check_writable_folder, removed_if_left_empty
-from vae_mnist.latent import active_units
+from vae_mnist.latent import posterior_mean_variances
 from vae_mnist.model import load_model
 from vae_mnist.progress import CountBar
 from vae_mnist.runs import TrainedRun, load_trained_run, read_run_history
@@ -73,7 +79,7 @@ def walked_dimensions(z_mean: np.ndarray | None, code_size: int) -> tuple[int, i
     """
     if code_size == 2 or z_mean is None:
         return (0, 1)
-    most_active = np.argsort(active_units(z_mean))[::-1][:2]
+    most_active = np.argsort(posterior_mean_variances(z_mean))[::-1][:2]
     return tuple(sorted(int(dimension) for dimension in most_active))  # type: ignore[return-value]
 
 
@@ -159,10 +165,10 @@ def _read_test_set(figures: Figures) -> None:
     figure = arguments.figure
     indices = (
         [("--index", index) for index in arguments.index]
-        if figure in ("decode", "codes", "all")
+        if figure in OPTION_FIGURES["--index"]
         else []
     )
-    if figure in ("interpolation", "all"):
+    if figure in OPTION_FIGURES["--from"]:
         indices += [("--from", arguments.from_index), ("--to", arguments.to_index)]
     for flag, index in indices:
         _check_index(index, len(figures.images), flag, flag in arguments.given_options)

@@ -23,9 +23,9 @@ import numpy as np
 from vae_mnist import plotting
 from vae_mnist.backend import to_numpy
 from vae_mnist.data import IMAGE_SIDE
-from vae_mnist.evaluation import TABLE_ROWS, format_metric
+from vae_mnist.evaluation import metric_rows
 from vae_mnist.explore.server import RequestError, clipped
-from vae_mnist.latent import active_units
+from vae_mnist.latent import posterior_mean_variances
 from vae_mnist.runs import TrainedRun, read_metrics
 from vae_mnist.settings import LARGEST_SEED
 
@@ -106,7 +106,7 @@ class Explorer:
     def _continuous_description(self) -> dict[str, Any]:
         """The sliders' order and spans, and the plane with the test set's scatter."""
         z_mean = self.modes
-        activity = active_units(z_mean)
+        activity = posterior_mean_variances(z_mean)
         # Most active first; a stable sort keeps equally active dimensions in index order.
         order = [int(dimension) for dimension in np.argsort(-activity, kind="stable")]
         described: dict[str, Any] = {
@@ -288,11 +288,7 @@ def _part_description(part: Any, layout: bool = False) -> dict[str, Any]:
 
 def _metric_rows(metrics: dict[str, Any]) -> list[list[str]]:
     """The evaluate command's table as ``[label, value]`` rows, the rows the metrics hold."""
-    rows = []
-    for label, key, template in TABLE_ROWS:
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            rows.append([label.strip(), format_metric(key, template, metrics)])
+    rows = [[label.strip(), text] for label, text in metric_rows(metrics)]
     if rows and isinstance(metrics.get("iwae_samples"), int):
         rows.append(["importance samples K", str(metrics["iwae_samples"])])
     return rows

@@ -75,11 +75,11 @@ def _kind(flag: str):
     return parse
 
 
-def _number(kind: type, **checks):
-    """An argparse type for a number of `kind` (int or float) within `checks` (`setting`'s
+def _number(number_type: type, **checks):
+    """An argparse type for a number of `number_type` (int or float) within `checks` (`setting`'s
     ``positive``, ``signed``, ``minimum``, ``maximum``), checked by the settings' own
     `check_number`; a refusal names what it wanted (`describe_number`)."""
-    kind_name = kind.__name__
+    type_name = number_type.__name__
 
     def parse(text: str):
         try:
@@ -87,9 +87,9 @@ def _number(kind: type, **checks):
         except ValueError:
             value = text
         try:
-            return check_number(text, kind_name, checks, value)
+            return check_number(text, type_name, checks, value)
         except ConfigError:
-            wanted = describe_number(kind_name, checks, value)
+            wanted = describe_number(type_name, checks, value)
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}") from None
 
     return parse
@@ -187,16 +187,16 @@ def _add_setting_flag(
     field = flag.field
     if help_text is None:
         help_text = flag.help_text()
-    kind = field_type(field)
-    if kind == "bool":
+    value_type = field_type(field)
+    if value_type == "bool":
         parser.add_argument(
             option, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
         )
-    elif kind == "str":
+    elif value_type == "str":
         choices = field.metadata.get("choices")
         parser.add_argument(option, dest=name, choices=choices, default=None, help=help_text)
-    elif kind in ("list", "numbers"):
-        metavar = "N,N" if kind == "list" else "X,X"
+    elif value_type in ("list", "numbers"):
+        metavar = "N,N" if value_type == "list" else "X,X"
         parser.add_argument(
             option,
             dest=name,
@@ -207,11 +207,11 @@ def _add_setting_flag(
         )
     else:
         checks = setting_checks(field)
-        metavar = "N" if kind == "int" else "X"
+        metavar = "N" if value_type == "int" else "X"
         parser.add_argument(
             option,
             dest=name,
-            type=_number(int if kind == "int" else float, **checks),
+            type=_number(int if value_type == "int" else float, **checks),
             default=None,
             metavar=metavar,
             help=help_text,

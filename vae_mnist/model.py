@@ -73,7 +73,11 @@ class DynamicBinarization(keras.layers.Layer):
 
 
 class PartLayer(keras.layers.Layer):
-    """Hosts a part in the model: Keras tracks and saves the variables the part makes on it."""
+    """Hosts a part in the model: Keras tracks and saves the variables the part makes on it.
+
+    Not registered with Keras: the VAE makes its hosts again from its own configuration when
+    it loads, so no saved file names this class, and its part is no configuration to save.
+    """
 
     def __init__(self, part: Part, seed: int | None, *state_arguments: Any, **kwargs):
         super().__init__(**kwargs)

@@ -103,7 +103,7 @@ _THREEFRY_ROTATIONS = ((13, 15, 26, 6), (17, 29, 16, 24))
 _THREEFRY_PARITY = 0x1BD11BDA
 
 
-def unrolled_threefry_2x32(key1, key2, count1, count2) -> tuple[Any, Any]:
+def unrolled_threefry_2x32(key1: Any, key2: Any, count1: Any, count2: Any) -> tuple[Any, Any]:
     """Threefry-2x32 with 20 rounds, written out: the pair of uint32 words that the key
     ``(key1, key2)`` hashes the counter ``(count1, count2)`` to, element by element (the
     arguments broadcast; no reduction).

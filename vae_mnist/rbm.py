@@ -264,7 +264,8 @@ def spike_and_exponential_inverse_cdf(
 
 
 def spike_and_exponential_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: float) -> np.ndarray:
-    """CDF of the mixture ``(1 - q)·spike(0) + q·exponential``, in numpy (for tests and plots).
+    """CDF of the mixture ``(1 - q)·spike(0) + q·exponential``, in numpy: the reference that
+    the inverse CDF's samples are checked against.
 
     ``F(ζ) = 0`` for ζ < 0, ``(1 - q) + q (e^(βζ) - 1)/(e^β - 1)`` for 0 <= ζ < 1, and 1 from
     ζ = 1 on. Elementwise; broadcasts ζ against q.

@@ -137,17 +137,23 @@ class RBMPrior(Prior):
                 f"halves {self.halves[0]},{self.halves[1]}: a half has at most "
                 f"{MAX_HALF_UNITS} units"
             )
-        if self.log_partition_gradient == "exact" and min(self.halves) > IN_GRAPH_EXACT_UNITS:
+        if self.log_partition_gradient == "exact" and not self.enumerable:
             raise ConfigError(
                 f"log_partition_gradient exact enumerates the smaller RBM half in every step, "
                 f"which has {min(self.halves)} units: more than {IN_GRAPH_EXACT_UNITS}; use chains"
             )
 
     @property
+    def enumerable(self) -> bool:
+        """Whether log Z is cheap to enumerate: the smaller half has at most
+        `IN_GRAPH_EXACT_UNITS` units."""
+        return min(self.halves) <= IN_GRAPH_EXACT_UNITS
+
+    @property
     def exact_gradient(self) -> bool:
         """Whether log Z's gradient is the enumerated one (else the persistent chains')."""
         if self.log_partition_gradient == "auto":
-            return min(self.halves) <= IN_GRAPH_EXACT_UNITS
+            return self.enumerable
         return self.log_partition_gradient == "exact"
 
     def offered_capabilities(self) -> frozenset[str]:
@@ -415,7 +421,7 @@ class RBMPrior(Prior):
     def refreshed_log_partition(self, seed: Any) -> float:
         """The logged log Z of the current parameters, in numpy: enumerated where the smaller
         half has at most `IN_GRAPH_EXACT_UNITS` units, else by AIS of `ais_refresh_steps`."""
-        if min(self.halves) <= IN_GRAPH_EXACT_UNITS:
+        if self.enumerable:
             return exact_log_partition(*self.numpy_weights())
         return self.annealed_log_partition(seed, steps=self.ais_refresh_steps)[0]
 
@@ -423,7 +429,7 @@ class RBMPrior(Prior):
         """A small RBM's logged log Z, enumerated, for a model saved before the refresh was
         its source (until then its step enumerated the value, and the variable kept the
         starting (n1 + n2) log 2). Exact and cheap, so every load may do it."""
-        if not self.exact_gradient and min(self.halves) <= IN_GRAPH_EXACT_UNITS:
+        if not self.exact_gradient and self.enumerable:
             self.log_partition.assign(self.refreshed_log_partition(0))
 
     def callbacks(self) -> list:

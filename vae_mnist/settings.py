@@ -93,11 +93,13 @@ def field_type(field: dataclasses.Field) -> str:
     """``bool``, ``str``, ``int``, ``float``, ``list`` (of positive whole numbers) or
     ``numbers`` (a list of positive numbers)."""
     # A type written out (`int | None` without postponed annotations) may have no name.
-    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", None)
-    kind = kind or str(field.type)
-    if kind.startswith("tuple"):
-        return "numbers" if "float" in kind else "list"
-    return kind
+    value_type = (
+        field.type if isinstance(field.type, str) else getattr(field.type, "__name__", None)
+    )
+    value_type = value_type or str(field.type)
+    if value_type.startswith("tuple"):
+        return "numbers" if "float" in value_type else "list"
+    return value_type
 
 
 def default_of(field: dataclasses.Field) -> Any:
@@ -119,24 +121,24 @@ def setting_text(value: Any) -> str:
 
 def check_value(name: str, field: dataclasses.Field, value: Any) -> Any:
     """`value` as the field's type, or `ConfigError` naming the setting and what it must be."""
-    kind, checks = field_type(field), field.metadata
-    if kind == "bool":
+    value_type, checks = field_type(field), field.metadata
+    if value_type == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, got {value!r}")
         return value
-    if kind == "str":
+    if value_type == "str":
         choices = checks.get("choices")
         if not isinstance(value, str) or (choices and value not in choices):
             wanted = f" (choose from {', '.join(choices)})" if choices else ""
             raise ConfigError(f"unknown {name} {value!r}{wanted}")
         return value
-    if kind in ("list", "numbers"):
-        return _check_list(name, value, kind == "list", checks)
-    return check_number(name, kind, checks, value)
+    if value_type in ("list", "numbers"):
+        return _check_list(name, value, value_type == "list", checks)
+    return check_number(name, value_type, checks, value)
 
 
-def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
-    """`value` as a number of `kind` (``int`` or ``float``) within `checks` (`setting`'s
+def check_number(name: str, value_type: str, checks: Any, value: Any) -> Any:
+    """`value` as a number of `value_type` (``int`` or ``float``) within `checks` (`setting`'s
     ``positive``, ``signed``, ``minimum`` and ``maximum``), or `ConfigError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{name} must be a number, got {value!r}")
@@ -144,7 +146,7 @@ def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
     value = int(value) if isinstance(value, numbers.Integral) else float(value)
     if not _is_finite(value):
         raise ConfigError(f"{name} must be finite, got {value!r}")
-    if kind == "int" and not float(value).is_integer():
+    if value_type == "int" and not float(value).is_integer():
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
     if checks.get("positive") and value <= 0:
         raise ConfigError(f"{name} must be positive, got {value!r}")
@@ -152,23 +154,23 @@ def check_number(name: str, kind: str, checks: Any, value: Any) -> Any:
         raise ConfigError(f"{name} must not be negative, got {value!r}")
     if "minimum" in checks and value < checks["minimum"]:
         raise ConfigError(f"{name} must be at least {checks['minimum']}, got {value!r}")
-    outside = _outside_range(kind, checks, value)
+    outside = _outside_range(value_type, checks, value)
     if outside:
         raise ConfigError(f"{name} must be {outside}, got {value!r}")
-    return int(value) if kind == "int" else float(value)
+    return int(value) if value_type == "int" else float(value)
 
 
-def _largest(kind: str, checks: Any) -> float:
+def _largest(value_type: str, checks: Any) -> float:
     # A count past 32 bits is no size a model or a loop can have, and the backends refuse it
     # with a traceback of their own.
-    return checks.get("maximum", LARGEST_COUNT if kind == "int" else LARGEST_FLOAT)
+    return checks.get("maximum", LARGEST_COUNT if value_type == "int" else LARGEST_FLOAT)
 
 
-def _outside_range(kind: str, checks: Any, value: float) -> str | None:
+def _outside_range(value_type: str, checks: Any, value: float) -> str | None:
     """What a finite `value` must be where it lies past the largest of `checks` (a setting's
     own, or float32's), or, for a signed setting, past float32's most negative; in words, or
     None where it lies within."""
-    largest = _largest(kind, checks)
+    largest = _largest(value_type, checks)
     past_float32 = abs(value) >= FLOAT32_OVERFLOW and (value > 0 or checks.get("signed"))
     if past_float32 and (largest == LARGEST_FLOAT or value < 0):
         return "a number within float32's range (±3.4e38)"
@@ -177,8 +179,8 @@ def _outside_range(kind: str, checks: Any, value: float) -> str | None:
     return None
 
 
-def describe_number(kind: str, checks: Any, value: Any = None) -> str:
-    """What `check_number` asks of a number of `kind` within `checks`, in words (``a positive
+def describe_number(value_type: str, checks: Any, value: Any = None) -> str:
+    """What `check_number` asks of a number of `value_type` within `checks`, in words (``a positive
     whole number``), or, where `value` fails only its range, ``at most N`` (or float32's
     range).
 
@@ -188,12 +190,12 @@ def describe_number(kind: str, checks: Any, value: Any = None) -> str:
     if (
         isinstance(value, (int, float))
         and math.isfinite(value)
-        and (kind != "int" or float(value).is_integer())
+        and (value_type != "int" or float(value).is_integer())
     ):
-        outside = _outside_range(kind, checks, value)
+        outside = _outside_range(value_type, checks, value)
         if outside:
             return outside
-    noun = "whole number" if kind == "int" else "number"
+    noun = "whole number" if value_type == "int" else "number"
     if isinstance(value, float) and not math.isfinite(value):
         noun = f"finite {noun}"
     minimum, maximum = checks.get("minimum"), checks.get("maximum")
@@ -210,10 +212,10 @@ def describe_number(kind: str, checks: Any, value: Any = None) -> str:
     return f"{article}{noun}" + (f" of at most {maximum}" if maximum is not None else "")
 
 
-def describe_list(kind: str, checks: Any) -> str:
+def describe_list(value_type: str, checks: Any) -> str:
     """What `check_value` asks of a list setting (`field_type` ``list`` or ``numbers``) given
     on the command line, in words."""
-    noun = _list_items(kind == "list")
+    noun = _list_items(value_type == "list")
     length = checks.get("length")
     return f"{length} {noun}" if length is not None else noun
 
@@ -466,14 +468,14 @@ def setting_checks(field: dataclasses.Field) -> dict[str, Any]:
 
 
 def _type_text(field: dataclasses.Field) -> str:
-    kind, checks = field_type(field), setting_checks(field)
+    value_type, checks = field_type(field), setting_checks(field)
     if checks.get("choices"):
         return f"one of {', '.join(checks['choices'])}"
-    if kind in ("int", "float"):
-        return describe_number(kind, checks)
-    if kind in ("list", "numbers"):
-        return f"a list of {describe_list(kind, checks)}"
-    return f"a {kind}"
+    if value_type in ("int", "float"):
+        return describe_number(value_type, checks)
+    if value_type in ("list", "numbers"):
+        return f"a list of {describe_list(value_type, checks)}"
+    return f"a {value_type}"
 
 
 def kinds(family: str) -> dict[str, type[Part]]:

@@ -99,7 +99,7 @@ class Figures:
     history: dict[str, np.ndarray] | None = None
 
     @property
-    def posterior(self):
+    def posterior(self) -> Part:
         return self.run.vae.posterior_part
 
     @property
@@ -112,10 +112,13 @@ class Figures:
         walked = self.points if self.posterior.offers("continuous") else None
         return walked_dimensions(walked, self.posterior.code_size)
 
-    def modes(self, indices) -> np.ndarray:
+    def chosen(self, indices: list[int]) -> dict[str, np.ndarray]:
+        """The posterior parameters of the test images at `indices`, by head name."""
+        return {name: value[indices] for name, value in self.parameters.items()}
+
+    def modes(self, indices: list[int]) -> np.ndarray:
         """The most probable codes of the test images at `indices`."""
-        chosen = {name: value[indices] for name, value in self.parameters.items()}
-        return to_numpy(self.posterior.mode(chosen))
+        return to_numpy(self.posterior.mode(self.chosen(indices)))
 
     def label(self, index: int) -> str:
         return _label(self.labels, index, self.legend_names)
@@ -127,7 +130,7 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     unread = unread_option(figure, getattr(arguments, "given_options", set()))
     if unread:
         raise UsageError(unread)
-    given_code = arguments.z is not None or getattr(arguments, "code", None) is not None
+    given_code = _given_code(arguments)
     reads_test_set = figure in TEST_SET_FIGURES and not (figure == "decode" and given_code)
     run = load_trained_run(arguments.run)
     parts = figure_parts(run.vae)
@@ -276,17 +279,7 @@ def _density(figures: Figures) -> list[Path]:
 
 
 def _code_grids(figures: Figures) -> list[Path]:
-    return [
-        _codes(
-            figures.posterior,
-            figures.generator,
-            index,
-            figures.label(index),
-            figures.parameters,
-            figures.out,
-        )
-        for index in figures.arguments.index
-    ]
+    return [_codes(figures, index) for index in figures.arguments.index]
 
 
 def _usage(figures: Figures) -> list[Path]:
@@ -299,40 +292,9 @@ def _coupling(figures: Figures) -> list[Path]:
     return [plotting.plot_coupling(coupling, bias1, bias2, figures.out / "coupling.png")]
 
 
-def _decode_figures(figures: Figures) -> list[Path]:
-    return _decode(
-        figures.run,
-        figures.generator,
-        figures.arguments,
-        figures.images,
-        figures.labels,
-        figures.parameters,
-        figures.out,
-    )
-
-
-def _animation_figure(figures: Figures) -> list[Path]:
-    size = figures.posterior.code_size
-    required = figures.arguments.figure == "animation"
-    arguments = figures.arguments
-    return _animation(figures.run, arguments, figures.out, figures.dimensions, size, required)
-
-
-# Each figure's drawing, in the order `plot all` draws them.
-DRAWERS = {
-    "latent": _latent,
-    "manifold": _manifold,
-    "decode": _decode_figures,
-    "reconstructions": _reconstructions,
-    "samples": _samples,
-    "interpolation": _interpolation,
-    "curves": _curves,
-    "density": _density,
-    "codes": _code_grids,
-    "usage": _usage,
-    "coupling": _coupling,
-    "animation": _animation_figure,
-}
+def _given_code(arguments: argparse.Namespace) -> bool:
+    """Whether the command gives a point (``--z``) or a code (``--code``) to decode."""
+    return arguments.z is not None or getattr(arguments, "code", None) is not None
 
 
 def check_given_code(arguments: argparse.Namespace, posterior: Part) -> None:
@@ -378,16 +340,11 @@ def _code_name(classes: np.ndarray) -> str:
     return _file_name("decode_code_", format_code(classes).replace(",", "-"))
 
 
-def _codes(
-    latent,
-    generator,
-    index: int,
-    label: str,
-    parameters: dict,
-    out: Path,
-) -> Path:
+def _codes(figures: Figures, index: int) -> Path:
     """The code grid of test image `index`: its most probable code, each variable varied."""
-    chosen = latent.classes_of({name: value[[index]] for name, value in parameters.items()})[0]
+    latent, generator, out = figures.posterior, figures.generator, figures.out
+    label = figures.label(index)
+    chosen = latent.classes_of(figures.chosen([index]))[0]
     variables, classes = latent.variable_count, latent.classes
     # (variables, classes, variables): row i, column k is the image's classes with i set to k.
     table = np.broadcast_to(chosen, (variables, classes, variables)).copy()
@@ -438,34 +395,20 @@ def _decode_given(latent, generator, arguments: argparse.Namespace, out: Path) -
     ]
 
 
-def _decode(
-    run: TrainedRun,
-    generator,
-    arguments: argparse.Namespace,
-    images: np.ndarray | None,
-    labels: np.ndarray | None,
-    parameters: dict | None,
-    out: Path,
-) -> list[Path]:
+def _decode_figures(figures: Figures) -> list[Path]:
     """Decode test images' most probable code (or a given z or code) and save each beside its
     original."""
-    latent = run.vae.posterior_part
-    discrete = latent.offers("codes")
-    given = arguments.z is not None or getattr(arguments, "code", None) is not None
-    if given and arguments.figure == "decode":
-        return _decode_given(latent, generator, arguments, out)
+    latent, generator, arguments = figures.posterior, figures.generator, figures.arguments
+    if _given_code(arguments) and arguments.figure == "decode":
+        return _decode_given(latent, generator, arguments, figures.out)
     indices = list(arguments.index)
-    chosen = to_numpy(latent.mode({name: values[indices] for name, values in parameters.items()}))
+    chosen = figures.modes(indices)
     decoded = plotting.predict(generator, chosen)
-    class_names = run.config.data.legend_names
-    modes = (
-        latent.classes_of({name: values[indices] for name, values in parameters.items()})
-        if discrete
-        else None
-    )
+    discrete = latent.offers("codes")
+    modes = latent.classes_of(figures.chosen(indices)) if discrete else None
     written = []
     for position, index in enumerate(indices):
-        label = _label(labels, index, class_names)
+        label = figures.label(index)
         code_text = None
         if discrete:
             code_text = f"code {format_code(modes[position])}"
@@ -474,10 +417,10 @@ def _decode(
             print(f"test image {index} ({label}): z = {format_point(chosen[position])}")
         written.append(
             plotting.plot_decoded_beside_original(
-                images[index],
+                figures.images[index],
                 decoded[position],
                 chosen[position],
-                out / f"decode_{index}.png",
+                figures.out / f"decode_{index}.png",
                 f"test image {index} ({label})",
                 code_text=code_text,
             )
@@ -485,15 +428,10 @@ def _decode(
     return written
 
 
-def _animation(
-    run: TrainedRun,
-    arguments: argparse.Namespace,
-    out: Path,
-    dimensions: tuple[int, int],
-    code_size: int,
-    required: bool,
-) -> list[Path]:
+def _animation_figure(figures: Figures) -> list[Path]:
     """The manifold as it formed, from the decoder snapshots that training saved."""
+    run, arguments, out = figures.run, figures.arguments, figures.out
+    required = arguments.figure == "animation"
     snapshots = run.paths.snapshot_epochs()
     if not snapshots:
         if required:
@@ -510,7 +448,9 @@ def _animation(
     for position, (_, snapshot) in enumerate(snapshots, start=1):
         decoder = load_model(snapshot)
         frames.append(
-            plotting.decode_manifold(decoder, arguments.n, dimensions, code_size, quantiles)
+            plotting.decode_manifold(
+                decoder, arguments.n, figures.dimensions, figures.posterior.code_size, quantiles
+            )
         )
         if bar is not None:
             bar.update(position)
@@ -520,3 +460,20 @@ def _animation(
 
 def run(arguments: argparse.Namespace, program: str) -> list[Path]:
     return make_figures(arguments)
+
+
+# Each figure's drawing, in the order `plot all` draws them.
+DRAWERS = {
+    "latent": _latent,
+    "manifold": _manifold,
+    "decode": _decode_figures,
+    "reconstructions": _reconstructions,
+    "samples": _samples,
+    "interpolation": _interpolation,
+    "curves": _curves,
+    "density": _density,
+    "codes": _code_grids,
+    "usage": _usage,
+    "coupling": _coupling,
+    "animation": _animation_figure,
+}

@@ -291,7 +291,7 @@ def test_evaluate_warns_of_a_number_that_is_not_finite(
 
 @pytest.mark.parametrize("size_key", ["code_size", "latent_dim"])
 def test_the_table_gives_active_units_out_of_the_codes_size(size_key):
-    from vae_mnist.evaluation import format_table
+    from vae_mnist.metric_table import format_table
 
     metrics = {"negative_elbo": 151.69, "active_units": 2, size_key: 5, "test_images": 100}
     metrics |= {"iwae_samples": 10, "knn_neighbours": 5}

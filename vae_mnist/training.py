@@ -22,7 +22,7 @@ from vae_mnist.data import check_data
 from vae_mnist.errors import ConfigError, TrainingDivergedError
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
 from vae_mnist.model import build_vae, load_model, save_model
-from vae_mnist.progress import report_stop, training_progress
+from vae_mnist.progress import EpochBar, EpochLines, report_stop, training_progress
 from vae_mnist.runs import (
     RunError,
     RunPaths,
@@ -356,36 +356,54 @@ def train(
     recorder = _EpochRecorder(paths, info, training, stop)
     progress = training_progress(verbose)
     if info["completed_epochs"] < training.epochs:
-        try:
-            with stop.installed():
-                vae.fit(
-                    x_train,
-                    batch_size=training.batch_size,
-                    epochs=training.epochs,
-                    initial_epoch=info["completed_epochs"],
-                    shuffle=training.shuffle,
-                    validation_data=x_test,
-                    validation_batch_size=training.batch_size,
-                    callbacks=[
-                        *vae.prior.part.callbacks(),
-                        *vae.objective.part.callbacks(),
-                        recorder,
-                        *([progress] if progress else []),
-                        *(callbacks or []),
-                    ],
-                    # The progress callback shows progress; Keras' own bar would add a second.
-                    verbose=0,
-                )
-        except _StopTraining as stopped:
-            # The folder names the last finished epoch: a cut one was never recorded.
-            if stopped.message:
-                report_stop(progress, stopped.message, stopped.steps, stopped.logs)
-                raise KeyboardInterrupt(stopped.message) from None
-            raise KeyboardInterrupt from None
+        every_callback = [
+            *vae.prior.part.callbacks(),
+            *vae.objective.part.callbacks(),
+            recorder,
+            *([progress] if progress else []),
+            *(callbacks or []),
+        ]
+        with stop.installed():
+            _fit(
+                vae, (x_train, x_test), training, info["completed_epochs"], every_callback, progress
+            )
     if recorder.diverged is not None:
         raise _diverged(paths, info, recorder.diverged)
     _finish(paths, info, vae)
     return info
+
+
+def _fit(
+    vae: keras.Model,
+    inputs: tuple[np.ndarray, np.ndarray],
+    training: TrainingConfig,
+    initial_epoch: int,
+    callbacks: list[keras.callbacks.Callback],
+    progress: EpochBar | EpochLines | None,
+) -> None:
+    """Keras' `fit` under `training`'s settings from `initial_epoch` on; a stop that a
+    callback requested (Ctrl-C, SIGTERM) as `KeyboardInterrupt`, after `progress` says where
+    it stopped."""
+    x_train, x_test = inputs
+    try:
+        vae.fit(
+            x_train,
+            batch_size=training.batch_size,
+            epochs=training.epochs,
+            initial_epoch=initial_epoch,
+            shuffle=training.shuffle,
+            validation_data=x_test,
+            validation_batch_size=training.batch_size,
+            callbacks=callbacks,
+            # The progress callback shows progress; Keras' own bar would add a second.
+            verbose=0,
+        )
+    except _StopTraining as stopped:
+        # The folder names the last finished epoch: a cut one was never recorded.
+        if stopped.message:
+            report_stop(progress, stopped.message, stopped.steps, stopped.logs)
+            raise KeyboardInterrupt(stopped.message) from None
+        raise KeyboardInterrupt from None
 
 
 def _start(

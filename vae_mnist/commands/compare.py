@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from vae_mnist.config import RunConfig, UsageError
-from vae_mnist.evaluation import TABLE_ROWS, metric_rows
 from vae_mnist.files import check_can_create_folder
 from vae_mnist.flags import flat_settings
+from vae_mnist.metric_table import TABLE_ROWS, metric_rows
 from vae_mnist.runs import (
     EmptyHistoryError,
     RunError,

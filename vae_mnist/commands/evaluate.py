@@ -7,8 +7,9 @@ import math
 import sys
 from typing import Any
 
-from vae_mnist.evaluation import evaluate_run, format_table
+from vae_mnist.evaluation import evaluate_run
 from vae_mnist.files import check_writable_folder
+from vae_mnist.metric_table import format_table
 from vae_mnist.runs import check_files_can_be_written, load_trained_run, write_metrics
 
 

@@ -23,9 +23,9 @@ import numpy as np
 from vae_mnist import plotting
 from vae_mnist.backend import to_numpy
 from vae_mnist.data import IMAGE_SIDE
-from vae_mnist.evaluation import metric_rows
 from vae_mnist.explore.server import RequestError, clipped
 from vae_mnist.latent import posterior_mean_variances
+from vae_mnist.metric_table import metric_rows
 from vae_mnist.runs import TrainedRun, read_metrics
 from vae_mnist.settings import LARGEST_SEED
 

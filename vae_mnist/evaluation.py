@@ -229,14 +229,7 @@ def evaluate_run(
     """
     train_images, train_labels = _checked_split("training", train_images, train_labels)
     test_images, test_labels = _checked_split("test", test_images, test_labels)
-    samples = check_number("samples", "int", {"positive": True}, samples)
-    neighbours = check_number("neighbours", "int", {"positive": True}, neighbours)
-    if neighbours > len(train_images):
-        raise ConfigError(
-            f"neighbours {neighbours} is more than the {len(train_images)} training images: "
-            f"choose at most {len(train_images)}"
-        )
-    seed = check_number("seed", "int", {"maximum": LARGEST_SEED}, seed)
+    samples, neighbours, seed = _checked_counts(samples, neighbours, seed, len(train_images))
     prepared = vae.prior_part.prepare_evaluation(log_partition=log_partition, seed=seed)
     reconstruction, kl = negative_elbo_terms(vae, test_images, seed)
     log_likelihood = importance_weighted_log_likelihood(
@@ -266,6 +259,22 @@ def evaluate_run(
     # classes used per variable. Each latent knows its own.
     metrics.update(vae.posterior_part.latent_metrics(test_parameters))
     return metrics
+
+
+def _checked_counts(
+    samples: Any, neighbours: Any, seed: Any, training_images: int
+) -> tuple[int, int, int]:
+    """The importance samples, the kNN classifier's neighbours (at most the training images)
+    and the seed, as whole numbers, or a one-line `ConfigError` naming the one that is not."""
+    samples = check_number("samples", "int", {"positive": True}, samples)
+    neighbours = check_number("neighbours", "int", {"positive": True}, neighbours)
+    if neighbours > training_images:
+        raise ConfigError(
+            f"neighbours {neighbours} is more than the {training_images} training images: "
+            f"choose at most {training_images}"
+        )
+    seed = check_number("seed", "int", {"maximum": LARGEST_SEED}, seed)
+    return samples, neighbours, seed
 
 
 def _checked_split(

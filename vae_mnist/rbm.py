@@ -488,13 +488,11 @@ def exact_log_partition(
         )
     state_bias, other_bias, coupling = _smaller_half_first(bias1, bias2, coupling)
     units = state_bias.size
-    bit_positions = np.arange(units)
     chunk = max(1, ENUMERATION_VALUES_PER_CHUNK // max(1, units + other_bias.size))
     chunk_log_sums = []
     for start in range(0, 2**units, chunk):
         indices = np.arange(start, min(start + chunk, 2**units))
-        # Bit i of each index is unit i: shape (chunk, units), values 0.0 or 1.0.
-        states = ((indices[:, None] >> bit_positions) & 1).astype(np.float64)
+        states = _states_numbered(indices, units, np.float64)
         log_weights = _marginal_log_weight(states, state_bias, other_bias, coupling)
         chunk_log_sums.append(_log_sum_exp(log_weights))
     return _log_sum_exp(np.array(chunk_log_sums))
@@ -550,6 +548,26 @@ def annealed_importance_sampling_log_partition(
         raise ValueError("The AIS schedule `betas` must increase from 0 to 1.")
 
     base_log_partition = float(np.sum(_softplus(state_bias)) + np.sum(_softplus(other_bias)))
+    log_weights = _annealed_log_weights(state_bias, other_bias, coupling, betas, chains, rng)
+    log_mean_weight = _log_sum_exp(log_weights) - math.log(chains)
+    scaled_weights = np.exp(log_weights - np.max(log_weights))
+    standard_error = float(
+        np.std(scaled_weights, ddof=1) / (np.mean(scaled_weights) * math.sqrt(chains))
+    )
+    return base_log_partition + log_mean_weight, standard_error
+
+
+def _annealed_log_weights(
+    state_bias: np.ndarray,
+    other_bias: np.ndarray,
+    coupling: np.ndarray,
+    betas: np.ndarray,
+    chains: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Each AIS run's log w ``(chains,)``, its chain on the state half (the first), the other
+    half summed out, annealed through `betas` (see
+    `annealed_importance_sampling_log_partition`)."""
     # Exact draws from the base, where the units are independent.
     states = (rng.random((chains, state_bias.size)) < _sigmoid(state_bias)).astype(np.float64)
     log_weights = np.zeros(chains)
@@ -577,18 +595,18 @@ def annealed_importance_sampling_log_partition(
                 state_activation = state_bias + beta * (others @ coupling_transposed)
                 state_probabilities = 1.0 / (1.0 + np.exp(-state_activation))
                 states = (rng.random(states.shape) < state_probabilities).astype(np.float64)
-    log_mean_weight = _log_sum_exp(log_weights) - math.log(chains)
-    scaled_weights = np.exp(log_weights - np.max(log_weights))
-    standard_error = float(
-        np.std(scaled_weights, ddof=1) / (np.mean(scaled_weights) * math.sqrt(chains))
-    )
-    return base_log_partition + log_mean_weight, standard_error
+    return log_weights
+
+
+def _states_numbered(indices: np.ndarray, units: int, dtype: Any) -> np.ndarray:
+    """The states of `units` binary units that `indices` number, ``(len(indices), units)``
+    of 0 and 1: bit i of each index is unit i."""
+    return ((indices[:, None] >> np.arange(units)) & 1).astype(dtype)
 
 
 def _binary_states(units: int) -> np.ndarray:
-    """Every state of `units` binary units, shape ``(2**units, units)``, float32 (bit i: unit i)."""
-    indices = np.arange(2**units)
-    return ((indices[:, None] >> np.arange(units)) & 1).astype(np.float32)
+    """Every state of `units` binary units, shape ``(2**units, units)``, float32."""
+    return _states_numbered(np.arange(2**units), units, np.float32)
 
 
 def enumerated_log_partition(

@@ -38,13 +38,8 @@ from vae_mnist.runs import (
 )
 from vae_mnist.settings import setting_text
 
-# The final epoch's values of history.csv, as (row label, column).
-LOSS_ROWS = (
-    ("loss", "loss"),
-    ("val_loss", "val_loss"),
-    ("val_reconstruction_loss", "val_reconstruction_loss"),
-    ("val_kl_loss", "val_kl_loss"),
-)
+# The history.csv columns whose final epoch's value is a row, `final COLUMN`.
+LOSS_COLUMNS = ("loss", "val_loss", "val_reconstruction_loss", "val_kl_loss")
 MISSING = "-"
 
 
@@ -164,14 +159,14 @@ def comparison_rows(summaries: list[RunSummary]) -> list[tuple[str, list[str]]]:
             ],
         )
     )
-    for label, column in LOSS_ROWS:
+    for column in LOSS_COLUMNS:
         values = [
             f"{summary.history[column][-1]:.2f}"
             if summary.history and column in summary.history
             else MISSING
             for summary in summaries
         ]
-        rows.append((f"final {label}", values))
+        rows.append((f"final {column}", values))
     rows.extend(_metric_rows(summaries))
     if all(not summary.metrics for summary in summaries):
         rows.append(("test metrics", ["not evaluated"] * len(summaries)))

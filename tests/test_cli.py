@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -427,6 +428,18 @@ def test_missing_and_corrupt_model_files(finished_run, tmp_path, capsys):
         r"vae\.keras: not a readable Keras model",
     )
     assert folder_state(broken) == before
+    # An archive whose config.json is JSON, but no object: a traceback once.
+    with zipfile.ZipFile(finished_run / "vae.keras") as source:
+        members = {item.filename: source.read(item) for item in source.infolist()}
+    for config in (b"[]", b"5", b"null"):
+        with zipfile.ZipFile(broken / "vae.keras", "w") as archive:
+            for name, content in members.items():
+                archive.writestr(name, config if name == "config.json" else content)
+        assert_one_line_error(
+            capsys,
+            call(["plot", "samples", "--run", str(broken), "--out", str(tmp_path / "f")]),
+            r"vae\.keras: not a readable Keras model",
+        )
     # A Keras model, but not a VAE: it loads, and has none of a VAE's parts.
     import keras
 

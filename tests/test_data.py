@@ -204,6 +204,40 @@ def test_an_npz_member_that_is_not_an_npy_array_is_refused(tmp_path, arrays):
         load_mnist(path)
 
 
+# An .npy header for 10^13 images of 28 × 28 bytes.
+HUGE_SHAPE_HEADER = b"{'descr': '|u1', 'fortran_order': False, 'shape': (10000000000000, 28, 28)}"
+
+
+def _npy_with_header(text: bytes, declared: int) -> bytes:
+    """An .npy member of format 1.0 whose header is `text`, `declared` bytes long by its
+    length field."""
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", declared) + text
+
+
+@pytest.mark.parametrize(
+    "member, problem",
+    [
+        # A header cut short: numpy's parser of Python literals stops at the end of its input.
+        (_npy_with_header(b"{'descr': garbage}\n", 16), "EOF in multi-line statement"),
+        # A header that declares far more values than the file holds, or memory could.
+        (
+            _npy_with_header(HUGE_SHAPE_HEADER.ljust(117) + b"\n", 118),
+            "declares more values than memory holds",
+        ),
+    ],
+)
+def test_an_npz_member_with_a_damaged_header_is_one_line(tmp_path, arrays, member, problem):
+    path = tmp_path / "header.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train.npy", member)
+        for key in ("y_train", "x_test", "y_test"):
+            buffer = io.BytesIO()
+            np.save(buffer, arrays[key])
+            archive.writestr(f"{key}.npy", buffer.getvalue())
+    with pytest.raises(DataError, match=f"header.npz: not a readable .npz file .*{problem}"):
+        load_mnist(path)
+
+
 def test_a_gzipped_idx_file_with_damaged_data_is_one_line(tmp_path, arrays):
     for key, stem in IDX_FILE_STEMS.items():
         write_idx(tmp_path / stem, arrays[key])

@@ -339,6 +339,10 @@ def test_a_progress_record_without_a_status_is_named_so(tmp_path, record, proble
         ({"continued": "elsewhere"}, "continued is not a list"),
         ({"continued": [{}]}, "continued is not a list"),
         ({"history": [{"loss": 1.0}]}, "history is not a list of epochs"),
+        # Read as "nothing to continue", this one let the finished model be trained over.
+        ({"status": "training"}, "an unfinished run with 1 epoch finished and no checkpoint"),
+        # No list of 10^30 epochs is made to compare the history with.
+        ({"completed_epochs": 10**30}, "does not hold epochs 1 to 10000000000000000000000"),
     ],
 )
 def test_a_progress_record_that_says_something_else_stops_training(tmp_path, changes, problem):

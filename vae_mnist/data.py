@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import math
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -234,9 +235,24 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
     # A member whose compressed bytes are damaged fails in zlib, which raises its own error;
     # an encrypted member or an unknown compression method, zipfile's RuntimeError (or its
-    # subclass NotImplementedError).
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as error:
+    # subclass NotImplementedError); a damaged array header, the parser of Python literals
+    # that numpy reads it with (SyntaxError, tokenize's TokenError).
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        OSError,
+        EOFError,
+        RuntimeError,
+        SyntaxError,
+        tokenize.TokenError,
+    ) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
+    except MemoryError:
+        # A damaged header may declare an array far larger than the file.
+        raise DataError(
+            f"{path}: not a readable .npz file (an array header declares more values than "
+            "memory holds)"
+        ) from None
 
 
 def _npz_array(path: Path, key: str, value: object) -> np.ndarray:

@@ -37,7 +37,9 @@ def is_legacy_vae(path: str | Path) -> bool:
     # A config.json nested past Python's recursion limit is not a version 2 model either.
     except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile):
         return False
-    inner = config.get("config", {}) if isinstance(config, dict) else {}
+    if not isinstance(config, dict):
+        return False  # A damaged archive; loading the model reports it.
+    inner = config.get("config", {})
     return (
         isinstance(inner, dict)
         and config.get("class_name") == "VAE"

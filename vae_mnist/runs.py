@@ -261,7 +261,8 @@ def read_run_info(paths: RunPaths) -> dict[str, Any] | None:
         # Numbered from 0 by version 2.0.0 or earlier; a resumed run rewrites it from 1.
         info["history"] = [{**row, "epoch": row["epoch"] + 1} for row in history]
     epochs = [row["epoch"] for row in info["history"]]
-    if epochs != list(range(1, info["completed_epochs"] + 1)):
+    # The lengths first: the count may be any whole number, too large for a list of epochs.
+    if len(epochs) != info["completed_epochs"] or epochs != list(range(1, len(epochs) + 1)):
         # A continued run writes history.csv again from this record, so it must hold each
         # finished epoch once, in order.
         raise RunError(
@@ -284,6 +285,10 @@ def _progress_record_problem(info: dict[str, Any]) -> str | None:
     checkpoint = info.get("checkpoint")
     if checkpoint is not None and not _is_inside_the_folder(checkpoint):
         return f"checkpoint {checkpoint!r}, where a file of the run folder is expected"
+    if status == "training" and completed and checkpoint is None:
+        # Training names a checkpoint from its first finished epoch on: read as "nothing to
+        # continue", such a record would let a finished model be trained over unasked.
+        return f"an unfinished run with {epochs_text(completed)} finished and no checkpoint"
     history = info.get("history", [])
     if not isinstance(history, list) or not all(
         isinstance(row, dict) and _is_number(row.get("epoch")) for row in history

@@ -494,9 +494,21 @@ def test_requests_naming_another_host_are_refused(served):
     assert status == 403 and "loopback" in answer["error"]
     assert request(url, headers={"Host": "localhost"})[0] == 200
     # A header that is not a host and port is malformed, not a host to look up.
-    for header in ("[::1", "localhost:http", "[::1]x"):
+    for header in ("[::1", "localhost:http", "[::1]x", "localhost:99999999999999999999"):
         status, answer = request(url, headers={"Host": header})
         assert status == 400 and "the Host header" in answer["error"], header
+    # Two Host headers could name two hosts, a loopback one first: HTTP/1.1 answers 400.
+    host, port = served["gaussian"].url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(
+            b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: attacker.example\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400") and b"2 Host headers" in answer
+    assert request(url, headers={"Host": "localhost"})[0] == 200
 
 
 def test_the_page_and_its_files_are_served_with_a_self_only_policy(served):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -351,6 +352,26 @@ def test_the_presets_command_shows_the_presets_and_files_it_is_given(tmp_path):
         missing.stderr
         == f"vae-mnist presets: error: preset file {tmp_path}/none.json: no such file\n"
     )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs a device file")
+def test_a_preset_path_that_is_no_regular_file_is_named_so():
+    from vae_mnist.presets import load_preset
+
+    # It is there: "no such file" said otherwise.
+    with pytest.raises(ConfigError, match="preset file /dev/null: not a regular file"):
+        load_preset("/dev/null")
+
+
+@pytest.mark.parametrize("description", [5, None, ["a"], {"a": [1]}])
+def test_a_preset_whose_words_are_not_text_is_refused(tmp_path, description):
+    from vae_mnist.presets import load_preset
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"description": description, "prior": {"kind": "standard_normal"}}))
+    # Printed by `presets` as Python's repr of the value once.
+    with pytest.raises(ConfigError, match=r"mine.json: its description is .*, where a text is"):
+        load_preset(str(path))
 
 
 def test_an_edited_copy_of_a_package_preset_keeps_its_path_as_its_name(tmp_path):

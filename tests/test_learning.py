@@ -340,6 +340,25 @@ def test_compare_refuses_a_figure_format_matplotlib_cannot_write_before_any_work
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_compare_refuses_a_folder_that_takes_no_file_before_any_work(trained_run, capsys):
+    # The permission bits allow root to write to /proc, which takes no new file: the table
+    # was printed, then the write failed naming a temporary file.
+    assert main(["compare", str(trained_run), "--out", "/proc/curves.png"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("vae-mnist compare: error: cannot write to the folder /proc:")
+    assert captured.out == ""
+
+
+def test_a_file_that_cannot_be_made_is_named_not_its_temporary(tmp_path):
+    from vae_mnist.files import atomic_path
+
+    with pytest.raises(PermissionError, match=f"cannot write {tmp_path}/absent/x.png: "):
+        (tmp_path / "absent").write_text("a file where the folder should be")
+        with atomic_path(tmp_path / "absent" / "x.png"):
+            pass
+
+
 @pytest.mark.parametrize("name", ["curves.pdf", "curves.SVG"])
 def test_compare_writes_the_format_its_suffix_names(tmp_path, trained_run, name):
     figure = tmp_path / name

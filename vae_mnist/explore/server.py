@@ -43,6 +43,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 LOOPBACK_NAMES = ("localhost",)
+# A TCP port is 16 bits.
+LARGEST_PORT = 65535
 
 
 # The methods that GET's paths serve (POST's are POSTED_PATHS); a 405 names its path's.
@@ -78,11 +80,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _host_of(header: str) -> str:
-    """The host name of a ``Host`` header: ``127.0.0.1:8080`` and ``[::1]:8080`` alike; a
-    header that is neither (``[::1``, ``localhost:http``) is a 400."""
-    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(:\d+)?", header.strip())
-    if match is None:
+def _host_of(headers: list[str]) -> str:
+    """The host name of a request's one ``Host`` header: ``127.0.0.1:8080`` and
+    ``[::1]:8080`` alike; a header that is neither (``[::1``, ``localhost:http``, a port past
+    65535), or more than one, is a 400 (HTTP/1.1 asks it: two could name two hosts)."""
+    if len(headers) > 1:
+        raise RequestError(f"{len(headers)} Host headers: a request names one host")
+    header = headers[0] if headers else ""
+    match = re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]*)(?::(\d{1,5}))?", header.strip())
+    if match is None or int(match.group(2) or 0) > LARGEST_PORT:
         raise RequestError(clipped(f"the Host header {header!r} is not a host and port"))
     return match.group(1)
 
@@ -226,7 +232,8 @@ class ExploreHandler(BaseHTTPRequestHandler):
         """Answer by `route`, every refusal as a 4xx JSON error, anything else as a 500."""
         allow = None
         try:
-            if self.server.loopback_only and not is_loopback(_host_of(self.headers["Host"] or "")):
+            host = _host_of(self.headers.get_all("Host") or [])
+            if self.server.loopback_only and not is_loopback(host):
                 raise RequestError("this server answers requests for a loopback host only", 403)
             status, content = route()
         except RequestError as error:

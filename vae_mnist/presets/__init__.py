@@ -47,8 +47,10 @@ def _preset_file(name: str) -> tuple[str, Path]:
     if path.suffix == ".json" or path.exists() or "/" in name:
         if path.is_dir():
             raise ConfigError(f"preset file {path}: a folder, not a preset file")
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"preset file {path}: no such file")
+        if not path.is_file():
+            raise ConfigError(f"preset file {path}: not a regular file (a device, a pipe)")
         # A copy of a package preset, edited, keeps its path as its name, so that runs of the
         # two are told apart (in `compare`, say).
         return (name if path.stem in names else path.stem), path
@@ -66,7 +68,10 @@ def load_preset(name: str) -> Preset:
         raise ConfigError(f"preset file {path}: not readable JSON ({error})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"preset file {path}: not a JSON object")
-    descriptive = {key: str(values.pop(key, "")) for key in DESCRIPTIVE_KEYS}
+    descriptive = {key: values.pop(key, "") for key in DESCRIPTIVE_KEYS}
+    for key, text in descriptive.items():
+        if not isinstance(text, str):
+            raise ConfigError(f"preset file {path}: its {key} is {text!r}, where a text is read")
     try:
         config = RunConfig.from_dict({**values, "preset": preset_name})
     except ConfigError as error:

@@ -450,6 +450,15 @@ def test_two_different_content_lengths_get_a_400(served):
     assert request(url + "/api/info")[0] == 200
 
 
+def test_a_body_in_a_transfer_encoding_gets_a_400(served):
+    url = served["gaussian"].url
+    # Beside a Content-Length, the length was read and the encoding ignored.
+    answer = raw_post_to_decode(url, b"Transfer-Encoding: chunked\r\nContent-Length: 13\r\n")
+    assert answer.split()[1] == b"400", answer[:60]
+    assert b"Transfer-Encoding" in answer
+    assert request(url + "/api/info")[0] == 200
+
+
 def test_a_number_of_thousands_of_digits_gets_a_400_in_the_pages_words(served):
     url = served["gaussian"].url
     call = urllib.request.Request(

@@ -209,6 +209,10 @@ class ExploreHandler(BaseHTTPRequestHandler):
         return self.server.explorer
 
     def _json_body(self) -> Any:
+        if self.headers.get_all("Transfer-Encoding"):
+            # A body in chunks is not read here, and beside a Content-Length it leaves the
+            # body's end in doubt (RFC 9112, section 6.3): refused (and the connection closed).
+            raise RequestError("a body sent in a Transfer-Encoding: send it with a Content-Length")
         lengths = set(self.headers.get_all("Content-Length") or [])
         if len(lengths) > 1:
             # Two lengths leave the body's end in doubt (RFC 9110, section 8.6).

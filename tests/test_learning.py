@@ -308,6 +308,14 @@ def test_compare_lists_a_stacked_layers_settings_one_row_each():
     assert max(len(text) for _, texts in rows for text in texts) < 30
 
 
+def test_compare_refuses_a_run_whose_history_was_removed(tmp_path, trained_run, capsys):
+    folder = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    (folder / "history.csv").unlink()
+    # It was shown as a run of 0 epochs, where its record counts 2.
+    assert main(["compare", str(folder)]) == 1
+    assert "history.csv: cannot be read" in capsys.readouterr().err
+
+
 def test_compare_names_a_missing_run_folder_in_one_line(tmp_path, trained_run, capsys):
     missing = tmp_path / "nowhere"
     assert main(["compare", str(trained_run), str(missing), "--out", str(tmp_path / "f.png")]) == 1

@@ -66,7 +66,8 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
     config = RunConfig.load(paths.config)
     info = read_run_info(paths)
     history = None
-    if paths.history.exists():
+    # A run whose record counts finished epochs must have their history, as `plot` asks.
+    if paths.history.exists() or (info is not None and info["completed_epochs"]):
         try:
             history = read_run_history(paths, info)
         except EmptyHistoryError:

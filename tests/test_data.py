@@ -218,11 +218,11 @@ def _npy_with_header(text: bytes, declared: int) -> bytes:
     "member, problem",
     [
         # A header cut short: numpy's parser of Python literals stops at the end of its input.
-        (_npy_with_header(b"{'descr': garbage}\n", 16), "EOF in multi-line statement"),
+        (_npy_with_header(b"{'descr': garbage}\n", 16), "an array's header is cut short"),
         # A header that declares far more values than the file holds, or memory could.
         (
             _npy_with_header(HUGE_SHAPE_HEADER.ljust(117) + b"\n", 118),
-            "declares more values than memory holds",
+            "an array larger than memory holds",
         ),
     ],
 )

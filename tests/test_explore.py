@@ -503,7 +503,8 @@ def test_requests_naming_another_host_are_refused(served):
     assert status == 403 and "loopback" in answer["error"]
     assert request(url, headers={"Host": "localhost"})[0] == 200
     # A header that is not a host and port is malformed, not a host to look up.
-    for header in ("[::1", "localhost:http", "[::1]x", "localhost:99999999999999999999"):
+    ports = ("localhost:65536", "localhost:99999999999999999999")
+    for header in ("[::1", "localhost:http", "[::1]x", *ports):
         status, answer = request(url, headers={"Host": header})
         assert status == 400 and "the Host header" in answer["error"], header
     # Two Host headers could name two hosts, a loopback one first: HTTP/1.1 answers 400.

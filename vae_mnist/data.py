@@ -235,23 +235,19 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
     # A member whose compressed bytes are damaged fails in zlib, which raises its own error;
     # an encrypted member or an unknown compression method, zipfile's RuntimeError (or its
-    # subclass NotImplementedError); a damaged array header, the parser of Python literals
-    # that numpy reads it with (SyntaxError, tokenize's TokenError).
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        OSError,
-        EOFError,
-        RuntimeError,
-        SyntaxError,
-        tokenize.TokenError,
-    ) as error:
+    # subclass NotImplementedError).
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError) as error:
         raise DataError(f"{path}: not a readable .npz file ({error})") from None
+    except tokenize.TokenError:
+        # An array's header cut short, which numpy's parser of Python literals reads to its end.
+        raise DataError(
+            f"{path}: not a readable .npz file (an array's header is cut short)"
+        ) from None
     except MemoryError:
         # A damaged header may declare an array far larger than the file.
         raise DataError(
-            f"{path}: not a readable .npz file (an array header declares more values than "
-            "memory holds)"
+            f"{path}: not a readable .npz file (an array larger than memory holds: damaged, or "
+            "too large for this machine)"
         ) from None
 
 

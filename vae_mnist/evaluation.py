@@ -17,10 +17,10 @@ import numpy as np
 from vae_mnist.backend import keras, ops, to_numpy
 from vae_mnist.data import check_labels, check_model_inputs
 
-# The Gaussian's active units live with its latent; kept importable from here, under the
-# name of earlier versions too.
-from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD  # noqa: F401
-from vae_mnist.latent import posterior_mean_variances as active_units  # noqa: F401
+# Kept importable from here, where earlier versions had them: the Gaussian's active units,
+# which live with its latent, and the table of the numbers, in `metric_table`.
+from vae_mnist.latent import ACTIVE_UNIT_THRESHOLD, active_units  # noqa: F401
+from vae_mnist.metric_table import TABLE_ROWS, format_metric, format_table  # noqa: F401
 from vae_mnist.objectives import log_mean_exp
 from vae_mnist.progress import CountBar
 from vae_mnist.settings import LARGEST_SEED, ConfigError, check_number

@@ -24,14 +24,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     if path.is_dir():
         # The rename would fail only after the writer's work, naming the temporary file.
         raise IsADirectoryError(f"{path} is a folder, where a file is written: move it")
+    path.parent.mkdir(parents=True, exist_ok=True)  # Its error names what is in the way.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary_name = tempfile.mkstemp(
             prefix=TEMPORARY_PREFIX, suffix=path.name, dir=path.parent
         )
     except OSError as error:
         # Named as the file to be written: the temporary name means nothing to the reader.
-        raise PermissionError(f"cannot write {path}: {error.strerror or error}") from None
+        raise OSError(f"cannot write {path}: {error.strerror or error}") from None
     os.close(handle)
     temporary = Path(temporary_name)
     # Some writers (Keras) refuse to overwrite without asking, so hand them a free name.
@@ -128,10 +128,12 @@ def check_can_create_folder(folder: str | Path) -> Path:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise PermissionError(f"cannot write to the folder {folder}: {existing} is a file")
-    if existing == folder:
-        # The folder is there: try it, since the permission bits do not tell for every file
-        # system (root may write anywhere by them, and /proc takes no new file).
-        return check_writable_folder(folder)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise PermissionError(f"cannot write to the folder {folder}: permission denied")
+    # Tried, since the permission bits do not tell for every file system (root may write
+    # anywhere by them, and /proc takes no new file); the file made is removed at once.
+    try:
+        with tempfile.NamedTemporaryFile(prefix=TEMPORARY_PREFIX, dir=existing):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise PermissionError(f"cannot write to the folder {folder}: {reason}") from None
     return folder

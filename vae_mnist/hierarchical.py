@@ -50,7 +50,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vae_mnist import noise
-from vae_mnist.backend import keras, ops
+from vae_mnist.backend import keras, ops, to_numpy
 from vae_mnist.discrete import (
     BernoulliPosterior,
     OverlappingExponentialPosterior,
@@ -227,7 +227,7 @@ class GroupedUnits:
 
     def classes_of(self, parameters: dict[str, np.ndarray]) -> np.ndarray:
         logits = {"logits": ops.convert_to_tensor(np.asarray(parameters["logits"], "float32"))}
-        return np.asarray(ops.convert_to_numpy(self.mode(logits))).astype(np.int64)
+        return to_numpy(self.mode(logits)).astype(np.int64)
 
 
 @register

@@ -11,7 +11,8 @@ coupling) live on the Keras layer that hosts them in the model (`vae_mnist.model
 which calls `create_state` once. Every tensor function here is written with `keras.ops`, so the
 parts train on TensorFlow, JAX and PyTorch.
 
-What a posterior or a prior offers is in its ``capabilities``; the commands ask for these:
+What a posterior or a prior offers is in its ``capabilities`` (an instance's, where a setting
+adds some: ``offered_capabilities()``); the commands ask ``offers(name)`` for these:
 
 ``continuous``     a continuous code: a point ``--z`` can be decoded, the space walked.
 ``codes``          a code of discrete variables: ``--code``, the codes and usage figures.
@@ -139,6 +140,10 @@ def posterior_mean_variances(z_mean: np.ndarray) -> np.ndarray:
     A dimension is active where this exceeds `ACTIVE_UNIT_THRESHOLD` (Burda et al. 2015).
     """
     return np.var(np.asarray(z_mean, np.float64), axis=0)
+
+
+# The name of versions up to this one, for code written against them.
+active_units = posterior_mean_variances
 
 
 class Posterior(Part):

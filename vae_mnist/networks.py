@@ -101,13 +101,13 @@ class Network(Part):
     # ``compiled_chunks``: its steps run faster as one compiled loop (`vae_mnist.chunks`).
     capabilities: ClassVar[frozenset[str]] = frozenset({"compiled_chunks"})
 
-    # An empty list (a preset file's []) is allowed: the heads then read their input directly, a
-    # linear network, the weakest a conditional prior p(z1|z2) can have (README asks how much
-    # of the code's density an RBM adds beneath such a network).
+    # An empty list (`none` on the command line, a preset file's []) is allowed: the heads then
+    # read their input directly, a linear network, the weakest a conditional prior p(z1|z2)
+    # can have (README asks how much of the code's density an RBM adds beneath such a network).
     hidden_layers: tuple[int, ...] = setting(
         (256,),
-        "units of the hidden layers, encoder order (comma list, e.g. 256,128; [] in a preset "
-        "file: none, a linear network)",
+        "units of the hidden layers, encoder order (comma list, e.g. 256,128; none, or [] in a "
+        "preset file: no hidden layer, a linear network)",
         may_be_empty=True,
     )
     activation: str = setting("relu", "activation of the hidden layers", choices=ACTIVATIONS)

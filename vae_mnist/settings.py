@@ -299,8 +299,9 @@ class Part(Settings):
 
     Subclasses are frozen dataclasses with class attributes ``family`` (set by each family's
     base class), ``kind`` (the name in configurations and on the command line) and
-    ``capabilities`` (what the part offers to the commands, which ask for these and never for
-    the kind). A field's value is checked when the part is made.
+    ``capabilities`` (what the part offers to the commands, which ask `offers` for these and
+    never for the kind; `offered_capabilities` where a setting adds some). A field's value is
+    checked when the part is made.
     """
 
     family: ClassVar[str]

@@ -364,9 +364,7 @@ def train(
             *(callbacks or []),
         ]
         with stop.installed():
-            _fit(
-                vae, (x_train, x_test), training, info["completed_epochs"], every_callback, progress
-            )
+            _fit(vae, x_train, x_test, training, info["completed_epochs"], every_callback, progress)
     if recorder.diverged is not None:
         raise _diverged(paths, info, recorder.diverged)
     _finish(paths, info, vae)
@@ -375,7 +373,8 @@ def train(
 
 def _fit(
     vae: keras.Model,
-    inputs: tuple[np.ndarray, np.ndarray],
+    x_train: np.ndarray,
+    x_test: np.ndarray,
     training: TrainingConfig,
     initial_epoch: int,
     callbacks: list[keras.callbacks.Callback],
@@ -384,7 +383,6 @@ def _fit(
     """Keras' `fit` under `training`'s settings from `initial_epoch` on; a stop that a
     callback requested (Ctrl-C, SIGTERM) as `KeyboardInterrupt`, after `progress` says where
     it stopped."""
-    x_train, x_test = inputs
     try:
         vae.fit(
             x_train,

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from vae_mnist.backend import keras, ops
+from vae_mnist.backend import keras, ops, to_numpy
 from vae_mnist.latent import Posterior, Prior, TensorLike, require_posterior
 from vae_mnist.settings import ConfigError, register, setting
 
@@ -82,7 +82,7 @@ class VampPrior(Prior):
         """The mixture's mean: the average of its components' means, each the posterior's most
         probable code (a Gaussian's mean is its mode)."""
         means = self.posterior.mode(self.components())  # (K, dimensions)
-        return np.asarray(ops.convert_to_numpy(ops.mean(means, axis=0)), np.float32)
+        return to_numpy(ops.mean(means, axis=0)).astype(np.float32, copy=False)
 
     def sample(self, count: int, seed: int) -> np.ndarray:
         """Codes from the mixture: a component drawn uniformly, then z ~ q(z | u_k)."""
@@ -93,4 +93,4 @@ class VampPrior(Prior):
         }
         z, _ = self.posterior.sample_exact(parameters, 1, seed)
         # (count, 1, code) -> (count, code)
-        return np.asarray(ops.convert_to_numpy(ops.squeeze(z, 1)), np.float32)
+        return to_numpy(ops.squeeze(z, 1)).astype(np.float32, copy=False)

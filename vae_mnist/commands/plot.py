@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,11 +113,11 @@ class Figures:
         walked = self.points if self.posterior.offers("continuous") else None
         return walked_dimensions(walked, self.posterior.code_size)
 
-    def chosen(self, indices: list[int]) -> dict[str, np.ndarray]:
+    def chosen(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
         """The posterior parameters of the test images at `indices`, by head name."""
         return {name: value[indices] for name, value in self.parameters.items()}
 
-    def modes(self, indices: list[int]) -> np.ndarray:
+    def modes(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         """The most probable codes of the test images at `indices`."""
         return to_numpy(self.posterior.mode(self.chosen(indices)))
 

@@ -71,7 +71,8 @@ def load_preset(name: str) -> Preset:
     descriptive = {key: values.pop(key, "") for key in DESCRIPTIVE_KEYS}
     for key, text in descriptive.items():
         if not isinstance(text, str):
-            raise ConfigError(f"preset file {path}: its {key} is {text!r}, where a text is read")
+            kind = type(text).__name__ if text is not None else "null"
+            raise ConfigError(f"preset file {path}: its {key} is a {kind}, where a text is read")
     try:
         config = RunConfig.from_dict({**values, "preset": preset_name})
     except ConfigError as error:

@@ -370,7 +370,7 @@ def test_a_preset_whose_words_are_not_text_is_refused(tmp_path, description):
     path = tmp_path / "mine.json"
     path.write_text(json.dumps({"description": description, "prior": {"kind": "standard_normal"}}))
     # Printed by `presets` as Python's repr of the value once.
-    with pytest.raises(ConfigError, match=r"mine.json: its description is a \w+, where a text is"):
+    with pytest.raises(ConfigError, match=r"mine.json: its description is not text \(a JSON \w+\)"):
         load_preset(str(path))
 
 

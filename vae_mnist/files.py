@@ -104,14 +104,25 @@ def removed_if_left_empty(folder: str | Path) -> Iterator[None]:
 def check_writable_folder(folder: str | Path) -> Path:
     """Create `folder` if needed and make sure files can be written in it."""
     folder = Path(folder)
+    _try_a_file(folder, folder, create=True)
+    return folder
+
+
+def _try_a_file(tried: Path, folder: Path, create: bool = False) -> None:
+    """Make a file in the folder `tried` (created first where `create`) and remove it, or a
+    `PermissionError` naming `folder`, the one a command writes to (`tried` or inside it).
+
+    Tried, since the permission bits do not tell for every file system (root may write
+    anywhere by them, and /proc takes no new file).
+    """
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(prefix=TEMPORARY_PREFIX, dir=folder):
+        if create:
+            tried.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=TEMPORARY_PREFIX, dir=tried):
             pass
     except OSError as error:
         reason = error.strerror or str(error)
         raise PermissionError(f"cannot write to the folder {folder}: {reason}") from None
-    return folder
 
 
 def check_can_create_folder(folder: str | Path) -> Path:
@@ -128,12 +139,5 @@ def check_can_create_folder(folder: str | Path) -> Path:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise PermissionError(f"cannot write to the folder {folder}: {existing} is a file")
-    # Tried, since the permission bits do not tell for every file system (root may write
-    # anywhere by them, and /proc takes no new file); the file made is removed at once.
-    try:
-        with tempfile.NamedTemporaryFile(prefix=TEMPORARY_PREFIX, dir=existing):
-            pass
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise PermissionError(f"cannot write to the folder {folder}: {reason}") from None
+    _try_a_file(existing, folder)
     return folder

@@ -38,12 +38,13 @@ def format_metric(key: str, template: str, metrics: dict[str, Any]) -> str:
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(label, value as text)`` for each row of `TABLE_ROWS` that the metrics hold as a
-    number: the table of `evaluate`, `compare` and the explore page."""
+    """``(label, value as text)`` for each row of `TABLE_ROWS` that the metrics hold: the
+    table of `evaluate`, `compare` and the explore page. (A ``metrics.json`` is read with its
+    numbers checked, `vae_mnist.runs.read_metrics`.)"""
     return [
         (label, format_metric(key, template, metrics))
         for label, key, template in TABLE_ROWS
-        if isinstance(metrics.get(key), (int, float)) and not isinstance(metrics[key], bool)
+        if key in metrics
     ]
 
 

@@ -59,6 +59,13 @@ def _preset_file(name: str) -> tuple[str, Path]:
     )
 
 
+def _json_type(value: Any) -> str:
+    """What JSON calls the type of a value it was read into."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "boolean"
+    return {int: "number", float: "number", list: "array", dict: "object"}.get(type(value), "value")
+
+
 def load_preset(name: str) -> Preset:
     """The preset called `name`, or the preset file at the path `name`; one-line errors."""
     preset_name, path = _preset_file(name)
@@ -71,8 +78,9 @@ def load_preset(name: str) -> Preset:
     descriptive = {key: values.pop(key, "") for key in DESCRIPTIVE_KEYS}
     for key, text in descriptive.items():
         if not isinstance(text, str):
-            kind = type(text).__name__ if text is not None else "null"
-            raise ConfigError(f"preset file {path}: its {key} is a {kind}, where a text is read")
+            raise ConfigError(
+                f"preset file {path}: its {key} is not text (a JSON {_json_type(text)})"
+            )
     try:
         config = RunConfig.from_dict({**values, "preset": preset_name})
     except ConfigError as error:

@@ -96,12 +96,18 @@ def _chunk_estimator(
     each operation (``benchmarks/bench_evaluate.py`` measures the gain). PyTorch runs it
     eagerly, as `torch.compile`'s start-up costs more than it saves here. The seed generator's
     state goes in and out as a value (Keras' `StatelessScope`), so repeated evaluations give
-    the same numbers and the noise is the eager noise. JAX's results are the eager ones;
-    TensorFlow's XLA rounds its sigmoid and logarithms a little differently (README, Speed).
+    the same numbers and the noise is the eager noise. The model's variables go in as values
+    too: as the program's constants, XLA may fold them into it, and on the CPU it computes a
+    product with a weight of one repeated value (an RBM's coupling set to zero by hand, say)
+    wrongly, returning garbage (README, Corrections). JAX's results are the eager ones; TensorFlow's
+    XLA rounds its sigmoid and logarithms a little differently (README, Speed).
     """
 
-    def estimate(images, seed_state):
-        with keras.StatelessScope(state_mapping=[(generator.state, seed_state)]) as scope:
+    variables = list(vae.variables)
+
+    def estimate(images, seed_state, values):
+        mapping = [(generator.state, seed_state), *zip(variables, values, strict=True)]
+        with keras.StatelessScope(state_mapping=mapping) as scope:
             log_weights = importance_log_weights(vae, images, samples, generator)
             estimates = log_mean_exp(log_weights, axis=1)
             next_state = scope.get_current_value(generator.state)
@@ -120,7 +126,10 @@ def _chunk_estimator(
         compiled = estimate
 
     def run(images: np.ndarray):
-        estimates, next_state = compiled(ops.convert_to_tensor(images), generator.state.value)
+        values = [variable.value for variable in variables]
+        estimates, next_state = compiled(
+            ops.convert_to_tensor(images), generator.state.value, values
+        )
         generator.state.assign(next_state)
         return estimates
 

@@ -99,8 +99,8 @@ def _chunk_estimator(
     the same numbers and the noise is the eager noise. The model's variables go in as values
     too: as the program's constants, XLA may fold them into it, and on the CPU it computes a
     product with a weight of one repeated value (an RBM's coupling set to zero by hand, say)
-    wrongly, returning garbage (README, Corrections). JAX's results are the eager ones; TensorFlow's
-    XLA rounds its sigmoid and logarithms a little differently (README, Speed).
+    wrongly, returning garbage (README, Corrections). JAX's results are the eager ones;
+    TensorFlow's XLA rounds its sigmoid and logarithms a little differently (README, Speed).
     """
 
     variables = list(vae.variables)

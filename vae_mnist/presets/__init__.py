@@ -61,8 +61,10 @@ def _preset_file(name: str) -> tuple[str, Path]:
 
 def _json_type(value: Any) -> str:
     """What JSON calls the type of a value it was read into."""
-    if value is None or isinstance(value, bool):
-        return "null" if value is None else "boolean"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
     return {int: "number", float: "number", list: "array", dict: "object"}.get(type(value), "value")
 
 

@@ -281,6 +281,11 @@ def test_bad_configurations_name_the_value_and_the_choices(make, message):
         (["--posterior", "laplace"], "kind of your own: name its module in $VAE_MNIST_KINDS)"),
         (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
         (["--hidden-layers", "256,-1"], "expected positive whole numbers separated by commas"),
+        (["--decoder-layers", "linear"], "--decoder-layers: invalid choice: 'linear'"),
+        (
+            ["--network", "conv", "--decoder-layers", "none"],
+            "--decoder-layers is a setting of the mlp network, and this run's network is conv",
+        ),
         (["--hidden-layers", "256,abc"], "expected positive whole numbers separated by commas"),
         # A list that may be empty says how to write the empty one; one that may not, does not.
         (["--hidden-layers", ""], "separated by commas, or none, got ''"),

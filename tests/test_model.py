@@ -87,6 +87,31 @@ def test_a_network_without_hidden_layers_is_linear():
     assert RunConfig.from_dict(config.to_dict()).network.hidden_layers == ()
 
 
+def test_a_decoder_without_hidden_layers_beside_a_deeper_encoder():
+    """`decoder_layers: none` is Rolfe's p(x|ζ): the image decoder linear, the rest unchanged."""
+    from vae_mnist.presets import preset_config
+
+    config = preset_config("gumbolt2018-continuous", decoder_layers="none", hidden_layers=(16,))
+    vae = build_vae(config)
+    encoder_sizes = [tuple(w.shape) for w in vae.encoder.weights if len(w.shape) == 2]
+    decoder_sizes = [tuple(w.shape) for w in vae.decoder.weights if len(w.shape) == 2]
+    assert encoder_sizes == [(784, 16), (16, 64), (16, 64)] and decoder_sizes == [(64, 784)]
+    # The upper layer's network, which gives p(z1|z2), keeps its mirrored hidden layers.
+    (prior_network,) = vae.upper_prior_networks
+    assert [tuple(w.shape) for w in prior_network.weights if len(w.shape) == 2][:2] == [
+        (64, 200),
+        (200, 200),
+    ]
+    assert RunConfig.from_dict(config.to_dict()).network.decoder_layers == "none"
+
+
+def test_a_configuration_without_decoder_layers_mirrors_the_encoder():
+    """Runs saved before the setting existed have no `decoder_layers`: their decoders mirror."""
+    config = RunConfig.from_dict({"network": {"kind": "mlp", "hidden_layers": [64, 32]}})
+    assert config.network.decoder_layers == "mirrored"
+    assert config.network.decoder_hidden_layers() == (32, 64)
+
+
 def test_conv_network_is_the_keras_io_example():
     vae = build_vae(RunConfig().replace(network="conv", hidden_layers=(16,)))
     kinds = [type(layer).__name__ for layer in vae.encoder.layers]

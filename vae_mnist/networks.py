@@ -7,7 +7,7 @@ likelihood (for the Bernoulli, the pixel ``probabilities``). The parts name thei
 network kinds only lay the layers out.
 
 - ``mlp``: Dense hidden layers, the 2017 example's network (one layer of 256 ReLU units); the
-  decoder mirrors the encoder's hidden layers.
+  decoder mirrors the encoder's hidden layers, or has none (``decoder_layers``).
 - ``conv``: the keras.io VAE example's network: two stride-2 Conv2D layers of 32 and 64 filters
   and a Dense layer; the decoder mirrors it with Conv2DTranspose layers.
 """
@@ -27,6 +27,7 @@ Heads = Mapping[str, tuple[int, str | None]]
 CONV_FILTERS = (32, 64)
 CONV_KERNEL = 3
 ACTIVATIONS = ("relu", "tanh")
+DECODER_LAYERS = ("mirrored", "none")
 
 
 def image_side(original_dim: int) -> int:
@@ -126,9 +127,12 @@ class Network(Part):
         """z ``(batch, code_size)`` → one output per head, each ``(batch, units)``; the first
         head is the decoded image (the pixel probabilities or the mean)."""
         code = keras.Input(shape=(code_size,), name="z")
-        mirrored = tuple(reversed(self.hidden_layers))
-        hidden = _dense_stack(code, mirrored, self.activation, "decoder")
+        hidden = _dense_stack(code, self.decoder_hidden_layers(), self.activation, "decoder")
         return keras.Model(code, self.decoder_heads(hidden, heads, pixels), name="decoder")
+
+    def decoder_hidden_layers(self) -> tuple[int, ...]:
+        """The decoder's hidden layers: the encoder's, in reverse order."""
+        return tuple(reversed(self.hidden_layers))
 
     def encoder_features(self, images: Any, pixels: int) -> Any:
         """What the encoder's dense layers read: the images themselves."""
@@ -146,6 +150,19 @@ class MLPNetwork(Network):
 
     kind: ClassVar[str] = "mlp"
     description: ClassVar[str] = "dense hidden layers, the decoder mirrored"
+
+    # Rolfe (2017) gives his image decoder p(x|ζ) no hidden layer, to leave the shaping of the
+    # pixels to the latent layers: `none` builds that decoder beside an encoder of any depth.
+    decoder_layers: str = setting(
+        "mirrored",
+        "the decoder's hidden layers: mirrored (the encoder's, in reverse order) or none (the "
+        "heads read the code: a linear decoder, as Rolfe's p(x|ζ))",
+        choices=DECODER_LAYERS,
+    )
+
+    def decoder_hidden_layers(self) -> tuple[int, ...]:
+        """The encoder's hidden layers in reverse order, or none."""
+        return () if self.decoder_layers == "none" else super().decoder_hidden_layers()
 
 
 @register

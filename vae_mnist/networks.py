@@ -93,9 +93,10 @@ class Network(Part):
     ``build_encoder(heads, pixels)`` and ``build_decoder(heads, code_size, pixels)``: the two
     Keras models, which the base lays out from ``hidden_layers`` and ``activation`` around what
     a kind adds: ``encoder_features(images, pixels)`` before the encoder's dense layers (the
-    images themselves by default) and ``decoder_heads(hidden, heads, pixels)`` after the
-    decoder's (a Dense layer per head by default); ``check_data(data)``: refuse images it cannot
-    take.
+    images themselves by default), ``decoder_hidden_layers()`` for the decoder's sizes (the
+    encoder's in reverse order by default) and ``decoder_heads(hidden, heads, pixels)`` after
+    the decoder's dense layers (a Dense layer per head by default); ``check_data(data)``: refuse
+    images it cannot take.
     """
 
     family: ClassVar[str] = "network"

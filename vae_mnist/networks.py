@@ -150,7 +150,7 @@ class MLPNetwork(Network):
     """Dense hidden layers, the 2017 example's network; the decoder mirrors the encoder."""
 
     kind: ClassVar[str] = "mlp"
-    description: ClassVar[str] = "dense hidden layers, the decoder mirrored"
+    description: ClassVar[str] = "dense hidden layers, the decoder mirrored or linear"
 
     # Rolfe (2017) gives his image decoder p(x|ζ) no hidden layer, to leave the shaping of the
     # pixels to the latent layers: `none` builds that decoder beside an encoder of any depth.

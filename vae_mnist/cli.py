@@ -126,6 +126,8 @@ def _setting_list(field):
     return parse_list
 
 
+# Where `train` writes a run, and where the other commands read one, unless told otherwise.
+DEFAULT_RUN_FOLDER = "runs/default"
 # The most digits a figure puts along a side: 100 digits are 2,800 pixels.
 LARGEST_FIGURE_SIDE = 100
 _seed = _number(int, minimum=0, maximum=LARGEST_SEED)
@@ -173,16 +175,16 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             metavar="KIND",
             help=f"the {flag} kind ({', '.join(choices)})",
         )
-    for name, flag in setting_flags().items():
+    flags = setting_flags()
+    for name, flag in flags.items():
         _add_setting_flag(parser, option(name), name, flag)
     # Earlier names of settings, still accepted and hidden from the help.
-    flags = setting_flags()
     for old, name in ALIASES.items():
         _add_setting_flag(parser, option(old), old, flags[name], help_text=argparse.SUPPRESS)
 
 
 def _add_setting_flag(
-    parser: argparse.ArgumentParser, option: str, name: str, flag, help_text: str | None = None
+    parser: argparse.ArgumentParser, flag_text: str, name: str, flag, help_text: str | None = None
 ) -> None:
     field = flag.field
     if help_text is None:
@@ -190,15 +192,19 @@ def _add_setting_flag(
     value_type = field_type(field)
     if value_type == "bool":
         parser.add_argument(
-            option, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            flag_text,
+            dest=name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=help_text,
         )
     elif value_type == "str":
         choices = field.metadata.get("choices")
-        parser.add_argument(option, dest=name, choices=choices, default=None, help=help_text)
+        parser.add_argument(flag_text, dest=name, choices=choices, default=None, help=help_text)
     elif value_type in ("list", "numbers"):
         metavar = "N,N" if value_type == "list" else "X,X"
         parser.add_argument(
-            option,
+            flag_text,
             dest=name,
             type=_setting_list(field),
             default=None,
@@ -209,7 +215,7 @@ def _add_setting_flag(
         checks = setting_checks(field)
         metavar = "N" if value_type == "int" else "X"
         parser.add_argument(
-            option,
+            flag_text,
             dest=name,
             type=_number(int if value_type == "int" else float, **checks),
             default=None,
@@ -222,9 +228,9 @@ def _add_run_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--run",
         type=_not_empty,
-        default="runs/default",
+        default=DEFAULT_RUN_FOLDER,
         metavar="DIR",
-        help="run folder (default: runs/default)",
+        help=f"run folder (default: {DEFAULT_RUN_FOLDER})",
     )
 
 
@@ -272,9 +278,9 @@ def _add_train_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--out",
         type=_not_empty,
-        default="runs/default",
+        default=DEFAULT_RUN_FOLDER,
         metavar="DIR",
-        help="run folder (default: runs/default)",
+        help=f"run folder (default: {DEFAULT_RUN_FOLDER})",
     )
     train.add_argument(
         "--overwrite", action="store_true", help="replace a finished run in the run folder"
@@ -346,7 +352,9 @@ def _add_plot_flags(plot: argparse.ArgumentParser) -> None:
         "Bernoulli latent)",
     )
     _add_interpolation_flags(plot)
-    plot.add_argument("--seed", type=_seed, default=0, help="seed of the prior samples")
+    plot.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the prior samples (default: 0)"
+    )
     plot.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -393,7 +401,9 @@ def _add_evaluate_flags(evaluate: argparse.ArgumentParser) -> None:
         metavar="K",
         help="neighbours of the kNN classifier on the latent (default: 5)",
     )
-    evaluate.add_argument("--seed", type=_seed, default=0, help="seed of the Monte-Carlo draws")
+    evaluate.add_argument(
+        "--seed", type=_seed, default=0, help="seed of the Monte-Carlo draws (default: 0)"
+    )
     evaluate.add_argument(
         "--log-partition",
         default="auto",
@@ -452,6 +462,7 @@ def _add_explore_flags(explore: argparse.ArgumentParser) -> None:
     explore.add_argument(
         "--port",
         type=_port,
+        default=0,
         metavar="N",
         help="the port to serve the page on (default: a free one)",
     )

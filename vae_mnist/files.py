@@ -125,7 +125,7 @@ def _try_a_file(tried: Path, folder: Path, create: bool = False) -> None:
         raise PermissionError(f"cannot write to the folder {folder}: {reason}") from None
 
 
-def check_can_create_folder(folder: str | Path) -> Path:
+def check_can_create_folder(folder: str | Path) -> None:
     """Make sure `folder` can be written, or created, without creating it.
 
     Commands check this before a long data load and create the folder only once the input
@@ -140,4 +140,3 @@ def check_can_create_folder(folder: str | Path) -> Path:
     if existing.exists() and not existing.is_dir():
         raise PermissionError(f"cannot write to the folder {folder}: {existing} is a file")
     _try_a_file(existing, folder)
-    return folder

@@ -34,6 +34,7 @@ from vae_mnist.runs import (
     read_metrics,
     read_run_history,
     read_run_info,
+    read_saved_config,
     trained_backends,
 )
 from vae_mnist.settings import setting_text
@@ -53,7 +54,8 @@ class RunSummary:
     history: dict[str, np.ndarray] | None
     metrics: dict[str, Any] | None
     backends: str = MISSING  # "jax", or "jax, then torch" for a run continued on another
-    # The first setting of the parts where config.json and the finished model disagree.
+    # `check_model_agrees`' one-line refusal where config.json and the finished model
+    # disagree; None where they agree.
     model_disagreement: str | None = None
 
 
@@ -63,7 +65,7 @@ def read_summary(folder: str | Path, name: str) -> RunSummary:
     check_run_folder(paths)
     if not paths.config.exists():
         raise RunError(f"{paths.folder}: not a run folder (no config.json)")
-    config = RunConfig.load(paths.config)
+    config = read_saved_config(paths)
     info = read_run_info(paths)
     history = None
     # A run whose record counts finished epochs must have their history, as `plot` asks.

@@ -14,7 +14,7 @@ from vae_mnist.runs import check_files_can_be_written, load_trained_run, write_m
 
 
 def run(arguments: argparse.Namespace, program: str) -> dict[str, Any]:
-    log_partition = getattr(arguments, "log_partition", "auto")
+    log_partition = arguments.log_partition
     # Refused from the run's configuration, before its model is loaded.
     trained = load_trained_run(
         arguments.run,

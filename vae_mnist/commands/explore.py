@@ -13,10 +13,11 @@ import argparse
 import errno
 import os
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from vae_mnist.errors import UsageError
-from vae_mnist.runs import check_trained_run
+from vae_mnist.runs import check_trained_run, load_trained_run
 
 if TYPE_CHECKING:
     from vae_mnist.explore.server import ExploreServer
@@ -25,7 +26,7 @@ DEFAULT_HOST = "127.0.0.1"
 HOST_VARIABLE = "VAE_MNIST_EXPLORE_HOST"
 
 
-def choose_host(given: str | None, environment: dict[str, str] | os._Environ) -> str:
+def choose_host(given: str | None, environment: Mapping[str, str]) -> str:
     """The address to serve on: `given` (``--host``) as typed, else a loopback default."""
     from vae_mnist.explore.server import is_loopback
 
@@ -73,8 +74,7 @@ def run(arguments: argparse.Namespace, program: str) -> None:
 
     host = choose_host(arguments.host, os.environ)
     paths = check_trained_run(arguments.run)
-    port = arguments.port if arguments.port is not None else 0
-    server = open_server(host, port)
+    server = open_server(host, arguments.port)
     # Warned once the address is bound, so an address that cannot be served is one line.
     if not is_loopback(host):
         print(
@@ -96,7 +96,6 @@ def run(arguments: argparse.Namespace, program: str) -> None:
 def _load_explorer(folder, data_path: str | None):
     """The run's model and its test set as the model sees them, in an `Explorer`."""
     from vae_mnist.explore.explorer import Explorer
-    from vae_mnist.runs import load_trained_run
 
     run = load_trained_run(folder)
     config = run.config

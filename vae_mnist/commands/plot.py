@@ -128,16 +128,17 @@ class Figures:
 def make_figures(arguments: argparse.Namespace) -> list[Path]:
     """Draw the figures that the `plot` command asks for; return their paths."""
     figure = arguments.figure
-    unread = unread_option(figure, getattr(arguments, "given_options", set()))
+    unread = unread_option(figure, arguments.given_options)
     if unread:
         raise UsageError(unread)
-    given_code = _given_code(arguments)
-    reads_test_set = figure in TEST_SET_FIGURES and not (figure == "decode" and given_code)
+    # Only `decode` takes --z or --code (`unread_option`), and with one it reads no test image.
+    reads_test_set = figure in TEST_SET_FIGURES and not _given_code(arguments)
     run = load_trained_run(arguments.run)
     parts = figure_parts(run.vae)
     check_given_code(arguments, parts["posterior"])
-    if figure != "all" and unmet_need(figure, parts):
-        raise UsageError(unmet_need(figure, parts))
+    need = None if figure == "all" else unmet_need(figure, parts)
+    if need:
+        raise UsageError(need)
     # A user's figures belong with the run they show; the README's reproduction command
     # passes --out figures to refresh the repository's committed figures.
     folder = arguments.out if arguments.out is not None else run.paths.figures
@@ -295,12 +296,12 @@ def _coupling(figures: Figures) -> list[Path]:
 
 def _given_code(arguments: argparse.Namespace) -> bool:
     """Whether the command gives a point (``--z``) or a code (``--code``) to decode."""
-    return arguments.z is not None or getattr(arguments, "code", None) is not None
+    return arguments.z is not None or arguments.code is not None
 
 
 def check_given_code(arguments: argparse.Namespace, posterior: Part) -> None:
     """Refuse a ``--z`` or ``--code`` that the posterior cannot decode, in one line."""
-    code = getattr(arguments, "code", None)
+    code = arguments.code
     if arguments.z is not None and not posterior.offers("continuous"):
         raise UsageError(
             f"--z decodes a point of a continuous latent, and this run's {posterior.kind} "
@@ -371,7 +372,7 @@ def _label(labels: np.ndarray, index: int, class_names) -> str:
 
 def _decode_given(latent, generator, arguments: argparse.Namespace, out: Path) -> list[Path]:
     """Decode the point ``--z`` or the code ``--code`` that the user gave."""
-    code = getattr(arguments, "code", None)
+    code = arguments.code
     if code is not None:
         classes = np.array([code])
         decoded = plotting.predict(generator, latent.code_of(classes))
@@ -400,7 +401,7 @@ def _decode_figures(figures: Figures) -> list[Path]:
     """Decode test images' most probable code (or a given z or code) and save each beside its
     original."""
     latent, generator, arguments = figures.posterior, figures.generator, figures.arguments
-    if _given_code(arguments) and arguments.figure == "decode":
+    if _given_code(arguments):
         return _decode_given(latent, generator, arguments, figures.out)
     indices = list(arguments.index)
     chosen = figures.modes(indices)

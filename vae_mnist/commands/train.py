@@ -24,11 +24,8 @@ from vae_mnist.runs import (
 def flag_changes(arguments: argparse.Namespace) -> dict:
     """The kinds and settings that the command line gives, by flag name."""
     names = [*kind_choices(), *setting_flags(), *ALIASES]
-    return {
-        name: getattr(arguments, name)
-        for name in names
-        if getattr(arguments, name, None) is not None
-    }
+    values = {name: getattr(arguments, name) for name in names}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def resolve_config(arguments: argparse.Namespace, folder: Path) -> tuple[RunConfig, int]:
@@ -40,14 +37,14 @@ def resolve_config(arguments: argparse.Namespace, folder: Path) -> tuple[RunConf
     (`vae_mnist.training.decide_resume`).
     """
     changes = flag_changes(arguments)
-    info = None
+    paths, info = RunPaths(folder), None
     if not (arguments.restart or arguments.overwrite) and folder.is_dir():
-        info = read_run_info(RunPaths(folder))
+        info = read_run_info(paths)
     if not (is_unfinished(info) or (arguments.extend and is_finished(info))):
         return preset_config(arguments.preset or DEFAULT_PRESET, **changes), 0
-    saved = read_saved_config(RunPaths(folder))
+    saved = read_saved_config(paths)
     base = preset_config(arguments.preset) if arguments.preset else saved
-    return base.replace(**changes), int(info.get("completed_epochs") or 0)
+    return base.replace(**changes), info["completed_epochs"]
 
 
 def run(arguments: argparse.Namespace, program: str) -> None:

@@ -542,6 +542,15 @@ def test_principal_components_and_the_walked_dimensions():
     assert walked_dimensions(points[:, :2], 2) == (0, 1)
 
 
+def test_the_manifold_title_says_how_its_dimensions_were_chosen():
+    from vae_mnist.plotting import manifold_title
+
+    # `plot manifold` alone reads no test set, so it walks the first two and must not call them
+    # the most active.
+    assert "(the first two of 5 dimensions)" in manifold_title((0, 1), 5, most_active=False)
+    assert "(the two most active of 5 dimensions)" in manifold_title((1, 3), 5, most_active=True)
+
+
 def test_a_long_latent_point_gets_a_short_file_name_and_title():
     from vae_mnist.commands.plot import _z_name
     from vae_mnist.plotting import _format_z

@@ -201,6 +201,7 @@ def knn_accuracy(
         order = np.argsort(np.take_along_axis(distances, nearest, axis=1), axis=1)
         nearest = np.take_along_axis(nearest, order, axis=1)  # (chunk, k), nearest first
         votes = np.zeros((len(points), classes))
+        # Rows (chunk, 1) against labels (chunk, k); each rank's bonus (k,) -> (1, k).
         np.add.at(
             votes,
             (np.arange(len(points))[:, None], train_labels[nearest]),

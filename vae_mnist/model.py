@@ -176,7 +176,7 @@ class VAE(keras.Model):
         self.binarization = None
         if config.data.binarized_each_step:
             self.binarization = DynamicBinarization(
-                seed=None if seed is None else seed + BINARIZATION_SEED_OFFSET, name="binarization"
+                seed=seed + BINARIZATION_SEED_OFFSET, name="binarization"
             )
         self.latent_heads = list(self.posterior.part.head_sizes())
         self.likelihood_heads = list(self.likelihood.heads)
@@ -187,10 +187,10 @@ class VAE(keras.Model):
             keras.metrics.Mean(name=name) for name in self.training_only_metrics
         ]
 
-    def _build_upper_layers(self, config: RunConfig, seed: int | None) -> list[StochasticLayer]:
+    def _build_upper_layers(self, config: RunConfig, seed: int) -> list[StochasticLayer]:
         layers, lower = [], self.posterior.part
         for index, upper in enumerate(config.upper_layers, start=2):
-            layer_seed = None if seed is None else seed + UPPER_LAYER_SEED_OFFSET * (index - 1)
+            layer_seed = seed + UPPER_LAYER_SEED_OFFSET * (index - 1)
             host = PartLayer(_fresh(upper.posterior), layer_seed, name=f"posterior_{index}")
             layers.append(StochasticLayer(upper.network, host, lower, index))
             lower = host.part

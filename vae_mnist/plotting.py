@@ -91,6 +91,7 @@ def manifold_points(
     """
     walked = list(dimensions)
     probabilities = np.full((n, code_size), 0.5)
+    # (n,) -> (n, 1): the same probability in both walked dimensions of a row.
     probabilities[:, walked] = np.linspace(low, high, n)[:, None]
     values = np.asarray(quantiles(probabilities), np.float32)  # (n, code_size)
     across, down = np.meshgrid(values[:, walked[0]], values[:, walked[1]])  # each (n, n)
@@ -110,7 +111,7 @@ def tile_images(images: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """Lay ``rows * columns`` flat 784-pixel images out as one ``(rows*28, columns*28)`` image."""
     # (rows*columns, 784) -> (rows, columns, 28, 28) -> (rows, 28, columns, 28)
     grid = images.reshape(rows, columns, IMAGE_SIDE, IMAGE_SIDE).transpose(0, 2, 1, 3)
-    return grid.reshape(rows * IMAGE_SIDE, columns * IMAGE_SIDE)
+    return grid.reshape(rows * IMAGE_SIDE, columns * IMAGE_SIDE)  # -> (rows*28, columns*28)
 
 
 def decode_manifold(
@@ -185,22 +186,31 @@ def plot_manifold(
     dimensions: tuple[int, int] = (0, 1),
     code_size: int = 2,
     quantiles: Callable[[np.ndarray], np.ndarray] = standard_normal_quantiles,
+    most_active: bool = True,
 ) -> Path:
     """The blog's manifold: n × n decoded digits over the prior's quantiles, 10 × 10 inches.
 
     With more than two latent dimensions it walks `dimensions`, named in the title, the
-    others at the prior's median.
+    others at the prior's median; `most_active` says whether they were chosen as the two most
+    active (measured on the test set) or are the first two.
     """
     figure = Figure(figsize=(10, 10))
     axis = figure.subplots()
     axis.imshow(decode_manifold(decoder, n, dimensions, code_size, quantiles), cmap="Greys_r")
     axis.axis("off")
     if code_size != 2:
-        axis.set_title(
-            f"z[{dimensions[0]}] across, z[{dimensions[1]}] down (the two most active of "
-            f"{code_size} dimensions); the others at the prior's median"
-        )
+        axis.set_title(manifold_title(dimensions, code_size, most_active))
     return _save(figure, path)
+
+
+def manifold_title(dimensions: tuple[int, int], code_size: int, most_active: bool) -> str:
+    """The manifold's title for a latent of more than two dimensions: which two it walks, and
+    how they were chosen."""
+    chosen = "the two most active" if most_active else "the first two"
+    return (
+        f"z[{dimensions[0]}] across, z[{dimensions[1]}] down ({chosen} of {code_size} "
+        "dimensions); the others at the prior's median"
+    )
 
 
 def plot_decoded_beside_original(
@@ -530,9 +540,9 @@ def plot_coupling(
     )
     style = dict(cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
     axes[0, 0].axis("off")
-    axes[0, 1].imshow(bias2[None, :], **style)
+    axes[0, 1].imshow(bias2[None, :], **style)  # (second,) -> (1, second): a row
     axes[0, 1].set_title("bias a2 (top), bias a1 (left), coupling W", fontsize=9)
-    axes[1, 0].imshow(bias1[:, None], **style)
+    axes[1, 0].imshow(bias1[:, None], **style)  # (first,) -> (first, 1): a column
     image = axes[1, 1].imshow(coupling, **style)
     for axis in (axes[0, 1], axes[1, 0], axes[1, 1]):
         axis.set_xticks([])

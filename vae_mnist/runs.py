@@ -87,6 +87,11 @@ class RunPaths:
         folder may hold it alone after a failure between the two, and it holds no result."""
         return (self.history, self.encoder, self.decoder, self.metrics)
 
+    def run_folders(self) -> tuple[Path, ...]:
+        """The folders a run fills as it trains, which a new run clears: checkpoints, decoder
+        snapshots and TensorBoard curves."""
+        return (self.checkpoints, self.snapshots, self.tensorboard)
+
     @property
     def checkpoints(self) -> Path:
         return self.folder / "checkpoint"

@@ -1,6 +1,6 @@
 """Training into a run folder that survives interruption and can be resumed.
 
-The folder's format is `vae_mnist.runs`'; this module fills it, one finished epoch at a time.
+The folder's format is `vae_mnist.runs`'s; this module fills it, one finished epoch at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from vae_mnist.data import check_data
 from vae_mnist.errors import ConfigError, TrainingDivergedError
 from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
 from vae_mnist.model import build_vae, load_model, save_model
-from vae_mnist.progress import EpochBar, EpochLines, report_stop, training_progress
+from vae_mnist.progress import EpochBar, EpochLines, report_stop, shown_logs, training_progress
 from vae_mnist.runs import (
     RunError,
     RunPaths,
@@ -70,20 +70,20 @@ def execution_settings(config: RunConfig, steps_per_epoch: int) -> tuple[int, bo
     jit_compile = config.training.jit_compile
     if keras.backend.backend() == "torch":
         steps_per_execution, jit_compile = 1, False
-    return max(1, min(steps_per_execution, steps_per_epoch)), jit_compile
+    return min(steps_per_execution, steps_per_epoch), jit_compile
 
 
 class _EpochRecorder(keras.callbacks.Callback):
     """Commits each finished epoch to the run folder, and stops on a non-finite loss."""
 
     def __init__(
-        self, paths: RunPaths, info: dict[str, Any], config: TrainingConfig, stop: _StopRequest
+        self, paths: RunPaths, info: dict[str, Any], training: TrainingConfig, stop: _StopRequest
     ):
         super().__init__()
         self.stop = stop
         self.paths = paths
         self.info = info
-        self.config = config
+        self.training = training
         self.diverged: str | None = None
         self.epoch = 0
         self.epoch_started = 0.0
@@ -126,14 +126,13 @@ class _EpochRecorder(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.epoch_started
         # A value that only training has (a discrete latent's temperature) has no validation
         # counterpart worth a column.
-        for name in getattr(self.model, "training_only_metrics", ()):
-            logs.pop(f"val_{name}", None)
+        logs = shown_logs(self.model, logs)
         # Numbered from 1, as Keras' progress bar and every message count epochs.
         row = {"epoch": epoch + 1}
         row.update({name: logs[name] for name in history_columns(list(logs))[1:]})
         checkpoint = self.paths.checkpoint(epoch + 1)
         save_model(self.model, checkpoint)
-        if self.config.snapshot_every and (epoch + 1) % self.config.snapshot_every == 0:
+        if self.training.snapshot_every and (epoch + 1) % self.training.snapshot_every == 0:
             save_model(self.model.image_decoder(), self.paths.snapshot(epoch + 1))
         previous = record_epoch(self.paths, self.info, row, seconds, checkpoint)
         # run.json is the commit point: until it names the new checkpoint, the old one rules.
@@ -218,7 +217,7 @@ def decide_resume(
         )
     # A new run clears checkpoints, snapshots and TensorBoard curves, which without a record
     # are not its own.
-    cleared = (paths.checkpoints, paths.snapshots, paths.tensorboard)
+    cleared = paths.run_folders()
     kept = [path.name for path in (*paths.written_files(), *cleared) if path.exists()]
     if info is None and kept and not overwrite:
         # Files of a run's names with no progress record: someone's own, or a run whose record
@@ -433,9 +432,8 @@ def _start(
 def _clear_earlier_run(paths: RunPaths) -> None:
     """Remove what a new run must not continue: an old run's checkpoints, snapshots and
     TensorBoard curves."""
-    shutil.rmtree(paths.checkpoints, ignore_errors=True)
-    shutil.rmtree(paths.snapshots, ignore_errors=True)
-    shutil.rmtree(paths.tensorboard, ignore_errors=True)
+    for folder in paths.run_folders():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _resumed_model(

@@ -109,8 +109,14 @@ class Figures:
         return self.run.config.data.legend_names
 
     @property
+    def walks_most_active(self) -> bool:
+        """Whether the manifold's dimensions are the most active ones: measured on the test
+        set where it was read (``plot all``), the first two otherwise."""
+        return self.points is not None and self.posterior.offers("continuous")
+
+    @property
     def dimensions(self) -> tuple[int, int]:
-        walked = self.points if self.posterior.offers("continuous") else None
+        walked = self.points if self.walks_most_active else None
         return walked_dimensions(walked, self.posterior.code_size)
 
     def chosen(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]:
@@ -212,7 +218,17 @@ def _manifold(figures: Figures) -> list[Path]:
     path = figures.out / "manifold.png"
     n = figures.arguments.n
     quantiles = figures.run.vae.prior_part.quantiles
-    return [plotting.plot_manifold(figures.generator, path, n, figures.dimensions, size, quantiles)]
+    return [
+        plotting.plot_manifold(
+            figures.generator,
+            path,
+            n,
+            figures.dimensions,
+            size,
+            quantiles,
+            most_active=figures.walks_most_active,
+        )
+    ]
 
 
 def _reconstructions(figures: Figures) -> list[Path]:

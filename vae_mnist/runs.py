@@ -429,6 +429,14 @@ def write_run_info(paths: RunPaths, info: dict[str, Any]) -> None:
     atomic_write_text(paths.run_info, json.dumps(info, indent=2) + "\n")
 
 
+def write_progress(paths: RunPaths, info: dict[str, Any]) -> None:
+    """Write the progress record `info`, then the history it holds as history.csv."""
+    # run.json is the commit point: until it names a new checkpoint, the old one rules, and a
+    # history.csv ahead of it would describe epochs the record does not have.
+    write_run_info(paths, info)
+    atomic_write_text(paths.history, history_csv_text(info["history"]))
+
+
 def history_columns(logged: list[str]) -> list[str]:
     """The columns of history.csv for an epoch's logged names: the terms, then validation."""
     training = [name for name in logged if not name.startswith("val_")]

@@ -20,7 +20,7 @@ from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig, TrainingConfig
 from vae_mnist.data import check_data
 from vae_mnist.errors import ConfigError, TrainingDivergedError
-from vae_mnist.files import atomic_write_text, check_writable_folder, remove_stale_temporaries
+from vae_mnist.files import check_writable_folder, remove_stale_temporaries
 from vae_mnist.model import build_vae, load_model, save_model
 from vae_mnist.progress import EpochBar, EpochLines, report_stop, shown_logs, training_progress
 from vae_mnist.runs import (
@@ -33,7 +33,6 @@ from vae_mnist.runs import (
     extended_run_info,
     has_nothing_to_continue,
     history_columns,
-    history_csv_text,
     is_finished,
     is_unfinished,
     new_run_info,
@@ -44,6 +43,7 @@ from vae_mnist.runs import (
     record_finished,
     resumed_run_info,
     settings_that_differ,
+    write_progress,
     write_run_info,
 )
 
@@ -135,9 +135,7 @@ class _EpochRecorder(keras.callbacks.Callback):
         if self.training.snapshot_every and (epoch + 1) % self.training.snapshot_every == 0:
             save_model(self.model.image_decoder(), self.paths.snapshot(epoch + 1))
         previous = record_epoch(self.paths, self.info, row, seconds, checkpoint)
-        # run.json is the commit point: until it names the new checkpoint, the old one rules.
-        write_run_info(self.paths, self.info)
-        atomic_write_text(self.paths.history, history_csv_text(self.info["history"]))
+        write_progress(self.paths, self.info)
         # An extended run's first "checkpoint" is its finished model, which stays until the
         # longer run finishes.
         if previous and previous != self.paths.vae.name:
@@ -422,8 +420,7 @@ def _start(
         keras.utils.set_random_seed(training.seed + info["completed_epochs"])
         vae = _resumed_model(paths, config, info["checkpoint"], steps_per_epoch)
     config.save(paths.config)
-    write_run_info(paths, info)
-    atomic_write_text(paths.history, history_csv_text(info["history"]))
+    write_progress(paths, info)
     if training.snapshot_every and info["completed_epochs"] == 0:
         save_model(vae.image_decoder(), paths.snapshot(0))
     return vae, info

@@ -334,6 +334,8 @@ def _term_titles(loss_name: str) -> tuple[str, ...]:
 MOST_LOGGED_PANELS = 9
 # Panels in one row: the three terms and one logged value stay a single row, as most runs have.
 CURVE_PANELS_PER_ROW = 3
+# The height of one row of loss panels, in inches: room for a title, the curves and a legend.
+CURVE_ROW_HEIGHT = 3.8
 
 
 def plot_training_curves(
@@ -362,16 +364,17 @@ def plot_training_curves(
     # The parts' own values first (a stable sort keeps each group's order).
     logged.sort(key=lambda column: column not in titles)
     logged, left_out = logged[:MOST_LOGGED_PANELS], logged[MOST_LOGGED_PANELS:]
-    panels = 3 + len(logged)
+    terms = len(TRAINING_CURVE_TERMS)
+    panels = terms + len(logged)
     columns = panels if panels <= CURVE_PANELS_PER_ROW + 1 else CURVE_PANELS_PER_ROW
     rows = math.ceil(panels / columns)
-    figure = Figure(figsize=(13 * columns / 3, 3.8 * rows))
+    figure = Figure(figsize=(13 * columns / CURVE_PANELS_PER_ROW, CURVE_ROW_HEIGHT * rows))
     axes = np.ravel(figure.subplots(rows, columns, squeeze=False))
     for axis in axes[panels:]:
         axis.remove()
     epochs = history["epoch"]
     for axis, key, title in zip(
-        axes[:3],
+        axes[:terms],
         TRAINING_CURVE_TERMS,
         _term_titles(loss_name),
         strict=True,
@@ -381,7 +384,7 @@ def plot_training_curves(
         axis.set_title(_panel_title(f"{title} (nats per image)"))
         _label_epochs(axis, epochs)
         axis.legend()
-    for axis, column in zip(axes[3:panels], logged, strict=True):
+    for axis, column in zip(axes[terms:panels], logged, strict=True):
         axis.plot(epochs, history[column], **_epoch_style(epochs))
         axis.set_title(_panel_title(f"{titles.get(column, column)} (epoch mean)"))
         _label_epochs(axis, epochs)
@@ -389,7 +392,7 @@ def plot_training_curves(
         names = ", ".join(left_out[:3]) + (", ..." if len(left_out) > 3 else "")
         figure.suptitle(f"{len(left_out)} more logged columns not drawn: {names}")
     # Room at the top for that title: half an inch of the figure's height.
-    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (3.8 * rows) if left_out else 1))
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (CURVE_ROW_HEIGHT * rows) if left_out else 1))
     return _save(figure, path)
 
 
@@ -644,7 +647,7 @@ def plot_validation_curves(
         (f"val_{term}", title)
         for term, title in zip(TRAINING_CURVE_TERMS, _term_titles(loss_name), strict=True)
     ]
-    figure = Figure(figsize=(13, 3.8))
+    figure = Figure(figsize=(13, CURVE_ROW_HEIGHT))
     axes = figure.subplots(1, len(terms))
     every_epoch = np.unique(np.concatenate([history["epoch"] for history in histories.values()]))
     for axis, (key, title) in zip(axes, terms, strict=True):

@@ -395,7 +395,14 @@ def test_plot_refusals(finished_run, session_npz, tmp_path, capsys):
     cases.append(
         (
             ["plot", "manifold", "--run", str(finished_run), "--out", str(blocker / "f")],
-            r"cannot write to the folder",
+            r"cannot write to the folder .*a-file/f: .*a-file is a file",
+        )
+    )
+    # The file itself as the folder: named so, as train and compare name it, not "File exists".
+    cases.append(
+        (
+            ["plot", "manifold", "--run", str(finished_run), "--out", str(blocker)],
+            r"cannot write to the folder .*a-file: .*a-file is a file",
         )
     )
     # A file named as the run was "no such run folder", though it is there.
@@ -561,6 +568,16 @@ def test_a_long_latent_point_gets_a_short_file_name_and_title():
     assert _z_name(np.full(100, -1.25)) == long_name != _z_name(np.full(100, 1.25))
     assert _format_z(np.array([0.5, 1.0])) == "(0.50, 1.00)"
     assert _format_z(np.zeros(100)) == "(" + "0.00, " * 8 + "… 100 dimensions)"
+
+
+def test_points_that_decode_differently_never_share_a_figure():
+    from vae_mnist.commands.plot import _z_name
+
+    # Rounded to two decimals both were decode_z_0.00_0.00, and the second replaced the first.
+    assert _z_name(np.array([0.001, 0.0])) == "decode_z_0.001_0"
+    assert _z_name(np.array([0.004, 0.0])) == "decode_z_0.004_0"
+    # Points the same in float32, which the model decodes alike, do share one; −0 is 0.
+    assert _z_name(np.array([-0.0, 1e-50])) == _z_name(np.array([0.0, 0.0])) == "decode_z_0_0"
 
 
 def test_a_runs_snapshots_are_read_by_their_epochs(tmp_path):

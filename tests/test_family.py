@@ -357,6 +357,9 @@ def test_the_presets_command_shows_the_presets_and_files_it_is_given(tmp_path):
         missing.stderr
         == f"vae-mnist presets: error: preset file {tmp_path}/none.json: no such file\n"
     )
+    # An empty name is no preset: not the current folder read as a preset file.
+    empty = run_command("presets", "")
+    assert empty.returncode == 2 and "expected a path or a name, got an empty one" in empty.stderr
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/null"), reason="needs a device file")

@@ -449,6 +449,11 @@ def test_read_metrics_refuses_a_record_not_an_object_or_a_shown_number_not_a_num
         paths.metrics.write_text(f'{{"negative_elbo": 1.5, "knn_accuracy": {value}}}')
         with pytest.raises(RunError, match=re.escape(f"knn_accuracy is {shown}, not a number")):
             read_metrics(paths)
+    # A count is a whole number, 0 or more (a measurement may be NaN: a diverged model's).
+    for value in ("-3", "2.5", "NaN"):
+        paths.metrics.write_text(f'{{"negative_elbo": 1.5, "iwae_samples": {value}}}')
+        with pytest.raises(RunError, match=re.escape(f"iwae_samples is {value}, not a count")):
+            read_metrics(paths)
     # What evaluate writes beside the numbers, lists and strings, and keys no table shows, pass.
     written = {"negative_elbo": 90, "active_units": 2, "log_partition": float("nan")}
     written |= {"classes_used": [3, 4], "log_partition_method": "ais", "preset": "keras2017"}

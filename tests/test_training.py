@@ -627,6 +627,7 @@ BAD_HISTORIES = {
     "a row of extra values": (b"epoch,loss,val_loss\n1,2,3,4,5\n", "line 2 has 5 values, but"),
     "not UTF-8": (b"epoch,loss,val_loss\n1,\xff\xfe,3\n", "not UTF-8 text"),
     "no epoch column": (b"loss,val_loss\n1,2\n", "no epoch column"),
+    "a column named twice": (b"epoch,loss,loss\n1,2,3\n", "the header names loss more than once"),
 }
 
 

@@ -433,6 +433,7 @@ def _add_presets_flags(presets: argparse.ArgumentParser) -> None:
     presets.add_argument(
         "names",
         nargs="*",
+        type=_not_empty,
         metavar="NAME",
         help="only these presets, or preset files of yours by their paths (default: every "
         "preset of the package)",

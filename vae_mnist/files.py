@@ -104,6 +104,7 @@ def removed_if_left_empty(folder: str | Path) -> Iterator[None]:
 def check_writable_folder(folder: str | Path) -> Path:
     """Create `folder` if needed and make sure files can be written in it."""
     folder = Path(folder)
+    _nearest_existing_folder(folder)
     _try_a_file(folder, folder, create=True)
     return folder
 
@@ -132,6 +133,12 @@ def check_can_create_folder(folder: str | Path) -> None:
     is known to be good, so a bad input leaves no empty folder behind.
     """
     folder = Path(folder)
+    _try_a_file(_nearest_existing_folder(folder), folder)
+
+
+def _nearest_existing_folder(folder: Path) -> Path:
+    """`folder` or its nearest ancestor that exists, or a `PermissionError` where that is a
+    file, naming both (an OS error would say only "File exists" or "Not a directory")."""
     existing = folder
     while not existing.exists():
         if existing.parent == existing:
@@ -139,4 +146,4 @@ def check_can_create_folder(folder: str | Path) -> None:
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         raise PermissionError(f"cannot write to the folder {folder}: {existing} is a file")
-    _try_a_file(existing, folder)
+    return existing

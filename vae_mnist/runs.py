@@ -27,6 +27,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import platform
 from collections.abc import Callable
@@ -528,6 +529,7 @@ def _history_rows(path: str | Path) -> tuple[list[str], list[dict[str, float]]]:
         with open(path, newline="", encoding="utf-8-sig") as stream:
             reader = csv.reader(stream)
             header = next(reader, [])
+            _check_history_header(path, header)
             # A blank line is no epoch; the csv module reads it as a row of no fields.
             rows = [
                 _history_row(path, reader.line_num, header, fields) for fields in reader if fields
@@ -539,6 +541,14 @@ def _history_rows(path: str | Path) -> tuple[list[str], list[dict[str, float]]]:
     except csv.Error as error:
         raise RunError(f"{path}: not a training history ({error})") from None
     return header, rows
+
+
+def _check_history_header(path: str | Path, header: list[str]) -> None:
+    """Refuse a header that names a column twice: its rows would keep only one of the two
+    values, silently."""
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise RunError(f"{path}: the header names {', '.join(repeated)} more than once")
 
 
 def _history_row(
@@ -583,6 +593,10 @@ NUMERIC_METRICS = frozenset(
 )
 
 
+# The metrics that count something (samples, units): whole numbers, 0 or more.
+COUNT_METRICS = frozenset({"iwae_samples", "active_units"})
+
+
 def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
     """The evaluate command's numbers, or None where the run was not evaluated.
 
@@ -600,6 +614,10 @@ def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
     for key in sorted(NUMERIC_METRICS & metrics.keys()):
         if not _is_number(metrics[key]):
             raise RunError(f"{paths.metrics}: {key} is {json.dumps(metrics[key])}, not a number")
+    for key in sorted(COUNT_METRICS & metrics.keys()):
+        value = metrics[key]
+        if not (math.isfinite(value) and value >= 0 and value == int(value)):
+            raise RunError(f"{paths.metrics}: {key} is {json.dumps(value)}, not a count")
     return metrics
 
 

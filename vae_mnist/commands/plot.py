@@ -66,10 +66,15 @@ def _file_name(prefix: str, text: str) -> str:
 
 
 def _z_name(z: np.ndarray) -> str:
-    # Keep the name to characters every file system accepts.
-    return _file_name(
-        "decode_z_", "_".join(re.sub(r"[^0-9.\-]", "", f"{value:.2f}") for value in z)
+    """The figure's name for the point `z`: each coordinate as the shortest decimal that reads
+    back as the same float32, so two points the model decodes differently never share a file
+    (rounded to two decimals, 0.001 and 0.004 did). Adding 0.0 turns −0 into 0."""
+    coordinates = (
+        np.format_float_positional(np.float32(value) + np.float32(0.0), trim="-")
+        for value in np.ravel(z)
     )
+    # Keep the name to characters every file system accepts.
+    return _file_name("decode_z_", "_".join(re.sub(r"[^0-9.\-]", "", text) for text in coordinates))
 
 
 def walked_dimensions(z_mean: np.ndarray | None, code_size: int) -> tuple[int, int]:

@@ -600,8 +600,9 @@ COUNT_METRICS = frozenset({"iwae_samples", "active_units"})
 def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
     """The evaluate command's numbers, or None where the run was not evaluated.
 
-    A file that is not a JSON object, or whose `NUMERIC_METRICS` are not numbers, is a
-    `RunError` naming the file (and the key).
+    A file that is not a JSON object, whose `NUMERIC_METRICS` are not numbers, or whose
+    `COUNT_METRICS` are not whole numbers of 0 or more, is a `RunError` naming the file (and
+    the key).
     """
     if not paths.metrics.exists():
         return None

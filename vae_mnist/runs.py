@@ -27,7 +27,6 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
 import platform
 from collections.abc import Callable
@@ -39,10 +38,10 @@ import numpy as np
 
 from vae_mnist.backend import keras
 from vae_mnist.config import RunConfig
-from vae_mnist.errors import JSON_READ_ERRORS, ModelFileError, RunError
+from vae_mnist.errors import JSON_READ_ERRORS, ConfigError, ModelFileError, RunError
 from vae_mnist.files import atomic_write_text, read_text
 from vae_mnist.flags import flat_settings
-from vae_mnist.settings import setting_text
+from vae_mnist.settings import check_number, setting_text
 
 # The loss terms come first in history.csv, in this order; other logged values follow.
 LEADING_HISTORY_COLUMNS = ("loss", "reconstruction_loss", "kl_loss")
@@ -616,9 +615,12 @@ def read_metrics(paths: RunPaths) -> dict[str, Any] | None:
         if not _is_number(metrics[key]):
             raise RunError(f"{paths.metrics}: {key} is {json.dumps(metrics[key])}, not a number")
     for key in sorted(COUNT_METRICS & metrics.keys()):
-        value = metrics[key]
-        if not (math.isfinite(value) and value >= 0 and value == int(value)):
-            raise RunError(f"{paths.metrics}: {key} is {json.dumps(value)}, not a count")
+        try:
+            check_number(key, "int", {}, metrics[key])
+        except ConfigError:
+            raise RunError(
+                f"{paths.metrics}: {key} is {json.dumps(metrics[key])}, not a count"
+            ) from None
     return metrics
 
 

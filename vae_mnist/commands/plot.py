@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,8 +72,8 @@ def _z_name(z: np.ndarray) -> str:
         np.format_float_positional(np.float32(value) + np.float32(0.0), trim="-")
         for value in np.ravel(z)
     )
-    # Keep the name to characters every file system accepts.
-    return _file_name("decode_z_", "_".join(re.sub(r"[^0-9.\-]", "", text) for text in coordinates))
+    # Digits, a point and a minus sign only: characters every file system accepts.
+    return _file_name("decode_z_", "_".join(coordinates))
 
 
 def walked_dimensions(z_mean: np.ndarray | None, code_size: int) -> tuple[int, int]:

@@ -962,3 +962,30 @@ def test_an_empty_list_setting_is_written_none_on_the_command_line():
     # `none`, as `compare`, `--help` and the refusals write an empty list, is an empty list.
     assert parse_arguments(["train", "--hidden-layers", "none"]).hidden_layers == ()
     assert parse_arguments(["train", "--hidden-layers", "64,32"]).hidden_layers == (64, 32)
+
+
+def test_plot_manifold_walks_the_most_active_dimensions_of_the_test_set_it_is_given(
+    session_npz, tmp_path, monkeypatch
+):
+    from vae_mnist import plotting
+    from vae_mnist.backend import to_numpy
+    from vae_mnist.runs import load_trained_run
+
+    run = tmp_path / "wide"
+    train = ["train", "--data", str(session_npz), "--dimension", "4", "--epochs", "1"]
+    assert main([*train, "--hidden-layers", "16", "--out", str(run), "--quiet"]) == 0
+    walked = []
+    monkeypatch.setattr(
+        plotting,
+        "plot_manifold",
+        lambda *arguments, **options: walked.append((arguments[3], options["most_active"])),
+    )
+    plot = ["plot", "manifold", "--run", str(run), "--out", str(tmp_path / "figures")]
+    assert main(plot) == 0
+    assert main([*plot, "--data", str(session_npz)]) == 0
+    with np.load(session_npz) as data:
+        images = data["x_test"].reshape(-1, 784).astype("float32") / 255
+    z_mean = to_numpy(load_trained_run(run).vae.encode(images)["z_mean"])
+    most_active = tuple(sorted(np.argsort(np.var(z_mean, axis=0))[-2:].tolist()))
+    # Without the test set the first two, and the title must not call them the most active.
+    assert walked == [((0, 1), False), (most_active, True)]

@@ -24,6 +24,7 @@ from vae_mnist import plotting
 from vae_mnist.backend import to_numpy
 from vae_mnist.errors import ModelFileError, UsageError
 from vae_mnist.figures import (
+    ACTIVITY_FIGURES,
     OPTION_FIGURES,
     TEST_SET_FIGURES,
     figure_parts,
@@ -115,7 +116,7 @@ class Figures:
     @property
     def walks_most_active(self) -> bool:
         """Whether the manifold's dimensions are the most active ones: measured on the test
-        set where it was read (``plot all``), the first two otherwise."""
+        set where it was read (``plot all``, or ``--data`` given), the first two otherwise."""
         return self.points is not None and self.posterior.offers("continuous")
 
     @property
@@ -142,7 +143,9 @@ def make_figures(arguments: argparse.Namespace) -> list[Path]:
     if unread:
         raise UsageError(unread)
     # Only `decode` takes --z or --code (`unread_option`), and with one it reads no test image.
-    reads_test_set = figure in TEST_SET_FIGURES and not _given_code(arguments)
+    reads_test_set = (figure in TEST_SET_FIGURES and not _given_code(arguments)) or (
+        figure in ACTIVITY_FIGURES and "--data" in arguments.given_options
+    )
     run = load_trained_run(arguments.run)
     parts = figure_parts(run.vae)
     check_given_code(arguments, parts["posterior"])

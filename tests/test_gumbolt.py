@@ -700,3 +700,34 @@ def test_the_largest_rbm_trains_a_step_and_estimates_its_log_z(tmp_path):
     assert metrics["log_partition_standard_error"] > 0.0
     # Near W = 0 log Z is about 256 log 2 (the biases moved a little in training).
     assert abs(metrics["log_partition"] - 256 * math.log(2.0)) < 2.0
+
+
+def test_the_first_epoch_refreshes_the_logged_log_z_after_each_call_into_the_steps(
+    tmp_path, monkeypatch
+):
+    """From W = 0 the coupling moves fastest in the first epoch: there log Z is refreshed after
+    each chunk of steps, from the weights those steps reached (on JAX too, whose steps keep the
+    model's state apart from its variables), and in later epochs only at their start and before
+    validation."""
+    refreshes = []
+    refreshed_log_partition = RBMPrior.refreshed_log_partition
+
+    def recorded(prior, seed):
+        refreshes.append((seed, np.concatenate([w.ravel() for w in prior.numpy_weights()])))
+        return refreshed_log_partition(prior, seed)
+
+    monkeypatch.setattr(RBMPrior, "refreshed_log_partition", recorded)
+    # 200 images in batches of 50, two steps per call: two calls an epoch.
+    config = GUMBOLT.replace(learning_rate=0.05, epochs=2)
+    train(config, data_of(train=200), tmp_path / "run", verbose=0)
+    seeds = [seed for seed, _ in refreshes]
+    # The first epoch's start, after each of its calls (two; four on PyTorch, one step each),
+    # seeded by the call's last step (the last call's value serves the validation too), then
+    # the second epoch's validation.
+    calls = seeds[1:-1]
+    assert seeds[0] == (0, 0) and seeds[-1] == (1, 1)
+    assert len(calls) in (2, 4) and calls[-1] == (0, 2 + 3)
+    assert all(epoch == 0 for epoch, _ in calls)
+    weights = [value for _, value in refreshes[:-1]]
+    for before, after in zip(weights[:-1], weights[1:], strict=True):
+        assert not np.array_equal(before, after)

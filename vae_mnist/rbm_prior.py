@@ -465,9 +465,10 @@ def _log_partition_refresh(prior: RBMPrior) -> Any:
     """A Keras callback that sets the prior's ``log_partition`` to the current parameters' log Z
     (`RBMPrior.refreshed_log_partition`) at the start of each epoch and before each
     validation, so that the loss and KL that training logs use a log Z at most one epoch old
-    (the step enumerates it only where its gradient needs it). It skips a refresh where no
-    training step ran since the last (an epoch's start right after the previous validation).
-    Each estimate is seeded by the epoch, so runs repeat."""
+    (the step enumerates it only where its gradient needs it); in a run's first epoch, also
+    after each call into the training steps. It skips a refresh where no training step ran
+    since the last (an epoch's start right after the previous validation). Each estimate is
+    seeded by the epoch and the step, so runs repeat."""
 
     class LogPartitionRefresh(keras.callbacks.Callback):
         epoch = 0
@@ -484,6 +485,16 @@ def _log_partition_refresh(prior: RBMPrior) -> Any:
 
         def on_train_batch_end(self, batch, logs=None):
             self.stale = True
+            # From W = 0 the coupling grows fastest in the first epoch, and a log Z as old as
+            # the epoch's start would show a KL far below zero there; later epochs move it
+            # little.
+            if self.epoch == 0:
+                # On JAX the steps keep the model's state apart from its variables until the
+                # epoch ends; writing it back first lets the refresh read the weights these
+                # steps reached (the next steps then start from the variables, log Z included).
+                if hasattr(self._model, "jax_state_sync"):
+                    self._model.jax_state_sync()
+                self.refresh(2 + batch)
 
         def on_test_begin(self, logs=None):
             self.refresh(1)

@@ -15,6 +15,7 @@ from keras import ops
 from test_dvae import run_command
 from test_relaxations import gradients
 
+from vae_mnist import rbm_prior
 from vae_mnist.config import RunConfig
 from vae_mnist.discrete import BernoulliPosterior, SpikeExponentialPosterior
 from vae_mnist.errors import RunError
@@ -717,17 +718,15 @@ def test_the_first_epoch_refreshes_the_logged_log_z_after_each_call_into_the_ste
         return refreshed_log_partition(prior, seed)
 
     monkeypatch.setattr(RBMPrior, "refreshed_log_partition", recorded)
-    # 200 images in batches of 50, two steps per call: two calls an epoch.
+    # Every second step: 200 images in batches of 50 and two steps per call make two calls an
+    # epoch (four on PyTorch, which takes one step per call).
+    monkeypatch.setattr(rbm_prior, "FIRST_EPOCH_REFRESH_STEPS", 2)
     config = GUMBOLT.replace(learning_rate=0.05, epochs=2)
     train(config, data_of(train=200), tmp_path / "run", verbose=0)
     seeds = [seed for seed, _ in refreshes]
-    # The first epoch's start, after each of its calls (two; four on PyTorch, one step each),
-    # seeded by the call's last step (the last call's value serves the validation too), then
-    # the second epoch's validation.
-    calls = seeds[1:-1]
-    assert seeds[0] == (0, 0) and seeds[-1] == (1, 1)
-    assert len(calls) in (2, 4) and calls[-1] == (0, 2 + 3)
-    assert all(epoch == 0 for epoch, _ in calls)
+    # The first epoch's start, after its second and fourth steps, seeded by the step (the last
+    # value serves the validation too), then the second epoch's validation.
+    assert seeds == [(0, 0), (0, 2 + 1), (0, 2 + 3), (1, 1)]
     weights = [value for _, value in refreshes[:-1]]
     for before, after in zip(weights[:-1], weights[1:], strict=True):
         assert not np.array_equal(before, after)

@@ -78,6 +78,10 @@ PRIOR_SAMPLE_GIBBS_STEPS = 1000
 LOG_PARTITION_METHODS = ("auto", "exact", "ais")
 # The coupling W starts from N(0, 0.01²); the biases start at zero.
 COUPLING_SCALE = 0.01
+# In a run's first epoch the logged log Z is refreshed after every call into the training
+# steps that ends at least this many steps after the last refresh: each call of the compiled
+# chunks, and every 100th of PyTorch's one-step calls.
+FIRST_EPOCH_REFRESH_STEPS = 100
 
 
 @register
@@ -466,13 +470,15 @@ def _log_partition_refresh(prior: RBMPrior) -> Any:
     (`RBMPrior.refreshed_log_partition`) at the start of each epoch and before each
     validation, so that the loss and KL that training logs use a log Z at most one epoch old
     (the step enumerates it only where its gradient needs it); in a run's first epoch, also
-    after each call into the training steps. It skips a refresh where no training step ran
+    every `FIRST_EPOCH_REFRESH_STEPS` steps. It skips a refresh where no training step ran
     since the last (an epoch's start right after the previous validation). Each estimate is
     seeded by the epoch and the step, so runs repeat."""
 
     class LogPartitionRefresh(keras.callbacks.Callback):
         epoch = 0
         stale = True
+        # The first epoch's steps that ran before its last refresh.
+        steps_refreshed = 0
 
         def refresh(self, stream: int) -> None:
             if self.stale:
@@ -488,7 +494,8 @@ def _log_partition_refresh(prior: RBMPrior) -> Any:
             # From W = 0 the coupling grows fastest in the first epoch, and a log Z as old as
             # the epoch's start would show a KL far below zero there; later epochs move it
             # little.
-            if self.epoch == 0:
+            if self.epoch == 0 and batch + 1 - self.steps_refreshed >= FIRST_EPOCH_REFRESH_STEPS:
+                self.steps_refreshed = batch + 1
                 # On JAX the steps keep the model's state apart from its variables until the
                 # epoch ends; writing it back first lets the refresh read the weights these
                 # steps reached (the next steps then start from the variables, log Z included).

@@ -8,12 +8,13 @@ import math
 import numpy as np
 import pytest
 from keras import ops
+from smoothing_cdfs import overlapping_exponential_cdf
 from test_gumbolt import numpy, preset_round_trip
 from test_relaxations import gradients
 
 from vae_mnist.discrete import OverlappingExponentialPosterior
 from vae_mnist.model import PartLayer
-from vae_mnist.rbm import overlapping_exponential_cdf, overlapping_exponential_inverse_cdf
+from vae_mnist.rbm import overlapping_exponential_inverse_cdf
 
 
 @pytest.mark.parametrize("q", [0.0, 1e-6, 0.2, 0.5, 0.9, 1.0 - 1e-6, 1.0])

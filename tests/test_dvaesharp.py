@@ -8,13 +8,14 @@ import math
 import numpy as np
 import pytest
 from keras import ops
+from smoothing_cdfs import power_function_cdf
 from test_dvae import run_command
 from test_gumbolt import numpy, preset_round_trip
 from test_relaxations import gradients
 
 from vae_mnist.discrete import PowerFunctionPosterior
 from vae_mnist.model import PartLayer
-from vae_mnist.rbm import power_function_cdf, power_function_smoothing
+from vae_mnist.rbm import power_function_smoothing
 
 GRID = 200_000
 

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
+from smoothing_cdfs import spike_and_exponential_cdf
 
 from vae_mnist import rbm
 from vae_mnist.rbm import (
@@ -20,7 +21,6 @@ from vae_mnist.rbm import (
     gibbs_step,
     rbm_energy,
     rbm_log_probability_unnormalized,
-    spike_and_exponential_cdf,
     spike_and_exponential_inverse_cdf,
 )
 

@@ -263,19 +263,6 @@ def spike_and_exponential_inverse_cdf(
     return ops.where(takes_exponential, exponential_branch, ops.zeros_like(exponential_branch))
 
 
-def spike_and_exponential_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: float) -> np.ndarray:
-    """CDF of the mixture ``(1 - q)·spike(0) + q·exponential``, in numpy: the reference that
-    the inverse CDF's samples are checked against.
-
-    ``F(ζ) = 0`` for ζ < 0, ``(1 - q) + q (e^(βζ) - 1)/(e^β - 1)`` for 0 <= ζ < 1, and 1 from
-    ζ = 1 on. Elementwise; broadcasts ζ against q.
-    """
-    zeta = np.asarray(zeta, dtype=np.float64)
-    inside = np.clip(zeta, 0.0, 1.0)
-    values = (1.0 - q) + q * np.expm1(beta * inside) / np.expm1(beta)
-    return np.where(zeta < 0.0, 0.0, values)
-
-
 def overlapping_exponential_inverse_cdf(
     q: TensorLike, uniform: TensorLike, beta: float | TensorLike
 ) -> TensorLike:
@@ -312,15 +299,6 @@ def overlapping_exponential_inverse_cdf(
     second = (root - linear) / ops.where(positive, ops.ones_like(q), 2.0 * (1.0 - q))
     x = ops.clip(ops.where(positive, first, second), b, 1.0)
     return -ops.log(x) / beta
-
-
-def overlapping_exponential_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: float) -> np.ndarray:
-    """CDF of ``(1 - q)·r0 + q·r1`` (see `overlapping_exponential_inverse_cdf`), in numpy:
-    ``[(1 - q)(1 - e^(-βζ)) + q (e^(β(ζ - 1)) - e^(-β))] / (1 - e^(-β))`` on [0, 1]."""
-    zeta = np.clip(np.asarray(zeta, dtype=np.float64), 0.0, 1.0)
-    off = (1.0 - q) * -np.expm1(-beta * zeta)
-    on = q * (np.exp(beta * (zeta - 1.0)) - np.exp(-beta))
-    return (off + on) / -np.expm1(-beta)
 
 
 # Where a power function's draw underflows, its distance from the state's end is held at this
@@ -381,14 +359,6 @@ def power_function_smoothing(
     )
     slope = ops.stop_gradient(cdf_difference / ops.maximum(density, POWER_FUNCTION_FLOOR))
     return ops.stop_gradient(zeta) + slope * (q - fixed_q)
-
-
-def power_function_cdf(zeta: np.ndarray, q: float | np.ndarray, beta: float) -> np.ndarray:
-    """CDF of ``(1 - q)·r0 + q·r1`` (see `power_function_smoothing`), in numpy:
-    ``(1 - q) ζ^(1/β) + q (1 - (1 - ζ)^(1/β))`` on [0, 1]."""
-    zeta = np.clip(np.asarray(zeta, dtype=np.float64), 0.0, 1.0)
-    power = 1.0 / beta
-    return (1.0 - q) * zeta**power + q * (1.0 - (1.0 - zeta) ** power)
 
 
 def _softplus(values: np.ndarray) -> np.ndarray:

@@ -657,6 +657,20 @@ def test_the_figures_leave_the_processs_matplotlib_backend_alone():
     assert shown.stdout.strip() == "svg", shown.stderr
 
 
+@pytest.mark.parametrize("inches", [2.3, 0.3 * 3 + 1.5, 3.4, 6.0, 2.345])
+def test_a_figures_pixels_are_the_same_whether_matplotlib_truncates_or_rounds(inches):
+    """matplotlib before 3.11 truncates inches times dots per inch and later versions round
+    it: the saved size must give the same pixels either way."""
+    from matplotlib.figure import Figure
+
+    from vae_mnist.plotting import DOTS_PER_INCH, _whole_pixels
+
+    figure = Figure(figsize=(inches, inches))
+    _whole_pixels(figure)
+    for side in figure.get_size_inches() * DOTS_PER_INCH:
+        assert int(side) == round(side) == round(inches * DOTS_PER_INCH)
+
+
 def test_a_full_disk_is_one_line_and_keeps_the_run(finished_run, session_npz, monkeypatch, capsys):
     import vae_mnist.runs
 

@@ -54,10 +54,26 @@ def figure_path(path: str | Path) -> Path:
 def _save(figure: Figure, path: str | Path) -> Path:
     """Write `figure` to `figure_path(path)`."""
     path = figure_path(path)
+    _whole_pixels(figure)
     with atomic_path(path) as temporary:
         # The format given outright: matplotlib then writes exactly the temporary name.
         figure.savefig(temporary, dpi=DOTS_PER_INCH, format=path.suffix[1:].lower())
     return path
+
+
+def _whole_pixels(figure: Figure) -> None:
+    """Set `figure`'s size a quarter of a pixel past the nearest whole number of pixels.
+
+    matplotlib before 3.11 truncates a figure's size times its resolution to whole pixels and
+    later versions round it, so a size such as 2.3 inches at 100 dots per inch (229.99999... in
+    floating point) gave 229 rows on one and 230 on the other; a quarter of a pixel past the
+    whole number gives the same pixels on every version.
+    """
+    width, height = figure.get_size_inches()
+    figure.set_size_inches(
+        (round(width * DOTS_PER_INCH) + 0.25) / DOTS_PER_INCH,
+        (round(height * DOTS_PER_INCH) + 0.25) / DOTS_PER_INCH,
+    )
 
 
 def predict(model: keras.Model, inputs: np.ndarray) -> np.ndarray:

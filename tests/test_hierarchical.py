@@ -457,6 +457,83 @@ def test_conditional_units_are_refused_where_they_do_not_apply(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_the_conditioning_network_that_reads_x_joins_x_and_the_earlier_groups(tmp_path):
+    units, groups = 6, 3
+    posterior = PartLayer(
+        HierarchicalBernoulliPosterior(
+            units=units, groups=groups, conditional_units=8, conditional_reads_input=True
+        ),
+        0,
+    ).part
+    rng = np.random.default_rng(3)
+    posterior.conditional_output.assign(rng.normal(0, 1, (8, units)).astype("float32"))
+    code = rng.random((1, units)).astype("float32")
+    logits = rng.normal(0, 1, (1, units)).astype("float32")
+
+    def network(input_logits: np.ndarray) -> np.ndarray:
+        """The logits less a(x) itself: the network's part (the linear coupling is zero)."""
+        parameters = {"logits": ops.convert_to_tensor(input_logits)}
+        return numpy(posterior.conditional_logits(parameters, code)) - input_logits
+
+    moved = logits.copy()
+    moved[:, 5] += 3.0
+    # A later group's condition moves with x where the additive network's would not ...
+    assert np.abs(network(moved) - network(logits))[:, 2:].max() > 1e-3
+    # ... and the first group, which no network feeds, still has a(x) alone.
+    np.testing.assert_array_equal(network(moved)[:, :2], 0.0)
+    # Its masks still hide a group's own and later groups' units from it.
+    later = code.copy()
+    later[:, 2:] = rng.random((1, units - 2))
+    parameters = {"logits": ops.convert_to_tensor(logits)}
+    before = numpy(posterior.conditional_logits(parameters, code))
+    after = numpy(posterior.conditional_logits(parameters, later))
+    np.testing.assert_allclose(after[:, 2:4], before[:, 2:4], atol=1e-6)
+    # Over samples of the code, (batch, N) logits broadcast as (batch, 1, N).
+    samples = np.stack([code, later], axis=1)
+    np.testing.assert_allclose(
+        numpy(posterior.conditional_logits(parameters, samples))[:, 1], after, atol=1e-6
+    )
+
+
+def test_a_run_whose_network_reads_x_trains_and_reloads(tmp_path):
+    config = GUMBOLT.replace(
+        posterior="hierarchical_bernoulli",
+        units=8,
+        halves=(4, 4),
+        groups=4,
+        conditional_units=16,
+        conditional_reads_input=True,
+    )
+    vae = build_vae(config)
+    vae.posterior_part.conditional_output.assign(
+        np.random.default_rng(1).normal(0, 1, (16, 8)).astype("float32")
+    )
+    assert_reloads_to_the_same_outputs(vae, tmp_path / "vae.keras")
+    result = train(
+        config.replace(epochs=1), data_of(train=100, test=20), tmp_path / "run", verbose=0
+    )
+    assert math.isfinite(result["history"][-1]["loss"])
+    trained = load_model(tmp_path / "run" / "vae.keras")
+    assert trained.posterior_part.conditional_reads_input
+    assert np.abs(numpy(trained.posterior_part.conditional_input)).max() > 0.0
+
+
+def test_reading_x_without_a_conditioning_network_is_refused(tmp_path):
+    from conftest import run_command
+
+    result = run_command(
+        "train",
+        "--preset",
+        "gumbolt2018-hierarchical",
+        "--conditional-reads-input",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "conditional_units" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("samples", [None, 3])
 def test_the_first_group_is_drawn_from_its_own_logits_as_the_full_product_gives_them(samples):
     units, groups = 6, 3

@@ -17,7 +17,10 @@ group's Bernoulli log-probability is evaluated at ζ (``relaxed_bits``). Rolfe c
 group through a neural network of x and ζ_<g; here the condition is linear in ζ_<g, added to
 the encoder's logits, and with ``conditional_units`` H > 0 also a network of ζ_<g: one hidden
 layer of H ReLU units, masked as in MADE (Germain et al. 2015) so that each group sees only the
-groups before it, its output added to the logits (zero at the start).
+groups before it, its output added to the logits (zero at the start). With
+``conditional_reads_input`` that hidden layer reads the encoder's logits a(x) as well (unmasked,
+since x is given to every group), so that, as in Rolfe's, the condition is a network of x and
+ζ_<g together rather than a function of ζ_<g added to one of x.
 
 The kinds ``hierarchical_overlapping_exponential`` and ``hierarchical_power_function`` group
 DVAE++'s and DVAE#'s smoothed units the same way (Vahdat et al. 2018, with Rolfe's hierarchy):
@@ -98,6 +101,15 @@ def conditional_units_setting() -> Any:
     )
 
 
+def conditional_reads_input_setting() -> Any:
+    """The hierarchical kinds' `conditional_reads_input` setting (a field of each)."""
+    return setting(
+        False,
+        "the network of the earlier groups also reads the encoder's logits of every unit, so "
+        "that each group's condition depends on x and the earlier groups together (Rolfe's)",
+    )
+
+
 def groups_setting() -> Any:
     """The hierarchical kinds' one `groups` setting (a field of each)."""
     return setting(
@@ -117,6 +129,11 @@ class GroupedUnits:
             raise ConfigError(
                 f"the {self.kind} posterior's {self.units} units do not split into "
                 f"{self.groups} equal groups"
+            )
+        if self.conditional_reads_input and not self.conditional_units:
+            raise ConfigError(
+                f"the {self.kind} posterior's conditional_reads_input needs a network of the "
+                "earlier groups to read into: give conditional_units above 0"
             )
 
     def create_state(self, host: Any, seed: int | None) -> None:
@@ -147,6 +164,16 @@ class GroupedUnits:
                 conditional_output=host.conditional_output,
                 conditional_masks=(reads, feeds),
             )
+        if self.conditional_units and self.conditional_reads_input:
+            # Unmasked: x is given to every group, so any unit's logit a(x) may feed any group.
+            host.conditional_input = host.add_weight(
+                shape=(self.units, self.conditional_units),
+                initializer=keras.initializers.GlorotUniform(
+                    seed=None if seed is None else seed + 1
+                ),
+                name="conditional_input",
+            )
+            self.attach(conditional_input=host.conditional_input)
 
     @property
     def group_size(self) -> int:
@@ -167,18 +194,27 @@ class GroupedUnits:
             logits = ops.expand_dims(logits, 1)
         logits = logits + ops.matmul(code, coupling)
         if self.conditional_units:
-            logits = logits + self._conditional_network(code)
+            logits = logits + self._conditional_network(code, parameters["logits"])
         return logits
 
-    def _conditional_network(self, code: TensorLike) -> TensorLike:
-        """The masked network's logits ``(..., N)`` from the code ``(..., N)``."""
+    def _conditional_network(self, code: TensorLike, input_logits: TensorLike) -> TensorLike:
+        """The masked network's logits ``(..., N)`` from the code ``(..., N)``, and with
+        `conditional_reads_input` from the encoder's logits ``(batch, N)`` too."""
         reads, feeds = (
             ops.convert_to_tensor(mask, dtype=code.dtype) for mask in self.conditional_masks
         )
-        hidden = ops.relu(
-            ops.matmul(code, ops.convert_to_tensor(self.conditional_hidden) * reads)
-            + ops.convert_to_tensor(self.conditional_hidden_bias)
-        )
+        pre_activation = ops.matmul(
+            code, ops.convert_to_tensor(self.conditional_hidden) * reads
+        ) + ops.convert_to_tensor(self.conditional_hidden_bias)
+        if self.conditional_reads_input:
+            from_input = ops.matmul(
+                ops.convert_to_tensor(input_logits), ops.convert_to_tensor(self.conditional_input)
+            )
+            if len(ops.shape(code)) == 3:
+                # (batch, H) -> (batch, 1, H), to broadcast over the samples.
+                from_input = ops.expand_dims(from_input, 1)
+            pre_activation = pre_activation + from_input
+        hidden = ops.relu(pre_activation)
         return ops.matmul(hidden, ops.convert_to_tensor(self.conditional_output) * feeds)
 
     def _draw_in_order(
@@ -241,6 +277,7 @@ class HierarchicalBernoulliPosterior(GroupedUnits, BernoulliPosterior):
 
     groups: int = groups_setting()
     conditional_units: int = conditional_units_setting()
+    conditional_reads_input: bool = conditional_reads_input_setting()
 
     def relaxed_sample(self, parameters: dict, temperature: TensorLike) -> TensorLike:
         """ζ ``(batch, N)``: each group's binary Concrete given the earlier groups' ζ."""
@@ -370,6 +407,7 @@ class HierarchicalOverlappingExponentialPosterior(SmoothedGroups, OverlappingExp
     )
     groups: int = groups_setting()
     conditional_units: int = conditional_units_setting()
+    conditional_reads_input: bool = conditional_reads_input_setting()
 
 
 @register
@@ -385,6 +423,7 @@ class HierarchicalPowerFunctionPosterior(SmoothedGroups, PowerFunctionPosterior)
     description: ClassVar[str] = "power-function units in groups, each conditioned on those before"
     groups: int = groups_setting()
     conditional_units: int = conditional_units_setting()
+    conditional_reads_input: bool = conditional_reads_input_setting()
 
 
 @register
@@ -399,6 +438,7 @@ class HierarchicalSpikeExponentialPosterior(SmoothedGroups, SpikeExponentialPost
     )
     groups: int = groups_setting()
     conditional_units: int = conditional_units_setting()
+    conditional_reads_input: bool = conditional_reads_input_setting()
 
     def expected_bits(self, logits: TensorLike, zeta: TensorLike) -> tuple[TensorLike, TensorLike]:
         """``E[z | ζ]`` is the bit itself, 1 where ζ > 0: a step in the noise, with no pathwise

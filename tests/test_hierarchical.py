@@ -457,7 +457,7 @@ def test_conditional_units_are_refused_where_they_do_not_apply(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_the_conditioning_network_that_reads_x_joins_x_and_the_earlier_groups(tmp_path):
+def test_the_conditioning_network_that_reads_x_joins_x_and_the_earlier_groups():
     units, groups = 6, 3
     posterior = PartLayer(
         HierarchicalBernoulliPosterior(

@@ -187,19 +187,20 @@ class GroupedUnits:
         # The mask as a tensor: PyTorch does not multiply a tensor that needs gradients by a
         # numpy array.
         coupling = coupling * ops.convert_to_tensor(self.mask, dtype=coupling.dtype)
-        logits = ops.convert_to_tensor(parameters["logits"])
-        code = ops.cast(code, logits.dtype)
+        encoder_logits = ops.convert_to_tensor(parameters["logits"])
+        code = ops.cast(code, encoder_logits.dtype)
         if len(ops.shape(code)) == 3:
             # (batch, N) -> (batch, 1, N), to broadcast over the samples.
-            logits = ops.expand_dims(logits, 1)
-        logits = logits + ops.matmul(code, coupling)
+            encoder_logits = ops.expand_dims(encoder_logits, 1)
+        logits = encoder_logits + ops.matmul(code, coupling)
         if self.conditional_units:
-            logits = logits + self._conditional_network(code, parameters["logits"])
+            logits = logits + self._conditional_network(code, encoder_logits)
         return logits
 
-    def _conditional_network(self, code: TensorLike, input_logits: TensorLike) -> TensorLike:
+    def _conditional_network(self, code: TensorLike, encoder_logits: TensorLike) -> TensorLike:
         """The masked network's logits ``(..., N)`` from the code ``(..., N)``, and with
-        `conditional_reads_input` from the encoder's logits ``(batch, N)`` too."""
+        `conditional_reads_input` from the encoder's logits too, shaped to broadcast with the
+        code."""
         reads, feeds = (
             ops.convert_to_tensor(mask, dtype=code.dtype) for mask in self.conditional_masks
         )
@@ -207,13 +208,9 @@ class GroupedUnits:
             code, ops.convert_to_tensor(self.conditional_hidden) * reads
         ) + ops.convert_to_tensor(self.conditional_hidden_bias)
         if self.conditional_reads_input:
-            from_input = ops.matmul(
-                ops.convert_to_tensor(input_logits), ops.convert_to_tensor(self.conditional_input)
+            pre_activation = pre_activation + ops.matmul(
+                encoder_logits, ops.convert_to_tensor(self.conditional_input)
             )
-            if len(ops.shape(code)) == 3:
-                # (batch, H) -> (batch, 1, H), to broadcast over the samples.
-                from_input = ops.expand_dims(from_input, 1)
-            pre_activation = pre_activation + from_input
         hidden = ops.relu(pre_activation)
         return ops.matmul(hidden, ops.convert_to_tensor(self.conditional_output) * feeds)
 

@@ -495,6 +495,26 @@ def test_the_conditioning_network_that_reads_x_joins_x_and_the_earlier_groups():
     )
 
 
+def test_a_code_drawn_group_by_group_reads_x_as_the_whole_codes_logits_do():
+    units, groups = 6, 3
+    posterior = PartLayer(
+        HierarchicalBernoulliPosterior(
+            units=units, groups=groups, conditional_units=8, conditional_reads_input=True
+        ),
+        0,
+    ).part
+    rng = np.random.default_rng(4)
+    posterior.conditional_output.assign(rng.normal(0, 2, (8, units)).astype("float32"))
+    parameters = {"logits": ops.convert_to_tensor(rng.normal(0, 1, (50, units)).astype("float32"))}
+    # The mode is drawn group by group with x's term formed once; each of its groups must be
+    # the sign of the logits that the whole code gives, which form that term themselves.
+    mode = numpy(posterior.mode(parameters))
+    whole = numpy(posterior.conditional_logits(parameters, mode))
+    np.testing.assert_array_equal(mode, (whole > 0).astype("float32"))
+    # The network's share is not idle: the later groups' mode is not a(x)'s signs alone.
+    assert np.any(mode[:, 2:] != (numpy(parameters["logits"])[:, 2:] > 0))
+
+
 def test_a_run_whose_network_reads_x_trains_and_reloads(tmp_path):
     config = GUMBOLT.replace(
         posterior="hierarchical_bernoulli",

@@ -189,28 +189,40 @@ class GroupedUnits:
         coupling = coupling * ops.convert_to_tensor(self.mask, dtype=coupling.dtype)
         encoder_logits = ops.convert_to_tensor(parameters["logits"])
         code = ops.cast(code, encoder_logits.dtype)
+        input_term = None
+        if self.conditional_reads_input:
+            input_term = parameters.get("input_term")
+            if input_term is None:
+                input_term = self._input_term(encoder_logits)
         if len(ops.shape(code)) == 3:
-            # (batch, N) -> (batch, 1, N), to broadcast over the samples.
+            # (batch, N) -> (batch, 1, N) and (batch, H) -> (batch, 1, H), to broadcast over
+            # the samples.
             encoder_logits = ops.expand_dims(encoder_logits, 1)
+            if input_term is not None:
+                input_term = ops.expand_dims(input_term, 1)
         logits = encoder_logits + ops.matmul(code, coupling)
         if self.conditional_units:
-            logits = logits + self._conditional_network(code, encoder_logits)
+            logits = logits + self._conditional_network(code, input_term)
         return logits
 
-    def _conditional_network(self, code: TensorLike, encoder_logits: TensorLike) -> TensorLike:
-        """The masked network's logits ``(..., N)`` from the code ``(..., N)``, and with
-        `conditional_reads_input` from the encoder's logits too, shaped to broadcast with the
-        code."""
+    def _input_term(self, encoder_logits: TensorLike) -> TensorLike:
+        """What x adds to the conditional network's hidden layer with
+        `conditional_reads_input`, ``a(x) @ W_in``, ``(batch, H)`` for logits ``(batch, N)``:
+        the same for every group, so a code drawn group by group forms it once."""
+        return ops.matmul(encoder_logits, ops.convert_to_tensor(self.conditional_input))
+
+    def _conditional_network(self, code: TensorLike, input_term: TensorLike | None) -> TensorLike:
+        """The masked network's logits ``(..., N)`` from the code ``(..., N)``, plus, with
+        `conditional_reads_input`, x's `input_term` in its hidden layer, shaped to broadcast
+        with the code's product."""
         reads, feeds = (
             ops.convert_to_tensor(mask, dtype=code.dtype) for mask in self.conditional_masks
         )
         pre_activation = ops.matmul(
             code, ops.convert_to_tensor(self.conditional_hidden) * reads
         ) + ops.convert_to_tensor(self.conditional_hidden_bias)
-        if self.conditional_reads_input:
-            pre_activation = pre_activation + ops.matmul(
-                encoder_logits, ops.convert_to_tensor(self.conditional_input)
-            )
+        if input_term is not None:
+            pre_activation = pre_activation + input_term
         hidden = ops.relu(pre_activation)
         return ops.matmul(hidden, ops.convert_to_tensor(self.conditional_output) * feeds)
 
@@ -223,6 +235,8 @@ class GroupedUnits:
         size, groups = self.group_size, []
         # Numpy parameters too (evaluation's), as tensors: PyTorch mixes no numpy arrays.
         parameters = {"logits": ops.convert_to_tensor(parameters["logits"])}
+        if self.conditional_reads_input:
+            parameters["input_term"] = self._input_term(parameters["logits"])
         dtype = parameters["logits"].dtype
         first = slice(0, size)
         groups.append(draw(self._first_group_logits(parameters["logits"], shape), first))

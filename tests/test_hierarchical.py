@@ -457,16 +457,23 @@ def test_conditional_units_are_refused_where_they_do_not_apply(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_the_conditioning_network_that_reads_x_joins_x_and_the_earlier_groups():
-    units, groups = 6, 3
+def posterior_reading_x(rng: np.random.Generator, scale: float = 1.0):
+    """A posterior of 6 units in 3 groups whose network of 8 hidden units reads x, its output
+    layer given weights of sd `scale` from `rng` (it starts at zero, the linear posterior)."""
     posterior = PartLayer(
         HierarchicalBernoulliPosterior(
-            units=units, groups=groups, conditional_units=8, conditional_reads_input=True
+            units=6, groups=3, conditional_units=8, conditional_reads_input=True
         ),
         0,
     ).part
+    posterior.conditional_output.assign(rng.normal(0, scale, (8, 6)).astype("float32"))
+    return posterior
+
+
+def test_the_conditioning_network_that_reads_x_joins_x_and_the_earlier_groups():
+    units = 6
     rng = np.random.default_rng(3)
-    posterior.conditional_output.assign(rng.normal(0, 1, (8, units)).astype("float32"))
+    posterior = posterior_reading_x(rng)
     code = rng.random((1, units)).astype("float32")
     logits = rng.normal(0, 1, (1, units)).astype("float32")
 
@@ -496,16 +503,9 @@ def test_the_conditioning_network_that_reads_x_joins_x_and_the_earlier_groups():
 
 
 def test_a_code_drawn_group_by_group_reads_x_as_the_whole_codes_logits_do():
-    units, groups = 6, 3
-    posterior = PartLayer(
-        HierarchicalBernoulliPosterior(
-            units=units, groups=groups, conditional_units=8, conditional_reads_input=True
-        ),
-        0,
-    ).part
     rng = np.random.default_rng(4)
-    posterior.conditional_output.assign(rng.normal(0, 2, (8, units)).astype("float32"))
-    parameters = {"logits": ops.convert_to_tensor(rng.normal(0, 1, (50, units)).astype("float32"))}
+    posterior = posterior_reading_x(rng, scale=2.0)
+    parameters = {"logits": ops.convert_to_tensor(rng.normal(0, 1, (50, 6)).astype("float32"))}
     # The mode is drawn group by group with x's term formed once; each of its groups must be
     # the sign of the logits that the whole code gives, which form that term themselves.
     mode = numpy(posterior.mode(parameters))

@@ -179,21 +179,22 @@ class GroupedUnits:
     def group_size(self) -> int:
         return self.units // self.groups
 
-    def conditional_logits(self, parameters: dict, code: TensorLike) -> TensorLike:
+    def conditional_logits(
+        self, parameters: dict, code: TensorLike, input_term: TensorLike | None = None
+    ) -> TensorLike:
         """Each unit's logit given the code's earlier groups, ``(..., N)`` for a code
         ``(..., N)``: ``a(x) + code @ (V · mask)``. A group's logits do not depend on its own
-        or later groups, so one product serves every group of a complete code."""
+        or later groups, so one product serves every group of a complete code. With
+        `conditional_reads_input`, x's `input_term` ``(batch, H)`` is formed here unless the
+        caller, drawing group by group, gives it."""
         coupling = ops.convert_to_tensor(self.group_coupling)
         # The mask as a tensor: PyTorch does not multiply a tensor that needs gradients by a
         # numpy array.
         coupling = coupling * ops.convert_to_tensor(self.mask, dtype=coupling.dtype)
         encoder_logits = ops.convert_to_tensor(parameters["logits"])
         code = ops.cast(code, encoder_logits.dtype)
-        input_term = None
-        if self.conditional_reads_input:
-            input_term = parameters.get("input_term")
-            if input_term is None:
-                input_term = self._input_term(encoder_logits)
+        if self.conditional_reads_input and input_term is None:
+            input_term = self._input_term(encoder_logits)
         if len(ops.shape(code)) == 3:
             # (batch, N) -> (batch, 1, N) and (batch, H) -> (batch, 1, H), to broadcast over
             # the samples.
@@ -235,8 +236,9 @@ class GroupedUnits:
         size, groups = self.group_size, []
         # Numpy parameters too (evaluation's), as tensors: PyTorch mixes no numpy arrays.
         parameters = {"logits": ops.convert_to_tensor(parameters["logits"])}
-        if self.conditional_reads_input:
-            parameters["input_term"] = self._input_term(parameters["logits"])
+        input_term = (
+            self._input_term(parameters["logits"]) if self.conditional_reads_input else None
+        )
         dtype = parameters["logits"].dtype
         first = slice(0, size)
         groups.append(draw(self._first_group_logits(parameters["logits"], shape), first))
@@ -244,7 +246,8 @@ class GroupedUnits:
             rest = ops.zeros((*shape[:-1], self.units - index * size), dtype=dtype)
             code = ops.concatenate([*groups, rest], axis=-1)
             columns = slice(index * size, (index + 1) * size)
-            groups.append(draw(self.conditional_logits(parameters, code)[..., columns], columns))
+            logits = self.conditional_logits(parameters, code, input_term)
+            groups.append(draw(logits[..., columns], columns))
         return ops.concatenate(groups, axis=-1)
 
     def _first_group_logits(self, logits: TensorLike, shape: tuple) -> TensorLike:

@@ -656,7 +656,8 @@ def test_the_old_name_beta_is_named_in_its_refusals(tmp_path, capsys):
     # The default Gaussian posterior has no sharpness: the message names the flag typed.
     assert cli.main(["train", "--beta", "3", "--out", out]) == cli.EXIT_ERROR
     error = capsys.readouterr().err
-    assert "--beta is a setting of the spike_exponential posterior" in error
+    assert "--beta is a setting of the spike_exponential, overlapping_exponential" in error
+    assert "posteriors, and this run's posterior is gaussian" in error
     arguments = ["train", "--posterior", "spike_exponential", "--units", "4", "--out", out]
     assert cli.main([*arguments, "--beta", "3", "--sharpness", "4"]) == cli.EXIT_ERROR
     assert "--sharpness and --beta are one setting: give one" in capsys.readouterr().err

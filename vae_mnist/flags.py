@@ -180,12 +180,22 @@ def _settings_holding(
             f"{option(given)} is a setting of {len(upper)} of this run's upper layers' parts, "
             "which a flag cannot tell apart: set it in upper_layers of a preset file"
         )
-    family = flag.owners[0][0]
-    owners = " and of ".join(f"the {kind} {family}" for family, kind in flag.owners)
-    raise ConfigError(
-        f"{option(given)} is a setting of {owners}, and this run's {family} is "
-        f"{values[family]['kind']}"
+    kinds_by_family: dict[str, list[str]] = {}
+    for family, kind in flag.owners:
+        kinds_by_family.setdefault(family, []).append(kind)
+    owners = " and of ".join(
+        _kinds_phrase(family, kinds) for family, kinds in kinds_by_family.items()
     )
+    chosen = " and ".join(f"{family} is {values[family]['kind']}" for family in kinds_by_family)
+    raise ConfigError(f"{option(given)} is a setting of {owners}, and this run's {chosen}")
+
+
+def _kinds_phrase(family: str, kinds: list[str]) -> str:
+    """``the gaussian posterior``, or ``the a, b and c posteriors`` for several kinds."""
+    if len(kinds) == 1:
+        return f"the {kinds[0]} {family}"
+    plural = family if family == "data" else f"{family}s"
+    return f"the {', '.join(kinds[:-1])} and {kinds[-1]} {plural}"
 
 
 def flat_settings(config: RunConfig) -> dict[str, Any]:
